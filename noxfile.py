@@ -1,0 +1,60 @@
+"""Automation: the only entry point for tests, type checks, lint and benchmarks.
+
+``nox`` runs the default sessions (tests on every supported Python, typecheck,
+lint). In CI (``CI`` set) a missing interpreter is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    """Install the project (editable, with *extras*) and dependency *groups*."""
+    requirements: list[str] = []
+    for group in groups:
+        requirements += nox.project.dependency_groups(PYPROJECT, group)
+    session.install("-e", f".[{extras}]" if extras else ".", *requirements)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (asyncio and trio backends) under pytest."""
+    install(session, "test", extras="trio,uvloop")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict on src, tests, benchmarks and this file."""
+    install(session, "typecheck", "bench", extras="trio,uvloop")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Run ruff (lint and format check)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmark syncbridge against its peers; prints medians and ratios."""
+    install(session, "bench", extras="trio,uvloop")
+    for script in sorted(os.listdir("benchmarks")):
+        if script.startswith("bench_") and script.endswith(".py"):
+            session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -1,0 +1,332 @@
+"""The Bridge: worker pools plus a portal loop, and the process-wide default bridge."""
+
+from __future__ import annotations
+
+__all__ = ("Bridge", "get_bridge")
+
+import atexit
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from .._exceptions import BridgeClosed, closed_message
+from .._typing import P, T
+from ._loop_choice import call_async_from_thread
+from ._portal import Backend, Portal
+from ._workers import WorkerPool, run_in_pool
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+DEFAULT_MAX_WORKERS: Final = 40
+"""Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
+
+_bridges: weakref.WeakSet[Bridge] = weakref.WeakSet()
+_counter = 0
+
+
+class Bridge:
+    """The one core: bounded worker pools and a persistent portal event loop.
+
+    A bridge runs blocking functions for async code in its worker pools
+    (:meth:`run_blocking`), and coroutine functions for sync code on the right
+    event loop (:meth:`sync_call_async`), starting its portal loop thread on first
+    need. Use the process-wide one from :func:`get_bridge`, or make an isolated one
+    and close it (``with Bridge() as bridge: ...``, or ``async with``).
+
+    Args:
+        max_workers: Capacity of the default pool: how many blocking calls may run
+            at once. Calls beyond it wait their turn; they are never refused.
+        backend: Event loop of the portal thread, ``"asyncio"`` or ``"trio"``.
+        use_uvloop: Run the asyncio portal loop on uvloop, if it is installed.
+        abandon_on_cancel: What cancelling an awaiting task does to a running
+            blocking call: ``True`` ends the await at once and leaves the thread to
+            finish on its own; ``False`` waits for the thread before the
+            cancellation propagates. Either way the slot stays taken until the
+            function returns.
+        pools: Named pools to create, as ``{name: capacity}`` (bulkheads).
+        shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
+            finish before cancelling or leaving them.
+        name: Shown in thread names.
+
+    Raises:
+        ValueError: If a capacity is below 1, the backend is unknown or the
+            grace period is negative.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        *,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        backend: Backend = "asyncio",
+        use_uvloop: bool = False,
+        abandon_on_cancel: bool = True,
+        pools: Mapping[str, int] | None = None,
+        shutdown_grace: float = 2.0,
+        name: str | None = None,
+    ) -> None:
+        global _counter
+        if not (shutdown_grace >= 0 and math.isfinite(shutdown_grace)):
+            raise ValueError(
+                f"shutdown_grace must be a finite number of seconds >= 0, "
+                f"got {shutdown_grace!r}"
+            )
+        if name is None:
+            _counter += 1
+            name = str(_counter)
+        self.name = name
+        self.abandon_on_cancel = abandon_on_cancel
+        self.shutdown_grace = shutdown_grace
+        self._portal = Portal(name, backend, use_uvloop)
+        self._default_pool = WorkerPool(name, max_workers)
+        self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
+        self._pools: dict[str, WorkerPool] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        for pool_name, capacity in (pools or {}).items():
+            self.add_pool(pool_name, capacity)
+        _bridges.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<syncbridge.Bridge {self.name!r} {state} max_workers={self.max_workers} "
+            f"backend={self.backend!r}>"
+        )
+
+    # -- configuration ------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        """Capacity of the default pool; may be raised or lowered at any time."""
+        return self._default_pool.capacity
+
+    @max_workers.setter
+    def max_workers(self, value: int) -> None:
+        self._default_pool.capacity = value
+
+    @property
+    def backend(self) -> Backend:
+        """The portal loop's backend, ``"asyncio"`` or ``"trio"``."""
+        return self._portal.backend
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def add_pool(self, name: str, capacity: int) -> None:
+        """Create a named pool with its own *capacity* (a bulkhead).
+
+        Calls routed to it (``to_async(pool=name)``) wait only for each other: a
+        saturated named pool never delays the default pool, and the reverse.
+
+        Raises:
+            ValueError: If a pool of that name exists or *capacity* is below 1.
+        """
+        with self._lock:
+            self._check_open("Bridge.add_pool()")
+            if name in self._pools:
+                raise ValueError(
+                    f"the bridge already has a pool named {name!r}; set "
+                    f"bridge.pool({name!r}).capacity to resize it"
+                )
+            self._pools[name] = WorkerPool(f"{self.name}-{name}", capacity)
+
+    def pool(self, name: str | None = None) -> WorkerPool:
+        """Return the named pool, or the default pool when *name* is ``None``.
+
+        Raises:
+            KeyError: If there is no pool of that name; the message lists them.
+        """
+        if name is None:
+            return self._default_pool
+        try:
+            return self._pools[name]
+        except KeyError:
+            raise KeyError(
+                f"no pool named {name!r} on {self!r}; known pools: "
+                f"{sorted(self._pools) or 'none'} (create it with "
+                f"Bridge(pools={{{name!r}: n}}) or bridge.add_pool({name!r}, n))"
+            ) from None
+
+    @property
+    def thread_sensitive_pool(self) -> WorkerPool:
+        """The one-thread lane that runs thread-sensitive calls in order."""
+        return self._sensitive_pool
+
+    # -- the two directions -------------------------------------------------
+
+    async def run_blocking(
+        self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``func(*args, **kwargs)`` in a worker thread of the default pool.
+
+        See :func:`syncbridge.run_blocking`, which calls this on the default bridge.
+        """
+        self._check_open("run_blocking()")
+        result: T = await run_in_pool(
+            self._default_pool, func, args, kwargs, self.abandon_on_cancel
+        )
+        return result
+
+    async def run_in(
+        self,
+        pool: WorkerPool,
+        abandon_on_cancel: bool | None,
+        func: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        """Run a blocking call in *pool*; the engine behind ``to_async`` options."""
+        self._check_open("run_blocking()")
+        abandon = self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
+        result: T = await run_in_pool(pool, func, args, kwargs, abandon)
+        return result
+
+    def sync_call_async(
+        self,
+        func: Callable[P, Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Call the async function ``func(*args, **kwargs)`` and wait for its result.
+
+        See :func:`syncbridge.sync_call_async`, which calls this on the default
+        bridge.
+        """
+        return self.call_with_timeout(None, func, args, kwargs)
+
+    def call_with_timeout(
+        self,
+        timeout: float | None,
+        func: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        """Like :meth:`sync_call_async`, cancelling the call after *timeout* s."""
+        self._check_open("sync_call_async()")
+        result: T = call_async_from_thread(
+            self._portal, func, args, kwargs, timeout, self.shutdown_grace
+        )
+        return result
+
+    # -- lifetime -----------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise BridgeClosed(closed_message(what))
+
+    def close(self) -> None:
+        """Shut the bridge down; idempotent.
+
+        New calls raise :class:`BridgeClosed` at once. Calls still waiting for a
+        worker fail with :class:`BridgeClosed`; running workers are flagged (so
+        :func:`check_cancelled` raises in them) and get :attr:`shutdown_grace`
+        seconds to return. Portal tasks get the same grace, then are cancelled, and
+        each cancelled task is logged on the ``syncbridge`` logger.
+
+        Runs on: the calling thread, which it blocks for at most about twice the
+        grace period. It must not be called from the bridge's own portal loop.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        threads: list[threading.Thread] = []
+        for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
+            threads.extend(pool.close())
+        self._portal.close(self.shutdown_grace)
+        me = threading.current_thread()
+        deadline = time.monotonic() + self.shutdown_grace
+        for thread in threads:
+            if thread is not me:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() joins threads: run it off the loop, and finish it even if the
+        # task is being cancelled, so nothing is left running.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.close)
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._portal.reset_after_fork()
+        for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
+            pool.reset_after_fork()
+
+
+_default: Bridge | None = None
+_default_lock = threading.Lock()
+
+
+def get_bridge() -> Bridge:
+    """Return the process-wide default bridge, creating it on first use.
+
+    The default bridge is closed at interpreter exit (portal tasks still running
+    are cancelled after a short grace period, and logged), and replaced in a
+    forked child process, so it never hangs exit and survives ``gunicorn
+    --preload``.
+
+    .. versionadded:: 0.1
+    """
+    bridge = _default
+    if bridge is not None:
+        return bridge
+    return _create_default()
+
+
+def _create_default() -> Bridge:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Bridge(name="default", shutdown_grace=1.0)
+        return _default
+
+
+def _close_default_at_exit() -> None:
+    bridge = _default
+    if bridge is not None:
+        bridge.close()
+
+
+def _after_fork_in_child() -> None:
+    global _default, _default_lock
+    _default_lock = threading.Lock()
+    _default = None  # the child gets a fresh default bridge on first use
+    for bridge in list(_bridges):
+        bridge._reset_after_fork()
+
+
+atexit.register(_close_default_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,60 @@
+"""Exceptions raised by syncbridge, each with a message that names the fix."""
+
+from __future__ import annotations
+
+__all__ = ("BridgeClosed", "DeadlockError", "SyncBridgeError", "WorkerCancelled")
+
+
+class SyncBridgeError(Exception):
+    """Base class of every error syncbridge raises on its own account.
+
+    Exceptions raised by *your* code pass through syncbridge unchanged (the same
+    object); they are never wrapped in a :class:`SyncBridgeError`.
+    """
+
+
+class BridgeClosed(SyncBridgeError, RuntimeError):
+    """The bridge was closed: it runs no new calls.
+
+    Raised by every call made on a :class:`~syncbridge.Bridge` after
+    :meth:`~syncbridge.Bridge.close`, and by calls that were still waiting for a
+    worker or running on the portal loop when it closed.
+    """
+
+
+class DeadlockError(SyncBridgeError, RuntimeError):
+    """A blocking call was made from a thread whose event loop it would block forever.
+
+    Raised at once by :func:`~syncbridge.sync_call_async` (and :func:`~syncbridge.to_sync`
+    wrappers) when called from a thread that is running an event loop: waiting there
+    would stop the very loop the call needs. ``await`` the coroutine function instead.
+    """
+
+
+class WorkerCancelled(BaseException):
+    """Raised inside a worker thread by :func:`~syncbridge.check_cancelled`.
+
+    It means the task awaiting this call was cancelled (or timed out) or the bridge
+    was closed, so nobody will use the result. Like :class:`asyncio.CancelledError` it
+    derives from :class:`BaseException`, so ``except Exception`` does not swallow it;
+    let it propagate, after your own cleanup.
+    """
+
+
+def deadlock_message(func_name: str) -> str:
+    """Build the message of the :class:`DeadlockError` raised for *func_name*."""
+    return (
+        f"sync_call_async({func_name}) was called from a thread that is running an "
+        "event loop; blocking here would stop that loop and never return. "
+        f"Use `await {func_name}(...)` instead, or call it from a worker thread "
+        "(e.g. a function run with syncbridge.run_blocking)."
+    )
+
+
+def closed_message(what: str) -> str:
+    """Build the message of the :class:`BridgeClosed` raised when calling *what*."""
+    return (
+        f"{what} was called on a closed syncbridge.Bridge. Create a new Bridge(), or "
+        "use the default one (syncbridge.get_bridge()) and close only bridges you "
+        "created yourself."
+    )

@@ -1,0 +1,180 @@
+"""Async code calling sync code: run_blocking, to_async, check_cancelled."""
+
+from __future__ import annotations
+
+__all__ = ("check_cancelled", "run_blocking", "to_async")
+
+import functools
+import inspect
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any, overload
+
+import anyio
+
+from ._core._bridge import Bridge, get_bridge
+from ._core._workers import check_cancelled as _check_cancelled
+from ._typing import P, T
+
+
+async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``func(*args, **kwargs)`` in a worker thread and await its result.
+
+    Runs on: *func* runs in a worker thread of the default bridge's default pool
+    (:func:`get_bridge`), in a copy of the caller's :mod:`contextvars` context
+    (changes it makes do not flow back). The awaiting task's loop (asyncio or trio)
+    is never blocked. When the pool is at capacity the call waits its turn.
+
+    Cancellation: cancelling the awaiting task (a timeout, ``task.cancel()``, an
+    anyio cancel scope) ends the await at once and re-raises the cancellation. A
+    call that had not started yet never starts. A running thread cannot be killed:
+    it runs on, its result is discarded, its slot stays taken until *func*
+    returns, and :func:`check_cancelled` raises inside it. To wait for the thread
+    instead, use ``to_async(abandon_on_cancel=False)`` or
+    ``Bridge(abandon_on_cancel=False)``.
+
+    Args:
+        func: The blocking callable. Options (pool, timeout, ...) are not keyword
+            arguments here, so they never clash with *func*'s own: set them with
+            :func:`to_async` or :class:`Bridge`.
+        *args: Positional arguments for *func*.
+        **kwargs: Keyword arguments for *func*.
+
+    Returns:
+        What *func* returned.
+
+    Raises:
+        BridgeClosed: If the default bridge was closed.
+        RuntimeError: If not awaited in a running asyncio or trio event loop.
+
+    Whatever *func* raises propagates unchanged: the same exception object, with
+    its traceback through *func*.
+
+    .. versionadded:: 0.1
+    """
+    return await get_bridge().run_blocking(func, *args, **kwargs)
+
+
+def check_cancelled() -> None:
+    """Raise if the task awaiting this worker call is gone; else do nothing.
+
+    Call it now and then in long blocking work run by :func:`run_blocking` or a
+    :func:`to_async` function, to stop early once nobody waits for the result.
+
+    Runs on: any thread. Outside a syncbridge worker call it does nothing, so a
+    function that calls it still works when called directly.
+
+    Raises:
+        WorkerCancelled: If the awaiting task was cancelled or timed out, or the
+            bridge was closed. It derives from :class:`BaseException`; let it
+            propagate after your cleanup.
+
+    .. versionadded:: 0.1
+    """
+    _check_cancelled()
+
+
+def _check_timeout(timeout: float | None, where: str) -> None:
+    if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
+        raise ValueError(
+            f"{where}(timeout=...) must be None or a number of seconds >= 0, "
+            f"got {timeout!r}"
+        )
+
+
+@overload
+def to_async(
+    func: Callable[P, T],
+    /,
+    *,
+    pool: str | None = None,
+    thread_sensitive: bool = False,
+    timeout: float | None = None,
+    abandon_on_cancel: bool | None = None,
+    bridge: Bridge | None = None,
+) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+
+@overload
+def to_async(
+    *,
+    pool: str | None = None,
+    thread_sensitive: bool = False,
+    timeout: float | None = None,
+    abandon_on_cancel: bool | None = None,
+    bridge: Bridge | None = None,
+) -> Callable[[Callable[P, T]], Callable[P, Coroutine[Any, Any, T]]]: ...
+
+
+def to_async(
+    func: Callable[P, T] | None = None,
+    /,
+    *,
+    pool: str | None = None,
+    thread_sensitive: bool = False,
+    timeout: float | None = None,
+    abandon_on_cancel: bool | None = None,
+    bridge: Bridge | None = None,
+) -> (
+    Callable[P, Coroutine[Any, Any, T]]
+    | Callable[[Callable[P, T]], Callable[P, Coroutine[Any, Any, T]]]
+):
+    """Turn a blocking function into an ``async def`` that runs it in a worker thread.
+
+    Use it bare (``@to_async``) or with options (``@to_async(timeout=3.0)``), on
+    functions and methods. The wrapper keeps the name, docstring and exact typed
+    signature, and passes :func:`inspect.iscoroutinefunction`, so FastAPI and
+    Starlette await it on the loop instead of sending it to their threadpool.
+
+    Runs on: like :func:`run_blocking`; the bridge and pool are looked up at each
+    call, so a module-level decorator works with bridges created later.
+
+    Cancellation: as in :func:`run_blocking`. With *timeout*, the await raises
+    :class:`TimeoutError` after that many seconds and the thread is treated like a
+    cancelled one (abandoned, or waited for with ``abandon_on_cancel=False``).
+
+    Args:
+        func: The blocking function (omit it to get a decorator).
+        pool: Run in this named pool of the bridge instead of the default pool.
+        thread_sensitive: Run every call on the bridge's one dedicated thread, in
+            order, for objects that must stay on one thread (a sqlite3 connection).
+        timeout: Seconds before the await gives up with :class:`TimeoutError`.
+        abandon_on_cancel: Override the bridge's setting: ``False`` waits for the
+            thread to return before a cancellation or timeout propagates.
+        bridge: Use this bridge instead of the default one.
+
+    Raises:
+        TypeError: If *func* is already a coroutine function.
+        ValueError: If *timeout* is negative or NaN, or both *pool* and
+            *thread_sensitive* are given.
+
+    .. versionadded:: 0.1
+    """
+    _check_timeout(timeout, "to_async")
+    if pool is not None and thread_sensitive:
+        raise ValueError(
+            "to_async() takes pool=... or thread_sensitive=True, not both: the "
+            "thread-sensitive lane is a pool of its own"
+        )
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                f"to_async() wraps blocking functions, but {fn.__qualname__} is "
+                "already a coroutine function; await it directly"
+            )
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            b = bridge if bridge is not None else get_bridge()
+            target = b.thread_sensitive_pool if thread_sensitive else b.pool(pool)
+            if timeout is None:
+                return await b.run_in(target, abandon_on_cancel, fn, args, kwargs)
+            with anyio.fail_after(timeout):
+                return await b.run_in(target, abandon_on_cancel, fn, args, kwargs)
+
+        return wrapper
+
+    if func is None:
+        return decorate
+    return decorate(func)

@@ -1,0 +1,120 @@
+"""Sync code calling async code: sync_call_async, to_sync."""
+
+from __future__ import annotations
+
+__all__ = ("sync_call_async", "to_sync")
+
+import functools
+import math
+from collections.abc import Awaitable, Callable
+from typing import overload
+
+from ._core._bridge import Bridge, get_bridge
+from ._typing import P, T
+
+
+def sync_call_async(
+    func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Call the async function ``func(*args, **kwargs)``; block until it finishes.
+
+    Runs on: the calling thread blocks (it never runs a loop of its own). The
+    coroutine runs, in a copy of the caller's :mod:`contextvars` context, on:
+
+    1. the loop L that a worker thread is serving, when called from such a thread
+       (a :func:`run_blocking` worker, ``anyio.to_thread``, Starlette's
+       threadpool), while L runs — so objects bound to L keep working. Nesting
+       sync → async → sync to any depth never needs more worker slots than the
+       outer calls already hold, so it never deadlocks;
+    2. nowhere, in a thread that is running an event loop: that would block the
+       loop forever, so :class:`DeadlockError` is raised at once;
+    3. otherwise, the default bridge's persistent portal loop, shared by every
+       such call (a lock or client created in one call works in the next).
+
+    Cancellation: a ``KeyboardInterrupt`` in the waiting thread cancels the
+    coroutine, waits briefly for it to finish, and propagates. Use
+    ``to_sync(timeout=...)`` for a deadline.
+
+    Args:
+        func: The coroutine function. It takes no options of its own, so keyword
+            arguments always reach *func*; set options with :func:`to_sync`.
+        *args: Positional arguments for *func*.
+        **kwargs: Keyword arguments for *func*.
+
+    Returns:
+        What the coroutine returned.
+
+    Raises:
+        DeadlockError: If called from a thread running an event loop.
+        BridgeClosed: If the default bridge is closed, or closes during the call.
+        TypeError: If *func* does not return an awaitable.
+
+    Whatever the coroutine raises propagates unchanged (the same object).
+
+    .. versionadded:: 0.1
+    """
+    return get_bridge().sync_call_async(func, *args, **kwargs)
+
+
+@overload
+def to_sync(
+    func: Callable[P, Awaitable[T]],
+    /,
+    *,
+    timeout: float | None = None,
+    bridge: Bridge | None = None,
+) -> Callable[P, T]: ...
+
+
+@overload
+def to_sync(
+    *, timeout: float | None = None, bridge: Bridge | None = None
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, T]]: ...
+
+
+def to_sync(
+    func: Callable[P, Awaitable[T]] | None = None,
+    /,
+    *,
+    timeout: float | None = None,
+    bridge: Bridge | None = None,
+) -> Callable[P, T] | Callable[[Callable[P, Awaitable[T]]], Callable[P, T]]:
+    """Turn a coroutine function into a plain function that runs it on the right loop.
+
+    Use it bare (``@to_sync``) or with options (``@to_sync(timeout=5.0)``), on
+    functions and methods; the wrapper keeps the name, docstring and typed
+    signature.
+
+    Runs on: as :func:`sync_call_async` (the same three loop-choice rules).
+
+    Cancellation: with *timeout*, the coroutine is cancelled on its loop after that
+    many seconds and :class:`TimeoutError` is raised in the caller once it has
+    stopped. ``KeyboardInterrupt`` behaves as in :func:`sync_call_async`.
+
+    Args:
+        func: The coroutine function (omit it to get a decorator).
+        timeout: Seconds before the call is cancelled with :class:`TimeoutError`.
+        bridge: Use this bridge instead of the default one.
+
+    Raises:
+        ValueError: If *timeout* is negative or NaN.
+
+    .. versionadded:: 0.1
+    """
+    if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
+        raise ValueError(
+            f"to_sync(timeout=...) must be None or a number of seconds >= 0, "
+            f"got {timeout!r}"
+        )
+
+    def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            b = bridge if bridge is not None else get_bridge()
+            return b.call_with_timeout(timeout, fn, args, kwargs)
+
+        return wrapper
+
+    if func is None:
+        return decorate
+    return decorate(func)

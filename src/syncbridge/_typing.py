@@ -1,0 +1,13 @@
+"""Type variables shared by the helper modules."""
+
+from __future__ import annotations
+
+__all__ = ("P", "T", "T_co")
+
+from typing import TypeVar
+
+from typing_extensions import ParamSpec
+
+P = ParamSpec("P")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
