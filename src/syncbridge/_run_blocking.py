@@ -7,14 +7,17 @@ __all__ = ("check_cancelled", "run_blocking", "to_async")
 import functools
 import inspect
 import math
-from collections.abc import Callable, Coroutine
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 
 from ._core._bridge import Bridge, get_bridge
 from ._core._workers import check_cancelled as _check_cancelled
-from ._typing import P, T
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from ._typing import P, T
 
 
 async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -6,11 +6,14 @@ __all__ = ("sync_call_async", "to_sync")
 
 import functools
 import math
-from collections.abc import Awaitable, Callable
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from ._core._bridge import Bridge, get_bridge
-from ._typing import P, T
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ._typing import P, T
 
 
 def sync_call_async(

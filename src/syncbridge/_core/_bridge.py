@@ -10,20 +10,22 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from .._exceptions import BridgeClosed, closed_message
-from .._typing import P, T
 from ._loop_choice import call_async_from_thread
 from ._portal import Backend, Portal
 from ._workers import WorkerPool, run_in_pool
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+    from types import TracebackType
+
     from typing_extensions import Self
+
+    from .._typing import P, T
 
 DEFAULT_MAX_WORKERS: Final = 40
 """Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
@@ -189,7 +191,9 @@ class Bridge:
     ) -> T:
         """Run a blocking call in *pool*; the engine behind ``to_async`` options."""
         self._check_open("run_blocking()")
-        abandon = self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
+        abandon = (
+            self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
+        )
         result: T = await run_in_pool(pool, func, args, kwargs, abandon)
         return result
 

@@ -16,10 +16,8 @@ __all__ = ("call_async_from_thread",)
 
 import contextvars
 import os
-import threading
-from collections.abc import Awaitable, Callable
 from queue import Empty
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import (
     BridgeClosed,
@@ -28,9 +26,20 @@ from .._exceptions import (
     closed_message,
     deadlock_message,
 )
-from ._loops import DONE, Call, LoopGone, LoopHandle, handle_for, loop_running_in_this_thread
-from ._portal import Portal
+from ._loops import (
+    DONE,
+    Call,
+    LoopGone,
+    LoopHandle,
+    handle_for,
+    loop_running_in_this_thread,
+)
 from ._workers import Delegate, Job, current_delegate, current_job
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ._portal import Portal
 
 _POLL_SECONDS: Final = 1.0
 """How often a blocked caller checks that a non-portal loop is still alive."""
@@ -152,10 +161,9 @@ def _wait(call: Call[Any], handle: LoopHandle, is_portal: bool, grace: float) ->
 
 
 def _wait_briefly(call: Call[Any], grace: float) -> None:
-    deadline = threading.TIMEOUT_MAX if grace is None else grace
     try:
         while True:
-            item = call.replies.get(timeout=deadline)
+            item = call.replies.get(timeout=grace)
             if item is DONE:
                 return
             item.run()  # type: ignore[attr-defined]

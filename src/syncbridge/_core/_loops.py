@@ -24,7 +24,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from contextvars import Context
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 
@@ -33,6 +32,8 @@ import anyio
 from .._typing import T
 
 if TYPE_CHECKING:
+    from contextvars import Context
+
     import trio
 
 
@@ -87,7 +88,7 @@ class Call(Generic[T]):
         self.cancel_on_loop: Callable[[], object] | None = None
 
     async def _invoke(self) -> T:
-        awaitable = self.func(*self.args, **self.kwargs)
+        awaitable: object = self.func(*self.args, **self.kwargs)
         if not isinstance(awaitable, Awaitable):
             name = getattr(self.func, "__qualname__", repr(self.func))
             raise TypeError(
@@ -95,10 +96,13 @@ class Call(Generic[T]):
                 f"{type(awaitable).__name__!r}, which cannot be awaited; call a plain "
                 "function directly instead."
             )
+        result: T
         if self.timeout is None:
-            return await awaitable
-        with anyio.fail_after(self.timeout):
-            return await awaitable
+            result = await awaitable
+        else:
+            with anyio.fail_after(self.timeout):
+                result = await awaitable
+        return result
 
     def finish(self, ok: bool, value: object, cancelled: bool = False) -> None:
         """Record the outcome (on the loop thread) and wake the blocked thread."""
@@ -245,7 +249,7 @@ class TrioLoop:
         )
 
 
-async def _run_trio(call: Call[Any], scope: Any) -> None:
+async def _run_trio(call: Call[Any], scope: trio.CancelScope) -> None:
     import trio
 
     try:

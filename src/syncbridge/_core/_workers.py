@@ -27,14 +27,16 @@ import contextvars
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
 from queue import Empty, SimpleQueue
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from .._exceptions import BridgeClosed, WorkerCancelled, closed_message
 from ._loops import loop_running_in_this_thread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _PENDING: Final = 0
 _RUNNING: Final = 1
@@ -131,7 +133,8 @@ _local = threading.local()
 
 def current_job() -> Job | None:
     """The job this thread is running for an event loop, if any."""
-    return getattr(_local, "job", None)  # type: ignore[no-any-return]
+    job: Job | None = getattr(_local, "job", None)
+    return job
 
 
 def check_cancelled() -> None:
@@ -294,9 +297,9 @@ class WorkerPool:
                                 self._idle.remove(worker)
                                 return
                         item = worker.inbox.get()  # handed a job as we timed out
-                    if item is _STOP:
+                    if not isinstance(item, Job):  # _STOP
                         return
-                    job = item  # type: ignore[assignment]
+                    job = item
                 job.run()
                 job = self._next(worker, job)
         finally:
@@ -384,9 +387,12 @@ current_delegate: contextvars.ContextVar[Delegate | None] = contextvars.ContextV
 
 def _submit(pool: WorkerPool, job: Job) -> None:
     delegate = current_delegate.get()
-    if delegate is not None and delegate.pool is pool:
-        if pool.try_submit(job) or delegate.offer(job):
-            return
+    if (
+        delegate is not None
+        and delegate.pool is pool
+        and (pool.try_submit(job) or delegate.offer(job))
+    ):
+        return
     pool.submit(job)
 
 
@@ -407,7 +413,9 @@ async def run_in_pool(
     ctx = contextvars.copy_context()
     native = loop_running_in_this_thread()
     if isinstance(native, asyncio.AbstractEventLoop):
-        return await _await_asyncio(native, pool, func, args, kwargs, ctx, abandon_on_cancel)
+        return await _await_asyncio(
+            native, pool, func, args, kwargs, ctx, abandon_on_cancel
+        )
     if native is None:
         raise RuntimeError(
             "run_blocking() must be awaited in a task of a running asyncio or trio "
