@@ -1,0 +1,174 @@
+"""WorkerPool: capacity, FIFO admission, withdrawal, and the idle/close lifecycle."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from syncbridge import Bridge, WorkerPool
+
+
+class Gauge:
+    """Counts calls running at once and remembers the peak."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    capacity=st.integers(1, 4),
+    plan=st.lists(
+        st.tuples(st.sampled_from(["finish", "cancel", "fail"]), st.integers(0, 3)),
+        min_size=1,
+        max_size=30,
+    ),
+    backend=st.sampled_from(["asyncio", "trio"]),
+)
+def test_pool_capacity_holds_under_random_cancellation(
+    capacity: int, plan: list[tuple[str, int]], backend: str
+) -> None:
+    """Whatever mix of finishing, failing and cancelled calls: never over capacity,
+    every awaited call gets its own outcome, and every slot comes back."""
+    gauge = Gauge()
+
+    def work(i: int, action: str, spins: int) -> int:
+        with gauge:
+            for _ in range(spins):
+                threading.Event().wait(0.0005)
+            if action == "fail":
+                raise ValueError(i)
+            return i
+
+    outcomes: dict[int, object] = {}
+
+    async def main(b: Bridge) -> None:
+        async def one(i: int, action: str, spins: int) -> None:
+            if action == "cancel":
+                with anyio.move_on_after(0):
+                    await b.run_blocking(work, i, action, spins)
+                return
+            try:
+                outcomes[i] = await b.run_blocking(work, i, action, spins)
+            except ValueError as exc:
+                outcomes[i] = exc
+
+        async with anyio.create_task_group() as tg:
+            for i, (action, spins) in enumerate(plan):
+                tg.start_soon(one, i, action, spins)
+
+    with Bridge(max_workers=capacity) as b:
+        anyio.run(main, b, backend=backend)
+        pool = b.pool()
+        for _ in range(2000):  # abandoned threads finish on their own
+            if pool.busy == 0:
+                break
+            threading.Event().wait(0.001)
+        assert pool.busy == 0
+        assert pool.waiting == 0
+        assert pool.threads <= capacity
+    assert gauge.peak <= capacity
+    for i, (action, _) in enumerate(plan):
+        if action == "finish":
+            assert outcomes[i] == i
+        elif action == "fail":
+            assert isinstance(outcomes[i], ValueError)
+            assert outcomes[i].args == (i,)  # type: ignore[attr-defined]
+
+
+def test_pool_rejects_zero_capacity() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        WorkerPool("x", 0)
+
+
+def test_idle_threads_exit_after_idle_timeout() -> None:
+    pool = WorkerPool("idle-test", 2, idle_timeout=0.05)
+    with Bridge() as b:
+        b._default_pool = pool  # a pool with a short idle timeout
+
+        async def main() -> None:
+            await b.run_blocking(int)
+
+        anyio.run(main)
+        assert pool.threads == 1
+        for _ in range(500):
+            if pool.threads == 0:
+                break
+            threading.Event().wait(0.01)
+        assert pool.threads == 0
+
+
+def test_raising_capacity_admits_waiting_calls() -> None:
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def work() -> None:
+        started.release()
+        release.wait(10)
+
+    with Bridge(max_workers=1) as b:
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(b.run_blocking, work)
+                while b.pool().waiting < 2:
+                    await anyio.sleep(0.001)
+                b.max_workers = 3
+                for _ in range(3):
+                    assert await anyio.to_thread.run_sync(started.acquire, True, 5)
+                release.set()
+
+        anyio.run(main)
+
+
+@pytest.mark.stress
+def test_many_threads_calling_sync_call_async_with_nested_run_blocking() -> None:
+    """64 threads x 20 round trips sync -> async -> sync on a 4-worker bridge."""
+    gauge = Gauge()
+
+    def leaf(x: int) -> int:
+        with gauge:
+            return x + 1
+
+    with Bridge(max_workers=4) as b:
+
+        async def middle(x: int) -> int:
+            return await b.run_blocking(leaf, x)
+
+        errors: list[BaseException] = []
+
+        def caller() -> None:
+            try:
+                for i in range(20):
+                    assert b.sync_call_async(middle, i) == i + 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=caller) for _ in range(64)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        assert not any(t.is_alive() for t in threads)
+    assert gauge.peak <= 4

@@ -1,0 +1,36 @@
+"""Every Python example in the README runs as written."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+@pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_readme_example_runs(source: str, tmp_path: Path) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(source, str(README), "exec"), namespace)
+    if "handler" in namespace:
+        assert asyncio.run(namespace["handler"]()) == "done"
+    if "script" in namespace:
+        assert namespace["script"]() == 42
+    if "read_file" in namespace:
+        target = tmp_path / "data.bin"
+        target.write_bytes(b"abc")
+        assert asyncio.run(namespace["read_file"](str(target))) == b"abc"
+    if "crunch" in namespace:
+        assert namespace["crunch"]([1, 2, 3]) == 6
+
+
+def test_readme_has_examples_and_the_two_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(BLOCKS) >= 5
+    assert "python -m pip install . && python -m syncbridge demo" in text
+    assert "python -m pip install 'nox[uv]' && python -m nox" in text
