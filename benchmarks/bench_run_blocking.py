@@ -125,7 +125,8 @@ async def trio_latency(settings: Settings) -> dict[str, Sample]:
         ),
         Contender(RUN_BLOCKING, sequential(lambda: syncbridge.run_blocking(work))),
         Contender(
-            "anyio.to_thread.run_sync", sequential(lambda: anyio.to_thread.run_sync(work))
+            "anyio.to_thread.run_sync",
+            sequential(lambda: anyio.to_thread.run_sync(work)),
         ),
     ]
     return await run_async(contenders, settings)
@@ -161,11 +162,9 @@ def main() -> None:
             f"{FLOOR} = ThreadPoolExecutor().submit(work) + asyncio.wrap_future",
         ],
     )
-    trio_samples = anyio.run(
-        functools.partial(trio_latency, settings), backend="trio"
-    )
+    trio_samples = anyio.run(functools.partial(trio_latency, settings), backend="trio")
     print_latency(
-        "latency, trio (anyio.run backend='trio'), one task awaiting calls back to back",
+        "latency, trio (anyio.run backend='trio'), one task awaiting calls in turn",
         trio_samples,
         "trio.to_thread.run_sync",
         [f"CPU: {where}"],
@@ -180,10 +179,12 @@ def main() -> None:
         TO_THREAD,
         [
             f"CPU: {where}",
-            (f"threads: run_blocking pool capacity {bridge.max_workers}; "
-            f"asyncio default executor {min(32, (os.cpu_count() or 1) + 4)} "
-            "(min(32, cpu_count + 4)); anyio default limiter "
-            f"{anyio_default_tokens()}"),
+            (
+                f"threads: run_blocking pool capacity {bridge.max_workers}; "
+                f"asyncio default executor {min(32, (os.cpu_count() or 1) + 4)} "
+                "(min(32, cpu_count + 4)); anyio default limiter "
+                f"{anyio_default_tokens()}"
+            ),
         ],
     )
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
-
 import __future__
+
 import subprocess
 import sys
 

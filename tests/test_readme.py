@@ -10,13 +10,17 @@ from typing import Any
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+BLOCKS = re.findall(
+    r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL
+)
 
 
-@pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize(
+    "source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))]
+)
 def test_readme_example_runs(source: str, tmp_path: Path) -> None:
     namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(source, str(README), "exec"), namespace)
+    exec(compile(source, str(README), "exec"), namespace)  # noqa: S102 - our README
     if "handler" in namespace:
         assert asyncio.run(namespace["handler"]()) == "done"
     if "script" in namespace:

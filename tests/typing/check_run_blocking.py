@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import assert_type
 
 import syncbridge
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
 
 
 def parse(text: str, /, base: int = 10, *, strict: bool = False) -> int:

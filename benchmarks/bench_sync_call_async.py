@@ -1,0 +1,273 @@
+"""Benchmark: calling a coroutine function from a plain (non-loop) thread.
+
+Run: ``python benchmarks/bench_sync_call_async.py [--quick] [--pin|--no-pin]``.
+
+The main thread (no event loop) calls, back to back:
+
+1. Trivial: ``async def f(): return 1`` via ``syncbridge.sync_call_async``,
+   ``asyncio.run(f())`` per call, asgiref ``async_to_sync``, an anyio blocking
+   portal kept open (``portal.call(f)``), and the floor:
+   ``asyncio.run_coroutine_threadsafe(f(), loop).result()`` to a loop already
+   running in a background thread. For information, ``sync_call_async`` on an
+   isolated ``Bridge(use_uvloop=True)`` too.
+2. Realistic: a call that uses a loop-bound resource opened once, a fake
+   connection pool (see :class:`FakePool`). Contenders that keep one loop alive
+   create the pool on their first call and reuse it; ``asyncio.run`` per call
+   (and asgiref, which also runs a new loop per call from a plain thread) must
+   create it again on every call, because an ``asyncio.Queue`` is bound to the
+   loop that first used it.
+
+Everything runs pinned to one CPU (by default where the OS allows it). The
+default syncbridge bridge is used, and closed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import TYPE_CHECKING
+
+import anyio.from_thread
+from _harness import (
+    Contender,
+    Sample,
+    Target,
+    parse_args,
+    pin_one_cpu,
+    print_header,
+    print_latency,
+    print_targets,
+    run_sync,
+)
+from asgiref.sync import async_to_sync
+
+import syncbridge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Iterator
+    from typing import Any
+
+    AsyncFn = Callable[[], Coroutine[Any, Any, int]]
+
+FLOOR = "run_coroutine_threadsafe floor"
+SYNC_CALL_ASYNC = "syncbridge.sync_call_async"
+ASYNCIO_RUN = "asyncio.run per call"
+ASGIREF = "asgiref async_to_sync"
+
+POOL_SIZE = 10
+"""Connections in the fake pool."""
+
+CONNECT_STEPS = 2
+"""Loop iterations (``await asyncio.sleep(0)``) to open one fake connection."""
+
+
+async def trivial() -> int:
+    """The trivial coroutine function of the first table."""
+    return 1
+
+
+class FakeConnection:
+    """Stands in for a network connection: opening and querying need the loop."""
+
+    @classmethod
+    async def open(cls) -> FakeConnection:
+        """Connect: CONNECT_STEPS loop iterations (connect, handshake)."""
+        for _ in range(CONNECT_STEPS):
+            await asyncio.sleep(0)
+        return cls()
+
+    async def query(self) -> int:
+        """One round trip: one loop iteration."""
+        await asyncio.sleep(0)
+        return 1
+
+
+class FakePool:
+    """A connection pool on an ``asyncio.Queue`` (bound to one loop once used).
+
+    :meth:`create` opens POOL_SIZE connections one after the other, so a new
+    pool costs POOL_SIZE x CONNECT_STEPS loop iterations plus the allocations.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.idle: asyncio.Queue[FakeConnection] = asyncio.Queue()
+
+    @classmethod
+    async def create(cls) -> FakePool:
+        """Open a pool of POOL_SIZE connections on the running loop."""
+        pool = cls(asyncio.get_running_loop())
+        for _ in range(POOL_SIZE):
+            pool.idle.put_nowait(await FakeConnection.open())
+        return pool
+
+    async def query(self) -> int:
+        """Borrow a connection, run one query, give the connection back."""
+        conn = await self.idle.get()
+        try:
+            return await conn.query()
+        finally:
+            self.idle.put_nowait(conn)
+
+
+def make_realistic() -> AsyncFn:
+    """A coroutine function with its own lazily created, per-loop cached pool.
+
+    Like a module-level client: the pool is made on the first call on a loop and
+    reused by later calls on the same loop; a call on another loop (a new
+    ``asyncio.run``) has to make a new one.
+    """
+    cache: list[FakePool] = []
+
+    async def realistic() -> int:
+        loop = asyncio.get_running_loop()
+        if not cache or cache[0].loop is not loop:
+            cache[:] = [await FakePool.create()]
+        return await cache[0].query()
+
+    return realistic
+
+
+def repeat(op: Callable[[], object]) -> Callable[[int], int]:
+    """A batch: call *op* ``n`` times, one after the other."""
+
+    def batch(n: int) -> int:
+        for _ in range(n):
+            op()
+        return n
+
+    return batch
+
+
+@contextlib.contextmanager
+def background_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An asyncio loop running forever in a daemon thread, for the floor."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="bench-floor", daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def contenders(
+    make: Callable[[], AsyncFn],
+    loop: asyncio.AbstractEventLoop,
+    portal: anyio.from_thread.BlockingPortal,
+    uv_bridge: syncbridge.Bridge,
+) -> list[Contender[int]]:
+    """One contender per way of calling; each gets its own ``make()`` function."""
+    floor_fn = make()
+    sb_fn = make()
+    uv_fn = make()
+    portal_fn = make()
+    run_fn = make()
+    a2s = async_to_sync(make())
+    return [
+        Contender(
+            FLOOR,
+            repeat(lambda: asyncio.run_coroutine_threadsafe(floor_fn(), loop).result()),
+        ),
+        Contender(SYNC_CALL_ASYNC, repeat(lambda: syncbridge.sync_call_async(sb_fn))),
+        Contender(
+            "Bridge(use_uvloop=True).sync_call_async",
+            repeat(lambda: uv_bridge.sync_call_async(uv_fn)),
+        ),
+        Contender("anyio portal.call", repeat(lambda: portal.call(portal_fn))),
+        Contender(ASYNCIO_RUN, repeat(lambda: asyncio.run(run_fn())), scale=0.25),
+        Contender(ASGIREF, repeat(a2s), scale=0.1),
+    ]
+
+
+def main() -> None:
+    settings = parse_args(__doc__.splitlines()[0] if __doc__ else "")
+    print_header(
+        "bench_sync_call_async: call a coroutine from a plain thread", settings
+    )
+    where = pin_one_cpu(settings)
+    with contextlib.ExitStack() as stack:
+        loop = stack.enter_context(background_loop())
+        portal = stack.enter_context(anyio.from_thread.start_blocking_portal())
+        uv_bridge = stack.enter_context(
+            syncbridge.Bridge(use_uvloop=True, name="bench-uvloop")
+        )
+        stack.callback(syncbridge.get_bridge().close)
+        trivial_samples = run_sync(
+            contenders(lambda: trivial, loop, portal, uv_bridge), settings
+        )
+        realistic_samples = run_sync(
+            contenders(make_realistic, loop, portal, uv_bridge), settings
+        )
+
+    notes = [
+        f"CPU: {where}",
+        (
+            f"{FLOOR} = asyncio.run_coroutine_threadsafe(f(), loop).result(), "
+            "loop running in a background thread"
+        ),
+        (
+            "asgiref async_to_sync from a plain thread runs asyncio.run in a new "
+            "one-thread executor per call"
+        ),
+    ]
+    print_latency(
+        "latency, trivial coroutine (async def f(): return 1)",
+        trivial_samples,
+        FLOOR,
+        notes,
+    )
+    print_latency(
+        f"latency, realistic: one query through a {POOL_SIZE}-connection pool",
+        realistic_samples,
+        FLOOR,
+        [
+            *notes,
+            (
+                f"pool = asyncio.Queue of {POOL_SIZE} fake connections opened one "
+                f"after another, each {CONNECT_STEPS} x await asyncio.sleep(0); a "
+                "query takes a connection, awaits asyncio.sleep(0) once, puts it back"
+            ),
+            (
+                "made on the first call on a loop, then reused; asyncio.run and "
+                "asgiref start a new loop per call, so they make a new pool every call"
+            ),
+        ],
+    )
+    print_targets(targets(trivial_samples, realistic_samples))
+
+
+def targets(trivial: dict[str, Sample], realistic: dict[str, Sample]) -> list[Target]:
+    """The goals of the issue, from the measured medians."""
+    sb = trivial[SYNC_CALL_ASYNC].median
+    return [
+        Target(
+            "sync_call_async / run_coroutine_threadsafe floor",
+            sb / trivial[FLOOR].median,
+            1.3,
+        ),
+        Target(
+            "sync_call_async / asyncio.run per call",
+            sb / trivial[ASYNCIO_RUN].median,
+            1.0,
+        ),
+        Target(
+            "asgiref async_to_sync / sync_call_async (several x = 3x)",
+            trivial[ASGIREF].median / sb,
+            3.0,
+            at_most=False,
+        ),
+        Target(
+            "realistic: asyncio.run per call / sync_call_async",
+            realistic[ASYNCIO_RUN].median / realistic[SYNC_CALL_ASYNC].median,
+            10.0,
+            at_most=False,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    main()
