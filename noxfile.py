@@ -52,6 +52,26 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs; warnings and broken references are errors.
+
+    The threading-model diagram needs Graphviz's ``dot`` (apt-get install graphviz).
+    """
+    install(session, "docs", extras="trio")
+    session.run(
+        "sphinx-build",
+        "-W",
+        "-n",
+        "--keep-going",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        *session.posargs,
+    )
+
+
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmark syncbridge against its peers; prints medians and ratios."""
     install(session, "bench", extras="trio,uvloop")

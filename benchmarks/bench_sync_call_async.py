@@ -16,6 +16,14 @@ The main thread (no event loop) calls, back to back:
    (and asgiref, which also runs a new loop per call from a plain thread) must
    create it again on every call, because an ``asyncio.Queue`` is bound to the
    loop that first used it.
+3. Realistic, loopback TCP: one query (write a line, read the echo) through a
+   pool of TCP_POOL_SIZE real connections (``asyncio.open_connection``) to an
+   echo server on 127.0.0.1 that the script starts in a background thread with
+   its own loop (see :func:`echo_server`, :class:`TcpPool`). Contenders that
+   keep one loop alive open the pool on their first call and reuse it (closed
+   at the end); ``asyncio.run`` per call and asgiref open the pool, query, and
+   close every connection (``writer.close(); await writer.wait_closed()``) on
+   every call.
 
 Everything runs pinned to one CPU (by default where the OS allows it). The
 default syncbridge bridge is used, and closed at the end.
@@ -60,6 +68,15 @@ POOL_SIZE = 10
 
 CONNECT_STEPS = 2
 """Loop iterations (``await asyncio.sleep(0)``) to open one fake connection."""
+
+TCP_HOST = "127.0.0.1"
+"""Loopback only: the echo server listens here, on an ephemeral port."""
+
+TCP_POOL_SIZE = 4
+"""Connections in the loopback TCP pool."""
+
+TCP_QUERY = b"ping\n"
+"""The line one query writes; the echo server sends it back."""
 
 
 async def trivial() -> int:
@@ -129,6 +146,149 @@ def make_realistic() -> AsyncFn:
     return realistic
 
 
+@contextlib.contextmanager
+def echo_server() -> Iterator[int]:
+    """A line echo server on TCP_HOST, ephemeral port; yields the port.
+
+    Runs on its own asyncio loop in a daemon thread. On exit it stops listening,
+    closes every connection still open and stops the loop.
+    """
+    loop = asyncio.new_event_loop()
+    handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers[task] = writer
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            del handlers[task]
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(handle, TCP_HOST, 0)
+
+    async def stop(server: asyncio.Server) -> None:
+        server.close()
+        # Not task.cancel(): on 3.11 the streams callback then logs an error.
+        # Closing the transport makes the pending readline() return b"" instead.
+        # Only connections whose client closure the server has not read yet
+        # remain here: every client pool is closed before the server stops.
+        for writer in handlers.values():
+            writer.close()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+    thread = threading.Thread(target=loop.run_forever, name="bench-echo", daemon=True)
+    thread.start()
+    try:
+        server = asyncio.run_coroutine_threadsafe(start(), loop).result()
+        try:
+            port: int = server.sockets[0].getsockname()[1]
+            yield port
+        finally:
+            asyncio.run_coroutine_threadsafe(stop(server), loop).result()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+class TcpPool:
+    """TCP_POOL_SIZE connections to the echo server, lent out by an ``asyncio.Queue``.
+
+    Bound to the loop that opened it (streams and queue alike).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    ) -> None:
+        self.loop = loop
+        self.conns = conns
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        for conn in conns:
+            self.idle.put_nowait(conn)
+
+    @classmethod
+    async def open(cls, port: int) -> TcpPool:
+        """Open TCP_POOL_SIZE connections concurrently (as asyncpg's pool does)."""
+        conns = await asyncio.gather(
+            *(asyncio.open_connection(TCP_HOST, port) for _ in range(TCP_POOL_SIZE))
+        )
+        return cls(asyncio.get_running_loop(), list(conns))
+
+    async def query(self) -> int:
+        """Borrow a connection, write a line, read the echo, give it back."""
+        reader, writer = await self.idle.get()
+        try:
+            writer.write(TCP_QUERY)
+            await writer.drain()
+            reply = await reader.readline()
+        finally:
+            self.idle.put_nowait((reader, writer))
+        if reply != TCP_QUERY:
+            raise RuntimeError(f"echo server replied {reply!r}")
+        return 1
+
+    async def aclose(self) -> None:
+        """Close every connection and wait until each is closed."""
+        for _, writer in self.conns:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in self.conns))
+
+
+class TcpClient:
+    """Like a module-level client: a TcpPool opened on the first call, then reused.
+
+    For contenders that keep one loop alive; :meth:`aclose` must run on that loop.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.pool: TcpPool | None = None
+
+    async def query(self) -> int:
+        """One query through the pool, opening it on the first call."""
+        if self.pool is None:
+            self.pool = await TcpPool.open(self.port)
+        elif self.pool.loop is not asyncio.get_running_loop():
+            # Opening a new pool would leak the old one's connections.
+            raise RuntimeError("TcpClient used on a second event loop")
+        return await self.pool.query()
+
+    async def aclose(self) -> None:
+        """Close the pool's connections, if a pool was opened."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.aclose()
+
+
+def make_tcp_per_call(port: int) -> AsyncFn:
+    """For a new loop per call: open the pool, query once, close every connection."""
+
+    async def per_call() -> int:
+        pool = await TcpPool.open(port)
+        try:
+            return await pool.query()
+        finally:
+            await pool.aclose()
+
+    return per_call
+
+
 def repeat(op: Callable[[], object]) -> Callable[[int], int]:
     """A batch: call *op* ``n`` times, one after the other."""
 
@@ -183,6 +343,57 @@ def contenders(
     ]
 
 
+@contextlib.contextmanager
+def tcp_contenders(
+    port: int,
+    loop: asyncio.AbstractEventLoop,
+    portal: anyio.from_thread.BlockingPortal,
+    uv_bridge: syncbridge.Bridge,
+) -> Iterator[list[Contender[int]]]:
+    """The loopback TCP contenders; on exit, close the pools of the kept loops.
+
+    Each pool is closed on its own loop, through the same way of calling, so
+    this must exit before the loops, portal and bridges are closed.
+    """
+    floor_client, sb_client, uv_client, portal_client = (
+        TcpClient(port) for _ in range(4)
+    )
+    per_call = make_tcp_per_call(port)
+    a2s = async_to_sync(per_call)
+    with contextlib.ExitStack() as closers:
+        closers.callback(
+            lambda: asyncio.run_coroutine_threadsafe(
+                floor_client.aclose(), loop
+            ).result()
+        )
+        closers.callback(syncbridge.sync_call_async, sb_client.aclose)
+        closers.callback(uv_bridge.sync_call_async, uv_client.aclose)
+        closers.callback(portal.call, portal_client.aclose)
+        yield [
+            Contender(
+                FLOOR,
+                repeat(
+                    lambda: asyncio.run_coroutine_threadsafe(
+                        floor_client.query(), loop
+                    ).result()
+                ),
+            ),
+            Contender(
+                SYNC_CALL_ASYNC,
+                repeat(lambda: syncbridge.sync_call_async(sb_client.query)),
+            ),
+            Contender(
+                "Bridge(use_uvloop=True).sync_call_async",
+                repeat(lambda: uv_bridge.sync_call_async(uv_client.query)),
+            ),
+            Contender(
+                "anyio portal.call", repeat(lambda: portal.call(portal_client.query))
+            ),
+            Contender(ASYNCIO_RUN, repeat(lambda: asyncio.run(per_call())), scale=0.1),
+            Contender(ASGIREF, repeat(a2s), scale=0.05),
+        ]
+
+
 def main() -> None:
     settings = parse_args(__doc__.splitlines()[0] if __doc__ else "")
     print_header(
@@ -202,6 +413,9 @@ def main() -> None:
         realistic_samples = run_sync(
             contenders(make_realistic, loop, portal, uv_bridge), settings
         )
+        port = stack.enter_context(echo_server())
+        with tcp_contenders(port, loop, portal, uv_bridge) as tcp:
+            tcp_samples = run_sync(tcp, settings)
 
     notes = [
         f"CPU: {where}",
@@ -237,10 +451,40 @@ def main() -> None:
             ),
         ],
     )
-    print_targets(targets(trivial_samples, realistic_samples))
+    print_latency(
+        (
+            f"latency, realistic: one query through a {TCP_POOL_SIZE}-connection "
+            "loopback TCP pool"
+        ),
+        tcp_samples,
+        FLOOR,
+        [
+            *notes,
+            (
+                f"pool = asyncio.Queue of {TCP_POOL_SIZE} asyncio.open_connection"
+                f"({TCP_HOST!r}, port) streams, opened concurrently; a query takes "
+                f"a connection, writes {TCP_QUERY!r}, awaits reader.readline(), "
+                "puts it back"
+            ),
+            (
+                "echo server: asyncio.start_server in this process, own loop in a "
+                "background thread (same pinned CPU, shares the GIL)"
+            ),
+            (
+                "opened on the first call on a kept loop, then reused (closed at "
+                "the end); asyncio.run and asgiref open the pool, query, then "
+                "writer.close() + await writer.wait_closed() on all of them, per call"
+            ),
+        ],
+    )
+    print_targets(targets(trivial_samples, realistic_samples, tcp_samples))
 
 
-def targets(trivial: dict[str, Sample], realistic: dict[str, Sample]) -> list[Target]:
+def targets(
+    trivial: dict[str, Sample],
+    realistic: dict[str, Sample],
+    tcp: dict[str, Sample],
+) -> list[Target]:
     """The goals of the issue, from the measured medians."""
     sb = trivial[SYNC_CALL_ASYNC].median
     return [
@@ -261,8 +505,14 @@ def targets(trivial: dict[str, Sample], realistic: dict[str, Sample]) -> list[Ta
             at_most=False,
         ),
         Target(
-            "realistic: asyncio.run per call / sync_call_async",
+            "realistic, fake pool: asyncio.run per call / sync_call_async",
             realistic[ASYNCIO_RUN].median / realistic[SYNC_CALL_ASYNC].median,
+            10.0,
+            at_most=False,
+        ),
+        Target(
+            "realistic, loopback TCP pool: asyncio.run per call / sync_call_async",
+            tcp[ASYNCIO_RUN].median / tcp[SYNC_CALL_ASYNC].median,
             10.0,
             at_most=False,
         ),

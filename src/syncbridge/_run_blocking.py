@@ -23,18 +23,20 @@ if TYPE_CHECKING:
 async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``func(*args, **kwargs)`` in a worker thread and await its result.
 
-    Runs on: *func* runs in a worker thread of the default bridge's default pool
-    (:func:`get_bridge`), in a copy of the caller's :mod:`contextvars` context
-    (changes it makes do not flow back). The awaiting task's loop (asyncio or trio)
-    is never blocked. When the pool is at capacity the call waits its turn.
+    Runs on:
+        *func* runs in a worker thread of the default bridge's default pool
+        (:func:`get_bridge`), in a copy of the caller's :mod:`contextvars` context
+        (changes it makes do not flow back). The awaiting task's loop (asyncio or trio)
+        is never blocked. When the pool is at capacity the call waits its turn.
 
-    Cancellation: cancelling the awaiting task (a timeout, ``task.cancel()``, an
-    anyio cancel scope) ends the await at once and re-raises the cancellation. A
-    call that had not started yet never starts. A running thread cannot be killed:
-    it runs on, its result is discarded, its slot stays taken until *func*
-    returns, and :func:`check_cancelled` raises inside it. To wait for the thread
-    instead, use ``to_async(abandon_on_cancel=False)`` or
-    ``Bridge(abandon_on_cancel=False)``.
+    Cancellation:
+        Cancelling the awaiting task (a timeout, ``task.cancel()``, an
+        anyio cancel scope) ends the await at once and re-raises the cancellation. A
+        call that had not started yet never starts. A running thread cannot be killed:
+        it runs on, its result is discarded, its slot stays taken until *func*
+        returns, and :func:`check_cancelled` raises inside it. To wait for the thread
+        instead, use ``to_async(abandon_on_cancel=False)`` or
+        ``Bridge(abandon_on_cancel=False)``.
 
     Args:
         func: The blocking callable. Options (pool, timeout, ...) are not keyword
@@ -64,8 +66,9 @@ def check_cancelled() -> None:
     Call it now and then in long blocking work run by :func:`run_blocking` or a
     :func:`to_async` function, to stop early once nobody waits for the result.
 
-    Runs on: any thread. Outside a syncbridge worker call it does nothing, so a
-    function that calls it still works when called directly.
+    Runs on:
+        Any thread. Outside a syncbridge worker call it does nothing, so a
+        function that calls it still works when called directly.
 
     Raises:
         WorkerCancelled: If the awaiting task was cancelled or timed out, or the
@@ -129,12 +132,14 @@ def to_async(
     signature, and passes :func:`inspect.iscoroutinefunction`, so FastAPI and
     Starlette await it on the loop instead of sending it to their threadpool.
 
-    Runs on: like :func:`run_blocking`; the bridge and pool are looked up at each
-    call, so a module-level decorator works with bridges created later.
+    Runs on:
+        Like :func:`run_blocking`; the bridge and pool are looked up at each
+        call, so a module-level decorator works with bridges created later.
 
-    Cancellation: as in :func:`run_blocking`. With *timeout*, the await raises
-    :class:`TimeoutError` after that many seconds and the thread is treated like a
-    cancelled one (abandoned, or waited for with ``abandon_on_cancel=False``).
+    Cancellation:
+        As in :func:`run_blocking`. With *timeout*, the await raises
+        :class:`TimeoutError` after that many seconds and the thread is treated like a
+        cancelled one (abandoned, or waited for with ``abandon_on_cancel=False``).
 
     Args:
         func: The blocking function (omit it to get a decorator).

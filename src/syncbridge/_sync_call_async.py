@@ -21,22 +21,24 @@ def sync_call_async(
 ) -> T:
     """Call the async function ``func(*args, **kwargs)``; block until it finishes.
 
-    Runs on: the calling thread blocks (it never runs a loop of its own). The
-    coroutine runs, in a copy of the caller's :mod:`contextvars` context, on:
+    Runs on:
+        The calling thread blocks (it never runs a loop of its own). The
+        coroutine runs, in a copy of the caller's :mod:`contextvars` context, on:
 
-    1. the loop L that a worker thread is serving, when called from such a thread
-       (a :func:`run_blocking` worker, ``anyio.to_thread``, Starlette's
-       threadpool), while L runs — so objects bound to L keep working. Nesting
-       sync → async → sync to any depth never needs more worker slots than the
-       outer calls already hold, so it never deadlocks;
-    2. nowhere, in a thread that is running an event loop: that would block the
-       loop forever, so :class:`DeadlockError` is raised at once;
-    3. otherwise, the default bridge's persistent portal loop, shared by every
-       such call (a lock or client created in one call works in the next).
+        1. the loop L that a worker thread is serving, when called from such a thread
+           (a :func:`run_blocking` worker, ``anyio.to_thread``, Starlette's
+           threadpool), while L runs — so objects bound to L keep working. Nesting
+           sync → async → sync to any depth never needs more worker slots than the
+           outer calls already hold, so it never deadlocks;
+        2. nowhere, in a thread that is running an event loop: that would block the
+           loop forever, so :class:`DeadlockError` is raised at once;
+        3. otherwise, the default bridge's persistent portal loop, shared by every
+           such call (a lock or client created in one call works in the next).
 
-    Cancellation: a ``KeyboardInterrupt`` in the waiting thread cancels the
-    coroutine, waits briefly for it to finish, and propagates. Use
-    ``to_sync(timeout=...)`` for a deadline.
+    Cancellation:
+        A ``KeyboardInterrupt`` in the waiting thread cancels the
+        coroutine, waits briefly for it to finish, and propagates. Use
+        ``to_sync(timeout=...)`` for a deadline.
 
     Args:
         func: The coroutine function. It takes no options of its own, so keyword
@@ -88,11 +90,13 @@ def to_sync(
     functions and methods; the wrapper keeps the name, docstring and typed
     signature.
 
-    Runs on: as :func:`sync_call_async` (the same three loop-choice rules).
+    Runs on:
+        As :func:`sync_call_async` (the same three loop-choice rules).
 
-    Cancellation: with *timeout*, the coroutine is cancelled on its loop after that
-    many seconds and :class:`TimeoutError` is raised in the caller once it has
-    stopped. ``KeyboardInterrupt`` behaves as in :func:`sync_call_async`.
+    Cancellation:
+        With *timeout*, the coroutine is cancelled on its loop after that
+        many seconds and :class:`TimeoutError` is raised in the caller once it has
+        stopped. ``KeyboardInterrupt`` behaves as in :func:`sync_call_async`.
 
     Args:
         func: The coroutine function (omit it to get a decorator).

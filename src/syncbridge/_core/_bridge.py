@@ -10,13 +10,13 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
 from .._exceptions import BridgeClosed, closed_message
 from ._loop_choice import call_async_from_thread
-from ._portal import Backend, Portal
+from ._portal import Portal
 from ._workers import WorkerPool, run_in_pool
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Bridge:
         self,
         *,
         max_workers: int = DEFAULT_MAX_WORKERS,
-        backend: Backend = "asyncio",
+        backend: Literal["asyncio", "trio"] = "asyncio",
         use_uvloop: bool = False,
         abandon_on_cancel: bool = True,
         pools: Mapping[str, int] | None = None,
@@ -117,7 +117,7 @@ class Bridge:
         self._default_pool.capacity = value
 
     @property
-    def backend(self) -> Backend:
+    def backend(self) -> Literal["asyncio", "trio"]:
         """The portal loop's backend, ``"asyncio"`` or ``"trio"``."""
         return self._portal.backend
 
@@ -240,8 +240,9 @@ class Bridge:
         seconds to return. Portal tasks get the same grace, then are cancelled, and
         each cancelled task is logged on the ``syncbridge`` logger.
 
-        Runs on: the calling thread, which it blocks for at most about twice the
-        grace period. It must not be called from the bridge's own portal loop.
+        Runs on:
+            The calling thread, which it blocks for at most about twice the
+            grace period. It must not be called from the bridge's own portal loop.
         """
         with self._lock:
             if self._closed:

@@ -85,12 +85,14 @@ def call_async_from_thread(
 ) -> Any:
     """Run ``await func(*args, **kwargs)`` on the chosen loop; block until done.
 
-    Runs on: the calling thread blocks; the coroutine runs on the loop chosen by
-    the rules above, in a copy of the caller's context.
-    Cancellation: a ``KeyboardInterrupt`` (or any exception raised in the waiting
-    thread) cancels the coroutine, waits up to *cancel_grace* seconds for it to
-    finish, and propagates. *timeout* cancels the coroutine on its loop and raises
-    :class:`TimeoutError` here.
+    Runs on:
+        The calling thread blocks; the coroutine runs on the loop chosen by
+        the rules above, in a copy of the caller's context.
+    Cancellation:
+        A ``KeyboardInterrupt`` (or any exception raised in the waiting
+        thread) cancels the coroutine, waits up to *cancel_grace* seconds for it to
+        finish, and propagates. *timeout* cancels the coroutine on its loop and raises
+        :class:`TimeoutError` here.
     """
     name = getattr(func, "__qualname__", None) or repr(func)
     handle, job, is_portal = _choose(portal, name)

@@ -201,7 +201,7 @@ class WorkerPool:
 
     @property
     def busy(self) -> int:
-        """Slots taken now: calls running, including ones nobody awaits any more."""
+        """Number of slots taken: calls running, including ones nobody awaits any more."""
         return self._busy
 
     @property
@@ -405,10 +405,12 @@ async def run_in_pool(
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in *pool* and await its outcome.
 
-    Runs on: the calling task's event loop (asyncio or trio); *func* on a worker.
-    Cancellation: a call still queued is withdrawn at once. A running call is
-    flagged (see :func:`check_cancelled`) and then abandoned or waited for, as
-    *abandon_on_cancel* says; either way its slot stays taken until it returns.
+    Runs on:
+        The calling task's event loop (asyncio or trio); *func* on a worker.
+    Cancellation:
+        A call still queued is withdrawn at once. A running call is
+        flagged (see :func:`check_cancelled`) and then abandoned or waited for, as
+        *abandon_on_cancel* says; either way its slot stays taken until it returns.
     """
     ctx = contextvars.copy_context()
     native = loop_running_in_this_thread()

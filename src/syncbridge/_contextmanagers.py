@@ -1,0 +1,388 @@
+"""Context-manager bridges: to_async_cm (sync cm, async code) and to_sync_cm."""
+
+from __future__ import annotations
+
+__all__ = ("to_async_cm", "to_sync_cm")
+
+import asyncio
+import contextvars
+import itertools
+import threading
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+
+from ._core._bridge import get_bridge
+from ._core._loops import loop_running_in_this_thread
+from ._exceptions import DeadlockError, SyncBridgeError
+from ._typing import T
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+_ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+_thread_ids = itertools.count(1)
+_R = TypeVar("_R")
+
+
+def _single_use(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"this {name}() object was already entered; it wraps one context manager "
+        f"for one block: call {name}(...) again for another block"
+    )
+
+
+class _Wakeup:
+    """A one-shot event awaited on the current loop and set from any thread."""
+
+    __slots__ = ("_event", "_post")
+
+    def __init__(self) -> None:
+        native = loop_running_in_this_thread()
+        if isinstance(native, asyncio.AbstractEventLoop):
+            self._post: Callable[[Callable[[], object]], object] = (
+                native.call_soon_threadsafe
+            )
+        elif native is not None:
+            self._post = native.run_sync_soon  # type: ignore[attr-defined]
+        else:
+            raise RuntimeError(
+                "to_async_cm() must be entered with `async with` in a task of a "
+                "running asyncio or trio event loop"
+            )
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        try:
+            self._post(self._event.set)
+        except RuntimeError:  # the loop is gone (trio.RunFinishedError included)
+            pass
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
+    """The object :func:`to_async_cm` returns."""
+
+    def __init__(self, cm: AbstractContextManager[T]) -> None:
+        self._cm = cm
+        self._thread: threading.Thread | None = None
+        self._go_exit = threading.Event()
+        self._exit_info: _ExcInfo = (None, None, None)
+        self._exit_wakeup: _Wakeup | None = None
+        self._entered = False
+        self._outcome: tuple[bool, Any] = (False, None)
+
+    async def __aenter__(self) -> T:
+        if self._thread is not None:
+            raise _single_use("to_async_cm")
+        wakeup = _Wakeup()
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=ctx.run,
+            args=(self._lifetime, wakeup),
+            name=f"syncbridge-to_async_cm-{next(_thread_ids)}",
+            daemon=True,
+        )
+        self._thread.start()
+        try:
+            await wakeup.wait()
+        except BaseException as exc:
+            # Never leave the cm entered behind a cancelled `async with`: wait
+            # for __enter__ to return, exit with the cancellation, re-raise.
+            with anyio.CancelScope(shield=True):
+                await wakeup.wait()
+                if self._entered:
+                    await self._exit((type(exc), exc, exc.__traceback__))
+            raise
+        ok, value = self._outcome
+        self._outcome = (False, None)
+        if not ok:
+            try:
+                raise value
+            finally:
+                del value
+        return value  # type: ignore[no-any-return]
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if not self._entered:
+            raise RuntimeError("to_async_cm(): __aexit__() called before __aenter__()")
+        with anyio.CancelScope(shield=True):
+            ok, value = await self._exit((exc_type, exc, tb))
+        if ok:
+            return bool(value)
+        try:
+            raise value
+        finally:
+            del value
+
+    async def _exit(self, info: _ExcInfo) -> tuple[bool, Any]:
+        self._exit_wakeup = wakeup = _Wakeup()
+        self._exit_info = info
+        self._go_exit.set()
+        await wakeup.wait()
+        self._entered = False
+        outcome, self._outcome = self._outcome, (False, None)
+        return outcome
+
+    def _lifetime(self, wakeup: _Wakeup) -> None:
+        try:
+            value = self._cm.__enter__()
+        except BaseException as exc:
+            self._outcome = (False, exc)
+            wakeup.set()
+            return
+        self._outcome = (True, value)
+        self._entered = True
+        wakeup.set()
+        # The thread, not a pool slot, is held until the block ends: __exit__
+        # can never wait for worker capacity (the FastAPI sync-dependency
+        # deadlock), and a body that needs workers cannot be starved by it.
+        self._go_exit.wait()
+        exit_wakeup = self._exit_wakeup
+        assert exit_wakeup is not None
+        info, self._exit_info = self._exit_info, (None, None, None)
+        try:
+            self._outcome = (True, self._cm.__exit__(*info))
+        except BaseException as exc:
+            self._outcome = (False, exc)
+        finally:
+            del info
+        exit_wakeup.set()
+
+
+def to_async_cm(
+    cm: AbstractContextManager[T], /
+) -> AbstractAsyncContextManager[T, bool]:
+    """Use a blocking context manager with ``async with``.
+
+    For a lock, a file or a DB transaction that blocks on enter or exit::
+
+        async with to_async_cm(pool.connection()) as conn:
+            ...
+
+    Runs on: ``__enter__`` and ``__exit__`` run on the same thread, a dedicated
+    thread started for this block (in a copy of the caller's :mod:`contextvars`
+    context, shared by enter and exit), so the loop is never blocked. That thread
+    is not a worker of any pool: it takes no pool slot, so neither enter nor exit
+    ever waits for worker capacity, and a saturated pool cannot deadlock the
+    cleanup. The price is one OS thread per open block.
+
+    Cancellation: an exception in the block, a cancellation included, reaches
+    ``__exit__`` as usual, and passes through unchanged unless ``__exit__``
+    suppresses it. A cancelled ``__aenter__`` waits for ``__enter__`` to return,
+    then exits the context manager with the cancellation. ``__aexit__`` is
+    shielded: it always waits for ``__exit__`` to return.
+
+    Args:
+        cm: The context manager; the returned object wraps it for one block.
+
+    Returns:
+        An async context manager that yields what ``cm.__enter__()`` returned.
+
+    Raises:
+        RuntimeError: On entering it twice, or outside an asyncio or trio loop.
+
+    .. versionadded:: 0.1
+    """
+    return _AsyncFromSync(cm)
+
+
+class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
+    """The object :func:`to_sync_cm` returns."""
+
+    def __init__(self, acm: AbstractAsyncContextManager[T]) -> None:
+        self._acm = acm
+        self._loop: object | None = None
+        self._started = False
+        self._task: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._entered: anyio.Event | None = None
+        self._go_exit: anyio.Event | None = None
+        self._finished: anyio.Event | None = None
+        self._exit_info: _ExcInfo = (None, None, None)
+        self._outcome: tuple[bool, Any] = (False, None)
+
+    def __enter__(self) -> T:
+        if self._started:
+            raise _single_use("to_sync_cm")
+        self._started = True
+        return self._call(self._start)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._go_exit is None:
+            raise RuntimeError("to_sync_cm(): __exit__() called before __enter__()")
+        return self._call(self._finish, (exc_type, exc, tb))
+
+    def _call(self, func: Callable[..., Coroutine[Any, Any, _R]], *args: Any) -> _R:
+        try:
+            return get_bridge().sync_call_async(func, *args)
+        except DeadlockError:
+            raise DeadlockError(
+                "to_sync_cm() was used in a thread that is running an event loop; "
+                "blocking here would stop that loop forever. Use `async with` on "
+                "the async context manager instead."
+            ) from None
+
+    async def _start(self) -> T:
+        self._loop = loop_running_in_this_thread()
+        self._entered = anyio.Event()
+        self._go_exit = anyio.Event()
+        self._finished = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._spawn()
+        try:
+            await self._entered.wait()
+        except BaseException as exc:
+            self._exit_info = (type(exc), exc, exc.__traceback__)
+            self._go_exit.set()
+            if not self._entered.is_set():
+                self._scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._finished.wait()
+            raise
+        ok, value = self._outcome
+        self._outcome = (False, None)
+        if not ok:
+            try:
+                raise value
+            finally:
+                del value
+        return value  # type: ignore[no-any-return]
+
+    def _spawn(self) -> None:
+        # __aenter__ and __aexit__ must run in one task (anyio cancel scopes and
+        # task groups in the cm require it), and that task must outlive this
+        # sync_call_async() call: a task of its own, detached on this loop.
+        native = self._loop
+        ctx = contextvars.copy_context()
+        if isinstance(native, asyncio.AbstractEventLoop):
+            self._task = ctx.run(native.create_task, self._lifetime())
+        else:
+            import trio
+
+            trio.lowlevel.spawn_system_task(self._lifetime, context=ctx)
+
+    async def _lifetime(self) -> None:
+        assert self._entered is not None
+        assert self._go_exit is not None
+        assert self._finished is not None
+        assert self._scope is not None
+        try:
+            # One scope around the cm's whole life (a scope around __aenter__
+            # alone would close under the cm's own open scopes); it is cancelled
+            # only to abort an __aenter__ whose caller went away.
+            with self._scope:
+                try:
+                    value = await self._acm.__aenter__()
+                except BaseException as exc:
+                    self._outcome = (False, exc)
+                    return
+                self._outcome = (True, value)
+                self._entered.set()
+                loop_gone = False
+                if not self._go_exit.is_set():
+                    try:
+                        await self._go_exit.wait()
+                    except BaseException as exc:  # the loop is shutting down
+                        loop_gone = True
+                        self._exit_info = (type(exc), exc, exc.__traceback__)
+                info, self._exit_info = self._exit_info, (None, None, None)
+                try:
+                    self._outcome = (True, await self._acm.__aexit__(*info))
+                except BaseException as exc:
+                    self._outcome = (False, exc)
+                    loop_gone = loop_gone or isinstance(
+                        exc, anyio.get_cancelled_exc_class()
+                    )
+                finally:
+                    del info
+                if loop_gone:
+                    self._outcome = (False, _gone())
+        finally:
+            self._entered.set()
+            self._finished.set()
+
+    async def _finish(self, info: _ExcInfo) -> bool:
+        if loop_running_in_this_thread() is not self._loop:
+            raise RuntimeError(
+                "to_sync_cm(): the block was exited on a different event loop than "
+                "it was entered on (exited from another thread?); exit it in the "
+                "thread that entered it"
+            )
+        assert self._go_exit is not None
+        assert self._finished is not None
+        if not self._finished.is_set():
+            self._exit_info = info
+            self._go_exit.set()
+            with anyio.CancelScope(shield=True):
+                await self._finished.wait()
+        ok, value = self._outcome
+        self._outcome = (False, None)
+        self._task = None
+        if ok:
+            return bool(value)
+        try:
+            raise value
+        finally:
+            del value
+
+
+def _gone() -> SyncBridgeError:
+    return SyncBridgeError(
+        "to_sync_cm(): the async context manager's __aexit__() was cancelled on its "
+        "event loop (the loop or its bridge is shutting down)"
+    )
+
+
+def to_sync_cm(
+    acm: AbstractAsyncContextManager[T], /
+) -> AbstractContextManager[T, bool]:
+    """Use an async context manager with a plain ``with`` in sync code.
+
+    For an async client session or lock, from a Flask view or a script::
+
+        with to_sync_cm(client.stream("GET", url)) as response:
+            ...
+
+    Runs on: the calling thread blocks on enter and on exit. ``__aenter__`` and
+    ``__aexit__`` run in one task (so the cm may hold cancel scopes or task
+    groups across the block), on the loop :func:`~syncbridge.sync_call_async`
+    chooses (the same three rules), in a copy of the caller's :mod:`contextvars`
+    context. Enter and exit must happen in the same thread. No worker slot is
+    held while the block runs, so cleanup never waits for worker capacity.
+
+    Cancellation: the block's exception reaches ``__aexit__`` and passes through
+    unchanged unless it is suppressed. Exiting is shielded from cancellation on
+    the loop: ``__exit__`` returns only once ``__aexit__`` has finished. If the
+    loop shuts down (its bridge closes) while the block runs, ``__aexit__`` runs
+    then with the cancellation, and the later ``__exit__`` raises
+    :class:`SyncBridgeError` or :class:`BridgeClosed`.
+
+    Args:
+        acm: The async context manager; the returned object wraps it for one
+            block.
+
+    Returns:
+        A context manager that yields what ``acm.__aenter__()`` returned.
+
+    Raises:
+        DeadlockError: When entered in a thread running an event loop.
+        RuntimeError: On entering it twice.
+
+    .. versionadded:: 0.1
+    """
+    return _SyncFromAsync(acm)

@@ -1,0 +1,414 @@
+"""Await many awaitables under one deadline: gather_with_timeout and its sync twin."""
+
+from __future__ import annotations
+
+__all__ = (
+    "PENDING",
+    "GatherTimeout",
+    "PendingType",
+    "gather_with_timeout",
+    "sync_gather_with_timeout",
+)
+
+import asyncio
+import enum
+import inspect
+import math
+import sys
+import traceback
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
+
+import anyio
+
+from ._core._bridge import get_bridge
+from ._core._loops import loop_running_in_this_thread
+from ._exceptions import BridgeClosed, DeadlockError, SyncBridgeError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
+
+    from ._typing import T
+
+
+class PendingType(enum.Enum):
+    """The type of :data:`PENDING` (an enum, so ``x is PENDING`` narrows types)."""
+
+    PENDING = "PENDING"
+
+    def __repr__(self) -> str:
+        return "syncbridge.PENDING"
+
+
+PENDING: Final = PendingType.PENDING
+"""Fills the slots of :attr:`GatherTimeout.results` whose awaitable did not finish."""
+
+
+class GatherTimeout(SyncBridgeError, TimeoutError):
+    """:func:`gather_with_timeout` reached its deadline before every awaitable finished.
+
+    By the time it is raised, every unfinished awaitable has been cancelled and has
+    really finished. Catch it to use the partial results.
+
+    Attributes:
+        results: One slot per awaitable, in input order: what it returned (or, with
+            ``return_exceptions=True``, raised), or :data:`PENDING` if it did not
+            finish.
+        done: Input indices of the awaitables that finished, ascending.
+        pending: Input indices of the awaitables that were cancelled, ascending.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        results: list[object],
+        done: Sequence[int],
+        pending: Sequence[int],
+    ) -> None:
+        super().__init__(message)
+        self.results = results
+        self.done = list(done)
+        self.pending = list(pending)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.results, self.done, self.pending))
+
+
+def gather_timeout_message(timeout: float, done: int, total: int) -> str:
+    """Build the message of the :class:`GatherTimeout` raised after *timeout* s."""
+    return (
+        f"gather_with_timeout() reached its {timeout:g} s timeout with {done} of "
+        f"{total} awaitables finished; the other {total - done} were cancelled. Catch "
+        "GatherTimeout and read exc.results (unfinished slots hold syncbridge.PENDING)"
+        " to use the partial results, or pass a larger timeout=."
+    )
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        # The exceptiongroup backport (an anyio dependency on 3.10) prints
+        # __notes__ when it formats a traceback, like 3.11+ does natively.
+        notes = getattr(exc, "__notes__", None)
+        exc.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
+
+
+def _close_unstarted(aws: Sequence[object]) -> None:
+    for aw in aws:
+        if (
+            inspect.iscoroutine(aw)
+            and inspect.getcoroutinestate(aw) == inspect.CORO_CREATED
+        ):
+            aw.close()
+
+
+def _check_options(
+    where: str, aws: Sequence[object], timeout: float | None, limit: int | None
+) -> None:
+    try:
+        if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
+            raise ValueError(
+                f"{where}(timeout=...) must be None (no deadline) or a number of "
+                f"seconds >= 0, got {timeout!r}"
+            )
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
+            raise ValueError(
+                f"{where}(limit=...) must be None (no limit) or an int >= 1, "
+                f"got {limit!r}"
+            )
+    except BaseException:
+        _close_unstarted(aws)
+        raise
+
+
+class _Failed:
+    """An input future that was cancelled by someone else: an outcome, not our cancel."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _await_future(fut: asyncio.Future[Any]) -> Any:
+    # asyncio.wait() (not `await fut`) so that anyio's repeated cancellation
+    # delivery cancels our wait only; the input task is cancelled exactly once
+    # and then waited for, so its own cleanup is not interrupted.
+    try:
+        await asyncio.wait((fut,))
+    except BaseException:
+        fut.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait((fut,))
+        raise
+    if fut.cancelled():
+        return _Failed(asyncio.CancelledError(f"the input {fut!r} was cancelled"))
+    return fut.result()
+
+
+class _Gather:
+    """The shared state of one gather_with_timeout() call."""
+
+    def __init__(self, aws: Sequence[Awaitable[Any]], return_exceptions: bool) -> None:
+        self.aws = aws
+        self.return_exceptions = return_exceptions
+        self.results: list[object] = [PENDING] * len(aws)
+        self.done = [False] * len(aws)
+        self.started = [False] * len(aws)
+        self.first: BaseException | None = None
+        self.others: list[tuple[int, BaseException]] = []
+        self.scope = anyio.CancelScope()
+        self.cancelled_exc = anyio.get_cancelled_exc_class()
+
+    async def run(self, i: int, limiter: anyio.Semaphore | None) -> None:
+        self.started[i] = True
+        aw = self.aws[i]
+        try:
+            if asyncio.isfuture(aw):
+                value = await _await_future(aw)
+            else:
+                value = await aw
+        except self.cancelled_exc:
+            raise
+        except BaseException as exc:
+            self._failed(i, exc)
+        else:
+            if isinstance(value, _Failed):
+                self._failed(i, value.exc, outcome=True)
+            else:
+                self.results[i] = value
+                self.done[i] = True
+        finally:
+            if limiter is not None:
+                limiter.release()
+
+    def _failed(self, i: int, exc: BaseException, outcome: bool = False) -> None:
+        # A child never raises into the task group: the user's exception object
+        # must propagate itself, not wrapped in an ExceptionGroup.
+        if self.return_exceptions and (outcome or isinstance(exc, Exception)):
+            self.results[i] = exc
+            self.done[i] = True
+        elif self.first is None and (
+            not self.scope.cancel_called or not isinstance(exc, Exception)
+        ):
+            self.first = exc
+            self.scope.cancel()
+        else:
+            self.others.append((i, exc))
+
+    async def close_unstarted(self) -> None:
+        """Close coroutines never started; cancel and await futures never awaited."""
+        futures = []
+        for i, aw in enumerate(self.aws):
+            if self.started[i]:
+                continue
+            if asyncio.isfuture(aw):
+                if not aw.done():
+                    aw.cancel()
+                futures.append(aw)
+            elif inspect.iscoroutine(aw):
+                aw.close()
+        if futures:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(futures)
+
+    def note_others(self, exc: BaseException, why: str) -> None:
+        for i, other in self.others:
+            if other is not exc:
+                text = "".join(traceback.format_exception(other)).rstrip()
+                _add_note(exc, f"awaitable #{i} also failed, {why}:\n{text}")
+        self.others.clear()
+
+
+@overload
+async def gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,  # noqa: ASYNC109 - one deadline over many awaits
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> list[T]: ...
+
+
+@overload
+async def gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,  # noqa: ASYNC109 - one deadline over many awaits
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> list[T | BaseException]: ...
+
+
+async def gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,  # noqa: ASYNC109 - one deadline over many awaits
+    limit: int | None = None,
+    return_exceptions: bool = False,
+) -> list[T] | list[T | BaseException]:
+    """Await *aws* concurrently under one deadline; return their results in order.
+
+    Each awaitable may be a coroutine or, under asyncio, a task or future. With
+    no awaitables it returns ``[]`` at once.
+
+    Runs on: the caller's event loop (asyncio or trio), each coroutine in a task of
+    its own. With *limit*, at most *limit* coroutines run at once: the others are
+    started in input order as slots free, and ones never started are closed
+    (no "never awaited" warning). Tasks and futures are already running when
+    passed in, so they take no slot.
+
+    Cancellation: when the deadline passes, every unfinished awaitable is
+    cancelled and awaited until it has really finished, then
+    :class:`GatherTimeout` is raised; no task outlives the call. Cancelling the
+    caller does the same, then re-raises the cancellation. An input task is
+    cancelled once and then waited for.
+
+    If an awaitable raises and *return_exceptions* is false, the others are
+    cancelled and awaited, and that first exception propagates: the same object.
+    Exceptions other awaitables raise meanwhile (say, while being cancelled) are
+    not lost: each is attached to the propagating exception as a note (one entry
+    of its ``__notes__`` holding that exception's formatted traceback), so they
+    print with its traceback. Exceptions raised by awaitables being cancelled
+    after the deadline are attached to the :class:`GatherTimeout` the same way.
+
+    Args:
+        *aws: The awaitables.
+        timeout: One overall deadline in seconds; ``None`` waits forever.
+        limit: How many coroutines may run at once; ``None`` for no limit.
+        return_exceptions: Put exceptions (:class:`Exception` subclasses, and the
+            :class:`asyncio.CancelledError` of an input task cancelled by someone
+            else) in their slots of the result list instead of raising, and
+            cancel nothing. Other :class:`BaseException` s always propagate.
+
+    Returns:
+        One result per awaitable, in input order.
+
+    Raises:
+        GatherTimeout: If the deadline passed first; it holds the partial results.
+        ValueError: If *timeout* is negative or NaN, or *limit* is below 1.
+        TypeError: If a task or future is passed outside asyncio.
+
+    .. versionadded:: 0.1
+    """
+    _check_options("gather_with_timeout", aws, timeout, limit)
+    if not aws:
+        return []
+    on_asyncio = isinstance(loop_running_in_this_thread(), asyncio.AbstractEventLoop)
+    if not on_asyncio and any(asyncio.isfuture(aw) for aw in aws):
+        _close_unstarted(aws)
+        raise TypeError(
+            "gather_with_timeout() got an asyncio task or future outside asyncio; "
+            "pass coroutines (await-able on any backend) instead"
+        )
+    state = _Gather(aws, return_exceptions)
+    limiter = anyio.Semaphore(limit) if limit is not None else None
+    if timeout is not None:
+        state.scope.deadline = anyio.current_time() + timeout
+    try:
+        with state.scope:
+            async with anyio.create_task_group() as tg:
+                for i, aw in enumerate(aws):
+                    if asyncio.isfuture(aw):
+                        tg.start_soon(state.run, i, None)
+                for i, aw in enumerate(aws):
+                    if not asyncio.isfuture(aw):
+                        if limiter is not None:
+                            await limiter.acquire()
+                        tg.start_soon(state.run, i, limiter)
+    finally:
+        await state.close_unstarted()
+    first = state.first
+    if first is not None:
+        state.note_others(first, "while the others were being cancelled")
+        try:
+            raise first
+        finally:
+            del first, state
+    if all(state.done):
+        return state.results  # type: ignore[return-value]
+    assert timeout is not None
+    done = [i for i, d in enumerate(state.done) if d]
+    pending = [i for i, d in enumerate(state.done) if not d]
+    exc = GatherTimeout(
+        gather_timeout_message(timeout, len(done), len(aws)),
+        state.results,
+        done,
+        pending,
+    )
+    state.note_others(exc, "while being cancelled at the deadline")
+    raise exc
+
+
+@overload
+def sync_gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> list[T]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> list[T | BaseException]: ...
+
+
+def sync_gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool = False,
+) -> list[T] | list[T | BaseException]:
+    """Run :func:`gather_with_timeout` from sync code; block until it finishes.
+
+    The sync twin, named like :func:`~syncbridge.sync_call_async` (``sync_`` =
+    called from sync code), for a Flask view or a script::
+
+        pages = sync_gather_with_timeout(*(fetch(u) for u in urls), timeout=5.0)
+
+    Coroutine objects made in this thread are awaited on the chosen loop; tasks and
+    futures must belong to that loop.
+
+    Runs on: the calling thread blocks; the gather runs on the loop that
+    :func:`~syncbridge.sync_call_async` would choose (the same three rules).
+
+    Cancellation: as in :func:`gather_with_timeout`; a ``KeyboardInterrupt`` in
+    the waiting thread cancels the gather (and so every awaitable) on its loop.
+
+    Args:
+        *aws: The awaitables.
+        timeout: One overall deadline in seconds; ``None`` waits forever.
+        limit: How many coroutines may run at once; ``None`` for no limit.
+        return_exceptions: As in :func:`gather_with_timeout`.
+
+    Returns:
+        One result per awaitable, in input order.
+
+    Raises:
+        GatherTimeout: If the deadline passed first; it holds the partial results.
+        DeadlockError: If called from a thread running an event loop.
+        ValueError: If *timeout* is negative or NaN, or *limit* is below 1.
+
+    .. versionadded:: 0.1
+    """
+    _check_options("sync_gather_with_timeout", aws, timeout, limit)
+
+    async def gather() -> list[Any]:
+        return await gather_with_timeout(
+            *aws, timeout=timeout, limit=limit, return_exceptions=return_exceptions
+        )
+
+    try:
+        return get_bridge().sync_call_async(gather)
+    except DeadlockError:
+        _close_unstarted(aws)
+        raise DeadlockError(
+            "sync_gather_with_timeout() was called from a thread that is running an "
+            "event loop; blocking here would stop that loop forever. Use "
+            "`await gather_with_timeout(...)` instead."
+        ) from None
+    except BridgeClosed:
+        _close_unstarted(aws)
+        raise

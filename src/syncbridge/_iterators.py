@@ -1,0 +1,334 @@
+"""Iterator bridges: iterate_in_thread (sync source, async loop), sync_iter (the reverse)."""
+
+from __future__ import annotations
+
+__all__ = ("SyncIterator", "ThreadIterator", "iterate_in_thread", "sync_iter")
+
+import enum
+import threading
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+)
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from ._core._bridge import get_bridge
+from ._core._loops import loop_running_in_this_thread
+from ._exceptions import BridgeClosed, DeadlockError
+from ._typing import T
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+
+class _End(enum.Enum):
+    END = "END"
+
+
+_END: Final = _End.END
+_READY: Final = 0
+_RUNNING: Final = 1
+_FINISHED: Final = 2
+
+
+def _next_or_end(iterator: Iterator[T]) -> T | _End:
+    # StopIteration cannot cross a coroutine boundary (it becomes RuntimeError).
+    return next(iterator, _END)
+
+
+def _close_source(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+def _close_quietly_later(iterator: Iterator[Any]) -> None:
+    # Called from __del__, which cannot await: close on a short-lived thread of
+    # its own, so garbage collection never waits for worker capacity.
+    threading.Thread(
+        target=_close_source,
+        args=(iterator,),
+        name="syncbridge-iterate_in_thread-close",
+        daemon=True,
+    ).start()
+
+
+class ThreadIterator(AsyncIterator[T]):
+    """An async iterator over a blocking iterator; made by :func:`iterate_in_thread`.
+
+    Close it with :meth:`aclose` or an ``async with`` block to close the source at
+    a known point; dropping it unfinished closes the source too.
+    """
+
+    def __init__(self, iterator: Iterator[T]) -> None:
+        self._state = _READY
+        self._started = False
+        self._closed = False
+        self._iterator = iterator
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._closed or self._state == _FINISHED:
+            raise StopAsyncIteration
+        if self._state == _RUNNING:
+            raise RuntimeError(
+                "iterate_in_thread(): __anext__() called while another task is "
+                "awaiting the previous step; iterate it from one task"
+            )
+        self._state = _RUNNING
+        self._started = True
+        bridge = get_bridge()
+        try:
+            item: T | _End = await bridge.run_in(
+                bridge.pool(), False, _next_or_end, (self._iterator,), {}
+            )
+        except BaseException:
+            self._state = _FINISHED
+            await self.aclose()
+            raise
+        if item is _END:
+            self._state = _FINISHED
+            await self.aclose()
+            raise StopAsyncIteration
+        self._state = _READY
+        return item
+
+    async def aclose(self) -> None:
+        """Close the source iterator in a worker thread, if it has ``close()``.
+
+        Idempotent. Shielded from cancellation: when it returns, the source's
+        ``finally`` blocks have run.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        bridge = get_bridge()
+        with anyio.CancelScope(shield=True):
+            await bridge.run_in(
+                bridge.pool(), False, _close_source, (self._iterator,), {}
+            )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if self._started and not self._closed and self._state != _RUNNING:
+            self._closed = True
+            _close_quietly_later(self._iterator)
+
+
+def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
+    """Iterate a blocking iterable from async code, each step in a worker thread.
+
+    For a blocking generator, a DB cursor or a file::
+
+        async for row in iterate_in_thread(cursor):
+            ...
+
+    ``iter(iterable)`` is called at once (so a non-iterable fails here); each
+    ``next()`` then runs in a worker thread of the default bridge
+    (:func:`~syncbridge.get_bridge`), one step at a time; successive steps may
+    run on different worker threads. When the iteration ends (exhausted, failed,
+    cancelled, or closed with ``aclose()`` or an ``async with`` block) the source
+    iterator's ``close()`` is called, if it has one, in a worker thread, and
+    awaited: a generator's ``finally`` blocks run, a file is closed. Breaking out
+    of ``async for`` and dropping the iterator closes the source too, on a
+    short-lived thread of its own, without waiting.
+
+    Runs on: the caller's event loop, which is never blocked; ``next()`` and
+    ``close()`` run in worker threads of the default pool, one slot per step.
+
+    Cancellation: a generator cannot be closed while it runs, so a cancelled
+    step waits for its ``next()`` call to return (:func:`~syncbridge.check_cancelled`
+    raises inside it, so a cooperative source can stop early); then the source is
+    closed, shielded from the cancellation, and the cancellation propagates.
+
+    Args:
+        iterable: The blocking iterable.
+
+    Returns:
+        An async iterator of the same items, usable with ``async with``.
+
+    Raises:
+        TypeError: If *iterable* is not iterable.
+
+    Whatever ``next()`` raises propagates unchanged (the same object), after the
+    source was closed.
+
+    .. versionadded:: 0.1
+    """
+    return ThreadIterator(iter(iterable))
+
+
+class SyncIterator(Iterator[T]):
+    """A plain iterator over an async iterable; made by :func:`sync_iter`.
+
+    Close it with :meth:`close` or a ``with`` block to run the async generator's
+    cleanup at a known point; dropping it closes it too.
+    """
+
+    def __init__(self, aiterable: AsyncIterable[T]) -> None:
+        self._loop: object | None = None
+        self._lock = threading.Lock()
+        self._state = _READY
+        self._started = False
+        self._closed = False
+        self._aiterator: AsyncIterator[T] = aiter(aiterable)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        with self._lock:
+            if self._closed or self._state == _FINISHED:
+                raise StopIteration
+            if self._state == _RUNNING:
+                raise ValueError(
+                    "sync_iter(): this iterator is already being advanced in another "
+                    "thread; iterate it from one thread at a time"
+                )
+            self._state = _RUNNING
+        state = _READY
+        try:
+            item = get_bridge().sync_call_async(self._step)
+            if item is _END:
+                state = _FINISHED
+                raise StopIteration
+            return item
+        except DeadlockError:
+            raise _deadlock("iterated") from None
+        finally:
+            self._state = state
+
+    async def _step(self) -> T | _End:
+        self._check_loop()
+        self._started = True
+        try:
+            return await self._aiterator.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    async def _aclose(self) -> None:
+        self._check_loop()
+        aclose = getattr(self._aiterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _check_loop(self) -> None:
+        here = loop_running_in_this_thread()
+        if self._loop is None:
+            self._loop = here
+        elif here is not self._loop:
+            raise RuntimeError(
+                "sync_iter(): this step would run on a different event loop than the "
+                "first one (the iterator moved to another thread?), and an async "
+                "generator is bound to its loop; iterate it from one thread"
+            )
+
+    def close(self) -> None:
+        """Close the async iterator on its loop (its ``aclose()``); idempotent.
+
+        Runs on: the calling thread blocks while ``aclose()`` runs on the loop
+        that ran the steps; a never-started or exhausted iterator needs no loop.
+
+        Raises:
+            DeadlockError: If called from a thread running an event loop.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            if self._state == _RUNNING:
+                raise ValueError(
+                    "sync_iter(): cannot close this iterator while another thread "
+                    "is advancing it"
+                )
+            self._closed = True
+            if not self._started or self._state == _FINISHED:
+                return
+        try:
+            get_bridge().sync_call_async(self._aclose)
+        except DeadlockError:
+            raise _deadlock("closed") from None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._closed or not self._started or self._state != _READY:
+            return
+        if loop_running_in_this_thread() is not None:
+            # Blocking here would stop this loop. The async generator's own loop
+            # finalizes it (its asyncgen hooks) once it is garbage.
+            return
+        try:
+            self.close()
+        except (BridgeClosed, DeadlockError):  # interpreter or bridge shutting down
+            pass
+
+
+def _deadlock(what: str) -> DeadlockError:
+    return DeadlockError(
+        f"a sync_iter() iterator was {what} in a thread that is running an event "
+        "loop; blocking here would stop that loop forever. Use `async for` over "
+        "the async iterable instead."
+    )
+
+
+def sync_iter(aiterable: AsyncIterable[T], /) -> SyncIterator[T]:
+    """Iterate an async iterable from sync code, each step on the right event loop.
+
+    For example, to stream an async generator from a sync view::
+
+        for chunk in sync_iter(render_chunks()):
+            yield chunk
+
+    Runs on: the calling thread blocks for each step; ``__anext__()`` runs on the
+    loop :func:`~syncbridge.sync_call_async` chooses (the same three rules), in a
+    copy of the caller's :mod:`contextvars` context. Every step and the closing
+    run on that first loop: iterate from one thread.
+
+    Cancellation: breaking out of the ``for`` loop, ``close()``, leaving a
+    ``with`` block or dropping the iterator calls the async generator's
+    ``aclose()`` on its loop, so its ``finally`` blocks run. Dropping it in a
+    thread that runs an event loop leaves that to the generator's loop instead. A
+    ``KeyboardInterrupt`` during a step cancels the step on its loop.
+
+    Args:
+        aiterable: The async iterable (an async generator, say).
+
+    Returns:
+        A plain iterator of the same items, usable as a context manager.
+
+    Raises:
+        TypeError: If *aiterable* is not async-iterable.
+
+    While iterating, :class:`DeadlockError` is raised in a thread running an
+    event loop; whatever ``__anext__()`` raises propagates unchanged.
+
+    .. versionadded:: 0.1
+    """
+    return SyncIterator(aiterable)
