@@ -118,6 +118,16 @@ def run_virtual(backend: str, main: Callable[[], Awaitable[None]]) -> None:
         )
 
 
+@pytest.fixture(
+    params=[pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Like conftest's, on virtual time: deadlines pass at once, never too early."""
+    if request.param == "trio":
+        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    return "asyncio", {"loop_factory": VirtualTimeLoop}
+
+
 # -- the property test -----------------------------------------------------------
 
 
@@ -449,7 +459,7 @@ async def test_gather_with_timeout_caller_cancellation_cancels_and_awaits_childr
 # -- asyncio tasks and futures ----------------------------------------------------
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
 async def test_gather_with_timeout_accepts_tasks_and_futures_under_asyncio() -> None:
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[int] = loop.create_future()
@@ -458,7 +468,7 @@ async def test_gather_with_timeout_accepts_tasks_and_futures_under_asyncio() -> 
     assert await gather_with_timeout(immediate(0), fut, task, timeout=None) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
 async def test_gather_with_timeout_cancels_an_input_task_once_and_awaits_it() -> None:
     steps: list[str] = []
 
@@ -481,7 +491,7 @@ async def test_gather_with_timeout_cancels_an_input_task_once_and_awaits_it() ->
     assert info.value.results == [0, PENDING]
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
 async def test_gather_with_timeout_cancelled_input_task_is_an_outcome() -> None:
     task = asyncio.ensure_future(asyncio.sleep(3600))
     asyncio.get_running_loop().call_soon(task.cancel)
@@ -489,7 +499,7 @@ async def test_gather_with_timeout_cancelled_input_task_is_an_outcome() -> None:
     assert isinstance(results[0], asyncio.CancelledError)
 
 
-@pytest.mark.parametrize("anyio_backend", ["trio"])
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
 async def test_gather_with_timeout_rejects_futures_under_trio() -> None:
     loop = asyncio.new_event_loop()
     try:
@@ -512,7 +522,8 @@ def test_sync_gather_with_timeout_returns_results_from_sync_code() -> None:
 def test_sync_gather_with_timeout_raises_gather_timeout_with_partial_results() -> None:
     cleaned: list[int] = []
     with pytest.raises(GatherTimeout) as info:
-        sync_gather_with_timeout(immediate(0), forever(cleaned, 1), timeout=0.02)
+        # Real time on the portal loop: a deadline long enough for any scheduler.
+        sync_gather_with_timeout(immediate(0), forever(cleaned, 1), timeout=0.5)
     assert info.value.results == [0, PENDING]
     assert cleaned == [1]
 
@@ -531,7 +542,7 @@ async def test_sync_gather_with_timeout_runs_on_the_workers_loop() -> None:
         return loop_running_in_this_thread()
 
     def in_worker() -> list[object]:
-        return sync_gather_with_timeout(where(), where(), timeout=5)
+        return sync_gather_with_timeout(where(), where(), timeout=None)
 
     assert await run_blocking(in_worker) == [here, here]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._contextmanagers import to_async_cm as to_async_cm
+from ._contextmanagers import to_sync_cm as to_sync_cm
 from ._core._bridge import Bridge as Bridge
 from ._core._bridge import get_bridge as get_bridge
 from ._core._workers import WorkerPool as WorkerPool
@@ -9,6 +11,15 @@ from ._exceptions import BridgeClosed as BridgeClosed
 from ._exceptions import DeadlockError as DeadlockError
 from ._exceptions import SyncBridgeError as SyncBridgeError
 from ._exceptions import WorkerCancelled as WorkerCancelled
+from ._gather import PENDING as PENDING
+from ._gather import GatherTimeout as GatherTimeout
+from ._gather import PendingType as PendingType
+from ._gather import gather_with_timeout as gather_with_timeout
+from ._gather import sync_gather_with_timeout as sync_gather_with_timeout
+from ._iterators import SyncIterator as SyncIterator
+from ._iterators import ThreadIterator as ThreadIterator
+from ._iterators import iterate_in_thread as iterate_in_thread
+from ._iterators import sync_iter as sync_iter
 from ._run_blocking import check_cancelled as check_cancelled
 from ._run_blocking import run_blocking as run_blocking
 from ._run_blocking import to_async as to_async
@@ -21,22 +32,33 @@ except ImportError:  # pragma: no cover - running from a tree that was never bui
     __version__ = "0.0.0+unknown"
 
 __all__ = (
+    "PENDING",
     "Bridge",
     "BridgeClosed",
     "DeadlockError",
+    "GatherTimeout",
+    "PendingType",
     "SyncBridgeError",
+    "SyncIterator",
+    "ThreadIterator",
     "WorkerCancelled",
     "WorkerPool",
     "check_cancelled",
+    "gather_with_timeout",
     "get_bridge",
+    "iterate_in_thread",
     "run_blocking",
     "sync_call_async",
+    "sync_gather_with_timeout",
+    "sync_iter",
     "to_async",
+    "to_async_cm",
     "to_sync",
+    "to_sync_cm",
 )
 
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("syncbridge."):
+    if callable(_obj) and getattr(_obj, "__module__", "").startswith("syncbridge."):
         _obj.__module__ = "syncbridge"
 del _name, _obj

@@ -12,7 +12,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic
 
 import anyio
 
@@ -176,6 +176,47 @@ def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
     return ThreadIterator(iter(iterable))
 
 
+class _Driver(Generic[T]):
+    """The loop side of a :class:`SyncIterator`: the async iterator and its loop.
+
+    Loop calls reference this object, never the :class:`SyncIterator`: a call
+    finishing on the loop thread must not drop the last reference to the
+    iterator there, where its ``__del__`` could not block to close it.
+    """
+
+    __slots__ = ("aiterator", "loop", "started")
+
+    def __init__(self, aiterator: AsyncIterator[T]) -> None:
+        self.aiterator = aiterator
+        self.loop: object | None = None
+        self.started = False
+
+    async def step(self) -> T | _End:
+        self._check_loop()
+        self.started = True
+        try:
+            return await self.aiterator.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    async def aclose(self) -> None:
+        self._check_loop()
+        aclose = getattr(self.aiterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _check_loop(self) -> None:
+        here = loop_running_in_this_thread()
+        if self.loop is None:
+            self.loop = here
+        elif here is not self.loop:
+            raise RuntimeError(
+                "sync_iter(): this step would run on a different event loop than the "
+                "first one (the iterator moved to another thread?), and an async "
+                "generator is bound to its loop; iterate it from one thread"
+            )
+
+
 class SyncIterator(Iterator[T]):
     """A plain iterator over an async iterable; made by :func:`sync_iter`.
 
@@ -184,12 +225,11 @@ class SyncIterator(Iterator[T]):
     """
 
     def __init__(self, aiterable: AsyncIterable[T]) -> None:
-        self._loop: object | None = None
         self._lock = threading.Lock()
         self._state = _READY
-        self._started = False
         self._closed = False
-        self._aiterator: AsyncIterator[T] = aiter(aiterable)
+        self._driver: _Driver[T] | None = None
+        self._driver = _Driver(aiter(aiterable))
 
     def __iter__(self) -> Self:
         return self
@@ -204,9 +244,10 @@ class SyncIterator(Iterator[T]):
                     "thread; iterate it from one thread at a time"
                 )
             self._state = _RUNNING
+        assert self._driver is not None
         state = _READY
         try:
-            item = get_bridge().sync_call_async(self._step)
+            item = get_bridge().sync_call_async(self._driver.step)
             if item is _END:
                 state = _FINISHED
                 raise StopIteration
@@ -215,31 +256,6 @@ class SyncIterator(Iterator[T]):
             raise _deadlock("iterated") from None
         finally:
             self._state = state
-
-    async def _step(self) -> T | _End:
-        self._check_loop()
-        self._started = True
-        try:
-            return await self._aiterator.__anext__()
-        except StopAsyncIteration:
-            return _END
-
-    async def _aclose(self) -> None:
-        self._check_loop()
-        aclose = getattr(self._aiterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    def _check_loop(self) -> None:
-        here = loop_running_in_this_thread()
-        if self._loop is None:
-            self._loop = here
-        elif here is not self._loop:
-            raise RuntimeError(
-                "sync_iter(): this step would run on a different event loop than the "
-                "first one (the iterator moved to another thread?), and an async "
-                "generator is bound to its loop; iterate it from one thread"
-            )
 
     def close(self) -> None:
         """Close the async iterator on its loop (its ``aclose()``); idempotent.
@@ -259,10 +275,11 @@ class SyncIterator(Iterator[T]):
                     "is advancing it"
                 )
             self._closed = True
-            if not self._started or self._state == _FINISHED:
+            driver = self._driver
+            if driver is None or not driver.started or self._state == _FINISHED:
                 return
         try:
-            get_bridge().sync_call_async(self._aclose)
+            get_bridge().sync_call_async(driver.aclose)
         except DeadlockError:
             raise _deadlock("closed") from None
 
@@ -278,7 +295,10 @@ class SyncIterator(Iterator[T]):
         self.close()
 
     def __del__(self) -> None:
-        if self._closed or not self._started or self._state != _READY:
+        driver = self._driver
+        if self._closed or driver is None or not driver.started:
+            return
+        if self._state != _READY:
             return
         if loop_running_in_this_thread() is not None:
             # Blocking here would stop this loop. The async generator's own loop
