@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ("BridgeClosed", "DeadlockError", "SyncBridgeError", "WorkerCancelled")
+__all__ = (
+    "BridgeClosed",
+    "DeadlockError",
+    "SyncBridgeError",
+    "WorkerCancelled",
+    "check_timeout",
+    "closed_message",
+    "deadlock_message",
+)
+
+import math
 
 
 class SyncBridgeError(Exception):
@@ -58,3 +68,15 @@ def closed_message(what: str) -> str:
         "use the default one (syncbridge.get_bridge()) and close only bridges you "
         "created yourself."
     )
+
+
+def check_timeout(timeout: float | None, where: str) -> None:
+    """Raise :class:`ValueError` unless *timeout* is ``None`` or seconds >= 0.
+
+    *where* names the function the user called, e.g. ``"to_async"``.
+    """
+    if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
+        raise ValueError(
+            f"{where}(timeout=...) must be None (no deadline) or a number of "
+            f"seconds >= 0, got {timeout!r}"
+        )

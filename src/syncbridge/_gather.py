@@ -13,7 +13,6 @@ __all__ = (
 import asyncio
 import enum
 import inspect
-import math
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
@@ -22,7 +21,7 @@ import anyio
 
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
-from ._exceptions import BridgeClosed, DeadlockError, SyncBridgeError
+from ._exceptions import BridgeClosed, DeadlockError, SyncBridgeError, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -106,11 +105,7 @@ def _check_options(
     where: str, aws: Sequence[object], timeout: float | None, limit: int | None
 ) -> None:
     try:
-        if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
-            raise ValueError(
-                f"{where}(timeout=...) must be None (no deadline) or a number of "
-                f"seconds >= 0, got {timeout!r}"
-            )
+        check_timeout(timeout, where)
         if limit is not None and (isinstance(limit, bool) or limit < 1):
             raise ValueError(
                 f"{where}(limit=...) must be None (no limit) or an int >= 1, "

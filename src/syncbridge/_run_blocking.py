@@ -6,13 +6,13 @@ __all__ = ("check_cancelled", "run_blocking", "to_async")
 
 import functools
 import inspect
-import math
 from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 
 from ._core._bridge import Bridge, get_bridge
 from ._core._workers import check_cancelled as _check_cancelled
+from ._exceptions import check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -78,14 +78,6 @@ def check_cancelled() -> None:
     .. versionadded:: 0.1
     """
     _check_cancelled()
-
-
-def _check_timeout(timeout: float | None, where: str) -> None:
-    if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
-        raise ValueError(
-            f"{where}(timeout=...) must be None or a number of seconds >= 0, "
-            f"got {timeout!r}"
-        )
 
 
 @overload
@@ -158,7 +150,7 @@ def to_async(
 
     .. versionadded:: 0.1
     """
-    _check_timeout(timeout, "to_async")
+    check_timeout(timeout, "to_async")
     if pool is not None and thread_sensitive:
         raise ValueError(
             "to_async() takes pool=... or thread_sensitive=True, not both: the "

@@ -5,10 +5,10 @@ from __future__ import annotations
 __all__ = ("sync_call_async", "to_sync")
 
 import functools
-import math
 from typing import TYPE_CHECKING, overload
 
 from ._core._bridge import Bridge, get_bridge
+from ._exceptions import check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -108,11 +108,7 @@ def to_sync(
 
     .. versionadded:: 0.1
     """
-    if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
-        raise ValueError(
-            f"to_sync(timeout=...) must be None or a number of seconds >= 0, "
-            f"got {timeout!r}"
-        )
+    check_timeout(timeout, "to_sync")
 
     def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
         @functools.wraps(fn)
