@@ -193,15 +193,15 @@ class Portal:
     async def _drain_trio(self, grace: float) -> None:
         import trio
 
-        calls = {c for c in self._trio_calls if not _finished(c)}
+        calls = {c for c in self._trio_calls if not c.done}
         if calls:
             with trio.move_on_after(grace):
                 # Polled: calls finish on their own tasks, which hold no event
                 # of ours; this runs once, at close.
-                while any(not _finished(c) for c in calls):  # noqa: ASYNC110
+                while any(not c.done for c in calls):  # noqa: ASYNC110
                     await trio.sleep(0.01)
             for call in calls:
-                if not _finished(call) and call.cancel_on_loop is not None:
+                if not call.done and call.cancel_on_loop is not None:
                     _log_cancelled(call.func)
                     call.cancel_on_loop()
         stop: trio.Event = self._trio_stop
@@ -213,10 +213,6 @@ class Portal:
         self._handle = None
         self._thread = None
         self._trio_calls = set()
-
-
-def _finished(call: Call[Any]) -> bool:
-    return call.done
 
 
 def _log_cancelled(what: object) -> None:
