@@ -16,6 +16,7 @@ import anyio
 
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
+from ._core._outcome import unwrap
 from ._exceptions import DeadlockError, SyncBridgeError
 from ._typing import T
 
@@ -98,14 +99,10 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
                 if self._entered:
                     await self._exit((type(exc), exc, exc.__traceback__))
             raise
-        ok, value = self._outcome
-        self._outcome = (False, None)
-        if not ok:
-            try:
-                raise value
-            finally:
-                del value
-        return value  # type: ignore[no-any-return]
+        try:
+            return unwrap(self._outcome)  # type: ignore[no-any-return]
+        finally:
+            self._outcome = (False, None)
 
     async def __aexit__(
         self,
@@ -254,14 +251,10 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
             with anyio.CancelScope(shield=True):
                 await self._finished.wait()
             raise
-        ok, value = self._outcome
-        self._outcome = (False, None)
-        if not ok:
-            try:
-                raise value
-            finally:
-                del value
-        return value  # type: ignore[no-any-return]
+        try:
+            return unwrap(self._outcome)  # type: ignore[no-any-return]
+        finally:
+            self._outcome = (False, None)
 
     def _spawn(self) -> None:
         # __aenter__ and __aexit__ must run in one task (anyio cancel scopes and
@@ -330,15 +323,11 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
             self._go_exit.set()
             with anyio.CancelScope(shield=True):
                 await self._finished.wait()
-        ok, value = self._outcome
-        self._outcome = (False, None)
         self._task = None
-        if ok:
-            return bool(value)
         try:
-            raise value
+            return bool(unwrap(self._outcome))
         finally:
-            del value
+            self._outcome = (False, None)
 
 
 def _gone() -> SyncBridgeError:

@@ -34,6 +34,7 @@ from ._loops import (
     handle_for,
     loop_running_in_this_thread,
 )
+from ._outcome import unwrap
 from ._workers import Delegate, Job, current_delegate, current_job
 
 if TYPE_CHECKING:
@@ -114,12 +115,9 @@ def call_async_from_thread(
     finally:
         if delegate is not None:
             delegate.retire()
-    if call.ok:
-        return call.value
-    exc = call.value
-    call.value = None
     if call.cancelled:
-        if is_portal and portal_closed(portal):
+        call.value = None
+        if is_portal and not portal.running:
             raise BridgeClosed(
                 f"the bridge was closed while {name}() was running on its portal "
                 "loop, so the call was cancelled"
@@ -128,46 +126,33 @@ def call_async_from_thread(
             f"{name}() was cancelled on its event loop (the loop is shutting down?)"
         ) from None
     try:
-        raise exc
+        return unwrap((call.ok, call.value))
     finally:
-        del exc
-
-
-def portal_closed(portal: Portal) -> bool:
-    """Whether the portal's bridge closed (its loop no longer takes calls)."""
-    return not portal.running
+        call.value = None
 
 
 def _wait(call: Call[Any], handle: LoopHandle, is_portal: bool, grace: float) -> None:
-    replies = call.replies
     timeout = None if is_portal else _POLL_SECONDS
     try:
-        while True:
-            try:
-                item = replies.get(timeout=timeout)
-            except Empty:
-                if not handle.is_alive():
-                    raise SyncBridgeError(
-                        "the event loop running this call stopped before the call "
-                        "finished"
-                    ) from None
-                continue
-            if item is DONE:
-                return
-            item.run()  # type: ignore[attr-defined]
+        while not _serve(call, timeout):
+            if not handle.is_alive():
+                raise SyncBridgeError(
+                    "the event loop running this call stopped before the call finished"
+                )
     except BaseException:
         call.cancelled = True  # if it has not started yet, it never will
         handle.cancel(call)
-        _wait_briefly(call, grace)
+        _serve(call, grace)
         raise
 
 
-def _wait_briefly(call: Call[Any], grace: float) -> None:
-    try:
-        while True:
-            item = call.replies.get(timeout=grace)
-            if item is DONE:
-                return
-            item.run()  # type: ignore[attr-defined]
-    except Empty:
-        return
+def _serve(call: Call[Any], timeout: float | None) -> bool:
+    """Run jobs delegated to this thread until *call* is done (True) or *timeout*."""
+    while True:
+        try:
+            item = call.replies.get(timeout=timeout)
+        except Empty:
+            return False
+        if item is DONE:
+            return True
+        item.run()  # type: ignore[attr-defined]

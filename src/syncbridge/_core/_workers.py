@@ -34,6 +34,7 @@ import anyio
 
 from .._exceptions import BridgeClosed, WorkerCancelled, closed_message
 from ._loops import loop_running_in_this_thread
+from ._outcome import unwrap
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -114,14 +115,10 @@ class Job:
 
     def outcome(self) -> Any:
         """Return the result, or raise the exception, of a finished job."""
-        if self.ok:
-            return self.value
-        exc = self.value
-        self.value = None
         try:
-            raise exc
+            return unwrap((self.ok, self.value))
         finally:
-            del exc
+            self.value = None
 
 
 def _noop() -> None:
