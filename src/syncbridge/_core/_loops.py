@@ -21,6 +21,7 @@ __all__ = (
 )
 
 import asyncio
+import contextvars
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -32,8 +33,6 @@ import anyio
 from .._typing import T
 
 if TYPE_CHECKING:
-    from contextvars import Context
-
     import trio
 
 
@@ -72,7 +71,7 @@ class Call(Generic[T]):
         func: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        ctx: Context,
+        ctx: contextvars.Context,
         timeout: float | None,
     ) -> None:
         self.func = func
@@ -110,9 +109,21 @@ class Call(Generic[T]):
         self.value = value
         self.cancelled = cancelled
         self.done = True
+        # The loop thread's frames hold this Call until the coroutine returns,
+        # which may be after the caller resumed: drop the callable and context
+        # now so their last reference is never released on the loop thread.
+        self.func = _spent
+        self.ctx = _SPENT_CONTEXT
         self.args = ()
         self.kwargs = {}
         self.replies.put(DONE)
+
+
+async def _spent(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("this call has already finished")
+
+
+_SPENT_CONTEXT: Final = contextvars.Context()
 
 
 class LoopHandle(Protocol):
