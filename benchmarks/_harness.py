@@ -251,15 +251,20 @@ def _version(name: str) -> str:
         return "(not installed)"
 
 
+def _print_section(title: str, samples: dict[str, Sample], notes: Sequence[str]) -> int:
+    """Print a section's title and notes; return the width of the name column."""
+    print(f"## {title}")
+    for note in notes:
+        print(f"   {note}")
+    return max(len(name) for name in samples) + 2
+
+
 def print_latency(
     title: str, samples: dict[str, Sample], baseline: str, notes: Sequence[str] = ()
 ) -> None:
     """Print per-call latency (µs), with each median's ratio to *baseline*'s."""
     base = samples[baseline].median
-    width = max(len(name) for name in samples) + 2
-    print(f"## {title}")
-    for note in notes:
-        print(f"   {note}")
+    width = _print_section(title, samples, notes)
     print(
         f"   {'contender':<{width}}{'calls':>7}{'median µs':>11}{'min µs':>9}"
         f"{'max µs':>9}   ratio vs {baseline}"
@@ -277,10 +282,7 @@ def print_throughput(
 ) -> None:
     """Print throughput (calls/s), with each median's ratio to *baseline*'s."""
     base = samples[baseline].median
-    width = max(len(name) for name in samples) + 2
-    print(f"## {title}")
-    for note in notes:
-        print(f"   {note}")
+    width = _print_section(title, samples, notes)
     print(
         f"   {'contender':<{width}}{'calls':>7}{'median calls/s':>16}"
         f"{'min':>10}{'max':>10}{'µs/call':>9}   throughput vs {baseline}"
