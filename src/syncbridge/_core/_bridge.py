@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = ("Bridge", "get_bridge")
 
 import atexit
+import concurrent.futures
+import contextvars
 import math
 import os
 import threading
@@ -16,6 +18,7 @@ import anyio
 
 from .._exceptions import BridgeClosed, closed_message
 from ._loop_choice import call_async_from_thread
+from ._loops import Call, LoopGone
 from ._portal import Portal
 from ._workers import WorkerPool, run_in_pool
 
@@ -225,6 +228,56 @@ class Bridge:
         )
         return result
 
+    def start_soon(
+        self,
+        func: Callable[P, Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> concurrent.futures.Future[T]:
+        """Start ``func(*args, **kwargs)`` on the portal loop and return at once.
+
+        Fire-and-forget work for sync code: the returned future gets the outcome.
+        Nothing logs an exception nobody asks the future for, so check it or add a
+        done callback.
+
+        Runs on:
+            The bridge's portal loop, always (whichever thread calls), in a copy
+            of the caller's :mod:`contextvars` context. Safe to call from any
+            thread, the portal loop's own included.
+
+        Cancellation:
+            ``future.cancel()`` cancels the coroutine on the loop. When the
+            bridge closes, work still running after the grace period is cancelled
+            (and logged), and its future ends cancelled.
+
+        Returns:
+            A :class:`concurrent.futures.Future` for the coroutine's result; done
+            callbacks run on the portal loop thread.
+
+        Raises:
+            BridgeClosed: If the bridge is closed.
+
+        .. versionadded:: 0.1
+        """
+        self._check_open("start_soon()")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        call: Call[T] = Call(func, args, kwargs, contextvars.copy_context(), None)
+        call.on_done = _settle(future)
+        handle = self._portal.handle()
+
+        def cancel_call(f: concurrent.futures.Future[T]) -> None:
+            if f.cancelled() and not call.done:
+                call.cancelled = True  # if it has not started yet, it never will
+                handle.cancel(call)
+
+        future.add_done_callback(cancel_call)
+        try:
+            handle.submit(call)
+        except LoopGone:
+            raise BridgeClosed(closed_message("start_soon()")) from None
+        return future
+
     # -- lifetime -----------------------------------------------------------
 
     def _check_open(self, what: str) -> None:
@@ -288,6 +341,22 @@ class Bridge:
         self._portal.reset_after_fork()
         for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
             pool.reset_after_fork()
+
+
+def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
+    """Return the ``on_done`` hook that copies a call's outcome into *future*."""
+
+    def settle(call: Call[T]) -> None:
+        value, call.value = call.value, None
+        if call.cancelled:
+            future.cancel()
+        elif future.set_running_or_notify_cancel():  # False: cancelled meanwhile
+            if call.ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    return settle
 
 
 _default: Bridge | None = None

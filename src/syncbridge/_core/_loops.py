@@ -49,7 +49,8 @@ class Call(Generic[T]):
 
     The blocked thread waits on :attr:`replies`, which receives :data:`DONE` once the
     outcome is set, and, while it waits, worker jobs it is asked to run on its own
-    thread (see ``_workers.Delegate``).
+    thread (see ``_workers.Delegate``). A call nobody waits for (``start_soon``)
+    is told through :attr:`on_done` instead, on the loop thread.
     """
 
     __slots__ = (
@@ -61,6 +62,7 @@ class Call(Generic[T]):
         "func",
         "kwargs",
         "ok",
+        "on_done",
         "replies",
         "timeout",
         "value",
@@ -85,6 +87,7 @@ class Call(Generic[T]):
         self.done = False
         self.value: Any = None
         self.cancel_on_loop: Callable[[], object] | None = None
+        self.on_done: Callable[[Call[T]], object] | None = None
 
     async def _invoke(self) -> T:
         awaitable: object = self.func(*self.args, **self.kwargs)
@@ -117,6 +120,8 @@ class Call(Generic[T]):
         self.args = ()
         self.kwargs = {}
         self.replies.put(DONE)
+        if self.on_done is not None:
+            self.on_done(self)
 
 
 async def _spent(*args: Any, **kwargs: Any) -> Any:
