@@ -70,6 +70,7 @@ intersphinx_timeout = 10
 nitpick_ignore = [
     ("py:class", "P"),
     ("py:class", "T"),
+    ("py:class", "syncbridge._typing.T"),
     ("py:class", "P.args"),
     ("py:class", "P.kwargs"),
     ("py:class", "Backend"),

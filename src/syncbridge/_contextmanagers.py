@@ -166,18 +166,22 @@ def to_async_cm(
         async with to_async_cm(pool.connection()) as conn:
             ...
 
-    Runs on: ``__enter__`` and ``__exit__`` run on the same thread, a dedicated
-    thread started for this block (in a copy of the caller's :mod:`contextvars`
-    context, shared by enter and exit), so the loop is never blocked. That thread
-    is not a worker of any pool: it takes no pool slot, so neither enter nor exit
-    ever waits for worker capacity, and a saturated pool cannot deadlock the
-    cleanup. The price is one OS thread per open block.
+    Runs on:
+        ``__enter__`` and ``__exit__`` run on the same thread, a dedicated thread
+        started for this block (in a copy of the caller's :mod:`contextvars`
+        context, shared by enter and exit), so the loop is never blocked; the
+        block's body runs in the caller's task as usual. That thread is not a
+        worker of any pool: it takes no pool slot, so neither enter nor exit ever
+        waits for worker capacity, and a saturated pool cannot deadlock the
+        cleanup. The price is one OS thread per open block.
 
-    Cancellation: an exception in the block, a cancellation included, reaches
-    ``__exit__`` as usual, and passes through unchanged unless ``__exit__``
-    suppresses it. A cancelled ``__aenter__`` waits for ``__enter__`` to return,
-    then exits the context manager with the cancellation. ``__aexit__`` is
-    shielded: it always waits for ``__exit__`` to return.
+    Cancellation:
+        An exception in the block, a cancellation included, reaches ``__exit__``
+        as usual, and passes through unchanged unless ``__exit__`` suppresses
+        it. A thread cannot be interrupted: a cancelled ``__aenter__`` waits for
+        ``__enter__`` to return, then exits the context manager with the
+        cancellation and re-raises it. ``__aexit__`` is shielded: it always waits
+        for ``__exit__`` to return. There is no timeout option.
 
     Args:
         cm: The context manager; the returned object wraps it for one block.
@@ -347,19 +351,25 @@ def to_sync_cm(
         with to_sync_cm(client.stream("GET", url)) as response:
             ...
 
-    Runs on: the calling thread blocks on enter and on exit. ``__aenter__`` and
-    ``__aexit__`` run in one task (so the cm may hold cancel scopes or task
-    groups across the block), on the loop :func:`~syncbridge.sync_call_async`
-    chooses (the same three rules), in a copy of the caller's :mod:`contextvars`
-    context. Enter and exit must happen in the same thread. No worker slot is
-    held while the block runs, so cleanup never waits for worker capacity.
+    Runs on:
+        The calling thread blocks on enter and on exit; the block's body runs in
+        the calling thread. ``__aenter__`` and ``__aexit__`` run in one task (so
+        the cm may hold cancel scopes or task groups across the block), on the
+        loop :func:`~syncbridge.sync_call_async` chooses for the default bridge
+        (the same three rules), in a copy of the caller's :mod:`contextvars`
+        context. Enter and exit must happen in the same thread. No worker slot
+        is held while the block runs, so cleanup never waits for worker
+        capacity.
 
-    Cancellation: the block's exception reaches ``__aexit__`` and passes through
-    unchanged unless it is suppressed. Exiting is shielded from cancellation on
-    the loop: ``__exit__`` returns only once ``__aexit__`` has finished. If the
-    loop shuts down (its bridge closes) while the block runs, ``__aexit__`` runs
-    then with the cancellation, and the later ``__exit__`` raises
-    :class:`SyncBridgeError` or :class:`BridgeClosed`.
+    Cancellation:
+        The block's exception reaches ``__aexit__`` and passes through unchanged
+        unless it is suppressed. Exiting is shielded from cancellation on the
+        loop: ``__exit__`` returns only once ``__aexit__`` has finished. A
+        ``KeyboardInterrupt`` while ``__aenter__`` runs cancels it on its loop.
+        If the loop shuts down (its bridge closes) while the block runs,
+        ``__aexit__`` runs then with the cancellation, and the later
+        ``__exit__`` raises :class:`~syncbridge.SyncBridgeError` or
+        :class:`~syncbridge.BridgeClosed`. There is no timeout option.
 
     Args:
         acm: The async context manager; the returned object wraps it for one

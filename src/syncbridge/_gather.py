@@ -244,18 +244,6 @@ async def gather_with_timeout(
     Each awaitable may be a coroutine or, under asyncio, a task or future. With
     no awaitables it returns ``[]`` at once.
 
-    Runs on: the caller's event loop (asyncio or trio), each coroutine in a task of
-    its own. With *limit*, at most *limit* coroutines run at once: the others are
-    started in input order as slots free, and ones never started are closed
-    (no "never awaited" warning). Tasks and futures are already running when
-    passed in, so they take no slot.
-
-    Cancellation: when the deadline passes, every unfinished awaitable is
-    cancelled and awaited until it has really finished, then
-    :class:`GatherTimeout` is raised; no task outlives the call. Cancelling the
-    caller does the same, then re-raises the cancellation. An input task is
-    cancelled once and then waited for.
-
     If an awaitable raises and *return_exceptions* is false, the others are
     cancelled and awaited, and that first exception propagates: the same object.
     Exceptions other awaitables raise meanwhile (say, while being cancelled) are
@@ -263,6 +251,24 @@ async def gather_with_timeout(
     of its ``__notes__`` holding that exception's formatted traceback), so they
     print with its traceback. Exceptions raised by awaitables being cancelled
     after the deadline are attached to the :class:`GatherTimeout` the same way.
+
+    Runs on:
+        The caller's event loop (asyncio or trio), each coroutine in a task of
+        its own; nothing runs in a worker thread unless an awaitable does so
+        itself. With *limit*, at most *limit* coroutines run at once: the others
+        are started in input order as slots free, and ones never started are
+        closed (no "never awaited" warning). Tasks and futures are already
+        running when passed in, so they take no slot.
+
+    Cancellation:
+        When the deadline passes, every unfinished awaitable is cancelled and
+        awaited until it has really finished, then :class:`GatherTimeout` is
+        raised; no task outlives the call. The deadline also covers the time a
+        coroutine waits for a *limit* slot. Cancelling the caller does the same,
+        then re-raises the cancellation. An input task is cancelled once and then
+        waited for. A thread cannot be stopped: an awaitable waiting on
+        :func:`~syncbridge.run_blocking` stops waiting when cancelled, while its
+        thread runs on.
 
     Args:
         *aws: The awaitables.
@@ -366,11 +372,18 @@ def sync_gather_with_timeout(
     Coroutine objects made in this thread are awaited on the chosen loop; tasks and
     futures must belong to that loop.
 
-    Runs on: the calling thread blocks; the gather runs on the loop that
-    :func:`~syncbridge.sync_call_async` would choose (the same three rules).
+    Runs on:
+        The calling thread blocks; the gather runs on the loop that
+        :func:`~syncbridge.sync_call_async` would choose for the default bridge
+        (the same three rules): the loop a worker thread serves, else the
+        portal loop.
 
-    Cancellation: as in :func:`gather_with_timeout`; a ``KeyboardInterrupt`` in
-    the waiting thread cancels the gather (and so every awaitable) on its loop.
+    Cancellation:
+        As in :func:`gather_with_timeout`: at the deadline every unfinished
+        awaitable is cancelled and awaited on its loop before
+        :class:`GatherTimeout` is raised in the calling thread. A
+        ``KeyboardInterrupt`` in the waiting thread cancels the gather (and so
+        every awaitable) on its loop.
 
     Args:
         *aws: The awaitables.
@@ -383,7 +396,9 @@ def sync_gather_with_timeout(
 
     Raises:
         GatherTimeout: If the deadline passed first; it holds the partial results.
-        DeadlockError: If called from a thread running an event loop.
+        DeadlockError: If called from a thread running an event loop (the
+            coroutines are closed first); ``await gather_with_timeout(...)``
+            there instead.
         ValueError: If *timeout* is negative or NaN, or *limit* is below 1.
 
     .. versionadded:: 0.1

@@ -62,8 +62,10 @@ def _close_quietly_later(iterator: Iterator[Any]) -> None:
 class ThreadIterator(AsyncIterator[T]):
     """An async iterator over a blocking iterator; made by :func:`iterate_in_thread`.
 
-    Close it with :meth:`aclose` or an ``async with`` block to close the source at
-    a known point; dropping it unfinished closes the source too.
+    An :class:`~collections.abc.AsyncIterator` of the source's items. Close it
+    with :meth:`aclose` or an ``async with`` block to close the source at a known
+    point; dropping it unfinished closes the source too, later, on a thread of its
+    own. Iterate it from one task at a time.
     """
 
     def __init__(self, iterator: Iterator[T]) -> None:
@@ -104,8 +106,15 @@ class ThreadIterator(AsyncIterator[T]):
     async def aclose(self) -> None:
         """Close the source iterator in a worker thread, if it has ``close()``.
 
-        Idempotent. Shielded from cancellation: when it returns, the source's
-        ``finally`` blocks have run.
+        Idempotent. A generator's ``finally`` blocks run, a file is closed.
+
+        Runs on:
+            A worker thread of the default bridge's default pool; like a step,
+            it waits for a free slot.
+
+        Cancellation:
+            Shielded: when it returns, the source's ``finally`` blocks have run,
+            even if the awaiting task was cancelled meanwhile.
         """
         if self._closed:
             return
@@ -141,23 +150,29 @@ def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
         async for row in iterate_in_thread(cursor):
             ...
 
-    ``iter(iterable)`` is called at once (so a non-iterable fails here); each
-    ``next()`` then runs in a worker thread of the default bridge
-    (:func:`~syncbridge.get_bridge`), one step at a time; successive steps may
-    run on different worker threads. When the iteration ends (exhausted, failed,
-    cancelled, or closed with ``aclose()`` or an ``async with`` block) the source
-    iterator's ``close()`` is called, if it has one, in a worker thread, and
-    awaited: a generator's ``finally`` blocks run, a file is closed. Breaking out
-    of ``async for`` and dropping the iterator closes the source too, on a
-    short-lived thread of its own, without waiting.
+    ``iter(iterable)`` is called at once (so a non-iterable fails here). When the
+    iteration ends (exhausted, failed, cancelled, or closed with ``aclose()`` or
+    an ``async with`` block) the source iterator's ``close()`` is called, if it
+    has one, in a worker thread, and awaited: a generator's ``finally`` blocks
+    run, a file is closed. Breaking out of ``async for`` and dropping the
+    iterator closes the source too, on a short-lived thread of its own, without
+    waiting. Whatever ``next()`` raises propagates unchanged (the same object),
+    after the source was closed.
 
-    Runs on: the caller's event loop, which is never blocked; ``next()`` and
-    ``close()`` run in worker threads of the default pool, one slot per step.
+    Runs on:
+        The caller's event loop, which is never blocked; each ``next()`` and the
+        final ``close()`` run in worker threads of the default bridge's default
+        pool (:func:`~syncbridge.get_bridge`), one slot per step, one step at a
+        time. Successive steps may run on different worker threads, so a source
+        bound to one thread (a :mod:`sqlite3` cursor) does not fit.
 
-    Cancellation: a generator cannot be closed while it runs, so a cancelled
-    step waits for its ``next()`` call to return (:func:`~syncbridge.check_cancelled`
-    raises inside it, so a cooperative source can stop early); then the source is
-    closed, shielded from the cancellation, and the cancellation propagates.
+    Cancellation:
+        A generator cannot be closed while it runs, so a cancelled step waits
+        for its ``next()`` call to return (:func:`~syncbridge.check_cancelled`
+        raises inside it, so a cooperative source can stop early); then the
+        source is closed, shielded from the cancellation, and the cancellation
+        propagates. A timeout around the loop therefore takes effect only once
+        the running ``next()`` returns.
 
     Args:
         iterable: The blocking iterable.
@@ -167,9 +182,6 @@ def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
 
     Raises:
         TypeError: If *iterable* is not iterable.
-
-    Whatever ``next()`` raises propagates unchanged (the same object), after the
-    source was closed.
 
     .. versionadded:: 0.1
     """
@@ -220,8 +232,9 @@ class _Driver(Generic[T]):
 class SyncIterator(Iterator[T]):
     """A plain iterator over an async iterable; made by :func:`sync_iter`.
 
-    Close it with :meth:`close` or a ``with`` block to run the async generator's
-    cleanup at a known point; dropping it closes it too.
+    An :class:`~collections.abc.Iterator` of the source's items. Close it with
+    :meth:`close` or a ``with`` block to run the async generator's cleanup at a
+    known point; dropping it closes it too. Iterate it from one thread.
     """
 
     def __init__(self, aiterable: AsyncIterable[T]) -> None:
@@ -260,11 +273,13 @@ class SyncIterator(Iterator[T]):
     def close(self) -> None:
         """Close the async iterator on its loop (its ``aclose()``); idempotent.
 
-        Runs on: the calling thread blocks while ``aclose()`` runs on the loop
-        that ran the steps; a never-started or exhausted iterator needs no loop.
+        Runs on:
+            The calling thread blocks while ``aclose()`` runs on the loop that
+            ran the steps; a never-started or exhausted iterator needs no loop.
 
         Raises:
             DeadlockError: If called from a thread running an event loop.
+            ValueError: If another thread is advancing the iterator right now.
         """
         with self._lock:
             if self._closed:
@@ -326,16 +341,25 @@ def sync_iter(aiterable: AsyncIterable[T], /) -> SyncIterator[T]:
         for chunk in sync_iter(render_chunks()):
             yield chunk
 
-    Runs on: the calling thread blocks for each step; ``__anext__()`` runs on the
-    loop :func:`~syncbridge.sync_call_async` chooses (the same three rules), in a
-    copy of the caller's :mod:`contextvars` context. Every step and the closing
-    run on that first loop: iterate from one thread.
+    Whatever ``__anext__()`` raises propagates unchanged (the same object).
+    Advancing or closing it in a thread running an event loop raises
+    :class:`~syncbridge.DeadlockError`: use ``async for`` there.
 
-    Cancellation: breaking out of the ``for`` loop, ``close()``, leaving a
-    ``with`` block or dropping the iterator calls the async generator's
-    ``aclose()`` on its loop, so its ``finally`` blocks run. Dropping it in a
-    thread that runs an event loop leaves that to the generator's loop instead. A
-    ``KeyboardInterrupt`` during a step cancels the step on its loop.
+    Runs on:
+        The calling thread blocks for each step; ``__anext__()`` runs on the
+        loop :func:`~syncbridge.sync_call_async` chooses for the default bridge
+        (the same three rules), in a copy of the caller's :mod:`contextvars`
+        context. Every step and the closing run on that first loop: iterate from
+        one thread.
+
+    Cancellation:
+        Breaking out of the ``for`` loop, ``close()``, leaving a ``with`` block
+        or dropping the iterator calls the async generator's ``aclose()`` on its
+        loop, so its ``finally`` blocks run (breaking out closes it at once only
+        if nothing else still references the iterator). Dropping it in a thread
+        that runs an event loop leaves that to the generator's loop instead. A
+        ``KeyboardInterrupt`` during a step cancels the step on its loop. There
+        is no timeout option: put one inside the async generator.
 
     Args:
         aiterable: The async iterable (an async generator, say).
@@ -345,9 +369,6 @@ def sync_iter(aiterable: AsyncIterable[T], /) -> SyncIterator[T]:
 
     Raises:
         TypeError: If *aiterable* is not async-iterable.
-
-    While iterating, :class:`DeadlockError` is raised in a thread running an
-    event loop; whatever ``__anext__()`` raises propagates unchanged.
 
     .. versionadded:: 0.1
     """

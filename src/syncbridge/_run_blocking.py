@@ -143,6 +143,11 @@ def to_async(
             thread to return before a cancellation or timeout propagates.
         bridge: Use this bridge instead of the default one.
 
+    Returns:
+        Given *func*, a coroutine function with *func*'s signature whose calls
+        run *func* in a worker thread; without *func*, a decorator that makes
+        one.
+
     Raises:
         TypeError: If *func* is already a coroutine function.
         ValueError: If *timeout* is negative or NaN, or both *pool* and

@@ -103,6 +103,11 @@ def to_sync(
         timeout: Seconds before the call is cancelled with :class:`TimeoutError`.
         bridge: Use this bridge instead of the default one.
 
+    Returns:
+        Given *func*, a plain function with *func*'s parameters that blocks
+        until the coroutine has finished on its loop and returns its result;
+        without *func*, a decorator that makes one.
+
     Raises:
         ValueError: If *timeout* is negative or NaN.
 
