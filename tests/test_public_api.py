@@ -3,6 +3,7 @@ import __future__
 
 import subprocess
 import sys
+import types
 
 import syncbridge
 
@@ -35,9 +36,17 @@ def test_all_is_sorted_tuple_and_complete() -> None:
     public = {
         name
         for name, obj in vars(syncbridge).items()
-        if not name.startswith("_") and not isinstance(obj, __future__._Feature)
+        if not name.startswith("_")
+        and not isinstance(obj, (__future__._Feature, types.ModuleType))
     }
     assert public == set(syncbridge.__all__)
+    # Submodules show up as attributes once imported; only the integrations are public.
+    modules = {
+        name
+        for name, obj in vars(syncbridge).items()
+        if isinstance(obj, types.ModuleType) and not name.startswith("_")
+    }
+    assert modules <= {"flask", "fastapi"}
 
 
 def test_exports_report_the_public_module() -> None:

@@ -1,0 +1,96 @@
+"""Async Flask views: syncbridge.flask vs Flask's own async support vs a sync view.
+
+Three gunicorn servers with the same settings (gthread, 1 worker x 8 threads) run
+the same view (benchmarks/_flask_apps.py); wrk loads each with 32 connections,
+round-robin, medians over the rounds. Rows at 0 ms and 10 ms of awaited I/O.
+
+Targets (issue #4): at least 2x stock throughput at 0 ms and 1.25x at 10 ms, and
+an added cost per request over the sync view of at most 0.15 ms
+(1/rps_syncbridge - 1/rps_sync).
+
+Run: ``python benchmarks/bench_flask.py [--rounds N] [--duration S]`` (needs wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from _http import Row, find_wrk, free_port, measure, print_rows, server
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("stock", "bridged", "sync")
+LABELS = {
+    "stock": "Flask async (asgiref)",
+    "bridged": "syncbridge.flask",
+    "sync": "sync view",
+}
+
+
+def gunicorn(app: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "1",
+        "--threads",
+        "8",
+        "--log-level",
+        "warning",
+        f"benchmarks._flask_apps:{app}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+    wrk = find_wrk()
+    if wrk is None:
+        return
+    ports = {app: free_port() for app in APPS}
+    with contextlib.ExitStack() as stack:
+        for app in APPS:
+            stack.enter_context(
+                server(gunicorn(app, ports[app]), ports[app], cwd=str(ROOT))
+            )
+        for ms in (0, 10):
+            rows = [
+                Row(LABELS[app], f"http://127.0.0.1:{ports[app]}/io/{ms}")
+                for app in APPS
+            ]
+            measure(
+                wrk,
+                rows,
+                rounds=args.rounds,
+                duration=args.duration,
+                warmup=args.warmup,
+                connections=args.connections,
+            )
+            stock, bridged, sync = rows
+            added_ms = (1 / bridged.rps - 1 / sync.rps) * 1000
+            target = 2.0 if ms == 0 else 1.25
+            speedup = f"syncbridge vs stock: {bridged.rps / stock.rps:.2f}x"
+            added = f"added cost over the sync view: {added_ms:.3f} ms/request"
+            print_rows(
+                f"Flask async view, {ms} ms of awaited I/O "
+                f"(gunicorn gthread 1x8, wrk -c{args.connections}, "
+                f"median of {args.rounds} x {args.duration:g} s)",
+                rows,
+                baseline=LABELS["stock"],
+                notes=[f"{speedup} (target >= {target}x)", f"{added} (target <= 0.15)"],
+            )
+
+
+if __name__ == "__main__":
+    main()

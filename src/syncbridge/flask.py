@@ -1,0 +1,344 @@
+"""Async Flask views on one persistent event loop per process.
+
+Flask's own async support starts a new event loop for every coroutine it runs, so
+nothing bound to a loop (an ``httpx.AsyncClient``, a database pool, an
+``asyncio.Lock``) survives from one request to the next. :class:`SyncBridge` runs
+them all on the process's syncbridge portal loop instead::
+
+    app = Flask(__name__)
+    bridge = SyncBridge(app)
+
+Flask is imported lazily: ``import syncbridge`` never imports it.
+"""
+
+from __future__ import annotations
+
+__all__ = ("SyncBridge", "stream")
+
+import contextvars
+import functools
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, overload
+
+import anyio
+
+from syncbridge import get_bridge, sync_iter
+
+if TYPE_CHECKING:
+    import concurrent.futures
+    from collections.abc import AsyncIterable
+
+    from flask import Flask
+
+    from ._typing import P, T
+
+_AsyncFn = TypeVar("_AsyncFn", bound=Callable[..., Coroutine[Any, Any, Any]])
+
+CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
+_TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
+
+# Set (in the request thread) while a coroutine of that request runs, so that
+# stream() called on the loop can hand its body back to the request thread.
+_pending_bodies: contextvars.ContextVar[list[_AsyncBody[Any]]] = contextvars.ContextVar(
+    "syncbridge_flask_pending_bodies"
+)
+
+
+class SyncBridge:
+    """Run a Flask app's coroutines on the process's persistent portal loop.
+
+    After ``SyncBridge(app)`` (or ``SyncBridge()`` then :meth:`init_app`), every
+    coroutine function Flask calls — async views and class-based views, async
+    ``before_request``/``after_request``/``teardown_request`` functions, async
+    error handlers — runs on the default bridge's portal loop, one loop per
+    process shared by every request and every server thread. Sync views are
+    returned to Flask untouched and cost nothing extra.
+
+    Runs on:
+        The request's thread blocks while the coroutine runs on the portal loop
+        in a copy of that thread's :mod:`contextvars` context, so ``request``,
+        ``g``, ``session``, ``current_app`` and ``url_for`` work as in a sync view.
+        Exceptions (``abort()``, any ``HTTPException``) reach Flask unchanged.
+        (The loop is chosen by :func:`~syncbridge.sync_call_async`'s rules: when
+        the WSGI app itself runs in a worker thread serving a loop, that loop.)
+
+    Timeouts:
+        ``SYNCBRIDGE_TIMEOUT`` in the app config (seconds, default ``None``) bounds
+        each coroutine; :meth:`timeout` sets it per function. On overrun the
+        coroutine is cancelled on the loop and Flask gets a
+        ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
+        ``@app.errorhandler(504)`` can replace).
+
+    Args:
+        app: The app to set up now; omit it and call :meth:`init_app` later.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self.app = app
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Route *app*'s coroutines through the bridge.
+
+        Raises:
+            RuntimeError: If *app* already has a ``SyncBridge``.
+        """
+        if "syncbridge" in app.extensions:
+            raise RuntimeError(
+                f"SyncBridge is already set up on the app {app.name!r}; create one "
+                "SyncBridge per app (SyncBridge(app) or bridge.init_app(app) once)"
+            )
+        app.config.setdefault(CONFIG_TIMEOUT, None)
+        app.extensions["syncbridge"] = self
+        # Flask's documented hook for running coroutines: an instance attribute
+        # shadows the method, so only this app is affected.
+        app.ensure_sync = functools.partial(_ensure_sync, app)  # type: ignore[method-assign]
+
+    def timeout(self, seconds: float | None) -> Callable[[_AsyncFn], _AsyncFn]:
+        """Bound an async view (or hook) to *seconds*, overriding the app default.
+
+        Apply it above or below the route decorator. ``None`` lifts the app-wide
+        ``SYNCBRIDGE_TIMEOUT`` for this function.
+
+        Cancellation:
+            On overrun the coroutine is cancelled on the loop (its ``finally``
+            blocks run there) and a 504 ``GatewayTimeout`` is raised in the request.
+
+        Raises:
+            ValueError: If *seconds* is not a positive finite number or ``None``.
+            TypeError: If the decorated function is not ``async def``.
+        """
+        _seconds(seconds, "SyncBridge.timeout()")
+
+        def decorate(func: _AsyncFn) -> _AsyncFn:
+            if not inspect.iscoroutinefunction(func):
+                raise TypeError(
+                    f"SyncBridge.timeout() bounds async functions, but "
+                    f"{getattr(func, '__qualname__', func)!r} is not 'async def'; a "
+                    "sync view runs in the server's thread, where nothing can "
+                    "cancel it"
+                )
+            setattr(func, _TIMEOUT_ATTR, seconds)
+            return func
+
+        return decorate
+
+    @overload
+    def background(
+        self, func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]: ...
+
+    @overload
+    def background(self, func: Awaitable[T], /) -> concurrent.futures.Future[T]: ...
+
+    def background(
+        self,
+        func: Callable[..., Awaitable[T]] | Awaitable[T],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> concurrent.futures.Future[T]:
+        """Start fire-and-forget work on the portal loop; return at once.
+
+        Pass a coroutine function and its arguments, or a coroutine object.
+
+        Runs on:
+            The portal loop, inside a fresh app context of the current app (the
+            request context is not carried: the request may be over before the
+            work is). Call it from a request, a CLI command or anywhere an app
+            context is active, or anywhere when ``SyncBridge(app)`` was given
+            its app.
+
+        Errors and cancellation:
+            An exception is logged on ``app.logger`` with its traceback and
+            stored in the returned future. ``future.cancel()`` cancels the work.
+            At interpreter exit (the default bridge closing), work still running
+            after a short grace period is cancelled and logged, not waited for.
+
+        Returns:
+            A :class:`concurrent.futures.Future` for the result.
+
+        Raises:
+            RuntimeError: If there is no app to run it with.
+            TypeError: If *func* is neither a coroutine function nor an awaitable,
+                or arguments come with an awaitable.
+        """
+        try:
+            app = self._app()
+            if inspect.isawaitable(func):
+                if args or kwargs:
+                    raise TypeError(
+                        "background() takes arguments only with a coroutine "
+                        "function; pass background(fn, *args), or the coroutine "
+                        "object fn(*args) alone"
+                    )
+            elif not callable(func):
+                raise TypeError(
+                    f"background() needs a coroutine function or a coroutine, "
+                    f"got {type(func).__name__!r}"
+                )
+            # A fresh context: the request's contextvars must not outlive it.
+            return contextvars.Context().run(
+                get_bridge().start_soon, _run_in_background, app, func, args, kwargs
+            )
+        except BaseException:
+            if inspect.iscoroutine(func):
+                func.close()  # never started: do not leave it "never awaited"
+            raise
+
+    def _app(self) -> Flask:
+        import flask
+
+        if flask.has_app_context():
+            return flask.current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+        if self.app is not None:
+            return self.app
+        raise RuntimeError(
+            "SyncBridge.background() needs an app: call it inside a request or "
+            "'with app.app_context():', or create the extension as SyncBridge(app)"
+        )
+
+
+def stream(aiterable: AsyncIterable[AnyStr], /) -> Iterator[AnyStr]:
+    """Serve an async iterable (an async generator, say) as a streamed response.
+
+    Return it from a view, sync or async, as is or in a ``Response``::
+
+        @app.get("/events")
+        async def events():
+            return stream(watch_events())
+
+    Runs on:
+        The server thread sending the response blocks for each item while
+        ``__anext__()`` runs on the portal loop, with the request context active
+        (``flask.request`` works inside the generator), as
+        ``flask.stream_with_context()`` does for sync generators.
+
+    Cancellation:
+        When the response is closed early (the client went away, or the server
+        stops sending), the generator's ``aclose()`` runs on the loop, so its
+        ``finally`` blocks run.
+
+    Raises:
+        RuntimeError: When the body is iterated outside a request.
+
+    .. versionadded:: 0.1
+    """
+    return _AsyncBody(aiterable)
+
+
+class _AsyncBody(Iterator[AnyStr]):
+    """A response body fed by an async iterable, bound to its request."""
+
+    def __init__(self, aiterable: AsyncIterable[AnyStr]) -> None:
+        self._source: AsyncIterable[AnyStr] | None = aiterable
+        self._items: Iterator[AnyStr] | None = None
+        pending = _pending_bodies.get(None)
+        if pending is None:
+            self.attach()  # made in the request's own thread
+        else:
+            pending.append(self)  # made on the loop: attached when the view returns
+
+    def attach(self) -> None:
+        """Bind to the current request; call in the request's thread."""
+        import flask
+
+        if self._source is not None:
+            self._items = flask.stream_with_context(sync_iter(self._source))
+            self._source = None
+
+    def __next__(self) -> AnyStr:
+        if self._items is None:
+            raise RuntimeError(
+                "a syncbridge.flask.stream() body was iterated outside the request "
+                "that made it; return it from the view"
+            )
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop streaming: close the async iterable on its loop."""
+        items, self._items, self._source = self._items, None, None
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+def _ensure_sync(app: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(func):
+        return functools.partial(_run_coroutine, app, func)
+    return func
+
+
+def _run_coroutine(
+    app: Flask, func: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+) -> Any:
+    # Only the config can hold a bad value: timeout() checked its own.
+    default = app.config.get(CONFIG_TIMEOUT)
+    timeout = _seconds(getattr(func, _TIMEOUT_ATTR, default), CONFIG_TIMEOUT)
+    bodies: list[_AsyncBody[Any]] = []
+    token = _pending_bodies.set(bodies)
+    try:
+        if timeout is None:
+            result = get_bridge().sync_call_async(func, *args, **kwargs)
+        else:
+            result = get_bridge().sync_call_async(_within, timeout, func, args, kwargs)
+    finally:
+        _pending_bodies.reset(token)
+    for body in bodies:
+        body.attach()
+    return result
+
+
+async def _within(
+    seconds: float,
+    func: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    with anyio.move_on_after(seconds):
+        return await func(*args, **kwargs)
+    from werkzeug.exceptions import GatewayTimeout
+
+    name = getattr(func, "__qualname__", repr(func))
+    raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
+
+
+async def _run_in_background(
+    app: Flask,
+    target: Callable[..., Awaitable[T]] | Awaitable[T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    name = getattr(target, "__qualname__", None) or repr(target)
+    with app.app_context():
+        try:
+            if inspect.isawaitable(target):
+                return await target
+            return await target(*args, **kwargs)
+        except anyio.get_cancelled_exc_class():
+            app.logger.warning("background task %s was cancelled", name)
+            raise
+        except Exception:
+            app.logger.exception("background task %s failed", name)
+            raise
+
+
+def _seconds(seconds: object, what: str) -> float | None:
+    """Return *seconds* if it is a valid timeout (or None); else raise ValueError."""
+    if seconds is None:
+        return None
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not (seconds > 0 and math.isfinite(seconds))
+    ):
+        raise ValueError(
+            f"{what} takes a timeout in seconds (a positive finite number) or "
+            f"None for no timeout; got {seconds!r}"
+        )
+    return seconds
