@@ -1,0 +1,425 @@
+"""FastAPI and Starlette integration: ``install(app, ...)``.
+
+One call sizes the app's worker capacity, registers named pools (bulkheads), turns
+:class:`TimeoutError` into ``504 Gateway Timeout`` responses and, if asked, watches
+the app's event loop for blocking calls. Everything it starts runs inside the app's
+lifespan, composed with the app's own.
+
+FastAPI and Starlette are imported only when :func:`install` is called, so
+``import syncbridge.fastapi`` costs nothing in a process that never uses them.
+"""
+
+from __future__ import annotations
+
+__all__ = ("install",)
+
+import contextlib
+import logging
+import math
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.to_thread
+
+from syncbridge import Bridge, BridgeClosed, get_bridge
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+    from contextlib import AbstractAsyncContextManager
+    from types import FrameType
+
+    from anyio.abc import TaskStatus
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger: Final = logging.getLogger("syncbridge")
+
+_STATE_KEY: Final = "syncbridge"
+_MONITOR_THREAD_NAME: Final = "syncbridge-loop-monitor"
+_TIMEOUT_DETAIL: Final = (
+    "The server did not finish the request in time: an operation it waited for "
+    "exceeded its timeout."
+)
+
+
+def install(
+    app: Starlette,
+    *,
+    threads: int | None = None,
+    pools: Mapping[str, int] | None = None,
+    blocking_threshold: float | None = None,
+    bridge: Bridge | None = None,
+) -> None:
+    """Run the app's blocking work on syncbridge: capacity, bulkheads, timeouts.
+
+    Call it once, right after creating the app and before it starts. It wraps the
+    app's lifespan (the one you passed, which keeps running, inside this one), so
+    the settings take effect when the server starts the app:
+
+    - *threads* becomes the capacity of the bridge's default pool **and** of
+      anyio's default thread limiter on the app's loop, which Starlette and FastAPI
+      use for ``def`` routes, sync dependencies and ``run_in_threadpool``;
+    - each of *pools* is created on the bridge (or resized, if it exists), so
+      ``@syncbridge.to_async(pool="name")`` functions run in their own capacity and
+      a saturated pool delays only its own callers;
+    - a :class:`TimeoutError` that escapes a route (``to_async(timeout=...)``,
+      ``to_sync(timeout=...)``) becomes a ``504`` response with a JSON
+      ``{"detail": ...}`` body, unless the app has its own handler for
+      :class:`TimeoutError` (registered before or after this call) or for
+      :class:`OSError` (registered before this call);
+    - with *blocking_threshold*, each time the app's event loop is blocked for
+      longer than that, one warning is logged on the ``syncbridge`` logger, naming
+      the request (method and path) and showing the stack of the code that blocks.
+
+    The bridge is *bridge* or, by default, the process-wide one from
+    :func:`~syncbridge.get_bridge`, looked up at each startup (a forked worker
+    process gets its own). The app closes a bridge passed as *bridge* when it
+    shuts down; it never closes the default bridge, which other code in the
+    process may share and which is closed at interpreter exit.
+
+    Runs on:
+        This call only checks the arguments and records them on
+        ``app.state.syncbridge``. At startup and shutdown, the lifespan work runs
+        on the app's event loop (asyncio or trio); closing a *bridge* you passed
+        runs in a worker thread, off the loop. With *blocking_threshold*, a
+        heartbeat task runs on the app's loop and a daemon thread named
+        ``syncbridge-loop-monitor`` watches it; both stop at shutdown. Without it,
+        nothing is added to the request path.
+
+    Cancellation:
+        A request whose blocking call times out is answered at once;
+        the worker thread runs on until the function returns (its pool slot stays
+        taken until then; :func:`~syncbridge.check_cancelled` lets it stop
+        early). Shutting the app down does not wait for such threads, except
+        those of a *bridge* you passed, which get its ``shutdown_grace``.
+
+    Args:
+        app: The FastAPI or Starlette application.
+        threads: Worker capacity for the default pool and Starlette's threadpool
+            (both default to 40). Size it for the blocking I/O the app waits on.
+        pools: Named pools to register, as ``{name: capacity}``.
+        blocking_threshold: Seconds the event loop may be blocked before a
+            warning is logged; ``None`` (the default) turns detection off.
+        bridge: Use this bridge instead of the default one; the app closes it at
+            shutdown. ``to_async`` functions must then be given the same bridge
+            (``to_async(bridge=...)``).
+
+    Raises:
+        TypeError: If *app* is not a Starlette application, or a capacity is not
+            an int, or *bridge* is not a :class:`~syncbridge.Bridge`.
+        ValueError: If a capacity is below 1, or *blocking_threshold* is not a
+            finite number of seconds above 0.
+        RuntimeError: If syncbridge is already installed on *app*, or *app* has
+            already started.
+        BridgeClosed: At startup, if *bridge* was closed (for instance by an
+            earlier shutdown of the app: pass a new bridge to restart the app).
+
+    .. versionadded:: 0.1
+    """
+    try:
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+    except ImportError as exc:  # pragma: no cover - starlette comes with fastapi
+        raise ImportError(
+            "syncbridge.fastapi needs FastAPI or Starlette; install it with: "
+            "pip install 'syncbridge[fastapi]'"
+        ) from exc
+
+    if not isinstance(app, Starlette):
+        raise TypeError(
+            "syncbridge.fastapi.install() takes a FastAPI or Starlette application, "
+            f"got {type(app).__name__!r}"
+        )
+    settings = _Settings(
+        threads=None if threads is None else _capacity(threads, "threads"),
+        pools={
+            _pool_name(name): _capacity(n, f"pools[{name!r}]")
+            for name, n in (pools or {}).items()
+        },
+        blocking_threshold=_threshold(blocking_threshold),
+        bridge=_bridge(bridge),
+    )
+    if getattr(app.state, _STATE_KEY, None) is not None:
+        raise RuntimeError(
+            "syncbridge.fastapi.install() was already called on this app; call it "
+            "once, with every option (threads=..., pools=..., blocking_threshold=...)"
+        )
+    if app.middleware_stack is not None:
+        raise RuntimeError(
+            "syncbridge.fastapi.install() must be called before the app starts "
+            "(before the server or TestClient first runs it); call it right after "
+            "creating the app"
+        )
+
+    setattr(app.state, _STATE_KEY, settings)
+    app.router.lifespan_context = _compose(app.router.lifespan_context, settings)
+    if not any(cls in app.exception_handlers for cls in (TimeoutError, OSError)):
+        app.add_exception_handler(TimeoutError, _timeout_response)
+    if settings.blocking_threshold is not None:
+        # Innermost of the user middleware: a middleware that runs the rest of the
+        # request in a new task (BaseHTTPMiddleware) breaks the chain of frames the
+        # monitor walks, so the marker must sit between any such one and the route.
+        app.user_middleware.append(Middleware(_RequestMarker))
+
+
+# -- arguments -------------------------------------------------------------------
+
+
+class _Settings:
+    """What install() was asked for, kept on ``app.state.syncbridge``."""
+
+    __slots__ = ("blocking_threshold", "bridge", "pools", "running", "threads")
+
+    def __init__(
+        self,
+        *,
+        threads: int | None,
+        pools: dict[str, int],
+        blocking_threshold: float | None,
+        bridge: Bridge | None,
+    ) -> None:
+        self.threads = threads
+        self.pools = pools
+        self.blocking_threshold = blocking_threshold
+        self.bridge = bridge
+        self.running: Bridge | None = None  # the bridge in use while the app runs
+
+    def __repr__(self) -> str:
+        return (
+            f"<syncbridge.fastapi settings threads={self.threads} pools={self.pools} "
+            f"blocking_threshold={self.blocking_threshold} bridge={self.bridge!r}>"
+        )
+
+
+def _capacity(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"syncbridge.fastapi.install({what}=...) must be an int (a number of "
+            f"threads), got {value!r}"
+        )
+    if value < 1:
+        raise ValueError(
+            f"syncbridge.fastapi.install({what}=...) must be at least 1, got "
+            f"{value}; leave it out to keep the default capacity"
+        )
+    return value
+
+
+def _pool_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(
+            "syncbridge.fastapi.install(pools=...) maps pool names (str) to "
+            f"capacities, got the key {name!r}"
+        )
+    return name
+
+
+def _threshold(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            "syncbridge.fastapi.install(blocking_threshold=...) must be a number of "
+            f"seconds or None, got {value!r}"
+        )
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(
+            "syncbridge.fastapi.install(blocking_threshold=...) must be a finite "
+            f"number of seconds above 0 (such as 0.1), got {value!r}; pass None to "
+            "turn loop-block detection off"
+        )
+    return float(value)
+
+
+def _bridge(value: object) -> Bridge | None:
+    if value is None or isinstance(value, Bridge):
+        return value
+    raise TypeError(
+        "syncbridge.fastapi.install(bridge=...) must be a syncbridge.Bridge or None "
+        f"(the default bridge), got {type(value).__name__!r}"
+    )
+
+
+# -- lifespan --------------------------------------------------------------------
+
+
+def _compose(user_lifespan: Any, settings: _Settings) -> Any:
+    """Wrap the app's lifespan context: ours outside, the user's inside."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        async with contextlib.AsyncExitStack() as stack:
+            bridge = _start(settings)
+            stack.callback(setattr, settings, "running", None)
+            if settings.bridge is not None:
+                await stack.enter_async_context(bridge)
+            user: AbstractAsyncContextManager[Any] = user_lifespan(app)
+            state = await stack.enter_async_context(user)
+            if settings.blocking_threshold is not None:
+                await stack.enter_async_context(
+                    _watch_loop(settings.blocking_threshold)
+                )
+            # Starlette's lifespan state protocol: pass the user's state through.
+            yield state
+
+    return lifespan
+
+
+def _start(settings: _Settings) -> Bridge:
+    """Apply the settings on the app's loop; return the bridge in use."""
+    bridge = settings.bridge if settings.bridge is not None else get_bridge()
+    if bridge.closed:
+        raise BridgeClosed(
+            f"the app cannot start: {bridge!r}, passed to "
+            "syncbridge.fastapi.install(bridge=...), is closed (the app closes it "
+            "when it shuts down). Pass a new Bridge to restart the app, or omit "
+            "bridge= to use the default bridge"
+        )
+    if settings.threads is not None:
+        bridge.max_workers = settings.threads
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = settings.threads
+    for name, capacity in settings.pools.items():
+        try:
+            bridge.pool(name).capacity = capacity
+        except KeyError:
+            try:
+                bridge.add_pool(name, capacity)
+            except ValueError:  # another app on this bridge added it meanwhile
+                bridge.pool(name).capacity = capacity
+    settings.running = bridge
+    return bridge
+
+
+async def _timeout_response(request: Request, exc: Exception) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"detail": _TIMEOUT_DETAIL}, status_code=504)
+
+
+# -- loop-block detection ----------------------------------------------------------
+
+
+class _RequestMarker:
+    """Pure ASGI middleware whose frame marks the stack of a request in progress.
+
+    The monitor finds this ``__call__`` frame (by its code object) on the blocked
+    loop thread's stack and reads the request's ``scope`` from its locals.
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+_MARKER_CODE: Final = _RequestMarker.__call__.__code__
+
+
+@contextlib.asynccontextmanager
+async def _watch_loop(threshold: float) -> AsyncIterator[None]:
+    """Run the heartbeat task and the monitor thread for the enclosed block."""
+    watch = _LoopWatch(threshold)
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        await tg.start(watch.beat)
+        watch.start()
+        try:
+            yield
+        except Exception as exc:
+            # Re-raised outside the task group, so it is not wrapped in an
+            # ExceptionGroup that the server would report instead of it.
+            error = exc
+        finally:
+            watch.stop()
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+class _LoopWatch:
+    """A heartbeat stamped by the loop and a thread that notices when it stops."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.interval = threshold / 4
+        self.stamp = time.monotonic()
+        self.loop_thread = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def beat(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.loop_thread = threading.get_ident()
+        self.stamp = time.monotonic()
+        task_status.started()
+        while True:
+            await anyio.sleep(self.interval)
+            self.stamp = time.monotonic()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._monitor, name=_MONITOR_THREAD_NAME, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _monitor(self) -> None:
+        reported = None
+        while not self._stop.wait(self.interval):
+            stamp = self.stamp
+            # The heartbeat is due one interval after its last stamp; anything
+            # beyond that is time the loop could not run it.
+            blocked = time.monotonic() - stamp - self.interval
+            if blocked <= self.threshold or stamp == reported:
+                continue
+            frame = sys._current_frames().get(self.loop_thread)
+            if frame is None:
+                continue
+            reported = stamp
+            try:
+                self._report(frame, blocked)
+            finally:
+                del frame
+
+    def _report(self, frame: FrameType, blocked: float) -> None:
+        request = _request_of(frame)
+        where = f"while serving {request}" if request else "outside any request"
+        logger.warning(
+            "The event loop has been blocked for %.2f s (blocking_threshold=%g s) "
+            "%s. Run blocking calls in a worker thread (await "
+            "syncbridge.run_blocking(func, ...) or a @syncbridge.to_async "
+            "function). Stack of the loop thread, innermost call last:\n%s",
+            blocked,
+            self.threshold,
+            where,
+            "".join(traceback.format_stack(frame)).rstrip("\n"),
+        )
+
+
+def _request_of(frame: FrameType | None) -> str | None:
+    """Describe the request whose marker frame is on this stack, if any."""
+    while frame is not None:
+        if frame.f_code is _MARKER_CODE:
+            scope = frame.f_locals.get("scope")
+            # The lifespan scope passes the middleware too; it is no request.
+            if isinstance(scope, dict) and scope.get("type") == "http":
+                return f"{scope.get('method')} {scope.get('path')}"
+            if isinstance(scope, dict) and scope.get("type") == "websocket":
+                return f"WebSocket {scope.get('path')}"
+        frame = frame.f_back
+    return None
