@@ -74,6 +74,11 @@ nitpick_ignore = [
     ("py:class", "P.args"),
     ("py:class", "P.kwargs"),
     ("py:class", "Backend"),
+    # Framework classes in the integrations' signatures (no inventories offline).
+    ("py:class", "Flask"),
+    ("py:class", "Starlette"),
+    ("py:class", "AnyStr"),
+    ("py:class", "_AsyncFn"),
 ]
 
 # -- graphviz --------------------------------------------------------------

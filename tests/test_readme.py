@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import flask
+import httpx
 import pytest
+import starlette.applications
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(
@@ -31,6 +34,21 @@ def test_readme_example_runs(source: str, tmp_path: Path) -> None:
         assert asyncio.run(namespace["read_file"](str(target))) == b"abc"
     if "crunch" in namespace:
         assert namespace["crunch"]([1, 2, 3]) == 6
+    app = namespace.get("app")
+    if isinstance(app, flask.Flask):
+        assert app.test_client().get("/").text == "done"
+    elif isinstance(app, starlette.applications.Starlette):
+        assert asyncio.run(_get_asgi(app, "/")) == ["select 1"]
+
+
+async def _get_asgi(app: starlette.applications.Starlette, path: str) -> Any:
+    """GET *path* from *app* with its lifespan running."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            response = await c.get(path)
+            response.raise_for_status()
+            return response.json()
 
 
 def test_readme_has_examples_and_the_two_commands() -> None:
