@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import inspect
+import logging
 import math
 import pickle
 import selectors
@@ -21,6 +22,7 @@ from syncbridge._core._loops import loop_running_in_this_thread
 from syncbridge._gather import (
     PENDING,
     GatherTimeout,
+    gather_timeout_message,
     gather_with_timeout,
     sync_gather_with_timeout,
 )
@@ -554,3 +556,47 @@ async def test_sync_gather_with_timeout_in_a_loop_thread_raises_deadlock_error()
     with pytest.raises(DeadlockError, match=r"await gather_with_timeout\(\.\.\.\)"):
         sync_gather_with_timeout(coro, timeout=1)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "expected"),
+    [(2, 3, "the other one was cancelled"), (1, 4, "the other 3 were cancelled")],
+)
+def test_timeout_message_counts_what_was_cancelled(
+    done: int, total: int, expected: str
+) -> None:
+    message = gather_timeout_message(0.5, done, total)
+    assert f"with {done} of {total} awaitables finished; {expected}" in message
+    assert "exc.results" in message  # names the fix
+
+
+async def test_failure_during_an_outside_cancellation_is_logged_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = anyio.Event()
+    error = KeyError("cleanup failed")
+
+    async def fails_in_cleanup() -> None:
+        try:
+            started.set()
+            await anyio.sleep_forever()
+        finally:
+            raise error
+
+    async def waits() -> None:
+        await anyio.sleep_forever()
+
+    with caplog.at_level(logging.ERROR, logger="syncbridge"):
+        async with anyio.create_task_group() as tg:
+
+            async def gather() -> None:
+                await gather_with_timeout(fails_in_cleanup(), waits(), timeout=None)
+
+            tg.start_soon(gather)
+            await started.wait()
+            tg.cancel_scope.cancel()  # the caller's cancellation wins...
+    # ...and the failure it hid is logged with its traceback.
+    [record] = [r for r in caplog.records if r.name == "syncbridge"]
+    assert "awaitable #0 failed" in record.getMessage()
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error

@@ -13,6 +13,7 @@ __all__ = (
 import asyncio
 import enum
 import inspect
+import logging
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
 
     from ._typing import T
+
+logger = logging.getLogger("syncbridge")
 
 
 class PendingType(enum.Enum):
@@ -74,9 +77,11 @@ class GatherTimeout(SyncBridgeError, TimeoutError):
 
 def gather_timeout_message(timeout: float, done: int, total: int) -> str:
     """Build the message of the :class:`GatherTimeout` raised after *timeout* s."""
+    left = total - done
+    cancelled = "the other one was" if left == 1 else f"the other {left} were"
     return (
         f"gather_with_timeout() reached its {timeout:g} s timeout with {done} of "
-        f"{total} awaitables finished; the other {total - done} were cancelled. Catch "
+        f"{total} awaitables finished; {cancelled} cancelled. Catch "
         "GatherTimeout and read exc.results (unfinished slots hold syncbridge.PENDING)"
         " to use the partial results, or pass a larger timeout=."
     )
@@ -151,6 +156,7 @@ class _Gather:
         self.done = [False] * len(aws)
         self.started = [False] * len(aws)
         self.first: BaseException | None = None
+        self.first_index = -1
         self.others: list[tuple[int, BaseException]] = []
         self.scope = anyio.CancelScope()
         self.cancelled_exc = anyio.get_cancelled_exc_class()
@@ -187,6 +193,7 @@ class _Gather:
             not self.scope.cancel_called or not isinstance(exc, Exception)
         ):
             self.first = exc
+            self.first_index = i
             self.scope.cancel()
         else:
             self.others.append((i, exc))
@@ -206,6 +213,21 @@ class _Gather:
         if futures:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(futures)
+
+    def log_failures(self) -> None:
+        """Log every recorded failure (on the ``syncbridge`` logger) and forget it."""
+        failures = list(self.others)
+        if self.first is not None:
+            failures.insert(0, (self.first_index, self.first))
+        self.first = None
+        self.others.clear()
+        for i, exc in failures:
+            logger.error(
+                "gather_with_timeout(): awaitable #%d failed while the gather was "
+                "being cancelled from outside; the cancellation propagates instead",
+                i,
+                exc_info=exc,
+            )
 
     def note_others(self, exc: BaseException, why: str) -> None:
         for i, other in self.others:
@@ -250,7 +272,8 @@ async def gather_with_timeout(
     not lost: each is attached to the propagating exception as a note (one entry
     of its ``__notes__`` holding that exception's formatted traceback), so they
     print with its traceback. Exceptions raised by awaitables being cancelled
-    after the deadline are attached to the :class:`GatherTimeout` the same way.
+    after the deadline are attached to the :class:`GatherTimeout` the same way;
+    when the caller is cancelled, they are logged on the ``syncbridge`` logger.
 
     Runs on:
         The caller's event loop (asyncio or trio), each coroutine in a task of
@@ -314,6 +337,11 @@ async def gather_with_timeout(
                         if limiter is not None:
                             await limiter.acquire()
                         tg.start_soon(state.run, i, limiter)
+    except BaseException:
+        # The caller is being cancelled (or interrupted): its exception wins, so
+        # failures seen meanwhile would vanish with it; log them instead.
+        state.log_failures()
+        raise
     finally:
         await state.close_unstarted()
     first = state.first

@@ -35,6 +35,7 @@ DEFAULT_MAX_WORKERS: Final = 40
 
 _bridges: weakref.WeakSet[Bridge] = weakref.WeakSet()
 _counter = 0
+_counter_lock = threading.Lock()
 
 
 class Bridge:
@@ -86,8 +87,9 @@ class Bridge:
                 f"got {shutdown_grace!r}"
             )
         if name is None:
-            _counter += 1
-            name = str(_counter)
+            with _counter_lock:  # unique thread names for bridges made concurrently
+                _counter += 1
+                name = str(_counter)
         self.name = name
         self.abandon_on_cancel = abandon_on_cancel
         self.shutdown_grace = shutdown_grace
@@ -394,8 +396,9 @@ def _close_default_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _default, _default_lock
+    global _default, _default_lock, _counter_lock
     _default_lock = threading.Lock()
+    _counter_lock = threading.Lock()
     _default = None  # the child gets a fresh default bridge on first use
     for bridge in list(_bridges):
         bridge._reset_after_fork()
