@@ -2,7 +2,14 @@
 
 Three gunicorn servers with the same settings (gthread, 1 worker x 8 threads) run
 the same view (benchmarks/_flask_apps.py); wrk loads each with 32 connections,
-round-robin, medians over the rounds. Rows at 0 ms and 10 ms of awaited I/O.
+round-robin, medians over the rounds. Two kinds of "I/O", at 0 ms and 10 ms:
+
+* ``/io/<ms>``: ``asyncio.sleep`` (``time.sleep`` in the sync view), as the issue
+  specifies. A timer on a loop shared by 8 threads fires up to 1 ms late (epoll
+  waits in whole milliseconds), which a loop per request does not see.
+* ``/upstream/<ms>``: a real request to an upstream service over loopback TCP,
+  each app in the best way open to it (see _flask_apps.py): this is where a loop
+  that lives across requests pays off, by keeping connections open.
 
 Targets (issue #4): at least 2x stock throughput at 0 ms and 1.25x at 10 ms, and
 an added cost per request over the sync view of at most 0.15 ms
@@ -59,14 +66,17 @@ def main(argv: list[str] | None = None) -> None:
     if wrk is None:
         return
     ports = {app: free_port() for app in APPS}
+    upstream = free_port()
+    env = {"UPSTREAM_PORT": str(upstream)}
     with contextlib.ExitStack() as stack:
+        upstream_argv = [sys.executable, "benchmarks/_upstream.py", str(upstream)]
+        stack.enter_context(server(upstream_argv, upstream, cwd=str(ROOT)))
         for app in APPS:
-            stack.enter_context(
-                server(gunicorn(app, ports[app]), ports[app], cwd=str(ROOT))
-            )
-        for ms in (0, 10):
+            argv = gunicorn(app, ports[app])
+            stack.enter_context(server(argv, ports[app], env=env, cwd=str(ROOT)))
+        for kind, ms in (("io", 0), ("io", 10), ("upstream", 0), ("upstream", 10)):
             rows = [
-                Row(LABELS[app], f"http://127.0.0.1:{ports[app]}/io/{ms}")
+                Row(LABELS[app], f"http://127.0.0.1:{ports[app]}/{kind}/{ms}")
                 for app in APPS
             ]
             measure(
@@ -79,16 +89,25 @@ def main(argv: list[str] | None = None) -> None:
             )
             stock, bridged, sync = rows
             added_ms = (1 / bridged.rps - 1 / sync.rps) * 1000
-            target = 2.0 if ms == 0 else 1.25
             speedup = f"syncbridge vs stock: {bridged.rps / stock.rps:.2f}x"
             added = f"added cost over the sync view: {added_ms:.3f} ms/request"
+            if kind == "io":
+                target = 2.0 if ms == 0 else 1.25
+                notes = [
+                    f"{speedup} (target >= {target}x)",
+                    f"{added} (target <= 0.15)",
+                ]
+                what = "asyncio.sleep"
+            else:
+                notes = [speedup, added]
+                what = "an upstream over loopback TCP"
             print_rows(
-                f"Flask async view, {ms} ms of awaited I/O "
+                f"Flask async view, {ms} ms of {what} "
                 f"(gunicorn gthread 1x8, wrk -c{args.connections}, "
                 f"median of {args.rounds} x {args.duration:g} s)",
                 rows,
                 baseline=LABELS["stock"],
-                notes=[f"{speedup} (target >= {target}x)", f"{added} (target <= 0.15)"],
+                notes=notes,
             )
 
 
