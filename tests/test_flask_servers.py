@@ -150,3 +150,22 @@ def test_flask_dev_server() -> None:
         slow = fetch_all([f"{base}/slow"], 1, timeout=30)
     _check_items(results, items)
     assert slow[0][0] == 504
+
+
+def test_tutorial_apps_under_flask_run_and_uvicorn() -> None:
+    """The tutorial's server commands work as written (docs/tutorial/web-apps.md)."""
+    examples = ROOT / "docs" / "examples"
+    flask_port, uvicorn_port = free_port(), free_port()
+    flask_argv = [sys.executable, "-m", "flask", "--app", "tutorial_flask_app", "run"]
+    flask_argv += ["--port", str(flask_port)]
+    uvicorn_argv = [sys.executable, "-m", "uvicorn", "tutorial_fastapi_app:app"]
+    uvicorn_argv += ["--port", str(uvicorn_port)]
+    with (
+        running_server(flask_argv, flask_port, cwd=examples),
+        running_server(uvicorn_argv, uvicorn_port, cwd=examples),
+        httpx.Client(trust_env=False) as http,
+    ):
+        baskets = [http.get(f"http://127.0.0.1:{flask_port}/basket") for _ in range(3)]
+        where = http.get(f"http://127.0.0.1:{uvicorn_port}/where/Lisbon")
+    assert [r.json() for r in baskets] == [{"loops_so_far": 1, "total": 14.49}] * 3
+    assert where.json() == {"city": "Lisbon", "lat": 38.7, "lon": -9.1}
