@@ -64,7 +64,7 @@ class SyncBridge:
         (The loop is chosen by :func:`~syncbridge.sync_call_async`'s rules: when
         the WSGI app itself runs in a worker thread serving a loop, that loop.)
 
-    Timeouts:
+    Cancellation:
         ``SYNCBRIDGE_TIMEOUT`` in the app config (seconds, default ``None``) bounds
         each coroutine; :meth:`timeout` sets it per function. On overrun the
         coroutine is cancelled on the loop and Flask gets a
@@ -154,7 +154,7 @@ class SyncBridge:
             context is active, or anywhere when ``SyncBridge(app)`` was given
             its app.
 
-        Errors and cancellation:
+        Cancellation:
             An exception is logged on ``app.logger`` with its traceback and
             stored in the returned future. ``future.cancel()`` cancels the work.
             At interpreter exit (the default bridge closing), work still running

@@ -178,6 +178,15 @@ class Bridge:
     ) -> T:
         """Run ``func(*args, **kwargs)`` in a worker thread of the default pool.
 
+        Runs on:
+            A worker thread of this bridge's default pool; the awaiting task's
+            loop (asyncio or trio) is never blocked.
+
+        Cancellation:
+            As :attr:`abandon_on_cancel` says; the slot stays taken until the
+            function returns. There is no timeout: wrap the await in
+            ``anyio.fail_after()``, or use ``to_async(timeout=..., bridge=...)``.
+
         See :func:`syncbridge.run_blocking`, which calls this on the default bridge.
         """
         self._check_open("run_blocking()")
@@ -210,6 +219,15 @@ class Bridge:
         **kwargs: P.kwargs,
     ) -> T:
         """Call the async function ``func(*args, **kwargs)`` and wait for its result.
+
+        Runs on:
+            The calling thread blocks; the coroutine runs on the loop chosen by
+            the three rules of :func:`syncbridge.sync_call_async`, this bridge's
+            portal loop in a plain thread.
+
+        Cancellation:
+            ``KeyboardInterrupt`` in the waiting thread cancels the coroutine. No
+            timeout: use ``to_sync(timeout=..., bridge=...)`` for a deadline.
 
         See :func:`syncbridge.sync_call_async`, which calls this on the default
         bridge.
