@@ -370,7 +370,9 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
         value, call.value = call.value, None
         if call.cancelled:
             future.cancel()
-        elif future.set_running_or_notify_cancel():  # False: cancelled meanwhile
+        # After cancel() too: it moves the future on to "cancelled and notified",
+        # which is what concurrent.futures.wait() and as_completed() wait for.
+        if future.set_running_or_notify_cancel():  # False: cancelled
             if call.ok:
                 future.set_result(value)
             else:

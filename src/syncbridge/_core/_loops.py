@@ -94,9 +94,9 @@ class Call(Generic[T]):
         if not isinstance(awaitable, Awaitable):
             name = getattr(self.func, "__qualname__", repr(self.func))
             raise TypeError(
-                f"sync_call_async() needs an async function, but {name}() returned "
-                f"{type(awaitable).__name__!r}, which cannot be awaited; call a plain "
-                "function directly instead."
+                f"{name}() returned {type(awaitable).__name__!r}, which cannot be "
+                "awaited: sync_call_async(), to_sync() and Bridge.start_soon() run "
+                "async functions; call a plain function directly instead."
             )
         result: T
         if self.timeout is None:
@@ -196,6 +196,10 @@ class AsyncioLoop:
             self.loop.create_task, _run_asyncio(call), name=_call_name(call)
         )
         call.cancel_on_loop = task.cancel
+        # A cancel() from another thread in between saw no cancel_on_loop yet:
+        # both sides write first and read second, so one of them sees the other.
+        if call.cancelled:
+            task.cancel()
 
 
 async def _run_asyncio(call: Call[Any]) -> None:
@@ -258,6 +262,8 @@ class TrioLoop:
             return
         scope = trio.CancelScope()
         call.cancel_on_loop = scope.cancel
+        if call.cancelled:  # cancelled meanwhile: see AsyncioLoop._start
+            scope.cancel()
         if self.on_start is not None:
             self.on_start(call)
         trio.lowlevel.spawn_system_task(
