@@ -106,6 +106,10 @@ class Call(Generic[T]):
                 result = await awaitable
         return result
 
+    def cancel_requested(self) -> bool:
+        """Read :attr:`cancelled` afresh: another thread may have just set it."""
+        return self.cancelled
+
     def finish(self, ok: bool, value: object, cancelled: bool = False) -> None:
         """Record the outcome (on the loop thread) and wake the blocked thread."""
         self.ok = ok
@@ -198,7 +202,7 @@ class AsyncioLoop:
         call.cancel_on_loop = task.cancel
         # A cancel() from another thread in between saw no cancel_on_loop yet:
         # both sides write first and read second, so one of them sees the other.
-        if call.cancelled:
+        if call.cancel_requested():
             task.cancel()
 
 
@@ -262,7 +266,7 @@ class TrioLoop:
             return
         scope = trio.CancelScope()
         call.cancel_on_loop = scope.cancel
-        if call.cancelled:  # cancelled meanwhile: see AsyncioLoop._start
+        if call.cancel_requested():  # cancelled meanwhile: see AsyncioLoop._start
             scope.cancel()
         if self.on_start is not None:
             self.on_start(call)
