@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import http.server
 import inspect
 import logging
@@ -286,6 +287,38 @@ class TestRequestContext:
         assert frames[-2:] == ["view", "deep"]
 
 
+class TestContextVariables:
+    def test_variable_set_in_an_async_hook_is_seen_by_the_view_and_later_hooks(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        seen: list[str] = []
+
+        @app.before_request
+        async def authenticate() -> None:
+            await asyncio.sleep(0)
+            user.set(request.headers["X-User"])
+
+        @app.after_request
+        def log(response: flask.Response) -> flask.Response:
+            seen.append(user.get())
+            return response
+
+        @app.get("/sync")
+        def sync_view() -> str:
+            return user.get()
+
+        @app.get("/async")
+        async def async_view() -> str:
+            return user.get()
+
+        assert client.get("/sync", headers={"X-User": "ann"}).text == "ann"
+        assert client.get("/async", headers={"X-User": "bob"}).text == "bob"
+        assert seen == ["ann", "bob"]
+
+
+user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
+
+
 class TestSyncViewsUntouched:
     def test_sync_functions_are_returned_as_is(
         self, app: Flask, ext: SyncBridge
@@ -451,6 +484,58 @@ class TestBackground:
         _portal_loop_cached = _portal_loop()
         assert client.post("/").status_code == 202
         assert futures[0].result(timeout=10) == (f"tag {app.name}", False, True)
+
+    def test_app_context_teardown_runs_off_the_loop_sync_and_async(
+        self, app: Flask, ext: SyncBridge
+    ) -> None:
+        torn_down: list[tuple[str, str]] = []
+        both = threading.Barrier(2)  # the last teardown function and this test
+
+        @app.teardown_appcontext  # registered first, so Flask runs it last
+        def done(exc: BaseException | None) -> None:
+            both.wait(10)
+
+        @app.teardown_appcontext
+        def close_sync(exc: BaseException | None) -> None:
+            torn_down.append(("sync", threading.current_thread().name))
+
+        @app.teardown_appcontext
+        async def close_async(exc: BaseException | None) -> None:
+            await asyncio.sleep(0)
+            torn_down.append(("async", threading.current_thread().name))
+
+        async def job() -> str:
+            return "done"
+
+        future = ext.background(job)
+        both.wait(10)
+        assert future.result(timeout=10) == "done"
+        kinds = dict(torn_down)
+        assert not kinds["sync"].startswith("syncbridge-portal-")  # not on the loop
+        assert kinds["async"].startswith("syncbridge-portal-")
+
+    def test_failing_teardown_is_logged(self, app: Flask, ext: SyncBridge) -> None:
+        logged = threading.Event()
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "tearing down" in record.getMessage():
+                    logged.set()
+
+        @app.teardown_appcontext
+        def broken(exc: BaseException | None) -> None:
+            raise OSError("cannot close")
+
+        async def job() -> None:
+            return None
+
+        handler = Handler()
+        app.logger.addHandler(handler)
+        try:
+            ext.background(job).result(timeout=10)
+            assert logged.wait(10)
+        finally:
+            app.logger.removeHandler(handler)
 
     def test_accepts_a_coroutine_object(self, app: Flask, ext: SyncBridge) -> None:
         async def job() -> str:
@@ -631,6 +716,22 @@ class TestStream:
         assert client.get("/").text == "kept the body"
         assert list(bodies[0]) == ["x"]  # attached when the view returned
 
+    def test_body_made_on_the_loop_for_a_sync_view(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        async def letters() -> AsyncIterator[str]:
+            yield request.args["a"]
+            yield request.args["b"]
+
+        async def make_body() -> Iterator[str]:
+            return stream(letters())
+
+        @app.get("/")
+        def view() -> Any:
+            return syncbridge.sync_call_async(make_body)
+
+        assert client.get("/?a=x&b=y").text == "xy"
+
     def test_outside_a_request_is_an_error(self) -> None:
         async def one() -> AsyncIterator[str]:
             yield "x"
@@ -675,7 +776,7 @@ class TestSetup:
             return "x"
 
         async def main() -> None:
-            with pytest.raises(syncbridge.DeadlockError):
+            with pytest.raises(syncbridge.DeadlockError, match=r"run_blocking\(client"):
                 client.get("/")
 
         asyncio.run(main())

@@ -19,18 +19,19 @@ import contextvars
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, overload
 
 import anyio
 
-from syncbridge import get_bridge, sync_iter
+from syncbridge import BridgeClosed, DeadlockError, get_bridge, run_blocking, sync_iter
 
 if TYPE_CHECKING:
     import concurrent.futures
-    from collections.abc import AsyncIterable
+    from collections.abc import AsyncIterable, Iterator
 
     from flask import Flask
+    from flask.ctx import AppContext
 
     from ._typing import P, T
 
@@ -38,12 +39,7 @@ _AsyncFn = TypeVar("_AsyncFn", bound=Callable[..., Coroutine[Any, Any, Any]])
 
 CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
-
-# Set (in the request thread) while a coroutine of that request runs, so that
-# stream() called on the loop can hand its body back to the request thread.
-_pending_bodies: contextvars.ContextVar[list[_AsyncBody[Any]]] = contextvars.ContextVar(
-    "syncbridge_flask_pending_bodies"
-)
+_MISSING: Final = object()
 
 
 class SyncBridge:
@@ -59,7 +55,9 @@ class SyncBridge:
     Runs on:
         The request's thread blocks while the coroutine runs on the portal loop
         in a copy of that thread's :mod:`contextvars` context, so ``request``,
-        ``g``, ``session``, ``current_app`` and ``url_for`` work as in a sync view.
+        ``g``, ``session``, ``current_app`` and ``url_for`` work as in a sync view;
+        variables the coroutine sets are copied back to the request's thread
+        afterwards (set one in an async ``before_request``, read it in the view).
         Exceptions (``abort()``, any ``HTTPException``) reach Flask unchanged.
         (The loop is chosen by :func:`~syncbridge.sync_call_async`'s rules: when
         the WSGI app itself runs in a worker thread serving a loop, that loop.)
@@ -150,7 +148,9 @@ class SyncBridge:
         Runs on:
             The portal loop, inside a fresh app context of the current app (the
             request context is not carried: the request may be over before the
-            work is). Call it from a request, a CLI command or anywhere an app
+            work is). The app context is torn down in a worker thread, so
+            ``teardown_appcontext`` functions, sync or async, never block the
+            loop. Call it from a request, a CLI command or anywhere an app
             context is active, or anywhere when ``SyncBridge(app)`` was given
             its app.
 
@@ -182,10 +182,24 @@ class SyncBridge:
                     f"background() needs a coroutine function or a coroutine, "
                     f"got {type(func).__name__!r}"
                 )
-            # A fresh context: the request's contextvars must not outlive it.
-            return contextvars.Context().run(
-                get_bridge().start_soon, _run_in_background, app, func, args, kwargs
-            )
+            # A fresh context (the request's contextvars must not outlive it)
+            # holding a new app context, popped off the loop when the work ends.
+            context = contextvars.Context()
+            app_ctx = app.app_context()
+            context.run(app_ctx.push)
+            try:
+                return context.run(
+                    get_bridge().start_soon,
+                    _run_in_background,
+                    app,
+                    (context, app_ctx),
+                    func,
+                    args,
+                    kwargs,
+                )
+            except BaseException:
+                context.run(app_ctx.pop)
+                raise
         except BaseException:
             if inspect.iscoroutine(func):
                 func.close()  # never started: do not leave it "never awaited"
@@ -225,47 +239,16 @@ def stream(aiterable: AsyncIterable[AnyStr], /) -> Iterator[AnyStr]:
         ``finally`` blocks run.
 
     Raises:
-        RuntimeError: When the body is iterated outside a request.
+        RuntimeError: If called outside a request.
 
     .. versionadded:: 0.1
     """
-    return _AsyncBody(aiterable)
+    import flask
 
-
-class _AsyncBody(Iterator[AnyStr]):
-    """A response body fed by an async iterable, bound to its request."""
-
-    def __init__(self, aiterable: AsyncIterable[AnyStr]) -> None:
-        self._source: AsyncIterable[AnyStr] | None = aiterable
-        self._items: Iterator[AnyStr] | None = None
-        pending = _pending_bodies.get(None)
-        if pending is None:
-            self.attach()  # made in the request's own thread
-        else:
-            pending.append(self)  # made on the loop: attached when the view returns
-
-    def attach(self) -> None:
-        """Bind to the current request; call in the request's thread."""
-        import flask
-
-        if self._source is not None:
-            self._items = flask.stream_with_context(sync_iter(self._source))
-            self._source = None
-
-    def __next__(self) -> AnyStr:
-        if self._items is None:
-            raise RuntimeError(
-                "a syncbridge.flask.stream() body was iterated outside the request "
-                "that made it; return it from the view"
-            )
-        return next(self._items)
-
-    def close(self) -> None:
-        """Stop streaming: close the async iterable on its loop."""
-        items, self._items, self._source = self._items, None, None
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+    # Flask >= 3.1.2 records the request and app contexts here and pushes them
+    # only when the server starts sending, in its own thread: so this works when
+    # called on the loop (in an async view) as well as in the request's thread.
+    return flask.stream_with_context(sync_iter(aiterable))
 
 
 def _ensure_sync(app: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -280,52 +263,89 @@ def _run_coroutine(
     # Only the config can hold a bad value: timeout() checked its own.
     default = app.config.get(CONFIG_TIMEOUT)
     timeout = _seconds(getattr(func, _TIMEOUT_ATTR, default), CONFIG_TIMEOUT)
-    bodies: list[_AsyncBody[Any]] = []
-    token = _pending_bodies.set(bodies)
+    finished_in: list[contextvars.Context] = []
     try:
-        if timeout is None:
-            result = get_bridge().sync_call_async(func, *args, **kwargs)
-        else:
-            result = get_bridge().sync_call_async(_within, timeout, func, args, kwargs)
+        return get_bridge().sync_call_async(
+            _run_view, func, args, kwargs, timeout, finished_in
+        )
+    except DeadlockError:
+        name = getattr(func, "__qualname__", repr(func))
+        raise DeadlockError(
+            f"Flask called the coroutine function {name}() from a thread that is "
+            "running an event loop, where waiting for it would block that loop "
+            "forever (the test client inside an async test?). Make the request from "
+            "a worker thread: await syncbridge.run_blocking(client.get, '/')."
+        ) from None
     finally:
-        _pending_bodies.reset(token)
-    for body in bodies:
-        body.attach()
-    return result
+        if finished_in:
+            _copy_back(finished_in[0])
 
 
-async def _within(
-    seconds: float,
+async def _run_view(
     func: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    seconds: float | None,
+    finished_in: list[contextvars.Context],
 ) -> T:
-    with anyio.move_on_after(seconds):
-        return await func(*args, **kwargs)
-    from werkzeug.exceptions import GatewayTimeout
+    try:
+        if seconds is None:
+            return await func(*args, **kwargs)
+        with anyio.move_on_after(seconds):
+            return await func(*args, **kwargs)
+        from werkzeug.exceptions import GatewayTimeout
 
-    name = getattr(func, "__qualname__", repr(func))
-    raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
+        name = getattr(func, "__qualname__", repr(func))
+        raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
+    finally:
+        finished_in.append(contextvars.copy_context())
+
+
+def _copy_back(finished: contextvars.Context) -> None:
+    """Set in this thread the context variables the coroutine changed.
+
+    As in a sync view (and with Flask's own async support), a variable set in an
+    async ``before_request`` is then seen by the view and the later hooks.
+    """
+    for var, value in finished.items():
+        if var.get(_MISSING) is not value:
+            var.set(value)
 
 
 async def _run_in_background(
     app: Flask,
+    pushed: tuple[contextvars.Context, AppContext],
     target: Callable[..., Awaitable[T]] | Awaitable[T],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> T:
     name = getattr(target, "__qualname__", None) or repr(target)
-    with app.app_context():
-        try:
-            if inspect.isawaitable(target):
-                return await target
-            return await target(*args, **kwargs)
-        except anyio.get_cancelled_exc_class():
-            app.logger.warning("background task %s was cancelled", name)
-            raise
-        except Exception:
-            app.logger.exception("background task %s failed", name)
-            raise
+    error: BaseException | None = None
+    try:
+        if inspect.isawaitable(target):
+            return await target
+        return await target(*args, **kwargs)
+    except anyio.get_cancelled_exc_class() as exc:
+        error = exc
+        app.logger.warning("background task %s was cancelled", name)
+        raise
+    except Exception as exc:
+        error = exc
+        app.logger.exception("background task %s failed", name)
+        raise
+    finally:
+        # Popping runs the app's teardown_appcontext functions, which may block
+        # or be async themselves: run them in a worker thread, not on the loop.
+        context, app_ctx = pushed
+        with anyio.CancelScope(shield=True):
+            try:
+                await run_blocking(context.run, app_ctx.pop, error)
+            except BridgeClosed:
+                pass  # the process is exiting: no thread left to tear down in
+            except Exception:
+                app.logger.exception(
+                    "tearing down the app context of background task %s failed", name
+                )
 
 
 def _seconds(seconds: object, what: str) -> float | None:
