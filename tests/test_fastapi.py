@@ -255,6 +255,28 @@ class TestCapacity:
         assert get_bridge().pool(name).capacity == 3
 
     @pytest.mark.anyio
+    async def test_pools_exist_even_if_the_lifespan_never_runs(self) -> None:
+        name = f"no-lifespan-{id(object())}"
+        app = FastAPI()
+        syncbridge.fastapi.install(app, pools={name: 2})
+
+        @syncbridge.to_async(pool=name)
+        def query() -> str:
+            return threading.current_thread().name
+
+        @app.get("/")
+        async def index() -> str:
+            return await query()
+
+        # ASGITransport alone does not run the lifespan (nor does a TestClient
+        # used without `with`).
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            thread_name = (await c.get("/")).json()
+        assert thread_name.startswith(f"syncbridge-default-{name}-")
+        assert get_bridge().pool(name).capacity == 2
+
+    @pytest.mark.anyio
     async def test_named_pool_saturated_does_not_delay_default_pool(
         self, bridge: Bridge
     ) -> None:

@@ -84,8 +84,11 @@ def install(
     process may share and which is closed at interpreter exit.
 
     Runs on:
-        This call only checks the arguments and records them on
-        ``app.state.syncbridge``. At startup and shutdown, the lifespan work runs
+        This call checks the arguments, records them on
+        ``app.state.syncbridge``, and sizes the bridge and creates its pools at
+        once (so ``to_async(pool=...)`` works even where the lifespan never runs,
+        such as a ``TestClient`` used without ``with``); it does so again at each
+        startup, for forked workers. At startup and shutdown, the lifespan work runs
         on the app's event loop (asyncio or trio); closing a *bridge* you passed
         runs in a worker thread, off the loop. With *blocking_threshold*, a
         heartbeat task runs on the app's loop and a daemon thread named
@@ -157,6 +160,9 @@ def install(
             "creating the app"
         )
 
+    # Now, so that to_async(pool=...) works even if the lifespan never runs (a
+    # TestClient used without `with`); again at each startup, for forked workers.
+    _configure(settings)
     setattr(app.state, _STATE_KEY, settings)
     app.router.lifespan_context = _compose(app.router.lifespan_context, settings)
     if not any(cls in app.exception_handlers for cls in (TimeoutError, OSError)):
@@ -174,7 +180,7 @@ def install(
 class _Settings:
     """What install() was asked for, kept on ``app.state.syncbridge``."""
 
-    __slots__ = ("blocking_threshold", "bridge", "pools", "running", "threads")
+    __slots__ = ("blocking_threshold", "bridge", "pools", "threads")
 
     def __init__(
         self,
@@ -188,7 +194,6 @@ class _Settings:
         self.pools = pools
         self.blocking_threshold = blocking_threshold
         self.bridge = bridge
-        self.running: Bridge | None = None  # the bridge in use while the app runs
 
     def __repr__(self) -> str:
         return (
@@ -256,7 +261,6 @@ def _compose(user_lifespan: Any, settings: _Settings) -> Any:
     async def lifespan(app: Any) -> AsyncIterator[Any]:
         async with contextlib.AsyncExitStack() as stack:
             bridge = _start(settings)
-            stack.callback(setattr, settings, "running", None)
             if settings.bridge is not None:
                 await stack.enter_async_context(bridge)
             user: AbstractAsyncContextManager[Any] = user_lifespan(app)
@@ -273,6 +277,15 @@ def _compose(user_lifespan: Any, settings: _Settings) -> Any:
 
 def _start(settings: _Settings) -> Bridge:
     """Apply the settings on the app's loop; return the bridge in use."""
+    bridge = _configure(settings)
+    if settings.threads is not None:
+        limiter = anyio.to_thread.current_default_thread_limiter()  # per loop
+        limiter.total_tokens = settings.threads
+    return bridge
+
+
+def _configure(settings: _Settings) -> Bridge:
+    """Size the bridge and create or resize its pools; return the bridge."""
     bridge = settings.bridge if settings.bridge is not None else get_bridge()
     if bridge.closed:
         raise BridgeClosed(
@@ -283,8 +296,6 @@ def _start(settings: _Settings) -> Bridge:
         )
     if settings.threads is not None:
         bridge.max_workers = settings.threads
-        limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = settings.threads
     for name, capacity in settings.pools.items():
         try:
             bridge.pool(name).capacity = capacity
@@ -293,7 +304,6 @@ def _start(settings: _Settings) -> Bridge:
                 bridge.add_pool(name, capacity)
             except ValueError:  # another app on this bridge added it meanwhile
                 bridge.pool(name).capacity = capacity
-    settings.running = bridge
     return bridge
 
 
@@ -351,7 +361,9 @@ class _LoopWatch:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self.interval = threshold / 4
+        # A stall is seen within one interval of its start, and its length is
+        # under-estimated by at most one interval: 10% of the threshold.
+        self.interval = threshold / 10
         self.stamp = time.monotonic()
         self.loop_thread = 0
         self._stop = threading.Event()
@@ -376,7 +388,8 @@ class _LoopWatch:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            # Bounded: this runs on the loop, and a report may be in a slow handler.
+            self._thread.join(timeout=2.0)
 
     def _monitor(self) -> None:
         reported = None
