@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             connections=CONNECTIONS,
         )
         print_rows(
-            "3. cost of loop-block detection (heartbeat every 25 ms, monitor "
+            "3. cost of loop-block detection (heartbeat every 10 ms, monitor "
             "thread, marker middleware)",
             [off, on],
             off.name,
