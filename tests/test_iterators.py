@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from syncbridge import DeadlockError, WorkerCancelled, check_cancelled, run_blocking
+from syncbridge import (
+    DeadlockError,
+    WorkerCancelled,
+    check_cancelled,
+    get_bridge,
+    run_blocking,
+)
 from syncbridge._core._loops import loop_running_in_this_thread
 from syncbridge._iterators import iterate_in_thread, sync_iter
 
@@ -225,3 +231,39 @@ async def test_sync_iter_in_a_loop_thread_raises_deadlock_error() -> None:
 def test_sync_iter_rejects_a_non_async_iterable_at_once() -> None:
     with pytest.raises(TypeError):
         sync_iter([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_aclose_never_waits_for_worker_capacity(anyio_backend: str) -> None:
+    """With every worker busy, closing the source still runs (on its own thread)."""
+    bridge = get_bridge()
+    capacity = bridge.max_workers
+    closed = threading.Event()
+    release = threading.Event()
+    busy = threading.Event()
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from range(10)
+        finally:
+            closed.set()
+
+    def hold_the_only_slot() -> None:
+        busy.set()
+        release.wait(10)
+
+    bridge.max_workers = 1
+    try:
+        async with anyio.create_task_group() as tg:
+            it = iterate_in_thread(numbers())
+            assert await it.__anext__() == 0
+            tg.start_soon(run_blocking, hold_the_only_slot)
+            await anyio.to_thread.run_sync(busy.wait)
+            tg.start_soon(it.aclose)
+            # The only worker is still busy: the close must not wait for it.
+            closed_meanwhile = await anyio.to_thread.run_sync(closed.wait, 5)
+            release.set()
+        assert closed_meanwhile, "aclose() waited for a worker slot"
+    finally:
+        release.set()
+        bridge.max_workers = capacity

@@ -17,6 +17,7 @@ import anyio
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._outcome import unwrap
+from ._core._wakeup import Wakeup
 from ._exceptions import DeadlockError, SyncBridgeError
 from ._typing import T
 
@@ -35,36 +36,6 @@ def _single_use(name: str) -> RuntimeError:
     )
 
 
-class _Wakeup:
-    """A one-shot event awaited on the current loop and set from any thread."""
-
-    __slots__ = ("_event", "_post")
-
-    def __init__(self) -> None:
-        native = loop_running_in_this_thread()
-        if isinstance(native, asyncio.AbstractEventLoop):
-            self._post: Callable[[Callable[[], object]], object] = (
-                native.call_soon_threadsafe
-            )
-        elif native is not None:
-            self._post = native.run_sync_soon  # type: ignore[attr-defined]
-        else:
-            raise RuntimeError(
-                "to_async_cm() must be entered with `async with` in a task of a "
-                "running asyncio or trio event loop"
-            )
-        self._event = anyio.Event()
-
-    def set(self) -> None:
-        try:
-            self._post(self._event.set)
-        except RuntimeError:  # the loop is gone (trio.RunFinishedError included)
-            pass
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
 class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
     """The object :func:`to_async_cm` returns."""
 
@@ -73,14 +44,14 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         self._thread: threading.Thread | None = None
         self._go_exit = threading.Event()
         self._exit_info: _ExcInfo = (None, None, None)
-        self._exit_wakeup: _Wakeup | None = None
+        self._exit_wakeup: Wakeup | None = None
         self._entered = False
         self._outcome: tuple[bool, Any] = (False, None)
 
     async def __aenter__(self) -> T:
         if self._thread is not None:
             raise _single_use("to_async_cm")
-        wakeup = _Wakeup()
+        wakeup = Wakeup("to_async_cm()")
         ctx = contextvars.copy_context()
         self._thread = threading.Thread(
             target=ctx.run,
@@ -122,7 +93,7 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
             del value
 
     async def _exit(self, info: _ExcInfo) -> tuple[bool, Any]:
-        self._exit_wakeup = wakeup = _Wakeup()
+        self._exit_wakeup = wakeup = Wakeup("to_async_cm()")
         self._exit_info = info
         self._go_exit.set()
         await wakeup.wait()
@@ -130,7 +101,7 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         outcome, self._outcome = self._outcome, (False, None)
         return outcome
 
-    def _lifetime(self, wakeup: _Wakeup) -> None:
+    def _lifetime(self, wakeup: Wakeup) -> None:
         try:
             value = self._cm.__enter__()
         except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ("SyncIterator", "ThreadIterator", "iterate_in_thread", "sync_iter")
 
 import enum
+import inspect
 import threading
 from collections.abc import (
     AsyncIterable,
@@ -14,10 +15,9 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any, Final, Generic
 
-import anyio
-
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
+from ._core._wakeup import run_on_own_thread
 from ._exceptions import BridgeClosed, DeadlockError
 from ._typing import T
 
@@ -104,13 +104,14 @@ class ThreadIterator(AsyncIterator[T]):
         return item
 
     async def aclose(self) -> None:
-        """Close the source iterator in a worker thread, if it has ``close()``.
+        """Close the source iterator, if it has ``close()`` and is still open.
 
         Idempotent. A generator's ``finally`` blocks run, a file is closed.
 
         Runs on:
-            A worker thread of the default bridge's default pool; like a step,
-            it waits for a free slot.
+            A thread of its own (not a pool worker, so it never waits for
+            worker capacity); nothing at all when there is nothing to close (an
+            exhausted generator, a list iterator).
 
         Cancellation:
             Shielded: when it returns, the source's ``finally`` blocks have run,
@@ -119,11 +120,14 @@ class ThreadIterator(AsyncIterator[T]):
         if self._closed:
             return
         self._closed = True
-        bridge = get_bridge()
-        with anyio.CancelScope(shield=True):
-            await bridge.run_in(
-                bridge.pool(), False, _close_source, (self._iterator,), {}
-            )
+        if getattr(self._iterator, "close", None) is None or (
+            inspect.isgenerator(self._iterator)
+            and inspect.getgeneratorstate(self._iterator) == inspect.GEN_CLOSED
+        ):
+            return
+        await run_on_own_thread(
+            "iterate_in_thread-close", _close_source, self._iterator
+        )
 
     async def __aenter__(self) -> Self:
         return self
