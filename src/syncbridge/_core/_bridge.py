@@ -360,7 +360,7 @@ class Bridge:
         self._lock = threading.Lock()
         self._portal.reset_after_fork()
         for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
-            pool.reset_after_fork()
+            pool._reset_after_fork()
 
 
 def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:

@@ -198,7 +198,7 @@ class WorkerPool:
 
     @property
     def busy(self) -> int:
-        """Number of slots taken: calls running, including ones nobody awaits any more."""
+        """How many slots are taken (calls running, awaited or not any more)."""
         return self._busy
 
     @property
@@ -216,7 +216,7 @@ class WorkerPool:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def submit(self, job: Job) -> None:
+    def _submit(self, job: Job) -> None:
         """Start *job* now if a slot is free, else queue it. Raises BridgeClosed."""
         with self._lock:
             if self._closed:
@@ -227,7 +227,7 @@ class WorkerPool:
             job, worker = self._admit(job)
         self._hand_over(job, worker)
 
-    def try_submit(self, job: Job) -> bool:
+    def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
         with self._lock:
             if self._closed or self._busy >= self._capacity:
@@ -236,7 +236,7 @@ class WorkerPool:
         self._hand_over(job, worker)
         return True
 
-    def withdraw(self, job: Job) -> bool:
+    def _withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
             try:
@@ -325,7 +325,7 @@ class WorkerPool:
             job.fail(BridgeClosed(closed_message("run_blocking()")))
         return threads
 
-    def reset_after_fork(self) -> None:
+    def _reset_after_fork(self) -> None:
         """Forget the parent's threads and jobs (they do not exist in this child)."""
         self._lock = threading.Lock()
         self._busy = 0
@@ -372,7 +372,7 @@ class Delegate:
                 return
             if isinstance(item, Job):
                 try:
-                    self.pool.submit(item)
+                    self.pool._submit(item)
                 except BridgeClosed as exc:
                     item.fail(exc)
 
@@ -387,10 +387,10 @@ def _submit(pool: WorkerPool, job: Job) -> None:
     if (
         delegate is not None
         and delegate.pool is pool
-        and (pool.try_submit(job) or delegate.offer(job))
+        and (pool._try_submit(job) or delegate.offer(job))
     ):
         return
-    pool.submit(job)
+    pool._submit(job)
 
 
 async def run_in_pool(
@@ -475,7 +475,7 @@ async def _await_asyncio(
 def _abandon_or_wait(pool: WorkerPool, job: Job, abandon_on_cancel: bool) -> bool:
     """Handle the cancellation of an await; True means re-raise at once."""
     job.cancel_requested = True
-    if pool.withdraw(job):
+    if pool._withdraw(job):
         return True
     return abandon_on_cancel or job.state == _FINISHED
 
