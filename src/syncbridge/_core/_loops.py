@@ -203,7 +203,10 @@ class AsyncioLoop:
         # A cancel() from another thread in between saw no cancel_on_loop yet:
         # both sides write first and read second, so one of them sees the other.
         if call.cancel_requested():
+            # A task cancelled before its first step never enters _run_asyncio's
+            # body, so nothing there would record the outcome: do it here.
             task.cancel()
+            call.finish(False, None, cancelled=True)
 
 
 async def _run_asyncio(call: Call[Any]) -> None:
@@ -267,7 +270,8 @@ class TrioLoop:
         scope = trio.CancelScope()
         call.cancel_on_loop = scope.cancel
         if call.cancel_requested():  # cancelled meanwhile: see AsyncioLoop._start
-            scope.cancel()
+            call.finish(False, None, cancelled=True)
+            return
         if self.on_start is not None:
             self.on_start(call)
         trio.lowlevel.spawn_system_task(

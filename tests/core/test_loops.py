@@ -1,0 +1,122 @@
+"""Loop handles: starting a call on a loop, and a cancel that lands mid-start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from syncbridge._core._loops import AsyncioLoop, Call, TrioLoop
+
+
+def _call(body: Any, finished: threading.Event) -> Call[None]:
+    call: Call[None] = Call(body, (), {}, contextvars.copy_context(), None)
+    call.on_done = lambda _call: finished.set()
+    return call
+
+
+def test_asyncio_cancel_between_task_creation_and_registration_still_finishes() -> None:
+    """The task is cancelled before its first step, yet the call gets an outcome.
+
+    A cancel() from another thread between create_task and the registration of
+    ``cancel_on_loop`` is simulated by setting the flag inside create_task: the
+    cancel itself finds nothing to cancel yet, so ``_start`` must notice it.
+    """
+    entered = threading.Event()
+    finished = threading.Event()
+
+    async def body() -> None:
+        entered.set()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handle = AsyncioLoop(loop)
+        call = _call(body, finished)
+        create_task = loop.create_task
+
+        def create_then_cancel(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            task = create_task(coro, **kwargs)
+            call.cancelled = True
+            handle.cancel(call)  # no cancel_on_loop yet: a no-op
+            return task
+
+        loop.create_task = create_then_cancel  # type: ignore[method-assign]
+        try:
+            handle._start(call)
+        finally:
+            del loop.create_task
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert call.done
+        assert call.cancelled
+        assert not call.ok
+
+    asyncio.run(main())
+    assert finished.is_set()
+    assert not entered.is_set()
+
+
+def test_trio_cancel_between_scope_creation_and_registration_skips_the_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered = threading.Event()
+    finished = threading.Event()
+
+    async def body() -> None:
+        entered.set()
+        await trio.sleep(0)
+
+    async def main() -> None:
+        handle = TrioLoop(trio.lowlevel.current_trio_token())
+        call = _call(body, finished)
+        real_scope = trio.CancelScope
+
+        def scope_then_cancel() -> trio.CancelScope:
+            scope = real_scope()
+            call.cancelled = True
+            handle.cancel(call)  # no cancel_on_loop yet: a no-op
+            return scope
+
+        monkeypatch.setattr(trio, "CancelScope", scope_then_cancel)
+        handle._start(call)
+        monkeypatch.undo()
+        await trio.testing.wait_all_tasks_blocked()
+        assert call.done
+        assert call.cancelled
+
+    trio.run(main)
+    assert finished.is_set()
+    assert not entered.is_set()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_call_cancelled_before_it_is_started_never_runs(backend: str) -> None:
+    entered = threading.Event()
+    finished = threading.Event()
+
+    async def body() -> None:
+        entered.set()
+
+    call = _call(body, finished)
+    call.cancelled = True
+
+    if backend == "asyncio":
+
+        async def run_asyncio() -> None:
+            AsyncioLoop(asyncio.get_running_loop())._start(call)
+
+        asyncio.run(run_asyncio())
+    else:
+
+        async def run_trio() -> None:
+            TrioLoop(trio.lowlevel.current_trio_token())._start(call)
+
+        trio.run(run_trio)
+    assert finished.is_set()
+    assert call.cancelled
+    assert not entered.is_set()
