@@ -588,6 +588,71 @@ class TestBackground:
                 assert time.monotonic() < deadline, "cancellation was not logged"
                 time.sleep(0.01)
 
+    def test_teardown_runs_while_the_caller_is_still_inside_background(
+        self, app: Flask, ext: SyncBridge, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The work may end (and its app context be popped) before background()
+        returns in the calling thread: the pop must still run."""
+        torn_down = threading.Event()
+        seen_in_time: list[bool] = []
+        start_soon = syncbridge.Bridge.start_soon
+
+        def start_and_wait_for_teardown(
+            self: syncbridge.Bridge, *args: Any, **kwargs: Any
+        ) -> concurrent.futures.Future[Any]:
+            future = start_soon(self, *args, **kwargs)
+            seen_in_time.append(torn_down.wait(10))  # still inside background()
+            return future
+
+        @app.teardown_appcontext
+        def done(exc: BaseException | None) -> None:
+            torn_down.set()
+
+        async def job() -> str:
+            return "done"
+
+        monkeypatch.setattr(
+            syncbridge.Bridge, "start_soon", start_and_wait_for_teardown
+        )
+        future = ext.background(job)
+        assert future.result(timeout=10) == "done"
+        assert seen_in_time == [True]
+
+    def test_work_cancelled_before_it_starts_is_torn_down_and_closed(
+        self, app: Flask, ext: SyncBridge, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        holding, release = threading.Event(), threading.Event()
+        torn_down = threading.Semaphore(0)
+        ran: list[str] = []
+
+        @app.teardown_appcontext
+        def done(exc: BaseException | None) -> None:
+            torn_down.release()
+
+        async def hold_the_loop() -> None:
+            holding.set()
+            release.wait(10)  # blocks the loop on purpose: background work queues
+
+        async def job(tag: str) -> None:
+            ran.append(tag)
+
+        syncbridge.get_bridge().start_soon(hold_the_loop)
+        assert holding.wait(10)
+        coro = job("object")
+        with caplog.at_level(logging.WARNING, logger=app.logger.name):
+            by_function = ext.background(job, "function")
+            by_object = ext.background(coro)
+            assert by_function.cancel()
+            assert by_object.cancel()
+            release.set()
+            assert torn_down.acquire(timeout=10)
+            assert torn_down.acquire(timeout=10)
+            assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+            assert syncbridge.sync_call_async(asyncio.sleep, 0) is None  # loop drained
+        assert ran == []
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("cancelled before it started" in m for m in messages) == 2
+
     def test_without_an_app_says_how_to_get_one(self) -> None:
         async def job() -> None:
             return None
@@ -617,6 +682,9 @@ from syncbridge.flask import SyncBridge
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s %(message)s")
 app = Flask("exiting")
 ext = SyncBridge(app)
+@app.teardown_appcontext
+def close(exc):
+    print("torn down after", type(exc).__name__, flush=True)
 async def stuck():
     await asyncio.sleep(3600)
 ext.background(stuck)
@@ -635,6 +703,7 @@ print("exiting")
         assert time.monotonic() - started < 20
         assert "exiting background task" in proc.stdout
         assert "stuck was cancelled" in proc.stdout
+        assert "torn down after CancelledError" in proc.stdout  # no worker left
 
 
 class TestStream:
@@ -754,6 +823,29 @@ class TestSetup:
         assert app.test_client().get("/").text == "True"
         assert app.extensions["syncbridge"] is ext
 
+    @pytest.mark.parametrize("old", ["3.0.3", "3.1.1", "2.3.3"])
+    def test_an_old_flask_is_refused_with_the_upgrade_to_run(
+        self, monkeypatch: pytest.MonkeyPatch, old: str
+    ) -> None:
+        import importlib.metadata
+
+        monkeypatch.setattr(importlib.metadata, "version", lambda name: old)
+        app = Flask("old-flask")
+        with pytest.raises(RuntimeError, match=r"pip install 'flask>=3\.1\.2'"):
+            SyncBridge(app)
+        assert "syncbridge" not in app.extensions
+
+    @pytest.mark.parametrize("new", ["3.1.2", "3.2.0rc1", "4.0"])
+    def test_a_recent_flask_is_accepted(
+        self, monkeypatch: pytest.MonkeyPatch, new: str
+    ) -> None:
+        import importlib.metadata
+
+        monkeypatch.setattr(importlib.metadata, "version", lambda name: new)
+        app = Flask("new-flask")
+        SyncBridge(app)
+        assert "syncbridge" in app.extensions
+
     def test_second_setup_on_one_app_is_an_error(
         self, app: Flask, ext: SyncBridge
     ) -> None:
@@ -801,3 +893,29 @@ async def test_async_test_drives_the_client_through_run_blocking(
 
     response = await syncbridge.run_blocking(app.test_client().get, "/")
     assert response.text == "True"
+
+
+async def test_a_request_from_a_worker_thread_copies_back_only_the_views_variables(
+    anyio_backend: str,
+) -> None:
+    """The bridge's own per-call state must not leak into the request's thread."""
+    from syncbridge._core._workers import current_delegate
+
+    app = Flask("copy-back")
+    SyncBridge(app)
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user")
+
+    @app.before_request
+    async def load_user() -> None:
+        user.set("ada")
+
+    @app.get("/")
+    async def view() -> str:
+        return user.get()
+
+    def request_in_a_worker() -> tuple[str, bool, str]:
+        before = current_delegate.get()
+        response = app.test_client().get("/")
+        return response.text, current_delegate.get() is before, user.get("unset")
+
+    assert await syncbridge.run_blocking(request_in_a_worker) == ("ada", True, "ada")

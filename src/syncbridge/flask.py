@@ -17,12 +17,16 @@ __all__ = ("SyncBridge", "stream")
 
 import contextvars
 import functools
+import importlib.metadata
 import inspect
 import math
+import re
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, overload
 
 import anyio
+import anyio.to_thread
 
 from syncbridge import BridgeClosed, DeadlockError, get_bridge, run_blocking, sync_iter
 
@@ -31,7 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Iterator
 
     from flask import Flask
-    from flask.ctx import AppContext
 
     from ._typing import P, T
 
@@ -84,8 +87,10 @@ class SyncBridge:
         """Route *app*'s coroutines through the bridge.
 
         Raises:
-            RuntimeError: If *app* already has a ``SyncBridge``.
+            RuntimeError: If *app* already has a ``SyncBridge``, or Flask is
+                older than 3.1.2.
         """
+        _require_flask_version()
         if "syncbridge" in app.extensions:
             raise RuntimeError(
                 f"SyncBridge is already set up on the app {app.name!r}; create one "
@@ -148,9 +153,9 @@ class SyncBridge:
         Runs on:
             The portal loop, inside a fresh app context of the current app (the
             request context is not carried: the request may be over before the
-            work is). The app context is torn down in a worker thread, so
-            ``teardown_appcontext`` functions, sync or async, never block the
-            loop. Call it from a request, a CLI command or anywhere an app
+            work is). The app context is torn down exactly once, in a worker
+            thread, so ``teardown_appcontext`` functions, sync or async, never
+            block the loop; work cancelled before it started is torn down too. Call it from a request, a CLI command or anywhere an app
             context is active, or anywhere when ``SyncBridge(app)`` was given
             its app.
 
@@ -182,28 +187,19 @@ class SyncBridge:
                     f"background() needs a coroutine function or a coroutine, "
                     f"got {type(func).__name__!r}"
                 )
-            # A fresh context (the request's contextvars must not outlive it)
-            # holding a new app context, popped off the loop when the work ends.
-            context = contextvars.Context()
-            app_ctx = app.app_context()
-            context.run(app_ctx.push)
-            try:
-                return context.run(
-                    get_bridge().start_soon,
-                    _run_in_background,
-                    app,
-                    (context, app_ctx),
-                    func,
-                    args,
-                    kwargs,
-                )
-            except BaseException:
-                context.run(app_ctx.pop)
-                raise
+            work = _BackgroundWork(app, func, args, kwargs)
+            # The work runs in a copy of work.context: the original is entered
+            # only to push and pop the app context (a Context cannot be entered
+            # by two threads at once, and the pop must run where the push did).
+            future = work.context.copy().run(
+                get_bridge().start_soon, _run_in_background, work
+            )
         except BaseException:
             if inspect.iscoroutine(func):
                 func.close()  # never started: do not leave it "never awaited"
             raise
+        future.add_done_callback(work.clean_up_if_never_started)
+        return future
 
     def _app(self) -> Flask:
         import flask
@@ -251,6 +247,22 @@ def stream(aiterable: AsyncIterable[AnyStr], /) -> Iterator[AnyStr]:
     return flask.stream_with_context(sync_iter(aiterable))
 
 
+_MIN_FLASK: Final = (3, 1, 2)
+
+
+def _require_flask_version() -> None:
+    # stream() relies on stream_with_context() pushing the contexts only when
+    # the response is sent (Flask 3.1.2); other features on 3.x behaviour.
+    installed = importlib.metadata.version("flask")
+    numbers = re.findall(r"\d+", installed)[:3]
+    if tuple(int(n) for n in numbers) < _MIN_FLASK:
+        raise RuntimeError(
+            f"syncbridge.flask needs Flask >= 3.1.2, but Flask {installed} is "
+            "installed: upgrade it with pip install 'flask>=3.1.2' (or install "
+            "syncbridge[flask])"
+        )
+
+
 def _ensure_sync(app: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(func):
         return functools.partial(_run_coroutine, app, func)
@@ -263,10 +275,10 @@ def _run_coroutine(
     # Only the config can hold a bad value: timeout() checked its own.
     default = app.config.get(CONFIG_TIMEOUT)
     timeout = _seconds(getattr(func, _TIMEOUT_ATTR, default), CONFIG_TIMEOUT)
-    finished_in: list[contextvars.Context] = []
+    contexts: list[contextvars.Context] = []  # as the coroutine started, ended
     try:
         return get_bridge().sync_call_async(
-            _run_view, func, args, kwargs, timeout, finished_in
+            _run_view, func, args, kwargs, timeout, contexts
         )
     except DeadlockError:
         name = getattr(func, "__qualname__", repr(func))
@@ -277,8 +289,8 @@ def _run_coroutine(
             "a worker thread: await syncbridge.run_blocking(client.get, '/')."
         ) from None
     finally:
-        if finished_in:
-            _copy_back(finished_in[0])
+        if contexts:
+            _copy_back(*contexts)
 
 
 async def _run_view(
@@ -286,8 +298,9 @@ async def _run_view(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     seconds: float | None,
-    finished_in: list[contextvars.Context],
+    contexts: list[contextvars.Context],
 ) -> T:
+    contexts.append(contextvars.copy_context())
     try:
         if seconds is None:
             return await func(*args, **kwargs)
@@ -298,54 +311,115 @@ async def _run_view(
         name = getattr(func, "__qualname__", repr(func))
         raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
     finally:
-        finished_in.append(contextvars.copy_context())
+        contexts.append(contextvars.copy_context())
 
 
-def _copy_back(finished: contextvars.Context) -> None:
+def _copy_back(started: contextvars.Context, finished: contextvars.Context) -> None:
     """Set in this thread the context variables the coroutine changed.
 
     As in a sync view (and with Flask's own async support), a variable set in an
-    async ``before_request`` is then seen by the view and the later hooks.
+    async ``before_request`` is then seen by the view and the later hooks. Only
+    what the coroutine itself set is copied: not what the bridge set around it.
     """
     for var, value in finished.items():
-        if var.get(_MISSING) is not value:
+        if started.get(var, _MISSING) is not value:
             var.set(value)
 
 
-async def _run_in_background(
-    app: Flask,
-    pushed: tuple[contextvars.Context, AppContext],
-    target: Callable[..., Awaitable[T]] | Awaitable[T],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> T:
-    name = getattr(target, "__qualname__", None) or repr(target)
+class _BackgroundWork:
+    """One ``background()`` call: its target, and the app context it runs in.
+
+    The app context is pushed at once in a fresh :mod:`contextvars` context (the
+    request's variables must not outlive the request) and popped exactly once
+    when the work ends, in a thread that is not the loop's: popping runs the
+    app's ``teardown_appcontext`` functions, which may block or be async. Work
+    cancelled before it ever started is cleaned up by the future's callback
+    instead; :meth:`claim` decides which of the two does it.
+    """
+
+    __slots__ = ("_claim", "app", "app_ctx", "args", "context", "kwargs", "target")
+
+    def __init__(
+        self,
+        app: Flask,
+        target: Callable[..., Awaitable[Any]] | Awaitable[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.app = app
+        self.target = target
+        self.args = args
+        self.kwargs = kwargs
+        self._claim = threading.Lock()
+        self.context = contextvars.Context()
+        self.app_ctx = app.app_context()
+        self.context.run(self.app_ctx.push)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.target, "__qualname__", None) or repr(self.target)
+
+    def claim(self) -> bool:
+        """Return True for the first caller only: the one that runs the work."""
+        return self._claim.acquire(blocking=False)
+
+    def pop(self, error: BaseException | None) -> None:
+        """Tear the app context down; call it from a thread without a loop."""
+        try:
+            self.context.run(self.app_ctx.pop, error)
+        except Exception:
+            self.app.logger.exception(
+                "tearing down the app context of background task %s failed",
+                self.name,
+            )
+
+    async def pop_off_the_loop(self, error: BaseException | None) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await run_blocking(self.pop, error)
+            except BridgeClosed:
+                # The bridge is closing (interpreter exit): its workers are
+                # gone, yet the app's teardown functions must still run.
+                try:
+                    await anyio.to_thread.run_sync(self.pop, error)
+                except RuntimeError:
+                    # Python 3.12 starts no thread at interpreter exit: tear
+                    # down here, on the loop, which is stopping anyway.
+                    self.pop(error)
+
+    def clean_up_if_never_started(self, future: concurrent.futures.Future[Any]) -> None:
+        if not future.cancelled() or not self.claim():
+            return
+        self.app.logger.warning(
+            "background task %s was cancelled before it started", self.name
+        )
+        if inspect.iscoroutine(self.target):
+            self.target.close()  # never started: do not leave it "never awaited"
+        # This callback may run on the loop (or inside the caller's cancel()),
+        # where the app's teardown functions must not run: give them a thread.
+        threading.Thread(
+            target=self.pop, args=(None,), name="syncbridge-flask-teardown"
+        ).start()
+
+
+async def _run_in_background(work: _BackgroundWork) -> Any:
+    if not work.claim():
+        return None  # cancelled before it started, and already cleaned up
     error: BaseException | None = None
     try:
-        if inspect.isawaitable(target):
-            return await target
-        return await target(*args, **kwargs)
+        if inspect.isawaitable(work.target):
+            return await work.target
+        return await work.target(*work.args, **work.kwargs)
     except anyio.get_cancelled_exc_class() as exc:
         error = exc
-        app.logger.warning("background task %s was cancelled", name)
+        work.app.logger.warning("background task %s was cancelled", work.name)
         raise
     except Exception as exc:
         error = exc
-        app.logger.exception("background task %s failed", name)
+        work.app.logger.exception("background task %s failed", work.name)
         raise
     finally:
-        # Popping runs the app's teardown_appcontext functions, which may block
-        # or be async themselves: run them in a worker thread, not on the loop.
-        context, app_ctx = pushed
-        with anyio.CancelScope(shield=True):
-            try:
-                await run_blocking(context.run, app_ctx.pop, error)
-            except BridgeClosed:
-                pass  # the process is exiting: no thread left to tear down in
-            except Exception:
-                app.logger.exception(
-                    "tearing down the app context of background task %s failed", name
-                )
+        await work.pop_off_the_loop(error)
 
 
 def _seconds(seconds: object, what: str) -> float | None:

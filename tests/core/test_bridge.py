@@ -215,6 +215,29 @@ def test_exit_with_pending_portal_task_does_not_hang_and_logs() -> None:
     assert elapsed < 15
 
 
+def test_exit_after_the_portal_used_its_default_executor_is_quiet() -> None:
+    """DNS lookups (httpx, asyncio.open_connection) use the loop's default executor.
+
+    Python 3.12 starts no thread at interpreter exit, and shutting that executor
+    down starts one: the portal must still close without a traceback.
+    """
+    result = _run_script(
+        """
+        import asyncio
+        import syncbridge
+
+        async def resolve():
+            return await asyncio.get_running_loop().getaddrinfo("127.0.0.1", 80)
+
+        assert syncbridge.sync_call_async(resolve)
+        print("main done", flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "main done" in result.stdout
+    assert result.stderr == ""
+
+
 def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
     result = _run_script(
         """

@@ -113,7 +113,12 @@ class Portal:
         try:
             loop.run_forever()
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            try:
+                loop.run_until_complete(loop.shutdown_default_executor())
+            except RuntimeError:
+                # At interpreter exit Python 3.12 refuses the thread this starts
+                # to join the executor; close() below shuts it down unjoined.
+                pass
         finally:
             asyncio.set_event_loop(None)
             loop.close()
