@@ -293,3 +293,24 @@ def test_to_sync_cm_is_single_use() -> None:
         pass
     with pytest.raises(RuntimeError, match="call to_sync_cm"), cm:
         pass
+
+
+@pytest.mark.anyio
+async def test_to_async_cm_enter_and_exit_call_async_code_on_the_callers_loop() -> None:
+    seen: list[object] = []
+
+    async def current_loop() -> object:
+        return loop_running_in_this_thread()
+
+    @contextmanager
+    def resource() -> Iterator[None]:
+        seen.append(get_bridge().sync_call_async(current_loop))
+        try:
+            yield
+        finally:
+            seen.append(get_bridge().sync_call_async(current_loop))
+
+    mine = loop_running_in_this_thread()
+    async with to_async_cm(resource()):
+        pass
+    assert seen == [mine, mine]

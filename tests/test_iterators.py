@@ -267,3 +267,26 @@ async def test_aclose_never_waits_for_worker_capacity(anyio_backend: str) -> Non
     finally:
         release.set()
         bridge.max_workers = capacity
+
+
+@pytest.mark.anyio
+async def test_iterate_in_thread_close_calls_async_code_on_the_callers_loop() -> None:
+    """The source's finally block, run on a closing thread, keeps rule 1."""
+    seen: list[object] = []
+
+    async def current_loop() -> object:
+        return loop_running_in_this_thread()
+
+    def source() -> Iterator[int]:
+        try:
+            seen.append(get_bridge().sync_call_async(current_loop))
+            yield 1
+            yield 2
+        finally:
+            seen.append(get_bridge().sync_call_async(current_loop))
+
+    mine = loop_running_in_this_thread()
+    async with iterate_in_thread(source()) as items:
+        async for _ in items:
+            break
+    assert seen == [mine, mine]

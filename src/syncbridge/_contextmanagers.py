@@ -17,7 +17,7 @@ import anyio
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._outcome import unwrap
-from ._core._wakeup import Wakeup
+from ._core._wakeup import Wakeup, serve_loop
 from ._exceptions import DeadlockError, SyncBridgeError
 from ._typing import T
 
@@ -55,7 +55,7 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         ctx = contextvars.copy_context()
         self._thread = threading.Thread(
             target=ctx.run,
-            args=(self._lifetime, wakeup),
+            args=(serve_loop, wakeup.native, self._lifetime, wakeup),
             name=f"syncbridge-to_async_cm-{next(_thread_ids)}",
             daemon=True,
         )

@@ -157,18 +157,21 @@ def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
     ``iter(iterable)`` is called at once (so a non-iterable fails here). When the
     iteration ends (exhausted, failed, cancelled, or closed with ``aclose()`` or
     an ``async with`` block) the source iterator's ``close()`` is called, if it
-    has one, in a worker thread, and awaited: a generator's ``finally`` blocks
-    run, a file is closed. Breaking out of ``async for`` and dropping the
+    has one, on a short-lived thread of its own (never waiting for worker
+    capacity), and awaited: a generator's ``finally`` blocks run, a file is
+    closed. Breaking out of ``async for`` and dropping the
     iterator closes the source too, on a short-lived thread of its own, without
     waiting. Whatever ``next()`` raises propagates unchanged (the same object),
     after the source was closed.
 
     Runs on:
-        The caller's event loop, which is never blocked; each ``next()`` and the
-        final ``close()`` run in worker threads of the default bridge's default
-        pool (:func:`~syncbridge.get_bridge`), one slot per step, one step at a
-        time. Successive steps may run on different worker threads, so a source
-        bound to one thread (a :mod:`sqlite3` cursor) does not fit.
+        The caller's event loop, which is never blocked; each ``next()`` runs
+        in a worker thread of the default bridge's default pool
+        (:func:`~syncbridge.get_bridge`), one slot per step, one step at a
+        time, and the final ``close()`` on a thread of its own. Successive
+        steps may run on different threads, so a source bound to one thread (a
+        :mod:`sqlite3` cursor) does not fit. In all of them,
+        :func:`~syncbridge.sync_call_async` runs on the caller's loop.
 
     Cancellation:
         A generator cannot be closed while it runs, so a cancelled step waits

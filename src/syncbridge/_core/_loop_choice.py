@@ -2,9 +2,10 @@
 
 The three loop-choice rules (see docs/explanation/threading-model.md):
 
-1. In a worker thread running on behalf of loop L (a syncbridge worker, or an
-   ``anyio.to_thread`` / Starlette threadpool worker), for the duration of that
-   call and while L is still running in this process: run on L. A syncbridge
+1. In a worker thread running on behalf of loop L (a syncbridge worker, a
+   thread syncbridge starts to close an iterator or run a context manager, or
+   an ``anyio.to_thread`` / Starlette threadpool worker), for the duration of
+   that call and while L is still running in this process: run on L. A syncbridge
    worker also offers itself to run nested blocking work of its own pool.
 2. In a thread that is running an event loop: raise :class:`DeadlockError`.
 3. Anywhere else: run on the bridge's portal loop.
@@ -35,6 +36,7 @@ from ._loops import (
     loop_running_in_this_thread,
 )
 from ._outcome import unwrap
+from ._wakeup import loop_served_by_this_thread
 from ._workers import Delegate, Job, current_delegate, current_job
 
 if TYPE_CHECKING:
@@ -68,11 +70,11 @@ def _choose(portal: Portal, name: str) -> tuple[LoopHandle, Job | None, bool]:
         handle = handle_for(job.origin)
         if handle.is_alive():
             return handle, job, False
-    native = _anyio_worker_loop()
-    if native is not None:
-        handle = handle_for(native)
-        if handle.is_alive():
-            return handle, None, False
+    for native in (loop_served_by_this_thread(), _anyio_worker_loop()):
+        if native is not None:
+            handle = handle_for(native)
+            if handle.is_alive():
+                return handle, None, False
     return portal.handle(), None, True
 
 

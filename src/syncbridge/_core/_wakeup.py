@@ -7,7 +7,7 @@ It runs on a thread of its own instead, and the task waits on a :class:`Wakeup`.
 
 from __future__ import annotations
 
-__all__ = ("Wakeup", "run_on_own_thread")
+__all__ = ("Wakeup", "loop_served_by_this_thread", "run_on_own_thread", "serve_loop")
 
 import asyncio
 import contextvars
@@ -33,10 +33,12 @@ class Wakeup:
         RuntimeError: If no asyncio or trio loop runs in this thread.
     """
 
-    __slots__ = ("_event", "_post")
+    __slots__ = ("_event", "_post", "native")
 
     def __init__(self, what: str) -> None:
         native = loop_running_in_this_thread()
+        self.native = native
+        """The loop of the waiting task (an asyncio loop or a trio token)."""
         if isinstance(native, asyncio.AbstractEventLoop):
             self._post: Callable[[Callable[[], object]], object] = (
                 native.call_soon_threadsafe
@@ -61,11 +63,35 @@ class Wakeup:
         await self._event.wait()
 
 
+_serving = threading.local()
+
+
+def loop_served_by_this_thread() -> object | None:
+    """The loop whose task this thread works for, if it runs :func:`serve_loop`."""
+    return getattr(_serving, "native", None)
+
+
+def serve_loop(native: object, func: Callable[..., Any], *args: Any) -> Any:
+    """Run ``func(*args)`` in this thread on behalf of the loop *native*.
+
+    For the duration, ``sync_call_async`` in this thread runs on that loop, as
+    it does in a pool worker (loop-choice rule 1): closing an iterator or
+    exiting a context manager must see the loop that its task runs on.
+    """
+    previous = getattr(_serving, "native", None)
+    _serving.native = native
+    try:
+        return func(*args)
+    finally:
+        _serving.native = previous
+
+
 async def run_on_own_thread(what: str, func: Callable[..., Any], *args: Any) -> Any:
     """Run ``func(*args)`` on a new daemon thread; wait for it, shielded.
 
-    Runs in a copy of the caller's context; returns or raises what *func* does.
-    The wait is shielded from cancellation: cleanup runs to its end.
+    Runs in a copy of the caller's context, serving the caller's loop (see
+    :func:`serve_loop`); returns or raises what *func* does. The wait is
+    shielded from cancellation: cleanup runs to its end.
     """
     wakeup = Wakeup(what)
     outcome: list[tuple[bool, Any]] = []
@@ -80,7 +106,10 @@ async def run_on_own_thread(what: str, func: Callable[..., Any], *args: Any) -> 
 
     ctx = contextvars.copy_context()
     threading.Thread(
-        target=ctx.run, args=(run,), name=f"syncbridge-{what}", daemon=True
+        target=ctx.run,
+        args=(serve_loop, wakeup.native, run),
+        name=f"syncbridge-{what}",
+        daemon=True,
     ).start()
     with anyio.CancelScope(shield=True):
         await wakeup.wait()
