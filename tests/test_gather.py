@@ -600,3 +600,35 @@ async def test_failure_during_an_outside_cancellation_is_logged_not_lost(
     assert "awaitable #0 failed" in record.getMessage()
     assert record.exc_info is not None
     assert record.exc_info[1] is error
+
+
+@pytest.mark.parametrize("urgent", [KeyboardInterrupt, SystemExit])
+async def test_a_childs_interrupt_during_an_outside_cancellation_is_raised(
+    urgent: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A KeyboardInterrupt or SystemExit must stop the program, not be logged."""
+    started = anyio.Event()
+    error = urgent("stop now")
+
+    async def interrupted_in_cleanup() -> None:
+        try:
+            started.set()
+            await anyio.sleep_forever()
+        finally:
+            raise error
+
+    with anyio.CancelScope() as outside:
+
+        async def cancel_from_outside() -> None:
+            await started.wait()
+            outside.cancel()
+
+        with (
+            caplog.at_level(logging.ERROR, logger="syncbridge"),
+            pytest.raises(urgent) as raised,
+        ):
+            await gather_with_timeout(
+                interrupted_in_cleanup(), cancel_from_outside(), timeout=None
+            )
+    assert raised.value is error
+    assert not [r for r in caplog.records if r.name == "syncbridge"]

@@ -214,6 +214,24 @@ class _Gather:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(futures)
 
+    def take_urgent(self) -> BaseException | None:
+        """Remove and return the first non-:class:`Exception` failure, if any.
+
+        A ``KeyboardInterrupt`` or ``SystemExit`` from a child must stop the
+        program even while the gather is being cancelled from outside.
+        """
+        failures = list(self.others)
+        if self.first is not None:
+            failures.insert(0, (self.first_index, self.first))
+        for i, exc in failures:
+            if not isinstance(exc, Exception):
+                if exc is self.first:
+                    self.first = None
+                else:
+                    self.others.remove((i, exc))
+                return exc
+        return None
+
     def log_failures(self) -> None:
         """Log every recorded failure (on the ``syncbridge`` logger) and forget it."""
         failures = list(self.others)
@@ -273,7 +291,9 @@ async def gather_with_timeout(
     of its ``__notes__`` holding that exception's formatted traceback), so they
     print with its traceback. Exceptions raised by awaitables being cancelled
     after the deadline are attached to the :class:`GatherTimeout` the same way;
-    when the caller is cancelled, they are logged on the ``syncbridge`` logger.
+    when the caller is cancelled, they are logged on the ``syncbridge`` logger,
+    except a ``KeyboardInterrupt`` or ``SystemExit``, which propagates instead of
+    the cancellation.
 
     Runs on:
         The caller's event loop (asyncio or trio), each coroutine in a task of
@@ -338,9 +358,13 @@ async def gather_with_timeout(
                             await limiter.acquire()
                         tg.start_soon(state.run, i, limiter)
     except BaseException:
-        # The caller is being cancelled (or interrupted): its exception wins, so
-        # failures seen meanwhile would vanish with it; log them instead.
+        # The caller is being cancelled (or interrupted): its exception wins
+        # over the children's errors, which would vanish with it, so log them;
+        # but a child's KeyboardInterrupt or SystemExit wins over it.
+        urgent = state.take_urgent()
         state.log_failures()
+        if urgent is not None:
+            raise urgent  # noqa: B904 - chained to the cancellation it replaces
         raise
     finally:
         await state.close_unstarted()

@@ -59,8 +59,9 @@ def install(
     """Run the app's blocking work on syncbridge: capacity, bulkheads, timeouts.
 
     Call it once, right after creating the app and before it starts. It wraps the
-    app's lifespan (the one you passed, which keeps running, inside this one), so
-    the settings take effect when the server starts the app:
+    app's lifespan (the one you passed, which keeps running, inside this one).
+    The settings take effect at once, and again each time the server starts the
+    app (a forked worker applies them to its own bridge):
 
     - *threads* becomes the capacity of the bridge's default pool **and** of
       anyio's default thread limiter on the app's loop, which Starlette and FastAPI
@@ -120,8 +121,9 @@ def install(
             finite number of seconds above 0.
         RuntimeError: If syncbridge is already installed on *app*, or *app* has
             already started.
-        BridgeClosed: At startup, if *bridge* was closed (for instance by an
-            earlier shutdown of the app: pass a new bridge to restart the app).
+        BridgeClosed: If *bridge* is closed: here, or at a later startup once
+            an earlier shutdown of the app closed it (pass a new bridge to
+            restart the app).
 
     .. versionadded:: 0.1
     """
@@ -361,8 +363,10 @@ class _LoopWatch:
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        # A stall is seen within one interval of its start, and its length is
-        # under-estimated by at most one interval: 10% of the threshold.
+        # A stall is reported at most two intervals (20% of the threshold) after
+        # it passes the threshold: the monitor polls once an interval, and the
+        # length it measures starts when the next beat was due, which may be up
+        # to one interval after the stall began.
         self.interval = threshold / 10
         self.stamp = time.monotonic()
         self.loop_thread = 0
