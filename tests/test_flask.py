@@ -288,6 +288,25 @@ class TestRequestContext:
 
 
 class TestContextVariables:
+    def test_a_call_that_never_finished_raises_its_own_error(
+        self, app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No context to copy back when the coroutine did not run to its end."""
+
+        class LoopStopped:
+            def sync_call_async(self, func: Any, *args: Any) -> Any:
+                args[-1].append(contextvars.copy_context())  # started, not finished
+                raise syncbridge.SyncBridgeError("the event loop stopped")
+
+        monkeypatch.setattr(syncbridge.flask, "get_bridge", LoopStopped)
+
+        @app.get("/")
+        async def view() -> str:
+            return "never"
+
+        with pytest.raises(syncbridge.SyncBridgeError, match="loop stopped"):
+            client.get("/")
+
     def test_variable_set_in_an_async_hook_is_seen_by_the_view_and_later_hooks(
         self, app: Flask, client: FlaskClient
     ) -> None:
@@ -617,6 +636,28 @@ class TestBackground:
         future = ext.background(job)
         assert future.result(timeout=10) == "done"
         assert seen_in_time == [True]
+
+    def test_app_context_is_torn_down_when_the_work_cannot_be_scheduled(
+        self, app: Flask, ext: SyncBridge, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        torn_down: list[BaseException | None] = []
+        closed = syncbridge.Bridge()
+        closed.close()
+        monkeypatch.setattr(syncbridge.flask, "get_bridge", lambda: closed)
+
+        @app.teardown_appcontext
+        def done(exc: BaseException | None) -> None:
+            torn_down.append(exc)
+
+        async def job() -> None:
+            return None
+
+        coro = job()
+        with pytest.raises(syncbridge.BridgeClosed):
+            ext.background(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        [error] = torn_down
+        assert isinstance(error, syncbridge.BridgeClosed)
 
     def test_work_cancelled_before_it_starts_is_torn_down_and_closed(
         self, app: Flask, ext: SyncBridge, caplog: pytest.LogCaptureFixture

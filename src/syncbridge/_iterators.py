@@ -171,7 +171,8 @@ def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
         time, and the final ``close()`` on a thread of its own. Successive
         steps may run on different threads, so a source bound to one thread (a
         :mod:`sqlite3` cursor) does not fit. In all of them,
-        :func:`~syncbridge.sync_call_async` runs on the caller's loop.
+        :func:`~syncbridge.sync_call_async` runs on the caller's loop, except
+        when a dropped iterator is closed later: then it runs on the portal.
 
     Cancellation:
         A generator cannot be closed while it runs, so a cancelled step waits

@@ -153,17 +153,20 @@ class SyncBridge:
         Runs on:
             The portal loop, inside a fresh app context of the current app (the
             request context is not carried: the request may be over before the
-            work is). The app context is torn down exactly once, in a worker
-            thread, so ``teardown_appcontext`` functions, sync or async, never
-            block the loop; work cancelled before it started is torn down too. Call it from a request, a CLI command or anywhere an app
-            context is active, or anywhere when ``SyncBridge(app)`` was given
-            its app.
+            work is). The app context is torn down exactly once, off the loop
+            (in a worker thread, or a thread of its own for work cancelled
+            before it started), so ``teardown_appcontext`` functions, sync or
+            async, never block the loop. Call it from a request, a CLI command
+            or anywhere an app context is active, or anywhere when
+            ``SyncBridge(app)`` was given its app.
 
         Cancellation:
             An exception is logged on ``app.logger`` with its traceback and
             stored in the returned future. ``future.cancel()`` cancels the work.
             At interpreter exit (the default bridge closing), work still running
-            after a short grace period is cancelled and logged, not waited for.
+            after a short grace period is cancelled and logged, not waited for;
+            its app context is still torn down, but async teardown functions
+            can no longer run then (the bridge is closed: logged as a failure).
 
         Returns:
             A :class:`concurrent.futures.Future` for the result.
@@ -191,9 +194,13 @@ class SyncBridge:
             # The work runs in a copy of work.context: the original is entered
             # only to push and pop the app context (a Context cannot be entered
             # by two threads at once, and the pop must run where the push did).
-            future = work.context.copy().run(
-                get_bridge().start_soon, _run_in_background, work
-            )
+            try:
+                future = work.context.copy().run(
+                    get_bridge().start_soon, _run_in_background, work
+                )
+            except BaseException as exc:
+                work.pop(exc)  # nothing was scheduled: tear down here
+                raise
         except BaseException:
             if inspect.iscoroutine(func):
                 func.close()  # never started: do not leave it "never awaited"
@@ -289,7 +296,7 @@ def _run_coroutine(
             "a worker thread: await syncbridge.run_blocking(client.get, '/')."
         ) from None
     finally:
-        if contexts:
+        if len(contexts) == 2:  # the coroutine ran to its end
             _copy_back(*contexts)
 
 
@@ -396,10 +403,17 @@ class _BackgroundWork:
         if inspect.iscoroutine(self.target):
             self.target.close()  # never started: do not leave it "never awaited"
         # This callback may run on the loop (or inside the caller's cancel()),
-        # where the app's teardown functions must not run: give them a thread.
-        threading.Thread(
-            target=self.pop, args=(None,), name="syncbridge-flask-teardown"
-        ).start()
+        # where the app's teardown functions must not run: give them a thread,
+        # a daemon one, like every thread of ours, so it never holds up exit.
+        try:
+            threading.Thread(
+                target=self.pop,
+                args=(None,),
+                name="syncbridge-flask-teardown",
+                daemon=True,
+            ).start()
+        except RuntimeError:  # interpreter exit (Python 3.12+): no new thread
+            self.pop(None)
 
 
 async def _run_in_background(work: _BackgroundWork) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 from typing import Any
 
@@ -120,3 +121,28 @@ def test_a_call_cancelled_before_it_is_started_never_runs(backend: str) -> None:
     assert finished.is_set()
     assert call.cancelled
     assert not entered.is_set()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in 3.12")
+def test_asyncio_cancel_during_an_eager_first_step_finishes_the_call_once() -> None:
+    """With an eager task factory the body starts inside create_task itself."""
+    outcomes: list[bool] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+        handle = AsyncioLoop(loop)
+
+        async def body() -> None:
+            call.cancelled = True  # another thread's cancel, mid first step
+            handle.cancel(call)  # no cancel_on_loop yet: a no-op
+            await asyncio.sleep(0)
+
+        call: Call[None] = Call(body, (), {}, contextvars.copy_context(), None)
+        call.on_done = lambda done: outcomes.append(done.cancelled)
+        handle._start(call)
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert outcomes == [True]

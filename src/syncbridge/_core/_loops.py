@@ -64,6 +64,7 @@ class Call(Generic[T]):
         "ok",
         "on_done",
         "replies",
+        "started",
         "timeout",
         "value",
     )
@@ -85,6 +86,7 @@ class Call(Generic[T]):
         self.ok = False
         self.cancelled = False
         self.done = False
+        self.started = False
         self.value: Any = None
         self.cancel_on_loop: Callable[[], object] | None = None
         self.on_done: Callable[[Call[T]], object] | None = None
@@ -203,13 +205,16 @@ class AsyncioLoop:
         # A cancel() from another thread in between saw no cancel_on_loop yet:
         # both sides write first and read second, so one of them sees the other.
         if call.cancel_requested():
-            # A task cancelled before its first step never enters _run_asyncio's
-            # body, so nothing there would record the outcome: do it here.
             task.cancel()
-            call.finish(False, None, cancelled=True)
+            # A task cancelled before its first step never enters _run_asyncio,
+            # so nothing there would record the outcome: do it here. (An eager
+            # task factory may already have run that first step.)
+            if not call.started:
+                call.finish(False, None, cancelled=True)
 
 
 async def _run_asyncio(call: Call[Any]) -> None:
+    call.started = True
     try:
         value = await call._invoke()
     except asyncio.CancelledError as exc:
