@@ -220,10 +220,7 @@ class _Gather:
         A ``KeyboardInterrupt`` or ``SystemExit`` from a child must stop the
         program even while the gather is being cancelled from outside.
         """
-        failures = list(self.others)
-        if self.first is not None:
-            failures.insert(0, (self.first_index, self.first))
-        for i, exc in failures:
+        for i, exc in self._failures():
             if not isinstance(exc, Exception):
                 if exc is self.first:
                     self.first = None
@@ -232,11 +229,16 @@ class _Gather:
                 return exc
         return None
 
-    def log_failures(self) -> None:
-        """Log every recorded failure (on the ``syncbridge`` logger) and forget it."""
+    def _failures(self) -> list[tuple[int, BaseException]]:
+        """Every recorded failure as (index, exception), the first one first."""
         failures = list(self.others)
         if self.first is not None:
             failures.insert(0, (self.first_index, self.first))
+        return failures
+
+    def log_failures(self) -> None:
+        """Log every recorded failure (on the ``syncbridge`` logger) and forget it."""
+        failures = self._failures()
         self.first = None
         self.others.clear()
         for i, exc in failures:
