@@ -940,7 +940,7 @@ async def test_a_request_from_a_worker_thread_copies_back_only_the_views_variabl
     anyio_backend: str,
 ) -> None:
     """The bridge's own per-call state must not leak into the request's thread."""
-    from syncbridge._core._workers import current_delegate
+    from syncbridge._core._delegate import delegates
 
     app = Flask("copy-back")
     SyncBridge(app)
@@ -955,8 +955,8 @@ async def test_a_request_from_a_worker_thread_copies_back_only_the_views_variabl
         return user.get()
 
     def request_in_a_worker() -> tuple[str, bool, str]:
-        before = current_delegate.get()
+        before = delegates.get()
         response = app.test_client().get("/")
-        return response.text, current_delegate.get() is before, user.get("unset")
+        return response.text, delegates.get() is before, user.get("unset")
 
     assert await syncbridge.run_blocking(request_in_a_worker) == ("ada", True, "ada")

@@ -219,31 +219,40 @@ class TestWorkerRule:
             with anyio.fail_after(20):
                 assert await fan_out(3) == 81  # 3 ** 4 leaves
 
-    def test_stale_loop_is_never_chosen(self, bridge: Bridge) -> None:
-        """An abandoned worker whose loop has finished falls back to the portal."""
+    def test_abandoned_worker_never_calls_into_its_finished_loop(
+        self, bridge: Bridge
+    ) -> None:
+        """A worker whose awaiter is gone (its loop finished) starts no async call.
+
+        Cancelling the awaiting task reaches the coroutines its worker would
+        start, whatever the abandon option: the call raises WorkerCancelled,
+        and the stale loop is never touched.
+        """
         started = threading.Event()
         release = threading.Event()
-        seen: list[object] = []
+        seen: list[BaseException] = []
+        finished = threading.Event()
 
         def abandoned() -> None:
             started.set()
             release.wait(10)
-            seen.append(bridge.sync_call_async(current_loop))
+            try:
+                bridge.sync_call_async(current_loop)
+            except BaseException as exc:
+                seen.append(exc)
+            finally:
+                finished.set()
 
-        async def main() -> object:
+        async def main() -> None:
             with anyio.move_on_after(0.01):
                 await bridge.run_blocking(abandoned)
-            return asyncio.get_running_loop()
 
-        old_loop = asyncio.run(main())
+        asyncio.run(main())
         assert started.is_set()
         release.set()
-        deadline = threading.Event()
-        while not seen and not deadline.wait(0.01):
-            pass
-        portal_loop = bridge.sync_call_async(current_loop)
-        assert seen == [portal_loop]
-        assert seen[0] is not old_loop
+        assert finished.wait(5)
+        assert len(seen) == 1
+        assert isinstance(seen[0], syncbridge.WorkerCancelled)
 
 
 def _native_loop() -> object:

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 
 from ._core._bridge import get_bridge
+from ._core._context import copy_context_for_thread
 from ._core._loops import loop_running_in_this_thread
-from ._core._outcome import unwrap
+from ._core._outcome import Error, Value
+from ._core._shield import wait_through_cancellation
 from ._core._wakeup import Wakeup, serve_loop
 from ._exceptions import DeadlockError, SyncBridgeError
 from ._typing import T
@@ -46,13 +48,13 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         self._exit_info: _ExcInfo = (None, None, None)
         self._exit_wakeup: Wakeup | None = None
         self._entered = False
-        self._outcome: tuple[bool, Any] = (False, None)
+        self._outcome: Value[Any] | Error | None = None
 
     async def __aenter__(self) -> T:
         if self._thread is not None:
             raise _single_use("to_async_cm")
         wakeup = Wakeup("to_async_cm()")
-        ctx = contextvars.copy_context()
+        ctx = copy_context_for_thread()
         self._thread = threading.Thread(
             target=ctx.run,
             args=(serve_loop, wakeup.native, self._lifetime, wakeup),
@@ -65,15 +67,13 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         except BaseException as exc:
             # Never leave the cm entered behind a cancelled `async with`: wait
             # for __enter__ to return, exit with the cancellation, re-raise.
-            with anyio.CancelScope(shield=True):
-                await wakeup.wait()
+            try:
+                await wait_through_cancellation(wakeup.wait)
+            finally:  # a second cancel, re-raised above, must not skip the exit
                 if self._entered:
                     await self._exit((type(exc), exc, exc.__traceback__))
             raise
-        try:
-            return unwrap(self._outcome)  # type: ignore[no-any-return]
-        finally:
-            self._outcome = (False, None)
+        return self._take_outcome().unwrap()  # type: ignore[no-any-return]
 
     async def __aexit__(
         self,
@@ -83,32 +83,32 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
     ) -> bool:
         if not self._entered:
             raise RuntimeError("to_async_cm(): __aexit__() called before __aenter__()")
-        with anyio.CancelScope(shield=True):
-            ok, value = await self._exit((exc_type, exc, tb))
-        if ok:
-            return bool(value)
-        try:
-            raise value
-        finally:
-            del value
+        return bool((await self._exit((exc_type, exc, tb))).unwrap())
 
-    async def _exit(self, info: _ExcInfo) -> tuple[bool, Any]:
+    def _take_outcome(self) -> Value[Any] | Error:
+        outcome, self._outcome = self._outcome, None
+        assert outcome is not None
+        return outcome
+
+    async def _exit(self, info: _ExcInfo) -> Value[Any] | Error:
+        """Run ``__exit__`` with *info*; wait for its outcome, whatever cancels us."""
         self._exit_wakeup = wakeup = Wakeup("to_async_cm()")
         self._exit_info = info
         self._go_exit.set()
-        await wakeup.wait()
-        self._entered = False
-        outcome, self._outcome = self._outcome, (False, None)
-        return outcome
+        try:
+            await wait_through_cancellation(wakeup.wait)
+        finally:
+            self._entered = False
+        return self._take_outcome()
 
     def _lifetime(self, wakeup: Wakeup) -> None:
         try:
             value = self._cm.__enter__()
         except BaseException as exc:
-            self._outcome = (False, exc)
+            self._outcome = Error(exc)
             wakeup.set()
             return
-        self._outcome = (True, value)
+        self._outcome = Value(value)
         self._entered = True
         wakeup.set()
         # The thread, not a pool slot, is held until the block ends: __exit__
@@ -119,9 +119,9 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         assert exit_wakeup is not None
         info, self._exit_info = self._exit_info, (None, None, None)
         try:
-            self._outcome = (True, self._cm.__exit__(*info))
+            self._outcome = Value(self._cm.__exit__(*info))
         except BaseException as exc:
-            self._outcome = (False, exc)
+            self._outcome = Error(exc)
         finally:
             del info
         exit_wakeup.set()
@@ -181,7 +181,7 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
         self._go_exit: anyio.Event | None = None
         self._finished: anyio.Event | None = None
         self._exit_info: _ExcInfo = (None, None, None)
-        self._outcome: tuple[bool, Any] = (False, None)
+        self._outcome: Value[Any] | Error | None = None
 
     def __enter__(self) -> T:
         if self._started:
@@ -223,20 +223,21 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
             self._go_exit.set()
             if not self._entered.is_set():
                 self._scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await self._finished.wait()
+            await wait_through_cancellation(self._finished.wait)
             raise
-        try:
-            return unwrap(self._outcome)  # type: ignore[no-any-return]
-        finally:
-            self._outcome = (False, None)
+        return self._take_outcome().unwrap()  # type: ignore[no-any-return]
+
+    def _take_outcome(self) -> Value[Any] | Error:
+        outcome, self._outcome = self._outcome, None
+        assert outcome is not None
+        return outcome
 
     def _spawn(self) -> None:
         # __aenter__ and __aexit__ must run in one task (anyio cancel scopes and
         # task groups in the cm require it), and that task must outlive this
         # sync_call_async() call: a task of its own, detached on this loop.
         native = self._loop
-        ctx = contextvars.copy_context()
+        ctx = contextvars.copy_context()  # same loop: sniffio's variable stays right
         if isinstance(native, asyncio.AbstractEventLoop):
             self._task = ctx.run(native.create_task, self._lifetime())
         else:
@@ -257,9 +258,9 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
                 try:
                     value = await self._acm.__aenter__()
                 except BaseException as exc:
-                    self._outcome = (False, exc)
+                    self._outcome = Error(exc)
                     return
-                self._outcome = (True, value)
+                self._outcome = Value(value)
                 self._entered.set()
                 loop_gone = False
                 if not self._go_exit.is_set():
@@ -270,16 +271,16 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
                         self._exit_info = (type(exc), exc, exc.__traceback__)
                 info, self._exit_info = self._exit_info, (None, None, None)
                 try:
-                    self._outcome = (True, await self._acm.__aexit__(*info))
+                    self._outcome = Value(await self._acm.__aexit__(*info))
                 except BaseException as exc:
-                    self._outcome = (False, exc)
+                    self._outcome = Error(exc)
                     loop_gone = loop_gone or isinstance(
                         exc, anyio.get_cancelled_exc_class()
                     )
                 finally:
                     del info
                 if loop_gone:
-                    self._outcome = (False, _gone())
+                    self._outcome = Error(_gone())
         finally:
             self._entered.set()
             self._finished.set()
@@ -296,13 +297,9 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
         if not self._finished.is_set():
             self._exit_info = info
             self._go_exit.set()
-            with anyio.CancelScope(shield=True):
-                await self._finished.wait()
+            await wait_through_cancellation(self._finished.wait)
         self._task = None
-        try:
-            return bool(unwrap(self._outcome))
-        finally:
-            self._outcome = (False, None)
+        return bool(self._take_outcome().unwrap())
 
 
 def _gone() -> SyncBridgeError:

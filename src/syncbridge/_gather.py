@@ -19,9 +19,11 @@ import traceback
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import anyio
+import anyio.lowlevel
 
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
+from ._core._shield import wait_through_cancellation
 from ._exceptions import BridgeClosed, DeadlockError, SyncBridgeError, check_timeout
 
 if TYPE_CHECKING:
@@ -138,12 +140,28 @@ async def _await_future(fut: asyncio.Future[Any]) -> Any:
         await asyncio.wait((fut,))
     except BaseException:
         fut.cancel()
-        with anyio.CancelScope(shield=True):
-            await asyncio.wait((fut,))
+        await wait_through_cancellation(lambda: asyncio.wait((fut,)))
         raise
     if fut.cancelled():
         return _Failed(asyncio.CancelledError(f"the input {fut!r} was cancelled"))
     return fut.result()
+
+
+async def _raised_by_the_child(exc: BaseException) -> bool:
+    """Whether a caught cancellation was raised by the child, not by a cancel.
+
+    trio's ``Cancelled`` only ever comes from a cancel scope. On asyncio, a
+    cancel (anyio's included) goes through ``task.cancel()``, which Python
+    3.11+ counts; on 3.10, a checkpoint re-raises any anyio cancellation
+    pending for this task.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    if sys.version_info >= (3, 11):
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() == 0
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    return True
 
 
 class _Gather:
@@ -169,8 +187,11 @@ class _Gather:
                 value = await _await_future(aw)
             else:
                 value = await aw
-        except self.cancelled_exc:
-            raise
+        except self.cancelled_exc as exc:
+            if not await _raised_by_the_child(exc):
+                raise
+            # The child's own CancelledError is its outcome, like any other (#11).
+            self._failed(i, exc, outcome=True)
         except BaseException as exc:
             self._failed(i, exc)
         else:
@@ -211,8 +232,7 @@ class _Gather:
             elif inspect.iscoroutine(aw):
                 aw.close()
         if futures:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(futures)
+            await wait_through_cancellation(lambda: asyncio.wait(futures))
 
     def take_urgent(self) -> BaseException | None:
         """Remove and return the first non-:class:`Exception` failure, if any.

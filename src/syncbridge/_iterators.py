@@ -4,8 +4,11 @@ from __future__ import annotations
 
 __all__ = ("SyncIterator", "ThreadIterator", "iterate_in_thread", "sync_iter")
 
+import contextvars
 import enum
+import gc
 import inspect
+import logging
 import threading
 from collections.abc import (
     AsyncIterable,
@@ -16,7 +19,8 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, Final, Generic
 
 from ._core._bridge import get_bridge
-from ._core._loops import loop_running_in_this_thread
+from ._core._loops import Call, LoopGone, handle_for, loop_running_in_this_thread
+from ._core._outcome import Error
 from ._core._wakeup import run_on_own_thread
 from ._exceptions import BridgeClosed, DeadlockError
 from ._typing import T
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import Self
+
+
+logger = logging.getLogger("syncbridge")
 
 
 class _End(enum.Enum):
@@ -323,14 +330,56 @@ class SyncIterator(Iterator[T]):
             return
         if self._state != _READY:
             return
-        if loop_running_in_this_thread() is not None:
-            # Blocking here would stop this loop. The async generator's own loop
-            # finalizes it (its asyncgen hooks) once it is garbage.
+        if loop_running_in_this_thread() is None and not _collecting.active:
+            # The last reference dropped in a plain thread (a `break` out of
+            # the for loop): close now, as a generator would be.
+            try:
+                self.close()
+            except (BridgeClosed, DeadlockError):  # the bridge is shutting down
+                pass
             return
-        try:
-            self.close()
-        except (BridgeClosed, DeadlockError):  # interpreter or bridge shutting down
-            pass
+        # Never block the cyclic garbage collector, which runs finalizers in
+        # whatever thread it happens to be in, nor a loop's own thread (#11).
+        self._closed = True
+        _close_later(driver)
+
+
+class _Collecting(threading.local):
+    active: bool = False
+
+
+_collecting = _Collecting()
+
+
+def _track_collection(phase: str, info: dict[str, int]) -> None:
+    _collecting.active = phase == "start"
+
+
+gc.callbacks.append(_track_collection)
+
+
+def _close_later(driver: _Driver[Any]) -> None:
+    """Start the driver's ``aclose()`` on its loop and return at once."""
+    if driver.loop is None:
+        return
+    handle = handle_for(driver.loop)
+    if not handle.is_alive():
+        return  # that loop's async-generator hooks finalize it instead
+    call: Call[None] = Call(driver.aclose, (), {}, contextvars.Context(), None)
+    call.on_done = _log_failed_close
+    try:
+        handle.submit(call)
+    except LoopGone:
+        pass
+
+
+def _log_failed_close(call: Call[None]) -> None:
+    outcome, call.outcome = call.outcome, None
+    if isinstance(outcome, Error):
+        logger.warning(
+            "closing a dropped sync_iter() iterator failed",
+            exc_info=outcome.error,
+        )
 
 
 def _deadlock(what: str) -> DeadlockError:
@@ -361,11 +410,13 @@ def sync_iter(aiterable: AsyncIterable[T], /) -> SyncIterator[T]:
         one thread.
 
     Cancellation:
-        Breaking out of the ``for`` loop, ``close()``, leaving a ``with`` block
-        or dropping the iterator calls the async generator's ``aclose()`` on its
-        loop, so its ``finally`` blocks run (breaking out closes it at once only
-        if nothing else still references the iterator). Dropping it in a thread
-        that runs an event loop leaves that to the generator's loop instead. A
+        ``close()``, leaving a ``with`` block, or breaking out of the ``for``
+        loop (when that drops the last reference) calls the async generator's
+        ``aclose()`` on its loop and waits for it, so its ``finally`` blocks
+        have run. An iterator freed by the cyclic garbage collector, or dropped
+        in a thread that runs an event loop, starts that ``aclose()`` without
+        waiting for it (a finalizer must never block the thread it happens to
+        run in); a failure there is logged on the ``syncbridge`` logger. A
         ``KeyboardInterrupt`` during a step cancels the step on its loop. There
         is no timeout option: put one inside the async generator.
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 
 from ._core._bridge import Bridge, get_bridge
-from ._core._workers import check_cancelled as _check_cancelled
+from ._core._jobs import check_cancelled as _check_cancelled
 from ._exceptions import check_timeout
 
 if TYPE_CHECKING:

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, overload
 import anyio
 import anyio.to_thread
 
-from syncbridge import BridgeClosed, DeadlockError, get_bridge, run_blocking, sync_iter
+from syncbridge import (
+    BridgeClosed,
+    DeadlockError,
+    get_bridge,
+    sync_iter,
+    to_async,
+)
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -381,9 +387,11 @@ class _BackgroundWork:
             )
 
     async def pop_off_the_loop(self, error: BaseException | None) -> None:
+        # Shielded from anyio cancellation, and abandon_on_cancel=False waits
+        # for the teardown through asyncio's own cancellation too (#11).
         with anyio.CancelScope(shield=True):
             try:
-                await run_blocking(self.pop, error)
+                await to_async(self.pop, abandon_on_cancel=False)(error)
             except BridgeClosed:
                 # The bridge is closing (interpreter exit): its workers are
                 # gone, yet the app's teardown functions must still run.

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from syncbridge._core._loops import AsyncioLoop, Call, TrioLoop
+from syncbridge._core._outcome import Cancelled
 
 
 def _call(body: Any, finished: threading.Event) -> Call[None]:
@@ -42,8 +43,7 @@ def test_asyncio_cancel_between_task_creation_and_registration_still_finishes() 
 
         def create_then_cancel(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
             task = create_task(coro, **kwargs)
-            call.cancelled = True
-            handle.cancel(call)  # no cancel_on_loop yet: a no-op
+            call.request_cancel()  # no task to cancel yet: only the flag is set
             return task
 
         loop.create_task = create_then_cancel  # type: ignore[method-assign]
@@ -54,8 +54,7 @@ def test_asyncio_cancel_between_task_creation_and_registration_still_finishes() 
         for _ in range(5):
             await asyncio.sleep(0)
         assert call.done
-        assert call.cancelled
-        assert not call.ok
+        assert isinstance(call.outcome, Cancelled)
 
     asyncio.run(main())
     assert finished.is_set()
@@ -79,8 +78,7 @@ def test_trio_cancel_between_scope_creation_and_registration_skips_the_body(
 
         def scope_then_cancel() -> trio.CancelScope:
             scope = real_scope()
-            call.cancelled = True
-            handle.cancel(call)  # no cancel_on_loop yet: a no-op
+            call.request_cancel()  # no task to cancel yet: only the flag is set
             return scope
 
         monkeypatch.setattr(trio, "CancelScope", scope_then_cancel)
@@ -88,7 +86,7 @@ def test_trio_cancel_between_scope_creation_and_registration_skips_the_body(
         monkeypatch.undo()
         await trio.testing.wait_all_tasks_blocked()
         assert call.done
-        assert call.cancelled
+        assert isinstance(call.outcome, Cancelled)
 
     trio.run(main)
     assert finished.is_set()
@@ -104,7 +102,7 @@ def test_a_call_cancelled_before_it_is_started_never_runs(backend: str) -> None:
         entered.set()
 
     call = _call(body, finished)
-    call.cancelled = True
+    call.request_cancel()
 
     if backend == "asyncio":
 
@@ -119,7 +117,7 @@ def test_a_call_cancelled_before_it_is_started_never_runs(backend: str) -> None:
 
         trio.run(run_trio)
     assert finished.is_set()
-    assert call.cancelled
+    assert isinstance(call.outcome, Cancelled)
     assert not entered.is_set()
 
 
@@ -134,12 +132,11 @@ def test_asyncio_cancel_during_an_eager_first_step_finishes_the_call_once() -> N
         handle = AsyncioLoop(loop)
 
         async def body() -> None:
-            call.cancelled = True  # another thread's cancel, mid first step
-            handle.cancel(call)  # no cancel_on_loop yet: a no-op
+            call.request_cancel()  # another thread's cancel, mid first step
             await asyncio.sleep(0)
 
         call: Call[None] = Call(body, (), {}, contextvars.copy_context(), None)
-        call.on_done = lambda done: outcomes.append(done.cancelled)
+        call.on_done = lambda done: outcomes.append(isinstance(done.outcome, Cancelled))
         handle._start(call)
         for _ in range(5):
             await asyncio.sleep(0)

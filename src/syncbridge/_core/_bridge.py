@@ -6,7 +6,7 @@ __all__ = ("Bridge", "get_bridge")
 
 import atexit
 import concurrent.futures
-import contextvars
+import logging
 import math
 import os
 import threading
@@ -14,13 +14,15 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import anyio
-
 from .._exceptions import BridgeClosed, closed_message
+from ._await_job import run_in_pool
+from ._context import copy_context_for_thread
 from ._loop_choice import call_async_from_thread
-from ._loops import Call, LoopGone
-from ._portal import Portal
-from ._workers import WorkerPool, run_in_pool
+from ._loops import Call
+from ._outcome import Cancelled, Error, Value
+from ._portal import Portal, stop_bound
+from ._wakeup import run_on_own_thread
+from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._typing import P, T
+
+logger = logging.getLogger("syncbridge")
 
 DEFAULT_MAX_WORKERS: Final = 40
 """Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
@@ -282,20 +286,15 @@ class Bridge:
         """
         self._check_open("start_soon()")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        call: Call[T] = Call(func, args, kwargs, contextvars.copy_context(), None)
+        call: Call[T] = Call(func, args, kwargs, copy_context_for_thread(), None)
         call.on_done = _settle(future)
-        handle = self._portal.handle()
 
         def cancel_call(f: concurrent.futures.Future[T]) -> None:
             if f.cancelled() and not call.done:
-                call.cancelled = True  # if it has not started yet, it never will
-                handle.cancel(call)
+                call.request_cancel()  # if it has not started yet, it never will
 
         future.add_done_callback(cancel_call)
-        try:
-            handle.submit(call)
-        except LoopGone:
-            raise BridgeClosed(closed_message("start_soon()")) from None
+        self._portal.submit(call, "start_soon()")
         return future
 
     # -- lifetime -----------------------------------------------------------
@@ -308,28 +307,50 @@ class Bridge:
         """Shut the bridge down; idempotent.
 
         New calls raise :class:`BridgeClosed` at once. Calls still waiting for a
-        worker fail with :class:`BridgeClosed`; running workers are flagged (so
-        :func:`check_cancelled` raises in them) and get :attr:`shutdown_grace`
-        seconds to return. Portal tasks get the same grace, then are cancelled, and
-        each cancelled task is logged on the ``syncbridge`` logger.
+        worker fail with :class:`BridgeClosed`. Running workers are flagged (so
+        :func:`check_cancelled` raises in them, and the async calls they are
+        blocked on are cancelled) and get twice :attr:`shutdown_grace` seconds
+        to return. Portal tasks get :attr:`shutdown_grace` seconds, then are
+        cancelled (each logged on the ``syncbridge`` logger) and get
+        ``max(shutdown_grace, 0.1)`` seconds more. When it returns, every caller
+        has its answer: its result, or :class:`BridgeClosed` for a call its
+        coroutine or loop could not finish in time (also logged). Worker
+        threads still running a function are daemons left to finish it; each
+        is named in a log line.
 
         Runs on:
-            The calling thread, which it blocks for at most about twice the
-            grace period. It must not be called from the bridge's own portal loop.
+            The calling thread, which it blocks for at most
+            ``2 * shutdown_grace + 0.5`` seconds.
+
+        Raises:
+            DeadlockError: If called from a coroutine on the bridge's own portal
+                loop, which cannot wait for itself to stop. Nothing is closed
+                then: the bridge keeps working.
         """
+        self._portal.refuse_own_thread()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        threads: list[threading.Thread] = []
-        for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
-            threads.extend(pool.close())
+        start = time.monotonic()
+        pools = (self._default_pool, self._sensitive_pool, *self._pools.values())
+        threads = [thread for pool in pools for thread in pool.close()]
         self._portal.close(self.shutdown_grace)
         me = threading.current_thread()
-        deadline = time.monotonic() + self.shutdown_grace
+        deadline = start + stop_bound(self.shutdown_grace)
         for thread in threads:
             if thread is not me:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        for pool in pools:
+            for name in pool.running_functions():
+                logger.warning(
+                    "left %s() running in worker thread of pool %r: it did not "
+                    "return within the bridge's shutdown grace (call "
+                    "syncbridge.check_cancelled() in long work to stop early)",
+                    name,
+                    pool.name,
+                    extra={"syncbridge_function": name, "syncbridge_pool": pool.name},
+                )
 
     def __enter__(self) -> Self:
         return self
@@ -352,9 +373,8 @@ class Bridge:
         tb: TracebackType | None,
     ) -> None:
         # close() joins threads: run it off the loop, and finish it even if the
-        # task is being cancelled, so nothing is left running.
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self.close)
+        # task is being cancelled (natively too), so nothing is left running.
+        await run_on_own_thread("close", self.close)
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -367,16 +387,17 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
     """Return the ``on_done`` hook that copies a call's outcome into *future*."""
 
     def settle(call: Call[T]) -> None:
-        value, call.value = call.value, None
-        if call.cancelled:
+        outcome, call.outcome = call.outcome, None
+        if isinstance(outcome, Cancelled) or outcome is None:
             future.cancel()
         # After cancel() too: it moves the future on to "cancelled and notified",
         # which is what concurrent.futures.wait() and as_completed() wait for.
-        if future.set_running_or_notify_cancel():  # False: cancelled
-            if call.ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        if not future.set_running_or_notify_cancel():  # cancelled
+            return
+        if isinstance(outcome, Value):
+            future.set_result(outcome.value)
+        elif isinstance(outcome, Error):
+            future.set_exception(outcome.error)
 
     return settle
 
@@ -424,6 +445,10 @@ def _after_fork_in_child() -> None:
         bridge._reset_after_fork()
 
 
-atexit.register(_close_default_at_exit)
+# Python joins non-daemon threads *before* atexit callbacks run: a thread of the
+# user's blocked in sync_call_async would keep the interpreter from exiting.
+# threading's own exit hook runs first (concurrent.futures uses it too).
+_register_exit_hook = getattr(threading, "_register_atexit", atexit.register)
+_register_exit_hook(_close_default_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 __all__ = ("call_async_from_thread",)
 
-import contextvars
 import os
 from queue import Empty
 from typing import TYPE_CHECKING, Any, Final
@@ -24,9 +23,11 @@ from .._exceptions import (
     BridgeClosed,
     DeadlockError,
     SyncBridgeError,
-    closed_message,
     deadlock_message,
 )
+from ._context import anyio_worker_loop, copy_context_for_thread, role
+from ._delegate import Delegate, delegates
+from ._jobs import check_cancelled
 from ._loops import (
     DONE,
     Call,
@@ -35,47 +36,33 @@ from ._loops import (
     handle_for,
     loop_running_in_this_thread,
 )
-from ._outcome import unwrap
-from ._wakeup import loop_served_by_this_thread
-from ._workers import Delegate, Job, current_delegate, current_job
+from ._outcome import Cancelled, Value
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from ._jobs import Job
     from ._portal import Portal
 
 _POLL_SECONDS: Final = 1.0
-"""How often a blocked caller checks that a non-portal loop is still alive."""
+"""How often a blocked caller checks that the loop running its call still runs."""
 
 
-def _anyio_worker_loop() -> object | None:
-    # anyio keeps the loop a worker thread belongs to in a private thread-local;
-    # from_thread.run() without a token reads the same attribute. Reading it
-    # directly avoids a round trip to that loop (which would hang on a loop that
-    # stopped without closing). tests/core/test_loop_choice.py pins this down.
-    try:
-        from anyio._core._eventloop import threadlocals
-    except ImportError:  # pragma: no cover - anyio reorganised its internals
-        return None
-    token = getattr(threadlocals, "current_token", None)
-    return getattr(token, "native_token", None)
-
-
-def _choose(portal: Portal, name: str) -> tuple[LoopHandle, Job | None, bool]:
-    """Apply the loop-choice rules: (loop handle, worker job or None, is portal)."""
+def _choose(portal: Portal, name: str) -> tuple[LoopHandle | None, Job | None]:
+    """Apply the loop-choice rules: (a worker's loop or None for the portal, job)."""
     if loop_running_in_this_thread() is not None:
         raise DeadlockError(deadlock_message(name))
-    job = current_job()
+    job = role.job
     if job is not None and job.pid == os.getpid():
         handle = handle_for(job.origin)
         if handle.is_alive():
-            return handle, job, False
-    for native in (loop_served_by_this_thread(), _anyio_worker_loop()):
+            return handle, job
+    for native in (role.loop_served(), anyio_worker_loop()):
         if native is not None:
             handle = handle_for(native)
             if handle.is_alive():
-                return handle, None, False
-    return portal.handle(), None, True
+                return handle, None
+    return None, job
 
 
 def call_async_from_thread(
@@ -95,30 +82,49 @@ def call_async_from_thread(
         A ``KeyboardInterrupt`` (or any exception raised in the waiting
         thread) cancels the coroutine, waits up to *cancel_grace* seconds for it to
         finish, and propagates. *timeout* cancels the coroutine on its loop and raises
-        :class:`TimeoutError` here.
+        :class:`TimeoutError` here. In a worker whose job is cancelled (its
+        awaiter was cancelled, or its bridge closed) the coroutine is cancelled
+        too, and :class:`WorkerCancelled` is raised here.
     """
     name = getattr(func, "__qualname__", None) or repr(func)
-    handle, job, is_portal = _choose(portal, name)
-    ctx = contextvars.copy_context()
+    handle, job = _choose(portal, name)
+    if job is not None:
+        check_cancelled()  # a cancelled worker starts no new async call
+    ctx = copy_context_for_thread()
     call = Call(func, args, kwargs, ctx, timeout)
     delegate = None
     if job is not None:
+        # The slot this worker holds is lent to nested work of its pool.
         delegate = Delegate(job.pool, call.replies)
-        ctx.run(current_delegate.set, delegate)
+        ctx.run(delegates.set, (*delegates.get(), delegate))
+    if handle is not None:
+        try:
+            handle.submit(call)
+        except LoopGone:
+            handle = None
+    is_portal = handle is None
+    if handle is None:
+        handle = portal.submit(call)
+    if job is not None:
+        # Written before cancel is read; Job.request_cancel writes cancel and
+        # then reads this: one of the two sees the other.
+        job.waiting_on = call
+        if job.cancel is not None:
+            call.request_cancel()
     try:
-        handle.submit(call)
-    except LoopGone:
-        if is_portal:
-            raise BridgeClosed(closed_message("sync_call_async()")) from None
-        handle, is_portal = portal.handle(), True
-        handle.submit(call)
-    try:
-        _wait(call, handle, is_portal, cancel_grace)
+        _wait(call, handle, cancel_grace)
     finally:
+        if job is not None:
+            job.waiting_on = None
         if delegate is not None:
             delegate.retire()
-    if call.cancelled:
-        call.value = None
+    outcome, call.outcome = call.outcome, None
+    if isinstance(outcome, Value):
+        return outcome.value
+    if isinstance(outcome, Cancelled):
+        del outcome
+        if job is not None and job.cancel is not None:
+            check_cancelled()
         if is_portal and not portal.running:
             raise BridgeClosed(
                 f"the bridge was closed while {name}() was running on its portal "
@@ -127,23 +133,20 @@ def call_async_from_thread(
         raise SyncBridgeError(
             f"{name}() was cancelled on its event loop (the loop is shutting down?)"
         ) from None
-    try:
-        return unwrap((call.ok, call.value))
-    finally:
-        call.value = None
+    assert outcome is not None
+    outcome.unwrap()
 
 
-def _wait(call: Call[Any], handle: LoopHandle, is_portal: bool, grace: float) -> None:
-    timeout = None if is_portal else _POLL_SECONDS
+def _wait(call: Call[Any], handle: LoopHandle, grace: float) -> None:
     try:
-        while not _serve(call, timeout):
-            if not handle.is_alive():
+        while not _serve(call, _POLL_SECONDS):
+            if not handle.still_running():
                 raise SyncBridgeError(
-                    "the event loop running this call stopped before the call finished"
+                    f"the event loop running {call.name}() stopped before the "
+                    "call finished"
                 )
     except BaseException:
-        call.cancelled = True  # if it has not started yet, it never will
-        handle.cancel(call)
+        call.request_cancel()  # if it has not started yet, it never will
         _serve(call, grace)
         raise
 

@@ -13,6 +13,7 @@ __all__ = (
     "DONE",
     "AsyncioLoop",
     "Call",
+    "CallState",
     "LoopGone",
     "LoopHandle",
     "TrioLoop",
@@ -22,15 +23,19 @@ __all__ = (
 
 import asyncio
 import contextvars
+import enum
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 
 import anyio
 
+from .._exceptions import SyncBridgeError
 from .._typing import T
+from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
     import trio
@@ -44,29 +49,42 @@ DONE: Final = object()
 """Put on :attr:`Call.replies` once the call has an outcome."""
 
 
+class CallState(enum.Enum):
+    """Where a call is in its life."""
+
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    DONE = "done"
+
+
 class Call(Generic[T]):
     """One async call made from a blocked thread: its inputs, outcome and mailbox.
 
     The blocked thread waits on :attr:`replies`, which receives :data:`DONE` once the
     outcome is set, and, while it waits, worker jobs it is asked to run on its own
-    thread (see ``_workers.Delegate``). A call nobody waits for (``start_soon``)
-    is told through :attr:`on_done` instead, on the loop thread.
+    thread (see ``_delegate``). A call nobody waits for (``start_soon``) is told
+    through :attr:`on_done` instead.
+
+    The outcome is written once, by whichever finishes the call first: the loop
+    thread, or a closing bridge answering a call its loop can no longer finish.
     """
 
     __slots__ = (
+        "_cancel_on_loop",
+        "_lock",
         "args",
-        "cancel_on_loop",
-        "cancelled",
+        "cancel_requested",
         "ctx",
-        "done",
         "func",
         "kwargs",
-        "ok",
+        "loop",
+        "name",
         "on_done",
+        "outcome",
         "replies",
-        "started",
+        "state",
         "timeout",
-        "value",
+        "tracker",
     )
 
     def __init__(
@@ -78,27 +96,35 @@ class Call(Generic[T]):
         timeout: float | None,
     ) -> None:
         self.func = func
+        self.name = getattr(func, "__qualname__", None) or repr(func)
         self.args = args
         self.kwargs = kwargs
         self.ctx = ctx
         self.timeout = timeout
         self.replies: SimpleQueue[object] = SimpleQueue()
-        self.ok = False
-        self.cancelled = False
-        self.done = False
-        self.started = False
-        self.value: Any = None
-        self.cancel_on_loop: Callable[[], object] | None = None
+        self._lock = threading.Lock()
+        # Guarded by _lock: the outcome, the cancel request and the loop's way
+        # of cancelling the running task, so each happens exactly once.
+        self.state = CallState.SUBMITTED
+        self.outcome: Value[T] | Error | Cancelled | None = None
+        self.cancel_requested = False
+        self._cancel_on_loop: Callable[[], object] | None = None
+        self.loop: LoopHandle | None = None
         self.on_done: Callable[[Call[T]], object] | None = None
+        self.tracker: set[Call[Any]] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the call has its outcome."""
+        return self.state is CallState.DONE
 
     async def _invoke(self) -> T:
         awaitable: object = self.func(*self.args, **self.kwargs)
         if not isinstance(awaitable, Awaitable):
-            name = getattr(self.func, "__qualname__", repr(self.func))
             raise TypeError(
-                f"{name}() returned {type(awaitable).__name__!r}, which cannot be "
-                "awaited: sync_call_async(), to_sync() and Bridge.start_soon() run "
-                "async functions; call a plain function directly instead."
+                f"{self.name}() returned {type(awaitable).__name__!r}, which cannot "
+                "be awaited: sync_call_async(), to_sync() and Bridge.start_soon() "
+                "run async functions; call a plain function directly instead."
             )
         result: T
         if self.timeout is None:
@@ -108,16 +134,39 @@ class Call(Generic[T]):
                 result = await awaitable
         return result
 
-    def cancel_requested(self) -> bool:
-        """Read :attr:`cancelled` afresh: another thread may have just set it."""
-        return self.cancelled
+    def begin(self, cancel_on_loop: Callable[[], object]) -> bool:
+        """Register how to cancel the task now running the call (loop thread).
 
-    def finish(self, ok: bool, value: object, cancelled: bool = False) -> None:
-        """Record the outcome (on the loop thread) and wake the blocked thread."""
-        self.ok = ok
-        self.value = value
-        self.cancelled = cancelled
-        self.done = True
+        Returns False if a cancel was requested first: the caller must then
+        cancel the task itself (a cancel request finds nothing to cancel yet).
+        """
+        with self._lock:
+            if self.state is CallState.DONE:
+                return False
+            self.state = CallState.RUNNING
+            self._cancel_on_loop = cancel_on_loop
+            return not self.cancel_requested
+
+    def request_cancel(self) -> None:
+        """Cancel the call on its loop, once; from any thread; never raises.
+
+        A call not started yet never starts.
+        """
+        with self._lock:
+            if self.cancel_requested or self.state is CallState.DONE:
+                return
+            self.cancel_requested = True
+            cancel = self._cancel_on_loop
+        if cancel is not None and self.loop is not None:
+            self.loop.post(cancel)
+
+    def finish(self, outcome: Value[T] | Error | Cancelled) -> bool:
+        """Record the outcome and wake the blocked thread; False if already done."""
+        with self._lock:
+            if self.state is CallState.DONE:
+                return False
+            self.outcome = outcome
+            self.state = CallState.DONE
         # The loop thread's frames hold this Call until the coroutine returns,
         # which may be after the caller resumed: drop the callable and context
         # now so their last reference is never released on the loop thread.
@@ -125,9 +174,14 @@ class Call(Generic[T]):
         self.ctx = _SPENT_CONTEXT
         self.args = ()
         self.kwargs = {}
+        self._cancel_on_loop = None
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.discard(self)
         self.replies.put(DONE)
         if self.on_done is not None:
             self.on_done(self)
+        return True
 
 
 async def _spent(*args: Any, **kwargs: Any) -> Any:
@@ -146,15 +200,19 @@ class LoopHandle(Protocol):
         ...
 
     def is_alive(self) -> bool:
-        """Whether the loop is (as far as can be told) still running in this process."""
+        """Whether the loop may still run calls in this process; cheap, optimistic."""
+        ...
+
+    def still_running(self) -> bool:
+        """Whether the loop is still running: a real check, for a waiting caller."""
         ...
 
     def submit(self, call: Call[Any]) -> None:
         """Start *call* on the loop; thread-safe. Raises :class:`LoopGone`."""
         ...
 
-    def cancel(self, call: Call[Any]) -> None:
-        """Cancel *call* if it is still running; thread-safe, never raises."""
+    def post(self, callback: Callable[[], object]) -> None:
+        """Run *callback* on the loop soon; thread-safe; a no-op once it is gone."""
         ...
 
 
@@ -178,53 +236,50 @@ class AsyncioLoop:
             and not self.loop.is_closed()
         )
 
+    def still_running(self) -> bool:
+        return self.is_alive()
+
     def submit(self, call: Call[Any]) -> None:
+        call.loop = self
         try:
             self.loop.call_soon_threadsafe(self._start, call)
         except RuntimeError:  # the loop is closed
             raise LoopGone from None
 
-    def cancel(self, call: Call[Any]) -> None:
-        cancel = call.cancel_on_loop
-        if cancel is not None:
-            try:
-                self.loop.call_soon_threadsafe(cancel)
-            except RuntimeError:
-                pass
+    def post(self, callback: Callable[[], object]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass
 
     def _start(self, call: Call[Any]) -> None:
-        if call.cancelled:  # cancelled before it could start
-            call.finish(False, None, cancelled=True)
+        if call.cancel_requested or call.done:  # cancelled before it could start
+            call.finish(Cancelled())
             return
         # Running create_task inside call.ctx gives the task a copy of the caller's
         # context on every Python version (3.10 has no ``context=`` argument).
-        task = call.ctx.run(
-            self.loop.create_task, _run_asyncio(call), name=_call_name(call)
-        )
-        call.cancel_on_loop = task.cancel
-        # A cancel() from another thread in between saw no cancel_on_loop yet:
-        # both sides write first and read second, so one of them sees the other.
-        if call.cancel_requested():
+        task = call.ctx.run(self.loop.create_task, _run_asyncio(call), name=call.name)
+        if not call.begin(task.cancel):
+            # Cancelled (or answered by a closing bridge) meanwhile: the cancel
+            # request found no task to cancel yet, so cancel it here.
             task.cancel()
             # A task cancelled before its first step never enters _run_asyncio,
-            # so nothing there would record the outcome: do it here. (An eager
-            # task factory may already have run that first step.)
-            if not call.started:
-                call.finish(False, None, cancelled=True)
+            # so nothing there would record the outcome. (An eager task factory
+            # may already have run that first step; finish() is once only.)
+            call.finish(Cancelled())
 
 
 async def _run_asyncio(call: Call[Any]) -> None:
-    call.started = True
     try:
         value = await call._invoke()
     except asyncio.CancelledError as exc:
-        call.finish(False, exc, cancelled=True)
+        call.finish(Cancelled(exc))
     except BaseException as exc:
         # Caught whole: the outcome belongs to the blocked caller, and a
         # KeyboardInterrupt re-raised here would stop the loop itself.
-        call.finish(False, exc)
+        call.finish(Error(exc))
     else:
-        call.finish(True, value)
+        call.finish(Value(value))
 
 
 class TrioLoop:
@@ -248,40 +303,56 @@ class TrioLoop:
     def is_alive(self) -> bool:
         return self._pid == os.getpid()
 
+    def still_running(self) -> bool:
+        # A token gives no other sign of a finished run than refusing work.
+        if not self.is_alive():
+            return False
+        import trio
+
+        try:
+            self.token.run_sync_soon(_noop)
+        except trio.RunFinishedError:
+            return False
+        return True
+
     def submit(self, call: Call[Any]) -> None:
         import trio
 
+        call.loop = self
         try:
             self.token.run_sync_soon(self._start, call)
         except trio.RunFinishedError:
             raise LoopGone from None
 
-    def cancel(self, call: Call[Any]) -> None:
+    def post(self, callback: Callable[[], object]) -> None:
         import trio
 
-        cancel = call.cancel_on_loop
-        if cancel is not None:
-            try:
-                self.token.run_sync_soon(cancel)
-            except trio.RunFinishedError:
-                pass
+        try:
+            self.token.run_sync_soon(callback)
+        except trio.RunFinishedError:
+            pass
 
     def _start(self, call: Call[Any]) -> None:
         import trio
 
-        if call.cancelled:
-            call.finish(False, None, cancelled=True)
+        if call.cancel_requested or call.done:
+            call.finish(Cancelled())
             return
         scope = trio.CancelScope()
-        call.cancel_on_loop = scope.cancel
-        if call.cancel_requested():  # cancelled meanwhile: see AsyncioLoop._start
-            call.finish(False, None, cancelled=True)
+        if not call.begin(scope.cancel):  # cancelled meanwhile: see AsyncioLoop
+            call.finish(Cancelled())
             return
         if self.on_start is not None:
             self.on_start(call)
-        trio.lowlevel.spawn_system_task(
-            _run_trio, call, scope, name=_call_name(call), context=call.ctx
-        )
+        try:
+            trio.lowlevel.spawn_system_task(
+                _run_trio, call, scope, name=call.name, context=call.ctx
+            )
+        except BaseException as exc:
+            # The run is ending ("Nursery is closed to new arrivals"): an
+            # exception escaping here would crash the user's trio.run (#11).
+            call.finish(Error(SyncBridgeError(_gone_message(call))))
+            del exc
 
 
 async def _run_trio(call: Call[Any], scope: trio.CancelScope) -> None:
@@ -290,20 +361,27 @@ async def _run_trio(call: Call[Any], scope: trio.CancelScope) -> None:
     try:
         with scope:
             value = await call._invoke()
-            call.finish(True, value)
+            call.finish(Value(value))
             return
     except trio.Cancelled as exc:  # the run itself is ending
-        call.finish(False, exc, cancelled=True)
+        call.finish(Cancelled(exc))
         return
     except BaseException as exc:
-        call.finish(False, exc)
+        call.finish(Error(exc))
         return
     # Only reached when our own scope absorbed a cancellation.
-    call.finish(False, None, cancelled=True)
+    call.finish(Cancelled())
 
 
-def _call_name(call: Call[Any]) -> str:
-    return f"syncbridge: {getattr(call.func, '__qualname__', repr(call.func))}"
+def _noop() -> None:
+    pass
+
+
+def _gone_message(call: Call[Any]) -> str:
+    return (
+        f"{call.name}() could not start: the event loop it was sent to had "
+        "stopped (its trio.run or asyncio.run was ending)"
+    )
 
 
 def handle_for(native: object) -> LoopHandle:

@@ -2,28 +2,41 @@
 
 Sync code that has no loop of its own runs its coroutines here, so successive
 calls share one loop (and the clients, pools and locks bound to it). The thread
-starts on first use and stops in :meth:`Portal.close`, which cancels whatever is
-still running after a grace period and logs each task it had to cancel.
+starts on first use and stops in :meth:`Portal.close`. Every call sent to the
+portal is tracked until it has an outcome, so that closing can answer each one,
+even a call whose coroutine ignores cancellation (#11).
 """
 
 from __future__ import annotations
 
-__all__ = ("Portal",)
+__all__ = ("Portal", "stop_bound")
 
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Literal
+import time
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .._exceptions import BridgeClosed, closed_message
-from ._loops import AsyncioLoop, Call, LoopHandle, TrioLoop
+from .._exceptions import BridgeClosed, DeadlockError, closed_message
+from ._loops import AsyncioLoop, Call, LoopGone, LoopHandle, TrioLoop
+from ._outcome import Cancelled
 
 if TYPE_CHECKING:
-    import trio
+    from collections.abc import Callable
 
 logger = logging.getLogger("syncbridge")
 
 Backend = Literal["asyncio", "trio"]
+
+_MIN_CLEANUP: Final = 0.1
+"""Seconds cancelled tasks get to finish their cleanup, at the least."""
+_STOP_MARGIN: Final = 0.25
+"""Seconds for the loop to stop and its thread to end once tasks are done."""
+
+
+def stop_bound(grace: float) -> float:
+    """How long :meth:`Portal.close` may take with *grace*: the real bound."""
+    return grace + max(grace, _MIN_CLEANUP) + _STOP_MARGIN
 
 
 class Portal:
@@ -41,11 +54,12 @@ class Portal:
         self.name = name
         self.backend = backend
         self.use_uvloop = use_uvloop
+        # Guarded by _lock: starting, closing, and adding to _calls.
         self._lock = threading.Lock()
         self._handle: LoopHandle | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._trio_calls: set[Call[Any]] = set()
+        self._calls: set[Call[Any]] = set()
         self._trio_stop: Any = None
         self._startup_error: BaseException | None = None
 
@@ -58,6 +72,11 @@ class Portal:
     def thread(self) -> threading.Thread | None:
         """The loop thread, once started."""
         return self._thread
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls sent to the portal that have no outcome yet."""
+        return len(self._calls)
 
     def handle(self) -> LoopHandle:
         """Return the running loop, starting its thread on first use."""
@@ -72,22 +91,56 @@ class Portal:
             assert self._handle is not None
             return self._handle
 
+    def submit(self, call: Call[Any], what: str = "sync_call_async()") -> LoopHandle:
+        """Start *call* on the portal loop, tracked until it has an outcome.
+
+        Raises:
+            BridgeClosed: If the portal is closed (or closing).
+        """
+        handle = self.handle()
+        with self._lock:
+            if self._closed:
+                raise BridgeClosed(closed_message(what))
+            # Added before close() can list the calls, submitted after: a call
+            # the loop never starts is still answered by close() (#11).
+            self._calls.add(call)
+            call.tracker = self._calls
+        try:
+            handle.submit(call)
+        except LoopGone:
+            self._calls.discard(call)
+            raise BridgeClosed(closed_message(what)) from None
+        return handle
+
     def _start(self) -> None:
         ready = threading.Event()
         target = self._run_trio if self.backend == "trio" else self._run_asyncio
         thread = threading.Thread(
-            target=target,
-            args=(ready,),
+            target=self._run,
+            args=(target, ready),
             name=f"syncbridge-portal-{self.name}",
             daemon=True,
         )
         thread.start()
         ready.wait()
-        if self._startup_error is not None:
+        if self._handle is None:
             thread.join()
             error, self._startup_error = self._startup_error, None
-            raise error
+            raise error or RuntimeError("the syncbridge portal loop failed to start")
         self._thread = thread
+
+    def _run(
+        self, target: Callable[[threading.Event], None], ready: threading.Event
+    ) -> None:
+        try:
+            target(ready)
+        except BaseException as exc:
+            if not ready.is_set():  # failed before the loop ran: tell _start
+                self._startup_error = exc
+            else:
+                logger.exception("the syncbridge portal loop %r crashed", self.name)
+        finally:
+            ready.set()  # never leave _start waiting, whatever happened
 
     def _new_asyncio_loop(self) -> asyncio.AbstractEventLoop:
         if self.use_uvloop:
@@ -101,15 +154,15 @@ class Portal:
         return asyncio.new_event_loop()
 
     def _run_asyncio(self, ready: threading.Event) -> None:
-        try:
-            loop = self._new_asyncio_loop()
-        except BaseException as exc:
-            self._startup_error = exc
-            ready.set()
-            return
+        loop = self._new_asyncio_loop()
         asyncio.set_event_loop(loop)
-        self._handle = AsyncioLoop(loop)
-        loop.call_soon(ready.set)
+        handle = AsyncioLoop(loop)
+
+        def started() -> None:
+            self._handle = handle
+            ready.set()
+
+        loop.call_soon(started)
         try:
             loop.run_forever()
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -127,34 +180,33 @@ class Portal:
         try:
             import trio
         except ImportError:
-            self._startup_error = ImportError(
+            raise ImportError(
                 "Bridge(backend='trio') needs trio: pip install 'syncbridge[trio]'"
-            )
-            ready.set()
-            return
+            ) from None
         trio.run(self._trio_main, ready)
 
     async def _trio_main(self, ready: threading.Event) -> None:
         import trio
 
         self._trio_stop = trio.Event()
-        self._handle = TrioLoop(
-            trio.lowlevel.current_trio_token(), on_start=self._track_trio_call
-        )
+        self._handle = TrioLoop(trio.lowlevel.current_trio_token())
         ready.set()
         await self._trio_stop.wait()
 
-    def _track_trio_call(self, call: Call[Any]) -> None:
-        if len(self._trio_calls) >= 64:
-            self._trio_calls = {c for c in self._trio_calls if not c.done}
-        self._trio_calls.add(call)
-
     def close(self, grace: float) -> None:
-        """Stop the loop: cancel what still runs after *grace* seconds, then join.
+        """Stop the loop, answering every call; returns within :func:`stop_bound`.
 
-        Never hangs: after the grace period and the cancellation, the thread gets
-        the same time again to finish, and is then left behind (it is a daemon).
+        Calls get *grace* seconds to finish; what still runs is then cancelled
+        (each logged) and gets ``max(grace, 0.1)`` seconds more; the loop then
+        stops. A call still without an outcome (its coroutine ignores
+        cancellation, or the loop is blocked) is answered with a cancellation
+        here, its caller raises :class:`BridgeClosed`, and it is logged.
+
+        Raises:
+            DeadlockError: If called on the portal loop's own thread; nothing is
+                closed then.
         """
+        self.refuse_own_thread()
         with self._lock:
             if self._closed:
                 return
@@ -162,80 +214,113 @@ class Portal:
             handle, thread = self._handle, self._thread
         if handle is None or thread is None:
             return
-        if thread is threading.current_thread():
-            raise RuntimeError(
-                "a Bridge cannot be closed from a coroutine running on its own "
-                "portal loop; close it from the thread that created it"
-            )
+        start = time.monotonic()
+        cleanup = max(grace, _MIN_CLEANUP)
         if isinstance(handle, AsyncioLoop):
-            try:
-                asyncio.run_coroutine_threadsafe(
-                    _drain_asyncio(handle.loop, grace), handle.loop
-                )
-            except RuntimeError:  # loop already closed
-                pass
+            handle.post(
+                lambda: handle.loop.create_task(self._drain_asyncio(grace, cleanup))
+            )
         else:
-            try:
-                handle.native.run_sync_soon(  # type: ignore[attr-defined]
-                    self._start_trio_drain, grace
-                )
-            except Exception:
-                pass
-        thread.join(grace + max(grace, 1.0))
+            handle.post(lambda: self._start_trio_drain(grace, cleanup))
+        thread.join(max(0.0, start + stop_bound(grace) - time.monotonic()))
         if thread.is_alive():
             logger.warning(
-                "syncbridge portal thread %r did not stop within %.1f s; leaving it "
-                "behind (a coroutine on it ignores cancellation)",
+                "syncbridge portal thread %r did not stop within %.2f s (a "
+                "coroutine on it ignores cancellation or blocks the loop); it is "
+                "left behind as a daemon thread",
                 thread.name,
-                2 * grace,
+                stop_bound(grace),
+                extra={"syncbridge_thread": thread.name},
+            )
+        self._answer_leftovers(log=True)
+
+    def _answer_leftovers(self, log: bool) -> None:
+        """Finish every call without an outcome, so its caller wakes up."""
+        for call in list(self._calls):
+            if call.finish(Cancelled()) and log:
+                _log_abandoned(call.name)
+
+    def refuse_own_thread(self) -> None:
+        """Raise :class:`DeadlockError` on the portal loop's own thread."""
+        if self._thread is threading.current_thread():
+            raise DeadlockError(
+                "Bridge.close() was called from a coroutine running on the "
+                "bridge's own portal loop, which would have to wait for itself "
+                "to stop; nothing was closed. Close the bridge from another "
+                "thread (the one that created it, say)."
             )
 
-    def _start_trio_drain(self, grace: float) -> None:
+    def _start_trio_drain(self, grace: float, cleanup: float) -> None:
         import trio
 
-        trio.lowlevel.spawn_system_task(self._drain_trio, grace)
+        trio.lowlevel.spawn_system_task(self._drain_trio, grace, cleanup)
 
-    async def _drain_trio(self, grace: float) -> None:
+    async def _drain_trio(self, grace: float, cleanup: float) -> None:
         import trio
 
-        calls = {c for c in self._trio_calls if not c.done}
-        if calls:
-            with trio.move_on_after(grace):
-                # Polled: calls finish on their own tasks, which hold no event
-                # of ours; this runs once, at close.
-                while any(not c.done for c in calls):  # noqa: ASYNC110
-                    await trio.sleep(0.01)
-            for call in calls:
-                if not call.done and call.cancel_on_loop is not None:
-                    _log_cancelled(call.func)
-                    call.cancel_on_loop()
+        # Polled: calls finish on their own tasks, which hold no event of
+        # ours; this runs once, at close.
+        with trio.move_on_after(grace):
+            while self._calls:  # noqa: ASYNC110
+                await trio.sleep(0.005)
+        for call in list(self._calls):
+            _log_cancelled(call.name)
+            call.request_cancel()
+        with trio.move_on_after(cleanup):
+            while self._calls:  # noqa: ASYNC110
+                await trio.sleep(0.005)
+        self._answer_leftovers(log=True)
         stop: trio.Event = self._trio_stop
         stop.set()
+
+    async def _drain_asyncio(self, grace: float, cleanup: float) -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        deadline = loop.time() + grace
+        # Re-listed until the deadline: calls started during the grace count too.
+        while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(tasks, timeout=left)
+        for task in _others(me):
+            _log_cancelled(task.get_name())
+            task.cancel()
+        deadline = loop.time() + cleanup
+        while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(tasks, timeout=left)
+        for task in _others(me):
+            _log_abandoned(task.get_name())
+            # Named in our log line: asyncio's "Task was destroyed but it is
+            # pending!" when the closed loop drops it would only repeat it.
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        # Stubborn tasks were logged by name just now; calls that never
+        # became a task need no line, only their answer.
+        self._answer_leftovers(log=False)
+        loop.stop()
 
     def reset_after_fork(self) -> None:
         """Forget the parent's loop thread, which does not exist in this child."""
         self._lock = threading.Lock()
         self._handle = None
         self._thread = None
-        self._trio_calls = set()
+        self._calls = set()
 
 
-def _log_cancelled(what: object) -> None:
+def _log_cancelled(name: str) -> None:
     logger.warning(
         "cancelled task %r: it was still running on the portal loop when its "
         "bridge closed",
-        getattr(what, "__qualname__", what),
+        name,
+        extra={"syncbridge_task": name},
     )
 
 
-async def _drain_asyncio(loop: asyncio.AbstractEventLoop, grace: float) -> None:
-    me = asyncio.current_task()
-    tasks = {t for t in asyncio.all_tasks(loop) if t is not me}
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            _log_cancelled(task.get_name())
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
-    loop.stop()
+def _log_abandoned(name: str) -> None:
+    logger.warning(
+        "abandoned task %r: it did not finish after being cancelled when its "
+        "bridge closed; its caller got BridgeClosed",
+        name,
+        extra={"syncbridge_task": name},
+    )
+
+
+def _others(me: asyncio.Task[Any] | None) -> set[asyncio.Task[Any]]:
+    return {t for t in asyncio.all_tasks() if t is not me}

@@ -7,17 +7,19 @@ It runs on a thread of its own instead, and the task waits on a :class:`Wakeup`.
 
 from __future__ import annotations
 
-__all__ = ("Wakeup", "loop_served_by_this_thread", "run_on_own_thread", "serve_loop")
+__all__ = ("Wakeup", "run_on_own_thread", "serve_loop")
 
 import asyncio
-import contextvars
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._context import copy_context_for_thread, role
 from ._loops import loop_running_in_this_thread
-from ._outcome import unwrap
+from ._outcome import Error, Value
+from ._shield import wait_through_cancellation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,14 +65,6 @@ class Wakeup:
         await self._event.wait()
 
 
-_serving = threading.local()
-
-
-def loop_served_by_this_thread() -> object | None:
-    """The loop whose task this thread works for, if it runs :func:`serve_loop`."""
-    return getattr(_serving, "native", None)
-
-
 def serve_loop(native: object, func: Callable[..., Any], *args: Any) -> Any:
     """Run ``func(*args)`` in this thread on behalf of the loop *native*.
 
@@ -78,39 +72,39 @@ def serve_loop(native: object, func: Callable[..., Any], *args: Any) -> Any:
     it does in a pool worker (loop-choice rule 1): closing an iterator or
     exiting a context manager must see the loop that its task runs on.
     """
-    previous = getattr(_serving, "native", None)
-    _serving.native = native
+    previous = role.served_loop, role.served_pid
+    role.served_loop, role.served_pid = native, os.getpid()
     try:
         return func(*args)
     finally:
-        _serving.native = previous
+        role.served_loop, role.served_pid = previous
 
 
 async def run_on_own_thread(what: str, func: Callable[..., Any], *args: Any) -> Any:
-    """Run ``func(*args)`` on a new daemon thread; wait for it, shielded.
+    """Run ``func(*args)`` on a new daemon thread; wait for it, whatever cancels.
 
     Runs in a copy of the caller's context, serving the caller's loop (see
-    :func:`serve_loop`); returns or raises what *func* does. The wait is
-    shielded from cancellation: cleanup runs to its end.
+    :func:`serve_loop`); returns or raises what *func* does. The wait goes on
+    through every cancellation, anyio's and asyncio's own, which is then
+    re-raised: cleanup runs to its end before this returns.
     """
     wakeup = Wakeup(what)
-    outcome: list[tuple[bool, Any]] = []
+    outcome: list[Value[Any] | Error] = []
 
     def run() -> None:
         try:
-            outcome.append((True, func(*args)))
+            outcome.append(Value(func(*args)))
         except BaseException as exc:
-            outcome.append((False, exc))
+            outcome.append(Error(exc))
         finally:
             wakeup.set()
 
-    ctx = contextvars.copy_context()
+    ctx = copy_context_for_thread()
     threading.Thread(
         target=ctx.run,
         args=(serve_loop, wakeup.native, run),
         name=f"syncbridge-{what}",
         daemon=True,
     ).start()
-    with anyio.CancelScope(shield=True):
-        await wakeup.wait()
-    return unwrap(outcome.pop())
+    await wait_through_cancellation(wakeup.wait)
+    return outcome.pop().unwrap()

@@ -1,0 +1,96 @@
+"""What a thread is doing for an event loop, and the context a new thread starts in.
+
+A thread's role is one typed thread-local (:data:`role`): the blocking job it runs
+for a loop, or the loop it serves while it closes an iterator or runs a context
+manager. Every role records the process it was taken in, and a forked child
+forgets the roles its only thread inherited: nothing from the parent process is
+ever used in the child (#11).
+"""
+
+from __future__ import annotations
+
+__all__ = ("ThreadRole", "anyio_worker_loop", "copy_context_for_thread", "role")
+
+import contextvars
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._jobs import Job
+
+
+class ThreadRole(threading.local):
+    """The role of the current thread; each field is written by that thread only."""
+
+    job: Job | None = None
+    """The blocking job this thread is running for an event loop."""
+
+    served_loop: object | None = None
+    """The asyncio loop or trio token this thread works for (see ``serve_loop``)."""
+
+    served_pid: int = 0
+    """The process in which :attr:`served_loop` was set."""
+
+    stale_anyio_token: object | None = None
+    """anyio's worker token as this thread had it when the process forked."""
+
+    def loop_served(self) -> object | None:
+        """The loop this thread serves in *this* process, if any."""
+        if self.served_loop is not None and self.served_pid == os.getpid():
+            return self.served_loop
+        return None
+
+
+role = ThreadRole()
+
+
+def _anyio_token() -> object | None:
+    try:
+        from anyio._core._eventloop import threadlocals
+    except ImportError:  # pragma: no cover - anyio reorganised its internals
+        return None
+    return getattr(threadlocals, "current_token", None)
+
+
+def anyio_worker_loop() -> object | None:
+    """The loop an ``anyio.to_thread`` (or Starlette) worker thread works for.
+
+    anyio keeps it in a private thread-local; ``from_thread.run()`` without a
+    token reads the same attribute. Reading it directly avoids a round trip to
+    that loop, which would hang on a loop that stopped without closing
+    (tests/core/test_loop_choice.py pins this down). A token the thread carried
+    over a fork belongs to the parent's loop and is ignored.
+    """
+    token = _anyio_token()
+    if token is None or token is role.stale_anyio_token:
+        return None
+    return getattr(token, "native_token", None)
+
+
+def _forget_parent_roles() -> None:
+    role.job = None
+    role.served_loop = None
+    role.stale_anyio_token = _anyio_token()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_roles)
+
+
+def copy_context_for_thread() -> contextvars.Context:
+    """Copy the caller's context for a call that runs on another thread.
+
+    The copy carries every variable except sniffio's current async library:
+    a worker thread runs no event loop, so it starts with none set, as anyio's
+    and trio's worker threads do (#11: a worker under trio that runs
+    ``asyncio.run()`` of anyio code must see asyncio there).
+    """
+    ctx = contextvars.copy_context()
+    sniffio = sys.modules.get("sniffio")
+    if sniffio is not None:
+        cvar = sniffio.current_async_library_cvar
+        if ctx.get(cvar) is not None:
+            ctx.run(cvar.set, None)
+    return ctx

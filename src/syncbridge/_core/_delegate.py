@@ -1,0 +1,83 @@
+"""Nested calls never wait for a slot their own chain holds.
+
+A worker thread blocked in ``sync_call_async`` holds a slot of its pool while it
+waits. If the coroutine it waits for (or a task that coroutine starts, or a call
+nested deeper still) needs that same pool while the pool is full, waiting would
+deadlock: the slot it waits for is held by its own ancestor. So each blocked
+worker offers itself as a :class:`Delegate`, and the chain of delegates travels
+down the nested calls in a context variable: a job for a full pool goes to the
+innermost ancestor blocked on that pool, which runs it on its own thread. The
+thread-sensitive lane is a pool of one, so its jobs run on its one thread, as
+they must. Capacity stays honest: no more threads run a pool's functions than
+it has slots (#11).
+"""
+
+from __future__ import annotations
+
+__all__ = ("Delegate", "delegates", "submit")
+
+import contextvars
+import threading
+from queue import Empty, SimpleQueue
+from typing import TYPE_CHECKING
+
+from .._exceptions import BridgeClosed
+from ._jobs import Job
+
+if TYPE_CHECKING:
+    from ._workers import WorkerPool
+
+
+class Delegate:
+    """A worker thread blocked in ``sync_call_async``, offering to run nested jobs.
+
+    Jobs arrive on the blocked thread's mailbox (the replies queue of the call it
+    waits for), which it serves until its call is done.
+    """
+
+    __slots__ = ("_active", "_lock", "mailbox", "pool")
+
+    def __init__(self, pool: WorkerPool, mailbox: SimpleQueue[object]) -> None:
+        self.pool = pool
+        self.mailbox = mailbox
+        self._lock = threading.Lock()
+        self._active = True  # guarded by _lock
+
+    def offer(self, job: Job) -> bool:
+        """Queue *job* for the waiting thread; False once it has stopped waiting."""
+        with self._lock:
+            if not self._active:
+                return False
+            self.mailbox.put(job)
+            return True
+
+    def retire(self) -> None:
+        """Stop taking jobs; hand any that came too late back to the pool."""
+        with self._lock:
+            self._active = False
+        while True:
+            try:
+                item = self.mailbox.get_nowait()
+            except Empty:
+                return
+            if isinstance(item, Job):
+                try:
+                    self.pool._submit(item)
+                except BridgeClosed as exc:
+                    item.fail(exc)
+
+
+delegates: contextvars.ContextVar[tuple[Delegate, ...]] = contextvars.ContextVar(
+    "syncbridge_delegates", default=()
+)
+"""The blocked ancestors of the current call, outermost first."""
+
+
+def submit(pool: WorkerPool, job: Job) -> None:
+    """Start or queue *job* in *pool*, lending it an ancestor's slot if full."""
+    chain = delegates.get()
+    if chain:
+        for delegate in reversed(chain):
+            if delegate.pool is pool and (pool._try_submit(job) or delegate.offer(job)):
+                return
+    pool._submit(job)

@@ -1,0 +1,184 @@
+"""One blocking call for an event loop: its state, its outcome, its cancellation.
+
+A :class:`Job` is created by the awaiting task, run by one worker thread and
+read back by the awaiting task. Each field has one writer, said beside it; the
+awaiting side and the worker meet through :attr:`Job.notify` and
+:attr:`Job.state`, written in an order that lets neither miss the other.
+"""
+
+from __future__ import annotations
+
+__all__ = ("CancelReason", "Job", "JobState", "check_cancelled", "current_job")
+
+import enum
+import os
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import BridgeClosed, WorkerCancelled
+from ._context import role
+from ._outcome import Error, Value
+
+if TYPE_CHECKING:
+    import contextvars
+    from collections.abc import Callable
+
+    from ._loops import Call
+    from ._outcome import Outcome
+    from ._workers import WorkerPool
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    """Created, waiting for a worker (or handed to one that has not begun it)."""
+    RUNNING = "running"
+    FINISHED = "finished"
+    """It has an outcome (it ran, or it was refused before running)."""
+
+
+class CancelReason(enum.Enum):
+    """Why nobody wants a job's result any more."""
+
+    AWAITER = "the task awaiting it was cancelled or timed out"
+    CLOSED = "its bridge was closed"
+
+
+class Job:
+    """One blocking call: the function, its arguments, context and outcome."""
+
+    __slots__ = (
+        "args",
+        "cancel",
+        "ctx",
+        "func",
+        "kwargs",
+        "notify",
+        "origin",
+        "outcome",
+        "pid",
+        "pool",
+        "state",
+        "waiting_on",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+        origin: object,
+        pool: WorkerPool,
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.ctx = ctx
+        self.origin = origin  # the asyncio loop or trio token that awaits this job
+        self.pool = pool
+        self.pid = os.getpid()
+        # Written by the thread that runs (or refuses) the job.
+        self.state = JobState.QUEUED
+        self.outcome: Outcome | None = None
+        # Written by the awaiting task's loop, or by close(): first reason wins.
+        self.cancel: CancelReason | None = None
+        # Written by the worker: the async call it is blocked on right now.
+        self.waiting_on: Call[Any] | None = None
+        self.notify: Callable[[], None] = _noop
+
+    def run(self) -> None:
+        """Run the call on this thread, record its outcome, wake the awaiting task."""
+        if self.cancel is not None:  # given up before it started: skip it
+            self.outcome = Error(WorkerCancelled("cancelled before it started"))
+        else:
+            self.state = JobState.RUNNING
+            previous, role.job = role.job, self
+            try:
+                self.outcome = Value(self.ctx.run(self.func, *self.args, **self.kwargs))
+            except BaseException as exc:
+                self.outcome = Error(exc)
+            finally:
+                role.job = previous
+        self._finished()
+
+    def fail(self, exc: BaseException) -> None:
+        """Finish a job that never ran, with *exc* as its outcome."""
+        self.outcome = Error(exc)
+        self._finished()
+
+    def _finished(self) -> None:
+        self.args = ()
+        self.kwargs = {}
+        # state before notify: the awaiting side reads state after swapping
+        # notify (see _await_job), so one of the two always sees the other.
+        self.state = JobState.FINISHED
+        self.notify()
+
+    def request_cancel(self, reason: CancelReason) -> None:
+        """Flag the job (see :func:`check_cancelled`) and cancel its async call.
+
+        Thread-safe. The coroutine the worker is blocked on through
+        ``sync_call_async`` is cancelled on its loop, so cancellation reaches
+        nested calls whatever the abandon option (#11).
+        """
+        if self.cancel is None:
+            self.cancel = reason
+        # The worker writes waiting_on, then reads cancel; this side writes
+        # cancel, then reads waiting_on: one of the two sees the other.
+        call = self.waiting_on
+        if call is not None:
+            call.request_cancel()
+
+    def result(self) -> Any:
+        """Return the result, or raise the exception, of a finished job.
+
+        A :class:`WorkerCancelled` that a job raised because its bridge closed
+        reaches an awaiter that was never cancelled as :class:`BridgeClosed`.
+        """
+        outcome, self.outcome = self.outcome, None
+        assert outcome is not None
+        if isinstance(outcome, Value):
+            return outcome.value
+        error = outcome.error
+        try:
+            if (
+                isinstance(error, WorkerCancelled)
+                and self.cancel is CancelReason.CLOSED
+            ):
+                raise BridgeClosed(
+                    f"the bridge was closed while {_name(self.func)}() was running "
+                    "in a worker thread, and it stopped (check_cancelled())"
+                ) from error
+            if isinstance(error, StopIteration):
+                raise RuntimeError(  # noqa: TRY004 - what a coroutine would raise
+                    f"{_name(self.func)}() raised StopIteration, which cannot "
+                    "propagate out of a coroutine (PEP 479); it is this error's "
+                    "__cause__. Use next(iterator, default) to detect the end."
+                ) from error
+            raise error
+        finally:
+            del error, outcome
+
+
+def _noop() -> None:
+    pass
+
+
+def _name(func: object) -> str:
+    return getattr(func, "__qualname__", None) or repr(func)
+
+
+def current_job() -> Job | None:
+    """The job this thread is running for an event loop, if any."""
+    return role.job
+
+
+def check_cancelled() -> None:
+    """Raise :class:`WorkerCancelled` if nobody awaits this worker call any more."""
+    job = role.job
+    if job is not None and job.cancel is not None:
+        raise WorkerCancelled(
+            f"{_name(job.func)}() is not awaited any more ({job.cancel.value}); "
+            "stop the work and let this exception propagate"
+        )

@@ -1,0 +1,150 @@
+"""The portal loop: lazy start, tracked calls, and a close that answers every caller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+import trio
+
+from syncbridge import BridgeClosed, DeadlockError
+from syncbridge._core._loops import Call
+from syncbridge._core._outcome import Cancelled, Value
+from syncbridge._core._portal import Portal, stop_bound
+
+
+def _call(func: Any, *args: Any) -> Call[Any]:
+    return Call(func, args, {}, contextvars.copy_context(), None)
+
+
+def _wait_done(call: Call[Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not call.done and time.monotonic() < deadline:
+        time.sleep(0.005)  # polled: the portal holds no event of the test's
+    assert call.done, f"{call.name}() got no outcome within {timeout} s"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_portal_tracks_a_call_until_it_has_an_outcome(backend: str) -> None:
+    portal = Portal("track", backend, use_uvloop=False)  # type: ignore[arg-type]
+    release = threading.Event()
+
+    async def waits() -> int:
+        while not release.is_set():
+            await (asyncio.sleep(0.01) if backend == "asyncio" else trio.sleep(0.01))
+        return 7
+
+    call = _call(waits)
+    portal.submit(call)
+    assert portal.pending_calls == 1
+    release.set()
+    _wait_done(call)
+    assert isinstance(call.outcome, Value)
+    assert call.outcome.value == 7
+    assert portal.pending_calls == 0
+    portal.close(1.0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_answers_a_call_that_ignores_cancellation(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Within stop_bound(grace) the call has an outcome and is named in a log line."""
+    portal = Portal("stubborn", backend, use_uvloop=False)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    async def stubborn_asyncio() -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                pass
+
+    async def stubborn_trio() -> None:
+        with trio.CancelScope(shield=True):
+            while not stop.is_set():
+                await trio.sleep(0.01)
+
+    call = _call(stubborn_asyncio if backend == "asyncio" else stubborn_trio)
+    portal.submit(call)
+    grace = 0.2
+    caplog.set_level(logging.WARNING, logger="syncbridge")
+    start = time.monotonic()
+    portal.close(grace)
+    elapsed = time.monotonic() - start
+    try:
+        assert call.done
+        assert isinstance(call.outcome, Cancelled)
+        assert elapsed <= stop_bound(grace) + 0.5, elapsed
+        assert any(
+            "stubborn" in r.getMessage() and "abandoned" in r.getMessage()
+            for r in caplog.records
+        ), [r.getMessage() for r in caplog.records]
+    finally:
+        stop.set()
+
+
+def test_submit_after_close_is_refused() -> None:
+    portal = Portal("after", "asyncio", use_uvloop=False)
+    portal.handle()
+    portal.close(0.1)
+    with pytest.raises(BridgeClosed):
+        portal.submit(_call(asyncio.sleep, 0))
+    assert portal.pending_calls == 0
+
+
+def test_a_loop_that_fails_to_start_raises_and_never_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_run(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(trio, "run", broken_run)
+    portal = Portal("broken", "trio", use_uvloop=False)
+    results: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            portal.handle()
+        except BaseException as exc:
+            results.append(exc)
+
+    for _ in range(2):  # the lock is released: a second attempt is refused too
+        thread = threading.Thread(target=attempt)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), "Portal.handle() hung on a failed start"
+    assert [str(e) for e in results] == ["boom", "boom"]
+
+
+def test_close_on_the_portal_thread_is_refused_with_no_side_effect() -> None:
+    portal = Portal("own", "asyncio", use_uvloop=False)
+
+    async def close_here() -> str:
+        try:
+            portal.close(0.1)
+        except DeadlockError as exc:
+            return str(exc)
+        return "closed"
+
+    call = _call(close_here)
+    portal.submit(call)
+    _wait_done(call)
+    assert isinstance(call.outcome, Value)
+    assert "another thread" in call.outcome.value
+    assert bool(portal.running)
+    again = _call(asyncio.sleep, 0, "still works")
+    portal.submit(again)
+    _wait_done(again)
+    assert isinstance(again.outcome, Value)
+    assert again.outcome.value == "still works"
+    portal.close(0.1)
+    assert not portal.running
+    thread = portal.thread
+    assert thread is not None
+    assert not thread.is_alive()
