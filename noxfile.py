@@ -2,6 +2,8 @@
 
 ``nox`` runs the default sessions (tests on every supported Python, typecheck,
 lint, docs). In CI (``CI`` set) a missing interpreter is an error, not a skip.
+The reliability suites at full scale (``nox -s faults``, ``stress``, ``soak``)
+run only when named; ``tests`` runs them at their small default scale.
 """
 
 from __future__ import annotations
@@ -35,6 +37,63 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (asyncio and trio backends) under pytest."""
     install(session, "test", extras="trio,uvloop")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def faults(session: nox.Session) -> None:
+    """Run the fault-injection suite with 5 rounds per fault (not a default session).
+
+    The default ``tests`` session runs the same tests with one round.
+    """
+    install(session, "test", extras="trio,uvloop")
+    session.run(
+        "pytest",
+        "tests/faults",
+        "-m",
+        "faults",
+        *session.posargs,
+        env={"SYNCBRIDGE_FAULT_ROUNDS": os.environ.get("SYNCBRIDGE_FAULT_ROUNDS", "5")},
+    )
+
+
+@nox.session(python="3.11")
+def stress(session: nox.Session) -> None:
+    """Run the stress suite at full scale: 10,000 nested calls, 50 threads per loop.
+
+    Not a default session; the ``tests`` session runs it at a small scale.
+    """
+    install(session, "test", extras="trio,uvloop")
+    session.run(
+        "pytest",
+        "tests/stress",
+        "-m",
+        "stress",
+        *session.posargs,
+        env={"SYNCBRIDGE_STRESS_SCALE": "full"},
+    )
+
+
+@nox.session(python="3.11")
+def soak(session: nox.Session) -> None:
+    """Soak each direction with 1,000,000 calls; logs RSS, blocks, threads, fds.
+
+    Not a default session (about 3.5 minutes on 2 cores); the ``tests`` session
+    runs it with 20,000 calls. ``SYNCBRIDGE_SOAK_CALLS`` overrides the count.
+    """
+    install(session, "test", extras="trio,uvloop")
+    session.run(
+        "pytest",
+        "tests/soak",
+        "-m",
+        "soak",
+        "-o",
+        "log_cli=true",
+        "--log-cli-level=INFO",
+        *session.posargs,
+        env={
+            "SYNCBRIDGE_SOAK_CALLS": os.environ.get("SYNCBRIDGE_SOAK_CALLS", "1000000")
+        },
+    )
 
 
 @nox.session(python="3.11")

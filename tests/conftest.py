@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import faulthandler
+import os
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -8,7 +11,83 @@ import pytest
 from syncbridge import Bridge
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
+
+# -- watchdog: a hung test dumps the stack of every thread ---------------------
+#
+# pytest-timeout (``timeout = 60`` in pyproject.toml) fails or kills a hung test
+# and lists thread stacks from Python code, which needs the GIL and, in its
+# default (signal) mode, a main thread that gets back to the interpreter. A
+# bridge hang is nearly always about the *other* threads (workers, the portal
+# loop, callers blocked in sync_call_async), so every test also arms
+# faulthandler a little before pytest-timeout fires: it dumps every thread from
+# C, GIL or not, to a copy of the real stderr (not into the capture), and lets
+# the test go on. faulthandler has one such timer per process: this takes the
+# place of pytest's ``faulthandler_timeout`` option, which the project leaves unset.
+
+_WATCHDOG_FD = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Capturing is suspended while plugins configure, so this is the terminal.
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError):  # xdist and friends replace sys.stderr
+        assert sys.__stderr__ is not None
+        fd = sys.__stderr__.fileno()
+    config.stash[_WATCHDOG_FD] = os.dup(fd)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    fd = config.stash.get(_WATCHDOG_FD, None)
+    if fd is not None:
+        os.close(fd)
+        del config.stash[_WATCHDOG_FD]
+
+
+def _timeout(item: pytest.Item) -> float:
+    """The timeout pytest-timeout applies to *item* (marker, CLI, env, ini)."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:
+        value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+        if value is not None:
+            return float(value)
+    value = item.config.getoption("timeout", None)
+    if value is None:
+        value = os.environ.get("PYTEST_TIMEOUT") or None
+    if value is None:
+        try:
+            value = item.config.getini("timeout") or None
+        except ValueError:  # pytest-timeout is not installed
+            value = None
+    return float(value) if value is not None else 0.0
+
+
+def watchdog_seconds(timeout: float) -> float:
+    """When the watchdog fires for a test timeout: 5 s (at most 10 %) before it."""
+    return timeout - min(5.0, timeout / 10)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Bound every test (setup, call, teardown) by a dump of all thread stacks."""
+    timeout = _timeout(item)
+    fd = item.config.stash.get(_WATCHDOG_FD, None)
+    if timeout <= 0 or fd is None:
+        return (yield)
+    faulthandler.dump_traceback_later(watchdog_seconds(timeout), exit=False, file=fd)
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_enter_pdb() -> None:
+    faulthandler.cancel_dump_traceback_later()  # no dump while someone debugs
+
+
+# -- fixtures ---------------------------------------------------------------
 
 
 @pytest.fixture(

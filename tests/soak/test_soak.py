@@ -1,0 +1,249 @@
+"""Soak: many calls in each direction leave memory, threads and fds flat.
+
+Each direction makes ``SYNCBRIDGE_SOAK_CALLS`` calls (default 20,000, a few
+seconds; ``nox -s soak`` makes 1,000,000) through an isolated bridge, after a
+warm-up, ``CONCURRENCY`` callers at a time (twice the capacity, so calls
+queue). After the warm-up and after every further 10 % of the calls, with no
+call in flight and after ``gc.collect()``, it samples RSS, allocated blocks,
+live threads and open fds, and logs the table on the ``tests.soak`` logger
+(``nox -s soak`` shows it live; a failing test shows it with the failure).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from syncbridge import Bridge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+CALLS = int(os.environ.get("SYNCBRIDGE_SOAK_CALLS", "20000"))
+WARMUP = max(1_000, CALLS // 20)
+CAPACITY = 8
+CONCURRENCY = 2 * CAPACITY
+STEPS = 10
+
+# Thresholds, over the calls made after the warm-up (CALLS of them). A call is
+# a handful of objects (a job, its context copy, a future or event, the
+# arguments), so a leak of even one of them per call (a block of >= 16 bytes)
+# breaks at least one threshold:
+#   allocated blocks may grow by BLOCKS_SLACK: caught is a leak of one block per
+#       4 calls at 20,000 calls, per 200 calls at 1,000,000;
+#   RSS may grow by RSS_SLACK_KIB (allocator arenas, fragmentation): caught is a
+#       leak of >= 17 bytes per call at 1,000,000 calls (>= 840 bytes at 20,000);
+#   open fds may move by FD_SLACK; live threads never exceed the baseline by more
+#       than the bridge may start (pool workers, or the portal thread), and once
+#       the bridge is closed none of its threads is left.
+BLOCKS_SLACK = 5_000
+RSS_SLACK_KIB = 16 * 1024
+FD_SLACK = 2
+
+# 2 ms per call is 20x what a call takes on 2 shared cores; the watchdog
+# (conftest.py) dumps all stacks 5 s before pytest-timeout fires.
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.timeout(60 + (CALLS + WARMUP) * 0.002),
+    pytest.mark.skipif(
+        not os.path.isdir("/proc/self/fd"), reason="samples RSS and fds from /proc"
+    ),
+]
+
+logger = logging.getLogger("tests.soak")
+logger.setLevel(logging.INFO)  # captured (and shown on failure) without -o log_level
+
+
+@dataclass(frozen=True)
+class Sample:
+    calls: int
+    seconds: float
+    rss_kib: int
+    blocks: int
+    threads: int
+    fds: int
+
+
+class Soak:
+    """The samples of one soak run, and the checks on them."""
+
+    def __init__(self, name: str, extra_threads: int) -> None:
+        self.name = name
+        self.extra_threads = extra_threads
+        self.baseline_threads = threading.active_count()
+        self.samples: list[Sample] = []
+        self._t0 = time.perf_counter()
+        self._page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def take(self, calls: int) -> None:
+        gc.collect()
+        with open("/proc/self/statm") as statm:
+            rss_pages = int(statm.read().split()[1])
+        self.samples.append(
+            Sample(
+                calls=calls,
+                seconds=time.perf_counter() - self._t0,
+                rss_kib=rss_pages * self._page_kib,
+                blocks=sys.getallocatedblocks(),
+                threads=threading.active_count(),
+                fds=len(os.listdir("/proc/self/fd")),
+            )
+        )
+
+    def table(self) -> str:
+        first = self.samples[0]
+        lines = [
+            f"soak {self.name}: {CALLS:,} calls after a {WARMUP:,}-call warm-up, "
+            + f"baseline {self.baseline_threads} threads",
+            "     calls   seconds   RSS KiB  (growth)    blocks  (growth)  thr  fds",
+        ]
+        for s in self.samples:
+            rss, blocks = s.rss_kib - first.rss_kib, s.blocks - first.blocks
+            lines.append(
+                f"{s.calls:>10,} {s.seconds:>9.2f} {s.rss_kib:>9,} {rss:>+9,} "
+                f"{s.blocks:>9,} {blocks:>+9,} {s.threads:>4} {s.fds:>4}"
+            )
+        per_100k = (self.samples[-1].seconds - first.seconds) / CALLS * 100_000
+        lines.append(f"{per_100k:.2f} s per 100,000 calls")
+        return "\n".join(lines)
+
+    def check(self) -> None:
+        first, *rest = self.samples
+        table = self.table()
+        rss = max(s.rss_kib for s in rest) - first.rss_kib
+        assert rss <= RSS_SLACK_KIB, f"RSS grew by {rss:,} KiB:\n{table}"
+        blocks = max(s.blocks for s in rest) - first.blocks
+        assert blocks <= BLOCKS_SLACK, f"{blocks:,} more blocks allocated:\n{table}"
+        fds = {s.fds - first.fds for s in rest}
+        assert max(map(abs, fds)) <= FD_SLACK, f"fds leaked:\n{table}"
+        threads = max(s.threads for s in self.samples) - self.baseline_threads
+        assert threads <= self.extra_threads, f"threads leaked:\n{table}"
+
+
+def _chunks() -> Iterator[range]:
+    """The warm-up, then STEPS chunks of CALLS // STEPS calls."""
+    yield range(WARMUP)
+    for step in range(STEPS):
+        yield range(
+            WARMUP + CALLS * step // STEPS, WARMUP + CALLS * (step + 1) // STEPS
+        )
+
+
+def _share(chunk: range, k: int) -> range:
+    """Caller *k*'s share of *chunk*."""
+    return chunk[k::CONCURRENCY]
+
+
+def _double(i: int) -> int:
+    return 2 * i + 1
+
+
+async def _double_async(i: int) -> int:
+    await anyio.lowlevel.checkpoint()
+    return 2 * i + 1
+
+
+@pytest.fixture
+def soak_log(record_property: Callable[[str, object], None]) -> Iterator[list[Soak]]:
+    """Log the samples of the test's soak run, and record them as a property."""
+    runs: list[Soak] = []
+    yield runs
+    for run in runs:
+        logger.info("%s", run.table())
+        record_property(f"soak_{run.name}", [vars(s) for s in run.samples])
+
+
+def _check_threads_gone(bridge: Bridge, soak: Soak) -> None:
+    """After close(), none of *bridge*'s threads is left, and no other new one.
+
+    Threads of earlier tests (idle workers of other bridges) may exit meanwhile,
+    so the count may end below the baseline.
+    """
+    prefixes = (f"syncbridge-{bridge.name}-", f"syncbridge-portal-{bridge.name}")
+    deadline = time.monotonic() + 5.0
+    while True:
+        mine = [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
+        count = threading.active_count()
+        if (not mine and count <= soak.baseline_threads) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.01)
+    assert not mine, f"threads left after Bridge.close(): {mine}"
+    assert count <= soak.baseline_threads, (
+        f"{count} threads after Bridge.close(), {soak.baseline_threads} before"
+    )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_run_blocking_stays_flat(
+    backend: Literal["asyncio", "trio"], soak_log: list[Soak]
+) -> None:
+    soak = Soak(f"run_blocking-{backend}", extra_threads=CAPACITY)
+    soak_log.append(soak)
+    bridge = Bridge(max_workers=CAPACITY, shutdown_grace=2.0)
+
+    async def caller(share: range) -> None:
+        for i in share:
+            assert await bridge.run_blocking(_double, i) == 2 * i + 1
+
+    async def main() -> None:
+        for chunk in _chunks():
+            async with anyio.create_task_group() as tg:
+                for k in range(CONCURRENCY):
+                    tg.start_soon(caller, _share(chunk, k))
+            soak.take(chunk.stop - WARMUP)
+
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        bridge.close()
+    soak.check()
+    _check_threads_gone(bridge, soak)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_call_async_stays_flat(
+    backend: Literal["asyncio", "trio"], soak_log: list[Soak]
+) -> None:
+    soak = Soak(f"sync_call_async-portal_{backend}", extra_threads=1)  # the portal
+    soak_log.append(soak)
+    bridge = Bridge(max_workers=CAPACITY, backend=backend, shutdown_grace=2.0)
+    errors: list[BaseException] = []
+
+    def caller(share: range) -> None:
+        try:
+            for i in share:
+                assert bridge.sync_call_async(_double_async, i) == 2 * i + 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        for chunk in _chunks():
+            threads = [
+                threading.Thread(target=caller, args=(_share(chunk, k),), daemon=True)
+                for k in range(CONCURRENCY)
+            ]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 60 + len(chunk) * 0.002
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            assert not any(t.is_alive() for t in threads), "callers hung"
+            if errors:
+                raise errors[0]
+            soak.take(chunk.stop - WARMUP)
+    finally:
+        bridge.close()
+    soak.check()
+    _check_threads_gone(bridge, soak)
