@@ -131,7 +131,8 @@ def call_async_from_thread(
                 "loop, so the call was cancelled"
             ) from None
         raise SyncBridgeError(
-            f"{name}() was cancelled on its event loop (the loop is shutting down?)"
+            f"{name}() was cancelled by the event loop running it, which is "
+            "shutting down (its asyncio.run() or trio.run() ended)"
         ) from None
     assert outcome is not None
     outcome.unwrap()

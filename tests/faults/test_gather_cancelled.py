@@ -1,0 +1,67 @@
+"""Issue 11, point 3: a child's own CancelledError is its outcome (asyncio).
+
+A child coroutine that raises :class:`asyncio.CancelledError` itself (gather did
+not cancel it) is an outcome like any other: returned in its slot with
+``return_exceptions=True``, raised as the same object otherwise, and never
+mistaken for a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import syncbridge
+
+pytestmark = pytest.mark.faults
+
+
+async def _one() -> int:
+    return 1
+
+
+def _gather(
+    mine: asyncio.CancelledError, timeout: float | None, return_exceptions: bool
+) -> list[object]:
+    async def child() -> int:
+        raise mine
+
+    async def main() -> list[object]:
+        gathered = syncbridge.gather_with_timeout(
+            _one(), child(), timeout=timeout, return_exceptions=return_exceptions
+        )
+        # wait_for bounds a hang; its own timeout is a TimeoutError, never ours.
+        return list(await asyncio.wait_for(gathered, 10))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "timeout=5"])
+def test_gather_returns_a_childs_own_cancelled_error_in_its_slot(
+    timeout: float | None,
+) -> None:
+    """return_exceptions=True puts the child's own CancelledError in its slot."""
+    mine = asyncio.CancelledError("mine")
+    start = time.monotonic()
+    result = _gather(mine, timeout, return_exceptions=True)
+    assert time.monotonic() - start < 1.0
+    assert result == [1, mine]
+    assert result[1] is mine
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "timeout=5"])
+def test_gather_raises_a_childs_own_cancelled_error_unchanged(
+    timeout: float | None,
+) -> None:
+    """return_exceptions=False raises the child's own CancelledError, same object."""
+    mine = asyncio.CancelledError("mine")
+    start = time.monotonic()
+    got: BaseException | None = None
+    try:
+        _gather(mine, timeout, return_exceptions=False)
+    except BaseException as exc:
+        got = exc
+    assert time.monotonic() - start < 1.0
+    assert got is mine, f"got {got!r} instead of the child's own error"
