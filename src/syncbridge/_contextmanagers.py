@@ -16,6 +16,7 @@ import anyio
 
 from ._core._bridge import get_bridge
 from ._core._context import copy_context_for_thread
+from ._core._delegate import Delegate, delegates
 from ._core._loops import loop_running_in_this_thread
 from ._core._outcome import Error, Value
 from ._core._shield import wait_through_cancellation
@@ -181,6 +182,7 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
         self._go_exit: anyio.Event | None = None
         self._finished: anyio.Event | None = None
         self._exit_info: _ExcInfo = (None, None, None)
+        self._exit_chain: tuple[Delegate, ...] = ()
         self._outcome: Value[Any] | Error | None = None
 
     def __enter__(self) -> T:
@@ -197,11 +199,19 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
     ) -> bool:
         if self._go_exit is None:
             raise RuntimeError("to_sync_cm(): __exit__() called before __enter__()")
-        return self._call(self._finish, (exc_type, exc, tb))
+        return self._call(self._finish, (exc_type, exc, tb), cleanup=True)
 
-    def _call(self, func: Callable[..., Coroutine[Any, Any, _R]], *args: Any) -> _R:
+    def _call(
+        self,
+        func: Callable[..., Coroutine[Any, Any, _R]],
+        *args: Any,
+        cleanup: bool = False,
+    ) -> _R:
+        bridge = get_bridge()
         try:
-            return get_bridge().sync_call_async(func, *args)
+            if cleanup:  # the exit runs even in a worker whose awaiter is gone
+                return bridge._sync_call_cleanup(func, *args)
+            return bridge.sync_call_async(func, *args)
         except DeadlockError:
             raise DeadlockError(
                 "to_sync_cm() was used in a thread that is running an event loop; "
@@ -270,6 +280,9 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
                         loop_gone = True
                         self._exit_info = (type(exc), exc, exc.__traceback__)
                 info, self._exit_info = self._exit_info, (None, None, None)
+                # This task outlives the call that entered the cm: the blocked
+                # callers that may lend their slots are the exit call's (#11).
+                delegates.set(self._exit_chain)
                 try:
                     self._outcome = Value(await self._acm.__aexit__(*info))
                 except BaseException as exc:
@@ -296,6 +309,7 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
         assert self._finished is not None
         if not self._finished.is_set():
             self._exit_info = info
+            self._exit_chain = delegates.get()
             self._go_exit.set()
             await wait_through_cancellation(self._finished.wait)
         self._task = None

@@ -19,12 +19,11 @@ import traceback
 from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import anyio
-import anyio.lowlevel
 
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._shield import wait_through_cancellation
-from ._exceptions import BridgeClosed, DeadlockError, SyncBridgeError, check_timeout
+from ._exceptions import DeadlockError, SyncBridgeError, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -147,21 +146,18 @@ async def _await_future(fut: asyncio.Future[Any]) -> Any:
     return fut.result()
 
 
-async def _raised_by_the_child(exc: BaseException) -> bool:
-    """Whether a caught cancellation was raised by the child, not by a cancel.
+def _raised_by_the_child(exc: BaseException) -> bool:
+    """Whether a caught cancellation is the child's own outcome, not our cancel.
 
-    trio's ``Cancelled`` only ever comes from a cancel scope. On asyncio, a
-    cancel (anyio's included) goes through ``task.cancel()``, which Python
-    3.11+ counts; on 3.10, a checkpoint re-raises any anyio cancellation
-    pending for this task.
+    trio's ``Cancelled`` only ever comes from a cancel scope. On asyncio, ours
+    (the deadline, a first failure, the caller's cancellation) always goes
+    through a cancelled anyio scope around the child; a ``CancelledError`` with
+    none in effect was raised by the child, or by someone who cancelled its
+    task directly, and is its outcome, as in ``asyncio.gather`` (#11).
     """
     if not isinstance(exc, asyncio.CancelledError):
         return False
-    if sys.version_info >= (3, 11):
-        task = asyncio.current_task()
-        return task is not None and task.cancelling() == 0
-    await anyio.lowlevel.checkpoint_if_cancelled()
-    return True
+    return anyio.current_effective_deadline() > anyio.current_time()
 
 
 class _Gather:
@@ -188,7 +184,7 @@ class _Gather:
             else:
                 value = await aw
         except self.cancelled_exc as exc:
-            if not await _raised_by_the_child(exc):
+            if not _raised_by_the_child(exc):
                 raise
             # The child's own CancelledError is its outcome, like any other (#11).
             self._failed(i, exc, outcome=True)
@@ -493,6 +489,8 @@ def sync_gather_with_timeout(
             "event loop; blocking here would stop that loop forever. Use "
             "`await gather_with_timeout(...)` instead."
         ) from None
-    except BridgeClosed:
+    except BaseException:
+        # Whatever stopped it (a closed bridge, Ctrl-C before the gather
+        # started on its loop): no coroutine is left "never awaited".
         _close_unstarted(aws)
         raise

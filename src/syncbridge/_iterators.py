@@ -309,7 +309,8 @@ class SyncIterator(Iterator[T]):
             if driver is None or not driver.started or self._state == _FINISHED:
                 return
         try:
-            get_bridge().sync_call_async(driver.aclose)
+            # Cleanup: it runs even in a worker whose awaiter is gone.
+            get_bridge()._sync_call_cleanup(driver.aclose)
         except DeadlockError:
             raise _deadlock("closed") from None
 

@@ -105,7 +105,7 @@ def test_a_wait_on_another_thread_survives_wait_for() -> None:
             loop.call_soon_threadsafe(finished.set)
 
         threading.Thread(target=work, daemon=True).start()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # not builtin TimeoutError on 3.10
             await asyncio.wait_for(wait_through_cancellation(finished.wait), 0.05)
         assert done.is_set()
 

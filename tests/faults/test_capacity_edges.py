@@ -77,6 +77,11 @@ async def test_lowering_capacity_holds_for_calls_already_queued() -> None:
     def orchestrate() -> None:
         nonlocal lowered
         first = {started.get(timeout=BOUND) for _ in range(4)}
+        # The other four tasks may not have submitted yet: polled, bounded (the
+        # pool offers no event for "queued").
+        deadline = time.monotonic() + BOUND
+        while b.pool().waiting < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert b.pool().waiting == 4
         with lock:
             lowered = True

@@ -349,7 +349,8 @@ async def _drive_native(kind: str, scenario: Scenario) -> None:
             assert task.done(), "the cancelled task did not finish"
             assert task.cancelled(), f"expected a cancelled task, got {task!r}"
         elif kind == "wait_for":
-            with pytest.raises(TimeoutError):
+            # asyncio.TimeoutError: on 3.10 it is not yet the builtin TimeoutError.
+            with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(scenario.run(fire), timeout=0.2)
         elif sys.version_info >= (3, 11) and kind == "asyncio.timeout":
 

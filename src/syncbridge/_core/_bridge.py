@@ -6,6 +6,7 @@ __all__ = ("Bridge", "get_bridge")
 
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # before our exit hook, see below
 import logging
 import math
 import os
@@ -103,6 +104,7 @@ class Bridge:
         self._pools: dict[str, WorkerPool] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._closed_event = threading.Event()
         for pool_name, capacity in (pools or {}).items():
             self.add_pool(pool_name, capacity)
         _bridges.add(self)
@@ -252,6 +254,14 @@ class Bridge:
         )
         return result
 
+    def _sync_call_cleanup(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Like :meth:`sync_call_async`, for cleanup: it runs in a cancelled worker too."""
+        self._check_open("sync_call_async()")
+        result: T = call_async_from_thread(
+            self._portal, func, args, {}, None, self.shutdown_grace, cleanup=True
+        )
+        return result
+
     def start_soon(
         self,
         func: Callable[P, Awaitable[T]],
@@ -329,9 +339,17 @@ class Bridge:
         """
         self._portal.refuse_own_thread()
         with self._lock:
-            if self._closed:
-                return
+            closing = self._closed
             self._closed = True
+        if closing:  # closed or closing in another thread: wait for it, bounded
+            self._closed_event.wait(stop_bound(self.shutdown_grace) + 0.5)
+            return
+        try:
+            self._close()
+        finally:
+            self._closed_event.set()
+
+    def _close(self) -> None:
         start = time.monotonic()
         pools = (self._default_pool, self._sensitive_pool, *self._pools.values())
         threads = [thread for pool in pools for thread in pool.close()]
@@ -372,6 +390,7 @@ class Bridge:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._portal.refuse_own_thread()
         # close() joins threads: run it off the loop, and finish it even if the
         # task is being cancelled (natively too), so nothing is left running.
         await run_on_own_thread("close", self.close)
@@ -448,6 +467,10 @@ def _after_fork_in_child() -> None:
 # Python joins non-daemon threads *before* atexit callbacks run: a thread of the
 # user's blocked in sync_call_async would keep the interpreter from exiting.
 # threading's own exit hook runs first (concurrent.futures uses it too).
+# Those hooks run last registered first: concurrent.futures registers its own
+# (which joins executor threads) when concurrent.futures.thread is first
+# imported, so it is imported at the top: ours runs first whatever the program
+# imports later, and an executor thread blocked in sync_call_async is answered.
 _register_exit_hook = getattr(threading, "_register_atexit", atexit.register)
 _register_exit_hook(_close_default_at_exit)
 if hasattr(os, "register_at_fork"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 __all__ = ("Delegate", "delegates", "submit")
 
 import contextvars
+import os
 import threading
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
@@ -35,16 +36,22 @@ class Delegate:
     waits for), which it serves until its call is done.
     """
 
-    __slots__ = ("_active", "_lock", "mailbox", "pool")
+    __slots__ = ("_active", "_lock", "_pid", "mailbox", "pool")
 
     def __init__(self, pool: WorkerPool, mailbox: SimpleQueue[object]) -> None:
         self.pool = pool
         self.mailbox = mailbox
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._active = True  # guarded by _lock
 
     def offer(self, job: Job) -> bool:
-        """Queue *job* for the waiting thread; False once it has stopped waiting."""
+        """Queue *job* for the waiting thread; False once it has stopped waiting.
+
+        Always False in a forked child: the waiting thread is the parent's.
+        """
+        if self._pid != os.getpid():
+            return False
         with self._lock:
             if not self._active:
                 return False

@@ -113,7 +113,8 @@ class Job:
         # state before notify: the awaiting side reads state after swapping
         # notify (see _await_job), so one of the two always sees the other.
         self.state = JobState.FINISHED
-        self.notify()
+        if self.pid == os.getpid():  # in a forked child, the awaiter is the parent's
+            self.notify()
 
     def request_cancel(self, reason: CancelReason) -> None:
         """Flag the job (see :func:`check_cancelled`) and cancel its async call.

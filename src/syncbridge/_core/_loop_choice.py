@@ -72,6 +72,7 @@ def call_async_from_thread(
     kwargs: dict[str, Any],
     timeout: float | None,
     cancel_grace: float,
+    cleanup: bool = False,
 ) -> Any:
     """Run ``await func(*args, **kwargs)`` on the chosen loop; block until done.
 
@@ -84,11 +85,13 @@ def call_async_from_thread(
         finish, and propagates. *timeout* cancels the coroutine on its loop and raises
         :class:`TimeoutError` here. In a worker whose job is cancelled (its
         awaiter was cancelled, or its bridge closed) the coroutine is cancelled
-        too, and :class:`WorkerCancelled` is raised here.
+        too, and :class:`WorkerCancelled` is raised here — unless *cleanup*
+        is set (closing a context manager or an iterator): cleanup runs to its
+        end even in a cancelled worker.
     """
     name = getattr(func, "__qualname__", None) or repr(func)
     handle, job = _choose(portal, name)
-    if job is not None:
+    if job is not None and not cleanup:
         check_cancelled()  # a cancelled worker starts no new async call
     ctx = copy_context_for_thread()
     call = Call(func, args, kwargs, ctx, timeout)
@@ -105,7 +108,7 @@ def call_async_from_thread(
     is_portal = handle is None
     if handle is None:
         handle = portal.submit(call)
-    if job is not None:
+    if job is not None and not cleanup:
         # Written before cancel is read; Job.request_cancel writes cancel and
         # then reads this: one of the two sees the other.
         job.waiting_on = call
@@ -114,7 +117,7 @@ def call_async_from_thread(
     try:
         _wait(call, handle, cancel_grace)
     finally:
-        if job is not None:
+        if job is not None and not cleanup:
             job.waiting_on = None
         if delegate is not None:
             delegate.retire()
@@ -123,7 +126,7 @@ def call_async_from_thread(
         return outcome.value
     if isinstance(outcome, Cancelled):
         del outcome
-        if job is not None and job.cancel is not None:
+        if job is not None and job.cancel is not None and not cleanup:
             check_cancelled()
         if is_portal and not portal.running:
             raise BridgeClosed(

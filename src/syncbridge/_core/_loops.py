@@ -273,13 +273,26 @@ async def _run_asyncio(call: Call[Any]) -> None:
     try:
         value = await call._invoke()
     except asyncio.CancelledError as exc:
-        call.finish(Cancelled(exc))
+        if call.cancel_requested or _cancelled_by_someone():
+            call.finish(Cancelled(exc))
+        else:  # the coroutine's own CancelledError: its outcome, unchanged (#11)
+            call.finish(Error(exc))
     except BaseException as exc:
         # Caught whole: the outcome belongs to the blocked caller, and a
         # KeyboardInterrupt re-raised here would stop the loop itself.
         call.finish(Error(exc))
     else:
         call.finish(Value(value))
+
+
+def _cancelled_by_someone() -> bool:
+    """Whether this task was cancelled (its loop shutting down, say).
+
+    Python 3.10 cannot tell a cancel from a coroutine's own ``CancelledError``:
+    there, every one counts as a cancel.
+    """
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # 3.11+
+    return cancelling is None or cancelling() > 0
 
 
 class TrioLoop:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = ("WorkerPool",)
 
+import os
 import threading
 from collections import deque
 from queue import Empty, SimpleQueue
@@ -83,8 +84,9 @@ class WorkerPool:
             self._capacity = value
             while self._pending and self._busy < self._capacity:
                 starts.append(self._admit(self._pending.popleft()))
-        for job, worker in starts:
-            self._hand_over(job, worker)
+        started = [self._hand_over(job, worker) for job, worker in starts]
+        if not all(started):
+            self._admit_next()
 
     @property
     def busy(self) -> int:
@@ -115,7 +117,8 @@ class WorkerPool:
                 self._pending.append(job)
                 return
             job, worker = self._admit(job)
-        self._hand_over(job, worker)
+        if not self._hand_over(job, worker):
+            self._admit_next()
 
     def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
@@ -123,7 +126,8 @@ class WorkerPool:
             if self._closed or self._busy >= self._capacity:
                 return False
             job, worker = self._admit(job)
-        self._hand_over(job, worker)
+        if not self._hand_over(job, worker):
+            self._admit_next()
         return True
 
     def _withdraw(self, job: Job) -> bool:
@@ -141,10 +145,11 @@ class WorkerPool:
         self._running.add(job)
         return job, (self._idle.pop() if self._idle else None)
 
-    def _hand_over(self, job: Job, worker: _Worker | None) -> None:
+    def _hand_over(self, job: Job, worker: _Worker | None) -> bool:
+        """Give *job* to *worker*, or to a new thread; False if none could start."""
         if worker is not None:
             worker.inbox.put(job)
-            return
+            return True
         worker = _Worker()
         with self._lock:
             self._spawned += 1
@@ -157,6 +162,7 @@ class WorkerPool:
             self._threads.add(thread)
         try:
             thread.start()
+            return True
         except BaseException as exc:
             # No thread, so no slot taken (#11): a leaked slot would make the
             # next call wait forever. The caller gets the error instead.
@@ -165,15 +171,27 @@ class WorkerPool:
                 self._running.discard(job)
                 self._busy -= 1
             job.fail(exc)
-            self._admit_next()
+            return False
 
     def _admit_next(self) -> None:
-        """Start a queued job in a slot that a failed start gave back."""
-        with self._lock:
-            if not self._pending or self._closed or self._busy >= self._capacity:
+        """Start queued jobs in the slot a failed start gave back.
+
+        Only when no worker thread is left to take them: a live worker picks up
+        queued jobs as it finishes, and a failed start then fails only its own
+        job. A loop, not recursion, however long the queue.
+        """
+        while True:
+            with self._lock:
+                if (
+                    not self._pending
+                    or self._closed
+                    or self._threads
+                    or self._busy >= self._capacity
+                ):
+                    return
+                job, worker = self._admit(self._pending.popleft())
+            if self._hand_over(job, worker):
                 return
-            job, worker = self._admit(self._pending.popleft())
-        self._hand_over(job, worker)
 
     def _next(self, worker: _Worker, done: Job) -> Job | None:
         with self._lock:
@@ -208,6 +226,10 @@ class WorkerPool:
                         return
                     job = item
                 job.run()
+                if job.pid != os.getpid():
+                    # Forked during the job: this pool was reset in the child and
+                    # never counted it. The thread leaves the pool (#11).
+                    return
                 job = self._next(worker, job)
         finally:
             with self._lock:
