@@ -25,17 +25,35 @@ async def _one() -> int:
 def _gather(
     mine: asyncio.CancelledError, timeout: float | None, return_exceptions: bool
 ) -> list[object]:
+    """Run the gather; what it raised is re-raised here, the same object.
+
+    The exception is caught inside the task: on 3.10 a CancelledError crossing a
+    task boundary (asyncio.run's main task, wait_for) is replaced by a new one.
+    A hang is bounded by the per-test timeout (the watchdog dumps every stack).
+    """
+    raised: list[BaseException] = []
+
     async def child() -> int:
         raise mine
 
     async def main() -> list[object]:
-        gathered = syncbridge.gather_with_timeout(
-            _one(), child(), timeout=timeout, return_exceptions=return_exceptions
-        )
-        # wait_for bounds a hang; its own timeout is a TimeoutError, never ours.
-        return list(await asyncio.wait_for(gathered, 10))
+        try:
+            return list(
+                await syncbridge.gather_with_timeout(
+                    _one(),
+                    child(),
+                    timeout=timeout,
+                    return_exceptions=return_exceptions,
+                )
+            )
+        except BaseException as exc:
+            raised.append(exc)
+            return []
 
-    return asyncio.run(main())
+    result = asyncio.run(main())
+    if raised:
+        raise raised[0]
+    return result
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "timeout=5"])
