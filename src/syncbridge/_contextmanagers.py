@@ -299,19 +299,21 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
             self._finished.set()
 
     async def _finish(self, info: _ExcInfo) -> bool:
+        assert self._go_exit is not None
+        assert self._finished is not None
+        if self._finished.is_set():  # already exited: its loop shut down under it
+            self._task = None
+            return bool(self._take_outcome().unwrap())
         if loop_running_in_this_thread() is not self._loop:
             raise RuntimeError(
                 "to_sync_cm(): the block was exited on a different event loop than "
                 "it was entered on (exited from another thread?); exit it in the "
                 "thread that entered it"
             )
-        assert self._go_exit is not None
-        assert self._finished is not None
-        if not self._finished.is_set():
-            self._exit_info = info
-            self._exit_chain = delegates.get()
-            self._go_exit.set()
-            await wait_through_cancellation(self._finished.wait)
+        self._exit_info = info
+        self._exit_chain = delegates.get()
+        self._go_exit.set()
+        await wait_through_cancellation(self._finished.wait)
         self._task = None
         return bool(self._take_outcome().unwrap())
 

@@ -38,7 +38,7 @@ def test_a_full_pool_hands_the_job_to_the_innermost_ancestor_of_that_pool() -> N
     _, release = _hold(lane)
     outer_mail: SimpleQueue[object] = SimpleQueue()
     inner_mail: SimpleQueue[object] = SimpleQueue()
-    chain = (Delegate(lane, outer_mail), Delegate(other, inner_mail))
+    chain = (Delegate(lane, outer_mail, []), Delegate(other, inner_mail, []))
     job = _job(lane)
     try:
         contextvars.copy_context().run(_submit_with, chain, lane, job)
@@ -55,7 +55,7 @@ def test_a_retired_ancestor_falls_back_to_the_queue() -> None:
     pool = WorkerPool("retired", 1)
     _, release = _hold(pool)
     mail: SimpleQueue[object] = SimpleQueue()
-    delegate = Delegate(pool, mail)
+    delegate = Delegate(pool, mail, [])
     delegate.retire()
     job = _job(pool)
     try:
@@ -67,15 +67,37 @@ def test_a_retired_ancestor_falls_back_to_the_queue() -> None:
         pool.close()
 
 
-def test_jobs_offered_too_late_go_back_to_the_pool() -> None:
-    pool = WorkerPool("late", 2)
+def test_jobs_offered_as_the_call_ends_run_on_the_retiring_thread() -> None:
+    """Not behind the slot that thread holds: that would be a deadlock (#11)."""
+    pool = WorkerPool("late", 1)
     mail: SimpleQueue[object] = SimpleQueue()
-    delegate = Delegate(pool, mail)
-    done = threading.Event()
-    job = _job(pool, done.set)
+    delegate = Delegate(pool, mail, [])
+    ran_on: list[int] = []
+    job = _job(pool, lambda: ran_on.append(threading.get_ident()))
     assert delegate.offer(job)
-    delegate.retire()  # never served: the job is resubmitted, and runs
+    delegate.retire()
     try:
-        assert done.wait(5)
+        assert ran_on == [threading.get_ident()]
+        assert not delegate.offer(_job(pool))  # retired: takes no more
     finally:
+        pool.close()
+
+
+def test_a_retired_delegate_forwards_to_its_threads_current_one() -> None:
+    """A task that outlived the call it started in still reaches the slot's holder."""
+    pool = WorkerPool("forward", 1)
+    _, release = _hold(pool)
+    siblings: list[Delegate] = []
+    old_mail: SimpleQueue[object] = SimpleQueue()
+    new_mail: SimpleQueue[object] = SimpleQueue()
+    old = Delegate(pool, old_mail, siblings)
+    old.retire()
+    Delegate(pool, new_mail, siblings)  # the same thread, blocked again
+    job = _job(pool)
+    try:
+        contextvars.copy_context().run(_submit_with, (old,), pool, job)
+        assert new_mail.get_nowait() is job
+        assert pool.waiting == 0
+    finally:
+        release.set()
         pool.close()

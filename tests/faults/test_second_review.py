@@ -343,3 +343,88 @@ async def test_async_with_on_the_bridges_own_portal_loop_is_refused(
         assert not b.closed
     finally:
         await anyio.to_thread.run_sync(b.close)
+
+
+@pytest.mark.anyio
+async def test_a_cm_background_task_reaches_the_lane_its_blocked_caller_holds(
+    anyio_backend: str,
+) -> None:
+    """A task started in __aenter__ outlives that call; the lane is still lent to it."""
+    b = Bridge(shutdown_grace=0.3)
+    lookup = syncbridge.to_async(lambda x: x * 2, thread_sensitive=True, bridge=b)
+
+    @contextlib.asynccontextmanager
+    async def session() -> AsyncIterator[anyio.abc.ObjectReceiveStream[int]]:
+        send, receive = anyio.create_memory_object_stream[int](1)
+
+        async def reader() -> None:
+            await send.send(await lookup(21))
+
+        async with send, receive, anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            yield receive
+            tg.cancel_scope.cancel()
+
+    def view() -> int:
+        got: list[int] = []
+        with syncbridge.to_sync_cm(session()) as receive:
+
+            async def get() -> int:
+                with anyio.fail_after(BOUND):
+                    return await receive.receive()
+
+            got.append(b.sync_call_async(get))
+        return got[0]
+
+    try:
+        with anyio.fail_after(BOUND):
+            assert (
+                await syncbridge.to_async(view, thread_sensitive=True, bridge=b)() == 42
+            )
+    finally:
+        await anyio.to_thread.run_sync(b.close)
+
+
+def test_a_slot_a_failed_start_gives_back_admits_the_next_queued_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a worker still busy, the queued call runs in the freed slot."""
+    b = Bridge(max_workers=2, shutdown_grace=0.3)
+    pool = b.pool()
+    queued_ran = threading.Event()
+    fail_next = threading.Event()
+    starting = threading.Event()
+    start = threading.Thread.start
+
+    def start_or_fail_once(self: threading.Thread) -> None:
+        if self.name.startswith("syncbridge-") and fail_next.is_set():
+            fail_next.clear()
+            starting.set()
+            deadline = time.monotonic() + BOUND
+            while pool.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.001)  # polled: fail once the other call has queued
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_or_fail_once)
+
+    async def main() -> None:
+        holder = asyncio.ensure_future(b.run_blocking(queued_ran.wait, BOUND))
+        while pool.busy < 1:
+            await asyncio.sleep(0.005)
+        fail_next.set()
+        loop = asyncio.get_running_loop()
+        failing = loop.run_in_executor(None, asyncio.run, b.run_blocking(int))
+        assert await asyncio.to_thread(starting.wait, BOUND)  # its slot is taken
+        queued = asyncio.ensure_future(b.run_blocking(queued_ran.set))
+        with pytest.raises(RuntimeError, match="can't start"):
+            await failing
+        assert await asyncio.wait_for(holder, BOUND) is True
+        await asyncio.wait_for(queued, BOUND)
+
+    try:
+        asyncio.run(main())
+    finally:
+        queued_ran.set()
+        monkeypatch.undo()
+        b.close()

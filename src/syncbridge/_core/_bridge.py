@@ -255,8 +255,10 @@ class Bridge:
         return result
 
     def _sync_call_cleanup(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Like :meth:`sync_call_async`, for cleanup: it runs in a cancelled worker too."""
-        self._check_open("sync_call_async()")
+        """Like :meth:`sync_call_async`, for cleanup: it runs in a cancelled worker too.
+
+        Not refused on a closed bridge: the call may go to the worker's own loop.
+        """
         result: T = call_async_from_thread(
             self._portal, func, args, {}, None, self.shutdown_grace, cleanup=True
         )

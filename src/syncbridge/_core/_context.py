@@ -18,6 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._delegate import Delegate
     from ._jobs import Job
 
 
@@ -35,6 +36,9 @@ class ThreadRole(threading.local):
 
     stale_anyio_token: object | None = None
     """anyio's worker token as this thread had it when the process forked."""
+
+    blocked: list[Delegate] | None = None
+    """This worker's delegates while it is blocked in ``sync_call_async``."""
 
     def loop_served(self) -> object | None:
         """The loop this thread serves in *this* process, if any."""
@@ -72,6 +76,7 @@ def anyio_worker_loop() -> object | None:
 def _forget_parent_roles() -> None:
     role.job = None
     role.served_loop = None
+    role.blocked = None
     role.stale_anyio_token = _anyio_token()
 
 

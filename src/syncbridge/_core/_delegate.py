@@ -22,7 +22,6 @@ import threading
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
-from .._exceptions import BridgeClosed
 from ._jobs import Job
 
 if TYPE_CHECKING:
@@ -33,25 +32,44 @@ class Delegate:
     """A worker thread blocked in ``sync_call_async``, offering to run nested jobs.
 
     Jobs arrive on the blocked thread's mailbox (the replies queue of the call it
-    waits for), which it serves until its call is done.
+    waits for), which it serves until its call is done. *siblings* is the list
+    of that thread's delegates still waiting, innermost last (written by that
+    thread only): a task that outlives the call it was started in (a task group
+    in a ``to_sync_cm`` block) still holds this retired delegate, and its offer
+    goes to the thread's current one, which holds the same slot.
     """
 
-    __slots__ = ("_active", "_lock", "_pid", "mailbox", "pool")
+    __slots__ = ("_active", "_lock", "_pid", "mailbox", "pool", "siblings")
 
-    def __init__(self, pool: WorkerPool, mailbox: SimpleQueue[object]) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        mailbox: SimpleQueue[object],
+        siblings: list[Delegate],
+    ) -> None:
         self.pool = pool
         self.mailbox = mailbox
+        self.siblings = siblings
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._active = True  # guarded by _lock
+        siblings.append(self)
 
     def offer(self, job: Job) -> bool:
-        """Queue *job* for the waiting thread; False once it has stopped waiting.
+        """Queue *job* for the blocked thread; False if it is not blocked any more.
 
-        Always False in a forked child: the waiting thread is the parent's.
+        Always False in a forked child: the blocked thread is the parent's.
         """
         if self._pid != os.getpid():
             return False
+        if self._offer_here(job):
+            return True
+        for other in reversed(list(self.siblings)):  # a snapshot: its owner edits it
+            if other is not self and other.pool is self.pool and other._offer_here(job):
+                return True
+        return False
+
+    def _offer_here(self, job: Job) -> bool:
         with self._lock:
             if not self._active:
                 return False
@@ -59,19 +77,25 @@ class Delegate:
             return True
 
     def retire(self) -> None:
-        """Stop taking jobs; hand any that came too late back to the pool."""
+        """Stop taking jobs; run any that came in as the call finished.
+
+        Called by the blocked thread itself once its call is done: it still
+        holds the slot, so jobs offered to it before it stopped taking them run
+        here, not behind that slot in the pool's queue.
+        """
         with self._lock:
             self._active = False
+        try:
+            self.siblings.remove(self)
+        except ValueError:
+            pass
         while True:
             try:
                 item = self.mailbox.get_nowait()
             except Empty:
                 return
             if isinstance(item, Job):
-                try:
-                    self.pool._submit(item)
-                except BridgeClosed as exc:
-                    item.fail(exc)
+                item.run()
 
 
 delegates: contextvars.ContextVar[tuple[Delegate, ...]] = contextvars.ContextVar(

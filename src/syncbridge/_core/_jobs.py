@@ -83,7 +83,8 @@ class Job:
         self.outcome: Outcome | None = None
         # Written by the awaiting task's loop, or by close(): first reason wins.
         self.cancel: CancelReason | None = None
-        # Written by the worker: the async call it is blocked on right now.
+        # Written by the worker: the async call it is blocked on right now
+        # (never a cleanup call, which runs to its end).
         self.waiting_on: Call[Any] | None = None
         self.notify: Callable[[], None] = _noop
 

@@ -87,7 +87,9 @@ def call_async_from_thread(
         awaiter was cancelled, or its bridge closed) the coroutine is cancelled
         too, and :class:`WorkerCancelled` is raised here — unless *cleanup*
         is set (closing a context manager or an iterator): cleanup runs to its
-        end even in a cancelled worker.
+        end even in a cancelled worker, as if shielded: a closing bridge
+        leaves such a worker running (and names it), like any worker that
+        does not return in time.
     """
     name = getattr(func, "__qualname__", None) or repr(func)
     handle, job = _choose(portal, name)
@@ -98,7 +100,9 @@ def call_async_from_thread(
     delegate = None
     if job is not None:
         # The slot this worker holds is lent to nested work of its pool.
-        delegate = Delegate(job.pool, call.replies)
+        if role.blocked is None:
+            role.blocked = []
+        delegate = Delegate(job.pool, call.replies, role.blocked)
         ctx.run(delegates.set, (*delegates.get(), delegate))
     if handle is not None:
         try:

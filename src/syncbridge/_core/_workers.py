@@ -174,20 +174,14 @@ class WorkerPool:
             return False
 
     def _admit_next(self) -> None:
-        """Start queued jobs in the slot a failed start gave back.
+        """Start queued jobs in the slots that failed starts gave back.
 
-        Only when no worker thread is left to take them: a live worker picks up
-        queued jobs as it finishes, and a failed start then fails only its own
-        job. A loop, not recursion, however long the queue.
+        A loop, not recursion, however long the queue: each failed start fails
+        its own job, and the first start that succeeds ends it.
         """
         while True:
             with self._lock:
-                if (
-                    not self._pending
-                    or self._closed
-                    or self._threads
-                    or self._busy >= self._capacity
-                ):
+                if not self._pending or self._closed or self._busy >= self._capacity:
                     return
                 job, worker = self._admit(self._pending.popleft())
             if self._hand_over(job, worker):
