@@ -298,16 +298,11 @@ def _cancelled_by_someone() -> bool:
 class TrioLoop:
     """A handle on a trio run, through its ``TrioToken``."""
 
-    __slots__ = ("_pid", "on_start", "token")
+    __slots__ = ("_pid", "token")
 
-    def __init__(
-        self,
-        token: trio.lowlevel.TrioToken,
-        on_start: Callable[[Call[Any]], None] | None = None,
-    ) -> None:
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self.token = token
         self._pid = os.getpid()
-        self.on_start = on_start
 
     @property
     def native(self) -> object:
@@ -355,8 +350,6 @@ class TrioLoop:
         if not call.begin(scope.cancel):  # cancelled meanwhile: see AsyncioLoop
             call.finish(Cancelled())
             return
-        if self.on_start is not None:
-            self.on_start(call)
         try:
             trio.lowlevel.spawn_system_task(
                 _run_trio, call, scope, name=call.name, context=call.ctx

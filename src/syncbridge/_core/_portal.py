@@ -258,17 +258,18 @@ class Portal:
     async def _drain_trio(self, grace: float, cleanup: float) -> None:
         import trio
 
-        # Polled: calls finish on their own tasks, which hold no event of
-        # ours; this runs once, at close.
-        with trio.move_on_after(grace):
-            while self._calls:  # noqa: ASYNC110
-                await trio.sleep(0.005)
+        async def calls_done(seconds: float) -> None:
+            # Polled: calls finish on their own tasks, which hold no event of
+            # ours; this runs once, at close.
+            with trio.move_on_after(seconds):
+                while self._calls:  # noqa: ASYNC110
+                    await trio.sleep(0.005)
+
+        await calls_done(grace)
         for call in list(self._calls):
             _log_cancelled(call.name)
             call.request_cancel()
-        with trio.move_on_after(cleanup):
-            while self._calls:  # noqa: ASYNC110
-                await trio.sleep(0.005)
+        await calls_done(cleanup)
         self._answer_leftovers(log=True)
         stop: trio.Event = self._trio_stop
         stop.set()
@@ -276,16 +277,18 @@ class Portal:
     async def _drain_asyncio(self, grace: float, cleanup: float) -> None:
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()
-        deadline = loop.time() + grace
-        # Re-listed until the deadline: calls started during the grace count too.
-        while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(tasks, timeout=left)
+
+        async def tasks_done(seconds: float) -> None:
+            # Re-listed until the deadline: tasks started meanwhile count too.
+            deadline = loop.time() + seconds
+            while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
+                await asyncio.wait(tasks, timeout=left)
+
+        await tasks_done(grace)
         for task in _others(me):
             _log_cancelled(task.get_name())
             task.cancel()
-        deadline = loop.time() + cleanup
-        while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(tasks, timeout=left)
+        await tasks_done(cleanup)
         for task in _others(me):
             _log_abandoned(task.get_name())
             # Named in our log line: asyncio's "Task was destroyed but it is
