@@ -7,6 +7,7 @@ __all__ = (
     "DeadlockError",
     "SyncBridgeError",
     "WorkerCancelled",
+    "callable_name",
     "check_timeout",
     "closed_message",
     "deadlock_message",
@@ -49,6 +50,11 @@ class WorkerCancelled(BaseException):
     derives from :class:`BaseException`, so ``except Exception`` does not swallow it;
     let it propagate, after your own cleanup.
     """
+
+
+def callable_name(func: object) -> str:
+    """Name *func* in a message: its qualified name, else its repr."""
+    return getattr(func, "__qualname__", None) or repr(func)
 
 
 def deadlock_message(func_name: str) -> str:

@@ -14,7 +14,7 @@ import enum
 import os
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import BridgeClosed, WorkerCancelled
+from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
 from ._context import role
 from ._outcome import Error, Value
 
@@ -149,12 +149,12 @@ class Job:
                 and self.cancel is CancelReason.CLOSED
             ):
                 raise BridgeClosed(
-                    f"the bridge was closed while {_name(self.func)}() was running "
+                    f"the bridge was closed while {callable_name(self.func)}() was running "
                     "in a worker thread, and it stopped (check_cancelled())"
                 ) from error
             if isinstance(error, StopIteration):
                 raise RuntimeError(  # noqa: TRY004 - what a coroutine would raise
-                    f"{_name(self.func)}() raised StopIteration, which cannot "
+                    f"{callable_name(self.func)}() raised StopIteration, which cannot "
                     "propagate out of a coroutine (PEP 479); it is this error's "
                     "__cause__. Use next(iterator, default) to detect the end."
                 ) from error
@@ -167,10 +167,6 @@ def _noop() -> None:
     pass
 
 
-def _name(func: object) -> str:
-    return getattr(func, "__qualname__", None) or repr(func)
-
-
 def current_job() -> Job | None:
     """The job this thread is running for an event loop, if any."""
     return role.job
@@ -181,6 +177,6 @@ def check_cancelled() -> None:
     job = role.job
     if job is not None and job.cancel is not None:
         raise WorkerCancelled(
-            f"{_name(job.func)}() is not awaited any more ({job.cancel.value}); "
+            f"{callable_name(job.func)}() is not awaited any more ({job.cancel.value}); "
             "stop the work and let this exception propagate"
         )

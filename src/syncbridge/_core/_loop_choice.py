@@ -23,6 +23,7 @@ from .._exceptions import (
     BridgeClosed,
     DeadlockError,
     SyncBridgeError,
+    callable_name,
     deadlock_message,
 )
 from ._context import anyio_worker_loop, copy_context_for_thread, role
@@ -91,7 +92,7 @@ def call_async_from_thread(
         leaves such a worker running (and names it), like any worker that
         does not return in time.
     """
-    name = getattr(func, "__qualname__", None) or repr(func)
+    name = callable_name(func)
     handle, job = _choose(portal, name)
     if job is not None and not cleanup:
         check_cancelled()  # a cancelled worker starts no new async call

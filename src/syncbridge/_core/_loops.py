@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 
 import anyio
 
-from .._exceptions import SyncBridgeError
+from .._exceptions import SyncBridgeError, callable_name
 from .._typing import T
 from ._outcome import Cancelled, Error, Value
 
@@ -96,7 +96,7 @@ class Call(Generic[T]):
         timeout: float | None,
     ) -> None:
         self.func = func
-        self.name = getattr(func, "__qualname__", None) or repr(func)
+        self.name = callable_name(func)
         self.args = args
         self.kwargs = kwargs
         self.ctx = ctx

@@ -22,7 +22,7 @@ from collections import deque
 from queue import Empty, SimpleQueue
 from typing import Final
 
-from .._exceptions import BridgeClosed, closed_message
+from .._exceptions import BridgeClosed, callable_name, closed_message
 from ._jobs import CancelReason, Job
 
 _STOP: Final = object()
@@ -233,7 +233,7 @@ class WorkerPool:
         """Names of the functions running in this pool right now."""
         with self._lock:
             jobs = list(self._running)
-        return [getattr(j.func, "__qualname__", None) or repr(j.func) for j in jobs]
+        return [callable_name(j.func) for j in jobs]
 
     def close(self) -> list[threading.Thread]:
         """Refuse new jobs, fail queued ones, flag running ones as cancelled.
