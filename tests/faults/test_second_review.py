@@ -200,15 +200,21 @@ def test_a_second_close_waits_until_every_caller_has_an_answer() -> None:
             answered.set()
 
     threading.Thread(target=caller, daemon=True).start()
-    time.sleep(0.1)  # the blocking work under test: let the call start
+    deadline = time.monotonic() + BOUND
+    while b._portal.pending_calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    calls = list(b._portal._calls)
+    assert len(calls) == 1
     first = threading.Thread(target=b.close)
     first.start()
     try:
-        deadline = time.monotonic() + BOUND
         while not b.closed and time.monotonic() < deadline:
             time.sleep(0.001)
         b.close()  # the second one, while the first is still closing
-        assert answered.is_set(), "the second close() returned before the caller had"
+        # "Answered" is the call's outcome being set; the caller's thread then
+        # wakes on its own schedule, so its event is only awaited afterwards.
+        assert calls[0].done, "the second close() returned before the caller had"
+        assert answered.wait(BOUND)
     finally:
         stop.set()
         first.join(BOUND)
