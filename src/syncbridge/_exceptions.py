@@ -13,6 +13,7 @@ __all__ = (
     "deadlock_message",
 )
 
+import functools
 import math
 
 
@@ -53,8 +54,19 @@ class WorkerCancelled(BaseException):
 
 
 def callable_name(func: object) -> str:
-    """Name *func* in a message: its qualified name, else its repr."""
-    return getattr(func, "__qualname__", None) or repr(func)
+    """Name *func* in a message: its qualified name, else its repr.
+
+    A ``functools.partial`` is named after the function it wraps.
+    """
+    if isinstance(func, functools.partial):
+        return f"functools.partial({callable_name(func.func)}, ...)"
+    name = getattr(func, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    name = getattr(type(func), "__qualname__", None)
+    if callable(func) and isinstance(name, str):
+        return f"{name} instance"
+    return repr(func)
 
 
 def deadlock_message(func_name: str) -> str:
