@@ -212,7 +212,7 @@ def test_gather_with_timeout_outcome_matches_schedule(
     coros = [job(i, delays[i], fails[i], probe) for i in range(len(schedule))]
 
     async def main() -> None:
-        outcome: list[Any] | BaseException
+        outcome: tuple[Any, ...] | BaseException
         try:
             outcome = await gather_with_timeout(
                 *coros,
@@ -232,8 +232,8 @@ def test_gather_with_timeout_outcome_matches_schedule(
             assert failing is not None
             assert outcome is probe.raised[failing]
         else:
-            assert isinstance(outcome, list)
-            check_slots(outcome)
+            assert isinstance(outcome, tuple)
+            check_slots(list(outcome))
         assert probe.active == 0
         assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED for c in coros)
         if limit is not None:
@@ -258,7 +258,7 @@ def test_gather_with_timeout_outcome_matches_schedule(
 async def test_gather_with_timeout_returns_results_in_input_order() -> None:
     events = [anyio.Event() for _ in range(3)]
     async with anyio.create_task_group() as tg:
-        outcome: list[list[int]] = []
+        outcome: list[tuple[int, ...]] = []
 
         async def run() -> None:
             outcome.append(
@@ -271,11 +271,11 @@ async def test_gather_with_timeout_returns_results_in_input_order() -> None:
         for event in reversed(events):  # finish in reverse order
             event.set()
             await anyio.sleep(0)
-    assert outcome == [[0, 1, 2]]
+    assert outcome == [(0, 1, 2)]
 
 
-async def test_gather_with_timeout_with_no_awaitables_returns_empty_list() -> None:
-    assert await gather_with_timeout(timeout=0) == []
+async def test_gather_with_timeout_with_no_awaitables_returns_empty_tuple() -> None:
+    assert await gather_with_timeout(timeout=0) == ()
 
 
 @pytest.mark.parametrize(
@@ -342,7 +342,7 @@ async def test_gather_with_timeout_limit_starts_coroutines_only_when_a_slot_free
         return i
 
     async with anyio.create_task_group() as tg:
-        outcome: list[list[int]] = []
+        outcome: list[tuple[int, ...]] = []
 
         async def run() -> None:
             outcome.append(
@@ -359,7 +359,7 @@ async def test_gather_with_timeout_limit_starts_coroutines_only_when_a_slot_free
         assert started == [0, 1, 2]
         for event in events:
             event.set()
-    assert outcome == [[0, 1, 2, 3]]
+    assert outcome == [(0, 1, 2, 3)]
 
 
 async def test_gather_with_timeout_closes_never_started_coroutines() -> None:
@@ -435,7 +435,7 @@ async def test_gather_with_timeout_return_exceptions_fills_slots_and_cancels_not
     results = await gather_with_timeout(
         open_gate(), fail(), late(), timeout=None, return_exceptions=True
     )
-    assert results == [0, error, 2]
+    assert results == (0, error, 2)
     assert results[1] is error
 
 
@@ -467,7 +467,7 @@ async def test_gather_with_timeout_accepts_tasks_and_futures_under_asyncio() -> 
     fut: asyncio.Future[int] = loop.create_future()
     loop.call_soon(fut.set_result, 1)
     task = asyncio.ensure_future(immediate(2))
-    assert await gather_with_timeout(immediate(0), fut, task, timeout=None) == [0, 1, 2]
+    assert await gather_with_timeout(immediate(0), fut, task, timeout=None) == (0, 1, 2)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
@@ -518,7 +518,7 @@ async def test_gather_with_timeout_rejects_futures_under_trio() -> None:
 
 
 def test_sync_gather_with_timeout_returns_results_from_sync_code() -> None:
-    assert sync_gather_with_timeout(immediate(0), immediate(1), timeout=5) == [0, 1]
+    assert sync_gather_with_timeout(immediate(0), immediate(1), timeout=5) == (0, 1)
 
 
 def test_sync_gather_with_timeout_raises_gather_timeout_with_partial_results() -> None:
@@ -543,10 +543,10 @@ async def test_sync_gather_with_timeout_runs_on_the_workers_loop() -> None:
     async def where() -> object:
         return loop_running_in_this_thread()
 
-    def in_worker() -> list[object]:
+    def in_worker() -> tuple[object, object]:
         return sync_gather_with_timeout(where(), where(), timeout=None)
 
-    assert await run_blocking(in_worker) == [here, here]
+    assert await run_blocking(in_worker) == (here, here)
 
 
 async def test_sync_gather_with_timeout_in_a_loop_thread_raises_deadlock_error() -> (

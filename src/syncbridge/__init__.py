@@ -57,8 +57,13 @@ __all__ = (
     "to_sync_cm",
 )
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if callable(_obj) and getattr(_obj, "__module__", "").startswith("syncbridge."):
-        _obj.__module__ = "syncbridge"
-del _name, _obj
+def _present_as_public() -> None:
+    # Reprs, tracebacks and the docs name `syncbridge.X`, not the private module.
+    for name in __all__:
+        obj = globals()[name]
+        if callable(obj) and getattr(obj, "__module__", "").startswith("syncbridge."):
+            obj.__module__ = "syncbridge"
+
+
+_present_as_public()
+del _present_as_public

@@ -22,7 +22,7 @@ from ._core._outcome import Error, Value
 from ._core._shield import wait_through_cancellation
 from ._core._wakeup import Wakeup, serve_loop
 from ._exceptions import DeadlockError, SyncBridgeError
-from ._typing import T
+from ._typing import T, X
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -39,10 +39,10 @@ def _single_use(name: str) -> RuntimeError:
     )
 
 
-class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
+class _AsyncFromSync(AbstractAsyncContextManager[T, X]):
     """The object :func:`to_async_cm` returns."""
 
-    def __init__(self, cm: AbstractContextManager[T]) -> None:
+    def __init__(self, cm: AbstractContextManager[T, X]) -> None:
         self._cm = cm
         self._thread: threading.Thread | None = None
         self._go_exit = threading.Event()
@@ -81,10 +81,11 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> X:
         if not self._entered:
             raise RuntimeError("to_async_cm(): __aexit__() called before __aenter__()")
-        return bool((await self._exit((exc_type, exc, tb))).unwrap())
+        suppress: X = (await self._exit((exc_type, exc, tb))).unwrap()
+        return suppress
 
     def _take_outcome(self) -> Value[Any] | Error:
         outcome, self._outcome = self._outcome, None
@@ -129,8 +130,8 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, bool]):
 
 
 def to_async_cm(
-    cm: AbstractContextManager[T], /
-) -> AbstractAsyncContextManager[T, bool]:
+    cm: AbstractContextManager[T, X], /
+) -> AbstractAsyncContextManager[T, X]:
     """Use a blocking context manager with ``async with``.
 
     For a lock, a file or a DB transaction that blocks on enter or exit::
@@ -169,10 +170,10 @@ def to_async_cm(
     return _AsyncFromSync(cm)
 
 
-class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
+class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
     """The object :func:`to_sync_cm` returns."""
 
-    def __init__(self, acm: AbstractAsyncContextManager[T]) -> None:
+    def __init__(self, acm: AbstractAsyncContextManager[T, X]) -> None:
         self._acm = acm
         self._loop: object | None = None
         self._started = False
@@ -196,7 +197,7 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> X:
         if self._go_exit is None:
             raise RuntimeError("to_sync_cm(): __exit__() called before __enter__()")
         return self._call(self._finish, (exc_type, exc, tb), cleanup=True)
@@ -298,12 +299,13 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
             self._entered.set()
             self._finished.set()
 
-    async def _finish(self, info: _ExcInfo) -> bool:
+    async def _finish(self, info: _ExcInfo) -> X:
         assert self._go_exit is not None
         assert self._finished is not None
         if self._finished.is_set():  # already exited: its loop shut down under it
             self._task = None
-            return bool(self._take_outcome().unwrap())
+            suppress: X = self._take_outcome().unwrap()
+            return suppress
         if loop_running_in_this_thread() is not self._loop:
             raise RuntimeError(
                 "to_sync_cm(): the block was exited on a different event loop than "
@@ -315,7 +317,8 @@ class _SyncFromAsync(AbstractContextManager[T, bool], Generic[T]):
         self._go_exit.set()
         await wait_through_cancellation(self._finished.wait)
         self._task = None
-        return bool(self._take_outcome().unwrap())
+        suppressed: X = self._take_outcome().unwrap()
+        return suppressed
 
 
 def _gone() -> SyncBridgeError:
@@ -326,8 +329,8 @@ def _gone() -> SyncBridgeError:
 
 
 def to_sync_cm(
-    acm: AbstractAsyncContextManager[T], /
-) -> AbstractContextManager[T, bool]:
+    acm: AbstractAsyncContextManager[T, X], /
+) -> AbstractContextManager[T, X]:
     """Use an async context manager with a plain ``with`` in sync code.
 
     For an async client session or lock, from a Flask view or a script::

@@ -16,7 +16,7 @@ import inspect
 import logging
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, Final, Literal, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 import anyio
 
@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
 
     from ._typing import T
+
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
 
 logger = logging.getLogger("syncbridge")
 
@@ -68,9 +75,9 @@ class GatherTimeout(SyncBridgeError, TimeoutError):
         pending: Sequence[int],
     ) -> None:
         super().__init__(message)
-        self.results = results
-        self.done = list(done)
-        self.pending = list(pending)
+        self.results: list[object] = results
+        self.done: list[int] = list(done)
+        self.pending: list[int] = list(pending)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.results, self.done, self.pending))
@@ -275,32 +282,209 @@ class _Gather:
 
 @overload
 async def gather_with_timeout(
-    *aws: Awaitable[T],
-    timeout: float | None,  # noqa: ASYNC109 - one deadline over many awaits
+    aw1: Awaitable[T1],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
     limit: int | None = None,
     return_exceptions: Literal[False] = False,
-) -> list[T]: ...
+) -> tuple[T1,]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[T1 | BaseException,]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[T1 | BaseException, T2 | BaseException]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[T1 | BaseException, T2 | BaseException, T3 | BaseException]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3, T4]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[
+    T1 | BaseException, T2 | BaseException, T3 | BaseException, T4 | BaseException
+]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3, T4, T5]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[
+    T1 | BaseException,
+    T2 | BaseException,
+    T3 | BaseException,
+    T4 | BaseException,
+    T5 | BaseException,
+]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    aw6: Awaitable[T6],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3, T4, T5, T6]: ...
+
+
+@overload
+async def gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    aw6: Awaitable[T6],
+    /,
+    *,
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[
+    T1 | BaseException,
+    T2 | BaseException,
+    T3 | BaseException,
+    T4 | BaseException,
+    T5 | BaseException,
+    T6 | BaseException,
+]: ...
 
 
 @overload
 async def gather_with_timeout(
     *aws: Awaitable[T],
-    timeout: float | None,  # noqa: ASYNC109 - one deadline over many awaits
+    timeout: float | None,  # noqa: ASYNC109
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T, ...]: ...
+
+
+@overload
+async def gather_with_timeout(
+    *aws: Awaitable[T],
+    timeout: float | None,  # noqa: ASYNC109
     limit: int | None = None,
     return_exceptions: bool,
-) -> list[T | BaseException]: ...
+) -> tuple[T | BaseException, ...]: ...
 
 
 async def gather_with_timeout(
-    *aws: Awaitable[T],
+    *aws: Awaitable[Any],
     timeout: float | None,  # noqa: ASYNC109 - one deadline over many awaits
     limit: int | None = None,
     return_exceptions: bool = False,
-) -> list[T] | list[T | BaseException]:
+) -> tuple[Any, ...]:
     """Await *aws* concurrently under one deadline; return their results in order.
 
     Each awaitable may be a coroutine or, under asyncio, a task or future. With
-    no awaitables it returns ``[]`` at once.
+    no awaitables it returns ``()`` at once.
 
     If an awaitable raises and *return_exceptions* is false, the others are
     cancelled and awaited, and that first exception propagates: the same object.
@@ -341,7 +525,10 @@ async def gather_with_timeout(
             cancel nothing. Other :class:`BaseException` s always propagate.
 
     Returns:
-        One result per awaitable, in input order.
+        A tuple of one result per awaitable, in input order. Type checkers see
+        each position's own type for up to six awaitables (``a, b = await
+        gather_with_timeout(fetch_user(), fetch_orders(), timeout=2)``), and
+        ``tuple[T, ...]`` for more, or for ``*aws`` of one type.
 
     Raises:
         GatherTimeout: If the deadline passed first; it holds the partial results.
@@ -352,7 +539,7 @@ async def gather_with_timeout(
     """
     _check_options("gather_with_timeout", aws, timeout, limit)
     if not aws:
-        return []
+        return ()
     on_asyncio = isinstance(loop_running_in_this_thread(), asyncio.AbstractEventLoop)
     if not on_asyncio and any(asyncio.isfuture(aw) for aw in aws):
         _close_unstarted(aws)
@@ -394,7 +581,7 @@ async def gather_with_timeout(
         finally:
             del first, state
     if all(state.done):
-        return state.results  # type: ignore[return-value]
+        return tuple(state.results)
     assert timeout is not None
     done = [i for i, d in enumerate(state.done) if d]
     pending = [i for i, d in enumerate(state.done) if not d]
@@ -410,11 +597,188 @@ async def gather_with_timeout(
 
 @overload
 def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1,]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[T1 | BaseException,]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[T1 | BaseException, T2 | BaseException]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[T1 | BaseException, T2 | BaseException, T3 | BaseException]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3, T4]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[
+    T1 | BaseException, T2 | BaseException, T3 | BaseException, T4 | BaseException
+]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3, T4, T5]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[
+    T1 | BaseException,
+    T2 | BaseException,
+    T3 | BaseException,
+    T4 | BaseException,
+    T5 | BaseException,
+]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    aw6: Awaitable[T6],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+) -> tuple[T1, T2, T3, T4, T5, T6]: ...
+
+
+@overload
+def sync_gather_with_timeout(
+    aw1: Awaitable[T1],
+    aw2: Awaitable[T2],
+    aw3: Awaitable[T3],
+    aw4: Awaitable[T4],
+    aw5: Awaitable[T5],
+    aw6: Awaitable[T6],
+    /,
+    *,
+    timeout: float | None,
+    limit: int | None = None,
+    return_exceptions: bool,
+) -> tuple[
+    T1 | BaseException,
+    T2 | BaseException,
+    T3 | BaseException,
+    T4 | BaseException,
+    T5 | BaseException,
+    T6 | BaseException,
+]: ...
+
+
+@overload
+def sync_gather_with_timeout(
     *aws: Awaitable[T],
     timeout: float | None,
     limit: int | None = None,
     return_exceptions: Literal[False] = False,
-) -> list[T]: ...
+) -> tuple[T, ...]: ...
 
 
 @overload
@@ -423,15 +787,15 @@ def sync_gather_with_timeout(
     timeout: float | None,
     limit: int | None = None,
     return_exceptions: bool,
-) -> list[T | BaseException]: ...
+) -> tuple[T | BaseException, ...]: ...
 
 
 def sync_gather_with_timeout(
-    *aws: Awaitable[T],
+    *aws: Awaitable[Any],
     timeout: float | None,
     limit: int | None = None,
     return_exceptions: bool = False,
-) -> list[T] | list[T | BaseException]:
+) -> tuple[Any, ...]:
     """Run :func:`gather_with_timeout` from sync code; block until it finishes.
 
     The sync twin, named like :func:`~syncbridge.sync_call_async` (``sync_`` =
@@ -462,7 +826,10 @@ def sync_gather_with_timeout(
         return_exceptions: As in :func:`gather_with_timeout`.
 
     Returns:
-        One result per awaitable, in input order.
+        A tuple of one result per awaitable, in input order. Type checkers see
+        each position's own type for up to six awaitables (``a, b = await
+        gather_with_timeout(fetch_user(), fetch_orders(), timeout=2)``), and
+        ``tuple[T, ...]`` for more, or for ``*aws`` of one type.
 
     Raises:
         GatherTimeout: If the deadline passed first; it holds the partial results.
@@ -475,7 +842,7 @@ def sync_gather_with_timeout(
     """
     _check_options("sync_gather_with_timeout", aws, timeout, limit)
 
-    async def gather() -> list[Any]:
+    async def gather() -> tuple[Any, ...]:
         return await gather_with_timeout(
             *aws, timeout=timeout, limit=limit, return_exceptions=return_exceptions
         )
