@@ -178,7 +178,9 @@ def test_to_async_rejects_coroutine_functions() -> None:
     async def already() -> None:
         pass
 
-    with pytest.raises(TypeError, match="await it directly"):
+    with pytest.raises(
+        TypeError, match=r"already is async: `await already\(\.\.\.\)` directly"
+    ):
         syncbridge.to_async(already)
 
 

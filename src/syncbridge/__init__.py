@@ -57,6 +57,7 @@ __all__ = (
     "to_sync_cm",
 )
 
+
 def _present_as_public() -> None:
     # Reprs, tracebacks and the docs name `syncbridge.X`, not the private module.
     for name in __all__:

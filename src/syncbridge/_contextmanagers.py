@@ -23,6 +23,7 @@ from ._core._shield import wait_through_cancellation
 from ._core._wakeup import Wakeup, serve_loop
 from ._exceptions import DeadlockError, SyncBridgeError
 from ._typing import T, X
+from ._validate import check_context_manager
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -163,10 +164,13 @@ def to_async_cm(
         An async context manager that yields what ``cm.__enter__()`` returned.
 
     Raises:
+        TypeError: If *cm* is not a context manager (checked here); the message
+            says when it is an async one (use ``async with`` directly).
         RuntimeError: On entering it twice, or outside an asyncio or trio loop.
 
     .. versionadded:: 0.1
     """
+    check_context_manager(cm, "to_async_cm()", is_async=False)
     return _AsyncFromSync(cm)
 
 
@@ -366,9 +370,12 @@ def to_sync_cm(
         A context manager that yields what ``acm.__aenter__()`` returned.
 
     Raises:
+        TypeError: If *acm* is not an async context manager (checked here); a
+            coroutine passed by mistake is closed first.
         DeadlockError: When entered in a thread running an event loop.
         RuntimeError: On entering it twice.
 
     .. versionadded:: 0.1
     """
+    check_context_manager(acm, "to_sync_cm()", is_async=True)
     return _SyncFromAsync(acm)

@@ -8,13 +8,11 @@ __all__ = (
     "SyncBridgeError",
     "WorkerCancelled",
     "callable_name",
-    "check_timeout",
     "closed_message",
     "deadlock_message",
 )
 
 import functools
-import math
 
 
 class SyncBridgeError(Exception):
@@ -86,15 +84,3 @@ def closed_message(what: str) -> str:
         "use the default one (syncbridge.get_bridge()) and close only bridges you "
         "created yourself."
     )
-
-
-def check_timeout(timeout: float | None, where: str) -> None:
-    """Raise :class:`ValueError` unless *timeout* is ``None`` or seconds >= 0.
-
-    *where* names the function the user called, e.g. ``"to_async"``.
-    """
-    if timeout is not None and not (timeout >= 0 and not math.isnan(timeout)):
-        raise ValueError(
-            f"{where}(timeout=...) must be None (no deadline) or a number of "
-            f"seconds >= 0, got {timeout!r}"
-        )

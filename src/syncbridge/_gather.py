@@ -23,7 +23,8 @@ import anyio
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._shield import wait_through_cancellation
-from ._exceptions import DeadlockError, SyncBridgeError, check_timeout
+from ._exceptions import DeadlockError, SyncBridgeError
+from ._validate import check_capacity, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -118,11 +119,10 @@ def _check_options(
     where: str, aws: Sequence[object], timeout: float | None, limit: int | None
 ) -> None:
     try:
-        check_timeout(timeout, where)
-        if limit is not None and (isinstance(limit, bool) or limit < 1):
-            raise ValueError(
-                f"{where}(limit=...) must be None (no limit) or an int >= 1, "
-                f"got {limit!r}"
+        check_timeout(timeout, f"{where}(timeout=...)")
+        if limit is not None:
+            check_capacity(
+                limit, f"{where}(limit=...)", unit="awaitables at once", none="no limit"
             )
     except BaseException:
         _close_unstarted(aws)

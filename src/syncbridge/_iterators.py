@@ -24,6 +24,7 @@ from ._core._outcome import Error
 from ._core._wakeup import run_on_own_thread
 from ._exceptions import BridgeClosed, DeadlockError
 from ._typing import T
+from ._validate import check_iterable
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -96,7 +97,7 @@ class ThreadIterator(AsyncIterator[T]):
         self._started = True
         bridge = get_bridge()
         try:
-            item: T | _End = await bridge.run_in(
+            item: T | _End = await bridge._run_in(
                 bridge.pool(), False, _next_or_end, (self._iterator,), {}
             )
         except BaseException:
@@ -196,10 +197,12 @@ def iterate_in_thread(iterable: Iterable[T], /) -> ThreadIterator[T]:
         An async iterator of the same items, usable with ``async with``.
 
     Raises:
-        TypeError: If *iterable* is not iterable.
+        TypeError: If *iterable* is not iterable; the message says when it is an
+            async iterable (use ``async for`` directly).
 
     .. versionadded:: 0.1
     """
+    check_iterable(iterable, "iterate_in_thread()", is_async=False)
     return ThreadIterator(iter(iterable))
 
 
@@ -428,8 +431,10 @@ def sync_iter(aiterable: AsyncIterable[T], /) -> SyncIterator[T]:
         A plain iterator of the same items, usable as a context manager.
 
     Raises:
-        TypeError: If *aiterable* is not async-iterable.
+        TypeError: If *aiterable* is not async-iterable (checked here, before
+            the first step); the message says when it is a plain iterable.
 
     .. versionadded:: 0.1
     """
+    check_iterable(aiterable, "sync_iter()", is_async=True)
     return SyncIterator(aiterable)

@@ -5,14 +5,19 @@ from __future__ import annotations
 __all__ = ("check_cancelled", "run_blocking", "to_async")
 
 import functools
-import inspect
 from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 
 from ._core._bridge import Bridge, get_bridge
 from ._core._jobs import check_cancelled as _check_cancelled
-from ._exceptions import check_timeout
+from ._validate import (
+    check_blocking_callable,
+    check_bool,
+    check_instance,
+    check_name,
+    check_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -51,6 +56,9 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     Raises:
         BridgeClosed: If the default bridge was closed.
         RuntimeError: If not awaited in a running asyncio or trio event loop.
+        TypeError: If *func* is async or not callable (checked before anything
+            runs), or it returned a coroutine (closed; it never ran): await
+            async functions directly.
 
     Whatever *func* raises propagates unchanged: the same exception object, with
     its traceback through *func*.
@@ -149,13 +157,25 @@ def to_async(
         one.
 
     Raises:
-        TypeError: If *func* is already a coroutine function.
+        TypeError: If *func* is async (a coroutine function, a
+            ``functools.partial`` of one, an object with an ``async def
+            __call__``) or not callable, or an option has the wrong type.
         ValueError: If *timeout* is negative or NaN, or both *pool* and
             *thread_sensitive* are given.
 
+    Options are checked when ``to_async`` is called, *func* when it is
+    decorated: a mistake fails at import time, not at the first call. *timeout*
+    is ``None`` or a number of seconds >= 0 (``math.inf`` means none).
+
     .. versionadded:: 0.1
     """
-    check_timeout(timeout, "to_async")
+    check_timeout(timeout, "to_async(timeout=...)")
+    if pool is not None:
+        check_name(pool, "to_async(pool=...)")
+    check_bool(thread_sensitive, "to_async(thread_sensitive=...)")
+    if abandon_on_cancel is not None:
+        check_bool(abandon_on_cancel, "to_async(abandon_on_cancel=...)")
+    check_instance(bridge, Bridge, "to_async(bridge=...)")
     if pool is not None and thread_sensitive:
         raise ValueError(
             "to_async() takes pool=... or thread_sensitive=True, not both: the "
@@ -163,20 +183,16 @@ def to_async(
         )
 
     def decorate(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(
-                f"to_async() wraps blocking functions, but {fn.__qualname__} is "
-                "already a coroutine function; await it directly"
-            )
+        check_blocking_callable(fn, "to_async()")
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
             target = b.thread_sensitive_pool if thread_sensitive else b.pool(pool)
             if timeout is None:
-                return await b.run_in(target, abandon_on_cancel, fn, args, kwargs)
+                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)
             with anyio.fail_after(timeout):
-                return await b.run_in(target, abandon_on_cancel, fn, args, kwargs)
+                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)
 
         return wrapper
 

@@ -8,7 +8,7 @@ import functools
 from typing import TYPE_CHECKING, overload
 
 from ._core._bridge import Bridge, get_bridge
-from ._exceptions import check_timeout
+from ._validate import check_async_callable, check_instance, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -52,7 +52,9 @@ def sync_call_async(
     Raises:
         DeadlockError: If called from a thread running an event loop.
         BridgeClosed: If the default bridge is closed, or closes during the call.
-        TypeError: If *func* does not return an awaitable.
+        TypeError: If *func* is not callable (a coroutine object passed instead of
+            the function is closed first) or is a generator function, checked
+            before anything runs; or if what *func* returned cannot be awaited.
 
     Whatever the coroutine raises propagates unchanged (the same object).
 
@@ -109,17 +111,22 @@ def to_sync(
         without *func*, a decorator that makes one.
 
     Raises:
+        TypeError: If *func* is not callable, or a generator function; or an
+            option has the wrong type. Checked at decoration.
         ValueError: If *timeout* is negative or NaN.
 
     .. versionadded:: 0.1
     """
-    check_timeout(timeout, "to_sync")
+    check_timeout(timeout, "to_sync(timeout=...)")
+    check_instance(bridge, Bridge, "to_sync(bridge=...)")
 
     def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+        check_async_callable(fn, "to_sync()")
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
-            return b.call_with_timeout(timeout, fn, args, kwargs)
+            return b._call_with_timeout(timeout, fn, args, kwargs)
 
         return wrapper
 

@@ -16,16 +16,21 @@ __all__ = (
     "check_bool",
     "check_capacity",
     "check_choice",
+    "check_context_manager",
+    "check_instance",
+    "check_iterable",
     "check_name",
     "check_seconds",
     "check_timeout",
     "close_if_coroutine",
     "is_async_callable",
+    "refuse_coroutine",
 )
 
 import functools
 import inspect
 import math
+import sys
 from types import CoroutineType, FunctionType, MethodType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -45,18 +50,25 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_capacity(value: object, what: str) -> int:
-    """Return *value* if it is an ``int`` >= 1 (a number of threads or slots)."""
+def check_capacity(
+    value: object, what: str, *, unit: str = "threads", none: str | None = None
+) -> int:
+    """Return *value* if it is an ``int`` >= 1: a number of *unit*.
+
+    *none*, if given, says in the message what ``None`` would have meant (the
+    caller accepts ``None`` before calling this).
+    """
+    accepted = f"an int >= 1 (a number of {unit})"
+    if none is not None:
+        accepted = f"None ({none}) or {accepted}"
     if not isinstance(value, int) or isinstance(value, bool):
+        hint = "; convert it first: int(value)" if isinstance(value, str) else ""
         raise TypeError(
-            f"{what} must be an int >= 1 (a number of threads), got {value!r} "
-            f"of type {type(value).__name__}; convert it first, e.g. "
-            "int(os.environ[...])"
+            f"{what} must be {accepted}, got {value!r} of type "
+            f"{type(value).__name__}{hint}"
         )
     if value < 1:
-        raise ValueError(
-            f"{what} must be an int >= 1 (a number of threads), got {value}"
-        )
+        raise ValueError(f"{what} must be {accepted}, got {value}")
     return value
 
 
@@ -130,6 +142,14 @@ def check_choice(value: object, choices: Collection[T], what: str) -> T:
     raise ValueError(f"{what} must be one of {names}; got {value!r}")
 
 
+def check_instance(value: object, cls: type[T], what: str) -> T | None:
+    """Return *value* if it is ``None`` or an instance of *cls*."""
+    if value is not None and not isinstance(value, cls):
+        kind = f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+        raise TypeError(f"{what} must be a {kind} or None, got {value!r}")
+    return value
+
+
 def _unwrap(func: object) -> object:
     while isinstance(func, functools.partial):
         func = func.func
@@ -142,6 +162,12 @@ def is_async_callable(func: object) -> bool:
     True for ``async def`` functions and methods, ``functools.partial`` objects of
     them, and objects whose ``__call__`` is ``async def``.
     """
+    if type(func) is FunctionType:  # the common case, on every call: keep it cheap
+        return bool(func.__code__.co_flags & inspect.CO_COROUTINE) or (
+            inspect.iscoroutinefunction(func)  # marked with markcoroutinefunction
+            if sys.version_info >= (3, 12) and func.__dict__
+            else False
+        )
     func = _unwrap(func)
     if inspect.iscoroutinefunction(func):
         return True
@@ -172,11 +198,76 @@ def check_blocking_callable(func: object, what: str) -> None:
         raise TypeError(f"{what} takes a blocking function, got {func!r}")
     if is_async_callable(func):
         name = callable_name(func)
+        short = getattr(_unwrap(func), "__name__", None) or "the_function"
         raise TypeError(
             f"{what} runs blocking functions in a worker thread, but {name} is "
-            f"async: `await {name}(...)` directly in async code, or use "
+            f"async: `await {short}(...)` directly in async code, or use "
             "syncbridge.sync_call_async() to call it from sync code"
         )
+
+
+def _has(value: object, *names: str) -> bool:
+    return all(hasattr(type(value), name) for name in names)
+
+
+def check_context_manager(value: object, what: str, *, is_async: bool) -> None:
+    """Refuse what is not a (sync, or with *is_async* async) context manager.
+
+    A coroutine passed instead (a forgotten decorator, or an ``async def``
+    called by mistake) is closed first.
+    """
+    wanted = ("__aenter__", "__aexit__") if is_async else ("__enter__", "__exit__")
+    if _has(value, *wanted):
+        return
+    close_if_coroutine(value)
+    kind = "an async context manager" if is_async else "a context manager"
+    if is_async and _has(value, "__enter__", "__exit__"):
+        fix = "it is a plain context manager: use `with` directly, or to_async_cm()"
+    elif not is_async and _has(value, "__aenter__", "__aexit__"):
+        fix = "it is an async context manager: use `async with` directly"
+    elif isinstance(value, CoroutineType):
+        fix = (
+            "it is a coroutine: decorate its function with "
+            "@contextlib.asynccontextmanager, or await it"
+        )
+    else:
+        fix = f"it has no {wanted[0]}/{wanted[1]}"
+    raise TypeError(f"{what} takes {kind}, got {value!r}: {fix}")
+
+
+def check_iterable(value: object, what: str, *, is_async: bool) -> None:
+    """Refuse what is not iterable (or with *is_async*, async-iterable)."""
+    if _has(value, "__aiter__" if is_async else "__iter__"):
+        return
+    close_if_coroutine(value)
+    if is_async and _has(value, "__iter__"):
+        fix = "it is a plain iterable: iterate it directly with `for`"
+    elif not is_async and _has(value, "__aiter__"):
+        fix = "it is an async iterable: iterate it directly with `async for`"
+    elif not is_async and _has(value, "__getitem__"):
+        return  # the old sequence protocol: iter() accepts it
+    else:
+        fix = "it has no __aiter__" if is_async else "it is not iterable"
+    kind = "an async iterable" if is_async else "an iterable"
+    raise TypeError(f"{what} takes {kind}, got {value!r}: {fix}")
+
+
+def refuse_coroutine(result: T, func: object, what: str) -> T:
+    """Return *result*, unless the blocking *func* returned a coroutine.
+
+    Catches what :func:`check_blocking_callable` cannot know beforehand (a
+    ``lambda: fetch()``): calling it only made the coroutine, which never ran;
+    it is closed and :class:`TypeError` raised.
+    """
+    if isinstance(result, CoroutineType):
+        result.close()
+        name = callable_name(func)
+        raise TypeError(
+            f"{what} ran {name} in a worker thread and it returned a coroutine, "
+            "which never ran: run async code with `await` (or "
+            "syncbridge.sync_call_async() from sync code), not in a worker thread"
+        )
+    return result
 
 
 def check_async_callable(func: object, what: str) -> None:

@@ -96,7 +96,9 @@ def test_pool_capacity_holds_under_random_cancellation(
 
 
 def test_pool_rejects_zero_capacity() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(
+        ValueError, match=r"WorkerPool\('x'\).capacity must be an int >= 1"
+    ):
         WorkerPool("x", 0)
 
 

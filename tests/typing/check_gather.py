@@ -20,7 +20,9 @@ async def text() -> str:
 
 
 async def check() -> None:
-    assert_type(await gather_with_timeout(number(), number(), timeout=1.0), tuple[int, int])
+    assert_type(
+        await gather_with_timeout(number(), number(), timeout=1.0), tuple[int, int]
+    )
     assert_type(await gather_with_timeout(number(), timeout=None, limit=2), tuple[int])
     assert_type(
         await gather_with_timeout(number(), timeout=1, return_exceptions=True),

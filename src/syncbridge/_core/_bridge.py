@@ -8,14 +8,24 @@ import atexit
 import concurrent.futures
 import concurrent.futures.thread  # before our exit hook, see below
 import logging
-import math
 import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._exceptions import BridgeClosed, closed_message
+from .._validate import (
+    check_async_callable,
+    check_blocking_callable,
+    check_bool,
+    check_capacity,
+    check_choice,
+    check_name,
+    check_seconds,
+    refuse_coroutine,
+)
 from ._await_job import run_in_pool
 from ._context import copy_context_for_thread
 from ._loop_choice import call_async_from_thread
@@ -26,7 +36,7 @@ from ._wakeup import run_on_own_thread
 from ._workers import WorkerPool
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable
     from types import TracebackType
 
     from typing_extensions import Self
@@ -54,22 +64,30 @@ class Bridge:
 
     Args:
         max_workers: Capacity of the default pool: how many blocking calls may run
-            at once. Calls beyond it wait their turn; they are never refused.
+            at once (an ``int`` >= 1; default 40). Calls beyond it wait their
+            turn; they are never refused.
         backend: Event loop of the portal thread, ``"asyncio"`` or ``"trio"``.
-        use_uvloop: Run the asyncio portal loop on uvloop, if it is installed.
+        use_uvloop: Run the asyncio portal loop on uvloop, if it is installed
+            (``True`` or ``False``).
         abandon_on_cancel: What cancelling an awaiting task does to a running
             blocking call: ``True`` ends the await at once and leaves the thread to
             finish on its own; ``False`` waits for the thread before the
             cancellation propagates. Either way the slot stays taken until the
             function returns.
-        pools: Named pools to create, as ``{name: capacity}`` (bulkheads).
+        pools: Named pools to create, as ``{name: capacity}`` (bulkheads): names
+            are non-empty ``str``, capacities ``int`` >= 1.
         shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
-            finish before cancelling or leaving them.
-        name: Shown in thread names.
+            finish before cancelling or leaving them (a finite number >= 0).
+        name: Shown in thread names (a non-empty ``str``).
+
+    Every option is checked here, not at the first call. Booleans are not
+    capacities (``True`` is refused), nor are floats (``2.5``, ``inf``, NaN) or
+    strings (``"4"`` from an environment variable: convert it with ``int()``).
 
     Raises:
+        TypeError: If an option has the wrong type; the message names it.
         ValueError: If a capacity is below 1, the backend is unknown or the
-            grace period is negative.
+            grace period is negative, infinite or NaN.
 
     .. versionadded:: 0.1
     """
@@ -86,20 +104,29 @@ class Bridge:
         name: str | None = None,
     ) -> None:
         global _counter
-        if not (shutdown_grace >= 0 and math.isfinite(shutdown_grace)):
-            raise ValueError(
-                f"shutdown_grace must be a finite number of seconds >= 0, "
-                f"got {shutdown_grace!r}"
+        check_capacity(max_workers, "Bridge(max_workers=...)")
+        check_choice(backend, ("asyncio", "trio"), "Bridge(backend=...)")
+        check_bool(use_uvloop, "Bridge(use_uvloop=...)")
+        check_bool(abandon_on_cancel, "Bridge(abandon_on_cancel=...)")
+        check_seconds(shutdown_grace, "Bridge(shutdown_grace=...)", zero=True)
+        if pools is not None and not isinstance(pools, Mapping):
+            raise TypeError(
+                "Bridge(pools=...) must be a mapping of pool names to capacities, "
+                f"e.g. {{'db': 8}}; got {pools!r}"
             )
+        for pool_name, capacity in (pools or {}).items():
+            check_name(pool_name, "a Bridge(pools=...) key (a pool name)")
+            check_capacity(capacity, f"Bridge(pools={{{pool_name!r}: ...}})")
         if name is None:
             with _counter_lock:  # unique thread names for bridges made concurrently
                 _counter += 1
                 name = str(_counter)
+        check_name(name, "Bridge(name=...)")
         self.name = name
         self.abandon_on_cancel = abandon_on_cancel
         self.shutdown_grace = shutdown_grace
         self._portal = Portal(name, backend, use_uvloop)
-        self._default_pool = WorkerPool(name, max_workers)
+        self._default_pool = WorkerPool(name, max_workers, label="bridge.max_workers")
         self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
         self._pools: dict[str, WorkerPool] = {}
         self._lock = threading.Lock()
@@ -125,7 +152,7 @@ class Bridge:
 
     @max_workers.setter
     def max_workers(self, value: int) -> None:
-        self._default_pool.capacity = value
+        self._default_pool.capacity = value  # checked there, named bridge.max_workers
 
     @property
     def backend(self) -> Literal["asyncio", "trio"]:
@@ -144,8 +171,11 @@ class Bridge:
         saturated named pool never delays the default pool, and the reverse.
 
         Raises:
+            TypeError: If *name* is not a str or *capacity* not an int.
             ValueError: If a pool of that name exists or *capacity* is below 1.
         """
+        check_name(name, "Bridge.add_pool(name=...)")
+        check_capacity(capacity, f"Bridge.add_pool({name!r}, capacity=...)")
         with self._lock:
             self._check_open("Bridge.add_pool()")
             if name in self._pools:
@@ -153,7 +183,9 @@ class Bridge:
                     f"the bridge already has a pool named {name!r}; set "
                     f"bridge.pool({name!r}).capacity to resize it"
                 )
-            self._pools[name] = WorkerPool(f"{self.name}-{name}", capacity)
+            self._pools[name] = WorkerPool(
+                f"{self.name}-{name}", capacity, label=f"bridge.pool({name!r}).capacity"
+            )
 
     def pool(self, name: str | None = None) -> WorkerPool:
         """Return the named pool, or the default pool when *name* is ``None``.
@@ -196,12 +228,13 @@ class Bridge:
         See :func:`syncbridge.run_blocking`, which calls this on the default bridge.
         """
         self._check_open("run_blocking()")
+        check_blocking_callable(func, "run_blocking()")
         result: T = await run_in_pool(
             self._default_pool, func, args, kwargs, self.abandon_on_cancel
         )
-        return result
+        return refuse_coroutine(result, func, "run_blocking()")
 
-    async def run_in(
+    async def _run_in(
         self,
         pool: WorkerPool,
         abandon_on_cancel: bool | None,
@@ -209,13 +242,17 @@ class Bridge:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        """Run a blocking call in *pool*; the engine behind ``to_async`` options."""
+        """Run a blocking call in *pool*; the engine behind ``to_async`` options.
+
+        Private: its untyped argument tuples are for the package's own typed
+        wrappers (``to_async``), which check the arguments against *func*.
+        """
         self._check_open("run_blocking()")
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
         result: T = await run_in_pool(pool, func, args, kwargs, abandon)
-        return result
+        return refuse_coroutine(result, func, "to_async()")
 
     def sync_call_async(
         self,
@@ -238,17 +275,21 @@ class Bridge:
         See :func:`syncbridge.sync_call_async`, which calls this on the default
         bridge.
         """
-        return self.call_with_timeout(None, func, args, kwargs)
+        return self._call_with_timeout(None, func, args, kwargs)
 
-    def call_with_timeout(
+    def _call_with_timeout(
         self,
         timeout: float | None,
         func: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        """Like :meth:`sync_call_async`, cancelling the call after *timeout* s."""
+        """Like :meth:`sync_call_async`, cancelling the call after *timeout* s.
+
+        Private, like :meth:`_run_in`: for ``to_sync``'s typed wrapper.
+        """
         self._check_open("sync_call_async()")
+        check_async_callable(func, "sync_call_async()")
         result: T = call_async_from_thread(
             self._portal, func, args, kwargs, timeout, self.shutdown_grace
         )
@@ -297,6 +338,7 @@ class Bridge:
         .. versionadded:: 0.1
         """
         self._check_open("start_soon()")
+        check_async_callable(func, "Bridge.start_soon()")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         call: Call[T] = Call(func, args, kwargs, copy_context_for_thread(), None)
         call.on_done = _settle(future)

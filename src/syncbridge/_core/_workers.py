@@ -23,6 +23,7 @@ from queue import Empty, SimpleQueue
 from typing import Final
 
 from .._exceptions import BridgeClosed, callable_name, closed_message
+from .._validate import check_capacity
 from ._jobs import CancelReason, Job
 
 _STOP: Final = object()
@@ -35,11 +36,6 @@ class _Worker:
         self.inbox: SimpleQueue[object] = SimpleQueue()
 
 
-def _check_capacity(value: int) -> None:
-    if value < 1:
-        raise ValueError(f"a pool needs a capacity of at least 1, got {value}")
-
-
 class WorkerPool:
     """A bounded set of worker threads with FIFO admission.
 
@@ -48,12 +44,20 @@ class WorkerPool:
         capacity: Maximum number of calls running at once.
         idle_timeout: Seconds an idle thread waits for work before exiting;
             ``None`` keeps threads until :meth:`close` (the thread-sensitive lane).
+        label: How error messages name :attr:`capacity`, the way users reach
+            it (``"bridge.pool('db').capacity"``).
     """
 
     def __init__(
-        self, name: str, capacity: int, idle_timeout: float | None = 10.0
+        self,
+        name: str,
+        capacity: int,
+        idle_timeout: float | None = 10.0,
+        *,
+        label: str | None = None,
     ) -> None:
-        _check_capacity(capacity)
+        self.label = label if label is not None else f"WorkerPool({name!r}).capacity"
+        check_capacity(capacity, self.label)
         self.name = name
         self.idle_timeout = idle_timeout
         # Everything below is guarded by _lock.
@@ -78,7 +82,7 @@ class WorkerPool:
 
     @capacity.setter
     def capacity(self, value: int) -> None:
-        _check_capacity(value)
+        check_capacity(value, self.label)
         starts: list[tuple[Job, _Worker | None]] = []
         with self._lock:
             self._capacity = value
