@@ -1,12 +1,12 @@
 from __future__ import annotations
 
+import threading
 from contextlib import (
     AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
     contextmanager,
 )
-import threading
 from typing import TYPE_CHECKING
 
 from typing_extensions import assert_type
