@@ -1,9 +1,14 @@
 from __future__ import annotations
 import __future__
 
+import ast
+import importlib
+import pkgutil
 import subprocess
 import sys
 import types
+
+import pytest
 
 import syncbridge
 
@@ -73,3 +78,43 @@ def test_import_is_light_and_starts_nothing() -> None:
         "assert threading.active_count() == 1, threading.enumerate()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def _public_modules() -> list[str]:
+    found = pkgutil.iter_modules(syncbridge.__path__)
+    return [
+        "syncbridge",
+        *sorted(f"syncbridge.{m.name}" for m in found if not m.name.startswith("_")),
+    ]
+
+
+def _defined_public_names(module: types.ModuleType) -> set[str]:
+    """Public names a module defines or re-exports (``import x as x``) at top level."""
+    assert module.__file__ is not None
+    with open(module.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            names |= {a.asname for a in node.names if a.asname == a.name}
+    return {n for n in names if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("name", _public_modules())
+def test_every_public_module_declares_exactly_its_public_names(name: str) -> None:
+    """Nothing public by accident: a public-looking name is in ``__all__``, or private."""
+    module = importlib.import_module(name)
+    declared = module.__all__
+    assert isinstance(declared, tuple)
+    assert len(set(declared)) == len(declared)
+    assert all(hasattr(module, n) for n in declared)
+    assert _defined_public_names(module) == set(declared)
+
+
+def test_the_public_modules_are_the_core_and_the_integrations() -> None:
+    assert _public_modules() == ["syncbridge", "syncbridge.fastapi", "syncbridge.flask"]

@@ -75,7 +75,8 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, X]):
                 if self._entered:
                     await self._exit((type(exc), exc, exc.__traceback__))
             raise
-        return self._take_outcome().unwrap()  # type: ignore[no-any-return]
+        entered: T = self._take_outcome().unwrap()
+        return entered
 
     async def __aexit__(
         self,
@@ -215,7 +216,7 @@ class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
         bridge = get_bridge()
         try:
             if cleanup:  # the exit runs even in a worker whose awaiter is gone
-                return bridge._sync_call_cleanup(func, *args)
+                return bridge._sync_call_cleanup(func, *args)  # pyright: ignore[reportPrivateUsage]
             return bridge.sync_call_async(func, *args)
         except DeadlockError:
             raise DeadlockError(
@@ -240,7 +241,8 @@ class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
                 self._scope.cancel()
             await wait_through_cancellation(self._finished.wait)
             raise
-        return self._take_outcome().unwrap()  # type: ignore[no-any-return]
+        entered: T = self._take_outcome().unwrap()
+        return entered
 
     def _take_outcome(self) -> Value[Any] | Error:
         outcome, self._outcome = self._outcome, None

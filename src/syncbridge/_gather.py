@@ -224,7 +224,7 @@ class _Gather:
 
     async def close_unstarted(self) -> None:
         """Close coroutines never started; cancel and await futures never awaited."""
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
         for i, aw in enumerate(self.aws):
             if self.started[i]:
                 continue

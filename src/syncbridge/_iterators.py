@@ -45,11 +45,6 @@ _RUNNING: Final = 1
 _FINISHED: Final = 2
 
 
-def _next_or_end(iterator: Iterator[T]) -> T | _End:
-    # StopIteration cannot cross a coroutine boundary (it becomes RuntimeError).
-    return next(iterator, _END)
-
-
 def _close_source(iterator: Iterator[Any]) -> None:
     close = getattr(iterator, "close", None)
     if close is not None:
@@ -85,6 +80,10 @@ class ThreadIterator(AsyncIterator[T]):
     def __aiter__(self) -> Self:
         return self
 
+    def _next_or_end(self) -> T | _End:
+        # StopIteration cannot cross a coroutine boundary (it becomes RuntimeError).
+        return next(self._iterator, _END)
+
     async def __anext__(self) -> T:
         if self._closed or self._state == _FINISHED:
             raise StopAsyncIteration
@@ -97,14 +96,14 @@ class ThreadIterator(AsyncIterator[T]):
         self._started = True
         bridge = get_bridge()
         try:
-            item: T | _End = await bridge._run_in(
-                bridge.pool(), False, _next_or_end, (self._iterator,), {}
+            item = await bridge._run_in(  # pyright: ignore[reportPrivateUsage]
+                bridge.pool(), False, self._next_or_end, (), {}
             )
         except BaseException:
             self._state = _FINISHED
             await self.aclose()
             raise
-        if item is _END:
+        if isinstance(item, _End):
             self._state = _FINISHED
             await self.aclose()
             raise StopAsyncIteration
@@ -313,7 +312,7 @@ class SyncIterator(Iterator[T]):
                 return
         try:
             # Cleanup: it runs even in a worker whose awaiter is gone.
-            get_bridge()._sync_call_cleanup(driver.aclose)
+            get_bridge()._sync_call_cleanup(driver.aclose)  # pyright: ignore[reportPrivateUsage]
         except DeadlockError:
             raise _deadlock("closed") from None
 

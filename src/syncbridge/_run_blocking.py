@@ -190,9 +190,9 @@ def to_async(
             b = bridge if bridge is not None else get_bridge()
             target = b.thread_sensitive_pool if thread_sensitive else b.pool(pool)
             if timeout is None:
-                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)
+                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
             with anyio.fail_after(timeout):
-                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)
+                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
 
         return wrapper
 

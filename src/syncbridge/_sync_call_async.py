@@ -126,7 +126,7 @@ def to_sync(
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
-            return b._call_with_timeout(timeout, fn, args, kwargs)
+            return b._call_with_timeout(timeout, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
 
         return wrapper
 

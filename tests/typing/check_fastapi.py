@@ -40,3 +40,5 @@ def check() -> None:
     ) -> list[tuple[int, str]]:
         assert_type(await query("select 1", limit=2), list[tuple[int, str]])
         return found
+
+    app.get("/rows")(rows)  # FastAPI takes the wrapped function as a dependency

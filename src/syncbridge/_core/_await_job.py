@@ -134,7 +134,7 @@ async def _await_asyncio(
 def _abandon_or_wait(pool: WorkerPool, job: Job, abandon_on_cancel: bool) -> bool:
     """Handle the cancellation of an await; True means re-raise at once."""
     job.request_cancel(CancelReason.AWAITER)
-    if pool._withdraw(job):
+    if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
         return True
     return abandon_on_cancel or job.state is JobState.FINISHED
 

@@ -6,7 +6,7 @@ __all__ = ("Bridge", "get_bridge")
 
 import atexit
 import concurrent.futures
-import concurrent.futures.thread  # before our exit hook, see below
+import concurrent.futures.thread  # pyright: ignore[reportUnusedImport] - before our exit hook, see below
 import logging
 import os
 import threading
@@ -109,7 +109,7 @@ class Bridge:
         check_bool(use_uvloop, "Bridge(use_uvloop=...)")
         check_bool(abandon_on_cancel, "Bridge(abandon_on_cancel=...)")
         check_seconds(shutdown_grace, "Bridge(shutdown_grace=...)", zero=True)
-        if pools is not None and not isinstance(pools, Mapping):
+        if pools is not None and not isinstance(pools, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - checked for untyped callers
             raise TypeError(
                 "Bridge(pools=...) must be a mapping of pool names to capacities, "
                 f"e.g. {{'db': 8}}; got {pools!r}"
@@ -443,7 +443,7 @@ class Bridge:
         self._lock = threading.Lock()
         self._portal.reset_after_fork()
         for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
-            pool._reset_after_fork()
+            pool._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
 
 def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
@@ -505,7 +505,7 @@ def _after_fork_in_child() -> None:
     _counter_lock = threading.Lock()
     _default = None  # the child gets a fresh default bridge on first use
     for bridge in list(_bridges):
-        bridge._reset_after_fork()
+        bridge._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
 
 # Python joins non-daemon threads *before* atexit callbacks run: a thread of the

@@ -109,6 +109,6 @@ def submit(pool: WorkerPool, job: Job) -> None:
     chain = delegates.get()
     if chain:
         for delegate in reversed(chain):
-            if delegate.pool is pool and (pool._try_submit(job) or delegate.offer(job)):
+            if delegate.pool is pool and (pool._try_submit(job) or delegate.offer(job)):  # pyright: ignore[reportPrivateUsage]
                 return
-    pool._submit(job)
+    pool._submit(job)  # pyright: ignore[reportPrivateUsage]

@@ -118,9 +118,9 @@ class Call(Generic[T]):
         """Whether the call has its outcome."""
         return self.state is CallState.DONE
 
-    async def _invoke(self) -> T:
+    async def invoke(self) -> T:
         awaitable: object = self.func(*self.args, **self.kwargs)
-        if not isinstance(awaitable, Awaitable):
+        if not isinstance(awaitable, Awaitable):  # pyright: ignore[reportUnnecessaryIsInstance] - func is typed, not checked
             raise TypeError(
                 f"{self.name}() returned {type(awaitable).__name__!r}, which cannot "
                 "be awaited: sync_call_async(), to_sync() and Bridge.start_soon() "
@@ -271,7 +271,7 @@ class AsyncioLoop:
 
 async def _run_asyncio(call: Call[Any]) -> None:
     try:
-        value = await call._invoke()
+        value = await call.invoke()
     except asyncio.CancelledError as exc:
         if call.cancel_requested or _cancelled_by_someone():
             call.finish(Cancelled(exc))
@@ -366,7 +366,7 @@ async def _run_trio(call: Call[Any], scope: trio.CancelScope) -> None:
 
     try:
         with scope:
-            value = await call._invoke()
+            value = await call.invoke()
             call.finish(Value(value))
             return
     except trio.Cancelled as exc:  # the run itself is ending

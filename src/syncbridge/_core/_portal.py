@@ -52,7 +52,7 @@ class Portal:
         if backend not in ("asyncio", "trio"):
             raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
         self.name = name
-        self.backend = backend
+        self.backend: Backend = backend
         self.use_uvloop = use_uvloop
         # Guarded by _lock: starting, closing, and adding to _calls.
         self._lock = threading.Lock()

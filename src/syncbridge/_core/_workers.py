@@ -56,7 +56,9 @@ class WorkerPool:
         *,
         label: str | None = None,
     ) -> None:
-        self.label = label if label is not None else f"WorkerPool({name!r}).capacity"
+        self.label: str = (
+            label if label is not None else f"WorkerPool({name!r}).capacity"
+        )
         check_capacity(capacity, self.label)
         self.name = name
         self.idle_timeout = idle_timeout
