@@ -517,8 +517,10 @@ async def gather_with_timeout(
 
     Args:
         *aws: The awaitables.
-        timeout: One overall deadline in seconds; ``None`` waits forever.
-        limit: How many coroutines may run at once; ``None`` for no limit.
+        timeout: One overall deadline in seconds (a number >= 0; ``math.inf``
+            or ``None`` waits forever).
+        limit: How many coroutines may run at once (an ``int`` >= 1); ``None``
+            for no limit.
         return_exceptions: Put exceptions (:class:`Exception` subclasses, and the
             :class:`asyncio.CancelledError` of an input task cancelled by someone
             else) in their slots of the result list instead of raising, and
@@ -532,8 +534,10 @@ async def gather_with_timeout(
 
     Raises:
         GatherTimeout: If the deadline passed first; it holds the partial results.
+        TypeError: If *timeout* or *limit* has the wrong type (``"1"``,
+            ``1.5``), or a task or future is passed outside asyncio; the
+            coroutines passed are closed first.
         ValueError: If *timeout* is negative or NaN, or *limit* is below 1.
-        TypeError: If a task or future is passed outside asyncio.
 
     .. versionadded:: 0.1
     """
@@ -821,8 +825,10 @@ def sync_gather_with_timeout(
 
     Args:
         *aws: The awaitables.
-        timeout: One overall deadline in seconds; ``None`` waits forever.
-        limit: How many coroutines may run at once; ``None`` for no limit.
+        timeout: One overall deadline in seconds (a number >= 0; ``math.inf``
+            or ``None`` waits forever).
+        limit: How many coroutines may run at once (an ``int`` >= 1); ``None``
+            for no limit.
         return_exceptions: As in :func:`gather_with_timeout`.
 
     Returns:
@@ -836,6 +842,8 @@ def sync_gather_with_timeout(
         DeadlockError: If called from a thread running an event loop (the
             coroutines are closed first); ``await gather_with_timeout(...)``
             there instead.
+        TypeError: If *timeout* or *limit* has the wrong type (``"1"``,
+            ``1.5``); the awaitables passed are closed first.
         ValueError: If *timeout* is negative or NaN, or *limit* is below 1.
 
     .. versionadded:: 0.1

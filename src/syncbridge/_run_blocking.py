@@ -146,7 +146,8 @@ def to_async(
         pool: Run in this named pool of the bridge instead of the default pool.
         thread_sensitive: Run every call on the bridge's one dedicated thread, in
             order, for objects that must stay on one thread (a sqlite3 connection).
-        timeout: Seconds before the await gives up with :class:`TimeoutError`.
+        timeout: Seconds before the await gives up with :class:`TimeoutError`
+            (``None``, or a number >= 0).
         abandon_on_cancel: Override the bridge's setting: ``False`` waits for the
             thread to return before a cancellation or timeout propagates.
         bridge: Use this bridge instead of the default one.

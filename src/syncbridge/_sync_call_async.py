@@ -102,7 +102,8 @@ def to_sync(
 
     Args:
         func: The coroutine function (omit it to get a decorator).
-        timeout: Seconds before the call is cancelled with :class:`TimeoutError`.
+        timeout: Seconds before the call is cancelled with :class:`TimeoutError`
+            (``None``, or a number >= 0).
         bridge: Use this bridge instead of the default one.
 
     Returns:
