@@ -32,6 +32,7 @@ from syncbridge import (
     to_async_cm,
     to_sync,
     to_sync_cm,
+    watch_loop,
 )
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ def closed(coro: Coroutine[Any, Any, Any]) -> bool:
     return inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
 
-def portal_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("syncbridge-portal")]
+def portal_threads(bridge: Bridge) -> list[threading.Thread]:
+    name = f"syncbridge-portal-{bridge.name}"
+    return [t for t in threading.enumerate() if t.name == name]
 
 
 # -- capacities: ints >= 1 only, named in the message -------------------------
@@ -166,6 +168,45 @@ async def test_a_nan_capacity_no_longer_lets_every_call_run_at_once() -> None:
                     await anyio.sleep(0.01)
             release.set()
         assert most == 2
+
+
+# -- loop watching ------------------------------------------------------------
+
+WATCH_THRESHOLDS: list[tuple[object, type[Exception]]] = [
+    (0, ValueError),
+    (-1, ValueError),
+    (math.nan, ValueError),
+    (math.inf, ValueError),
+    ("0.1", TypeError),
+    (True, TypeError),
+]
+
+
+@pytest.mark.parametrize(("value", "error"), WATCH_THRESHOLDS, ids=repr)
+def test_watch_thresholds_are_finite_positive_seconds(
+    value: object, error: type[Exception]
+) -> None:
+    takers: dict[str, Callable[[object], object]] = {
+        "watch_loop(threshold=...)": lambda v: watch_loop(v),  # type: ignore[arg-type]
+        "Bridge(blocking_threshold=...)": lambda v: Bridge(blocking_threshold=v),  # type: ignore[arg-type]
+    }
+    for name, take in takers.items():
+        with pytest.raises(error) as info:
+            take(value)
+        assert str(info.value).startswith(
+            f"{name} must be a finite number of seconds > 0"
+        )
+    with Bridge() as b, pytest.raises(error, match=r"watch_portal\(threshold=\.\.\.\)"):
+        b.watch_portal(value)  # type: ignore[arg-type]
+
+
+def test_watch_describers_must_be_callable() -> None:
+    with pytest.raises(
+        TypeError, match=r"watch_loop\(describe=\.\.\.\) must be callable"
+    ):
+        watch_loop(0.1, describe="GET /")  # type: ignore[arg-type]
+    with Bridge() as b, pytest.raises(TypeError, match="must be callable"):
+        b.watch_portal(0.1, describe=42)  # type: ignore[arg-type]
 
 
 # -- the other options of Bridge ------------------------------------------------
@@ -398,7 +439,7 @@ def test_sync_call_async_refuses_a_coroutine_object_and_closes_it() -> None:
     with Bridge() as b:
         with pytest.raises(TypeError) as info:
             b.sync_call_async(coro)  # type: ignore[arg-type]
-        assert not portal_threads()  # refused before anything was sent to the loop
+        assert not portal_threads(b)  # refused before anything was sent to the loop
     message = str(info.value)
     assert "takes an async function and its arguments, not an awaitable" in message
     assert "sync_call_async(fetch, url), not sync_call_async(fetch(url))" in message
@@ -433,10 +474,10 @@ def test_sync_call_async_refuses_generator_functions_before_running_them(
     with Bridge() as b:
         with pytest.raises(TypeError, match=re.escape(fix)):
             b.sync_call_async(func)  # type: ignore[arg-type]
-        assert not portal_threads()
+        assert not portal_threads(b)
         with pytest.raises(TypeError, match=re.escape(fix)):
             b.start_soon(func)  # type: ignore[arg-type]
-        assert not portal_threads()
+        assert not portal_threads(b)
     with pytest.raises(TypeError, match=re.escape(fix)):
         to_sync(func)  # type: ignore[arg-type]
 

@@ -23,8 +23,14 @@ from ._iterators import sync_iter as sync_iter
 from ._run_blocking import check_cancelled as check_cancelled
 from ._run_blocking import run_blocking as run_blocking
 from ._run_blocking import to_async as to_async
+from ._stats import BridgeStats as BridgeStats
+from ._stats import PoolStats as PoolStats
+from ._stats import PortalStats as PortalStats
 from ._sync_call_async import sync_call_async as sync_call_async
 from ._sync_call_async import to_sync as to_sync
+from ._watch import BlockReport as BlockReport
+from ._watch import LoopWatch as LoopWatch
+from ._watch import watch_loop as watch_loop
 
 try:
     from ._version import __version__ as __version__
@@ -33,11 +39,16 @@ except ImportError:  # pragma: no cover - running from a tree that was never bui
 
 __all__ = (
     "PENDING",
+    "BlockReport",
     "Bridge",
     "BridgeClosed",
+    "BridgeStats",
     "DeadlockError",
     "GatherTimeout",
+    "LoopWatch",
     "PendingType",
+    "PoolStats",
+    "PortalStats",
     "SyncBridgeError",
     "SyncIterator",
     "ThreadIterator",
@@ -55,6 +66,7 @@ __all__ = (
     "to_async_cm",
     "to_sync",
     "to_sync_cm",
+    "watch_loop",
 )
 
 

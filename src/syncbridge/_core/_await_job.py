@@ -19,13 +19,13 @@ import anyio.lowlevel
 
 from ._context import copy_context_for_thread
 from ._delegate import submit
-from ._jobs import CancelReason, Job, JobState
+from ._jobs import CancelReason, Ending, Job, JobState
 from ._loops import loop_running_in_this_thread
 from ._shield import wait_through_cancellation
 
 if TYPE_CHECKING:
     import contextvars
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from ._workers import WorkerPool
 
@@ -57,16 +57,31 @@ async def run_in_pool(
             "event loop; from synchronous code, call the function directly"
         )
     ctx = copy_context_for_thread()
+    outcome: Coroutine[Any, Any, Any]
     if isinstance(native, asyncio.AbstractEventLoop):
         # anyio and trio check first: a call in a cancelled scope never starts.
         await _asyncio_checkpoint_if_cancelled()()
-        return await _await_asyncio(
+        outcome = _await_asyncio(
             native, pool, func, args, kwargs, ctx, abandon_on_cancel
         )
-    import trio
+        cancelled: type[BaseException] = asyncio.CancelledError
+    else:
+        import trio
 
-    await trio.lowlevel.checkpoint_if_cancelled()
-    return await _await_trio(native, pool, func, args, kwargs, ctx, abandon_on_cancel)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        outcome = _await_trio(native, pool, func, args, kwargs, ctx, abandon_on_cancel)
+        cancelled = trio.Cancelled
+    pool._count_call()  # pyright: ignore[reportPrivateUsage]
+    try:
+        result = await outcome
+    except cancelled:
+        pool._count_outcome(Ending.CANCELLED)  # pyright: ignore[reportPrivateUsage]
+        raise
+    except BaseException:
+        pool._count_outcome(Ending.ERROR)  # pyright: ignore[reportPrivateUsage]
+        raise
+    pool._count_outcome(Ending.COMPLETED)  # pyright: ignore[reportPrivateUsage]
+    return result
 
 
 @functools.cache
@@ -136,7 +151,10 @@ def _abandon_or_wait(pool: WorkerPool, job: Job, abandon_on_cancel: bool) -> boo
     job.request_cancel(CancelReason.AWAITER)
     if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
         return True
-    return abandon_on_cancel or job.state is JobState.FINISHED
+    if job.state is JobState.FINISHED:
+        return True
+    job.abandoned = abandon_on_cancel
+    return abandon_on_cancel
 
 
 async def _await_trio(

@@ -13,9 +13,17 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._exceptions import BridgeClosed, closed_message
+from .._stats import (
+    DEFAULT_POOL,
+    THREAD_SENSITIVE_POOL,
+    BridgeStats,
+    PoolStats,
+    PortalStats,
+)
 from .._validate import (
     check_async_callable,
     check_blocking_callable,
@@ -37,11 +45,12 @@ from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
     from typing_extensions import Self
 
     from .._typing import P, T
+    from .._watch import LoopWatch
 
 logger = logging.getLogger("syncbridge")
 
@@ -79,6 +88,10 @@ class Bridge:
         shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
             finish before cancelling or leaving them (a finite number >= 0).
         name: Shown in thread names (a non-empty ``str``).
+        blocking_threshold: Watch the portal loop: each time a coroutine on it
+            blocks it for longer than this many seconds, log a warning with the
+            blocking stack (see :func:`~syncbridge.watch_loop`). ``None`` (the
+            default) watches nothing; :meth:`watch_portal` switches it later.
 
     Every option is checked here, not at the first call. Booleans are not
     capacities (``True`` is refused), nor are floats (``2.5``, ``inf``, NaN) or
@@ -102,6 +115,7 @@ class Bridge:
         pools: Mapping[str, int] | None = None,
         shutdown_grace: float = 2.0,
         name: str | None = None,
+        blocking_threshold: float | None = None,
     ) -> None:
         global _counter
         check_capacity(max_workers, "Bridge(max_workers=...)")
@@ -109,6 +123,9 @@ class Bridge:
         check_bool(use_uvloop, "Bridge(use_uvloop=...)")
         check_bool(abandon_on_cancel, "Bridge(abandon_on_cancel=...)")
         check_seconds(shutdown_grace, "Bridge(shutdown_grace=...)", zero=True)
+        check_seconds(
+            blocking_threshold, "Bridge(blocking_threshold=...)", none="no watch"
+        )
         if pools is not None and not isinstance(pools, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - checked for untyped callers
             raise TypeError(
                 "Bridge(pools=...) must be a mapping of pool names to capacities, "
@@ -134,6 +151,8 @@ class Bridge:
         self._closed_event = threading.Event()
         for pool_name, capacity in (pools or {}).items():
             self.add_pool(pool_name, capacity)
+        if blocking_threshold is not None:
+            self._portal.watch(blocking_threshold)
         _bridges.add(self)
 
     def __repr__(self) -> str:
@@ -178,6 +197,11 @@ class Bridge:
         check_capacity(capacity, f"Bridge.add_pool({name!r}, capacity=...)")
         with self._lock:
             self._check_open("Bridge.add_pool()")
+            if name in (DEFAULT_POOL, THREAD_SENSITIVE_POOL):
+                raise ValueError(
+                    f"{name!r} names a built-in pool in Bridge.stats(); give the "
+                    "named pool another name"
+                )
             if name in self._pools:
                 raise ValueError(
                     f"the bridge already has a pool named {name!r}; set "
@@ -203,6 +227,75 @@ class Bridge:
                 f"{sorted(self._pools) or 'none'} (create it with "
                 f"Bridge(pools={{{name!r}: n}}) or bridge.add_pool({name!r}, n))"
             ) from None
+
+    # -- what it is doing ----------------------------------------------------
+
+    def stats(self) -> BridgeStats:
+        """A snapshot of every pool and the portal loop, with totals since creation.
+
+        Runs on:
+            Any thread, the portal's own included; it never blocks (a few
+            microseconds: each pool's lock is taken once). It posts the probe
+            that measures the portal loop's lag, read by the next call.
+
+        Returns:
+            An immutable :class:`~syncbridge.BridgeStats`; its ``pools`` maps
+            ``"default"``, ``"thread_sensitive"`` and each named pool to a
+            :class:`~syncbridge.PoolStats`.
+
+        .. versionadded:: 0.1
+        """
+        pools = {
+            DEFAULT_POOL: self._default_pool.stats(),
+            THREAD_SENSITIVE_POOL: self._sensitive_pool.stats(),
+        }
+        for name, pool in list(self._pools.items()):
+            pools[name] = pool.stats()
+        portal = self._portal.stats()
+        parts: list[PoolStats | PortalStats] = [*pools.values(), portal]
+        return BridgeStats(
+            pools=MappingProxyType(pools),
+            portal=portal,
+            calls=sum(p.calls for p in parts),
+            completed=sum(p.completed for p in parts),
+            errors=sum(p.errors for p in parts),
+            cancellations=sum(p.cancellations for p in parts),
+            timeouts=sum(p.timeouts for p in parts),
+            abandoned=sum(p.abandoned for p in pools.values()),
+            portal_tasks=portal.tasks,
+            portal_lag=portal.lag,
+        )
+
+    def watch_portal(
+        self,
+        threshold: float | None,
+        *,
+        describe: Callable[[FrameType], str | None] | None = None,
+    ) -> None:
+        """Watch the portal loop for blocks longer than *threshold* s, or stop.
+
+        As ``Bridge(blocking_threshold=...)``, at any time: it takes effect at
+        once if the portal runs, else when it starts. ``None`` stops watching.
+        *describe* is as in :func:`~syncbridge.watch_loop` (the Flask
+        integration names the view with it).
+
+        Raises:
+            TypeError, ValueError: If *threshold* is not ``None`` or a finite
+                number > 0.
+
+        .. versionadded:: 0.1
+        """
+        check_seconds(threshold, "Bridge.watch_portal(threshold=...)", none="stop")
+        if describe is not None and not callable(describe):
+            raise TypeError(
+                f"Bridge.watch_portal(describe=...) must be callable, got {describe!r}"
+            )
+        self._portal.watch(threshold, () if describe is None else (describe,))
+
+    @property
+    def portal_watch(self) -> LoopWatch | None:
+        """The portal loop's :class:`~syncbridge.LoopWatch`, if one is on."""
+        return self._portal.loop_watch
 
     @property
     def thread_sensitive_pool(self) -> WorkerPool:

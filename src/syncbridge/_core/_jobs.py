@@ -8,7 +8,14 @@ awaiting side and the worker meet through :attr:`Job.notify` and
 
 from __future__ import annotations
 
-__all__ = ("CancelReason", "Job", "JobState", "check_cancelled", "current_job")
+__all__ = (
+    "CancelReason",
+    "Ending",
+    "Job",
+    "JobState",
+    "check_cancelled",
+    "current_job",
+)
 
 import enum
 import os
@@ -37,6 +44,15 @@ class JobState(enum.Enum):
     """It has an outcome (it ran, or it was refused before running)."""
 
 
+class Ending(enum.Enum):
+    """How a call ended for its awaiter, as the stats count it."""
+
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed out"
+
+
 class CancelReason(enum.Enum):
     """Why nobody wants a job's result any more."""
 
@@ -48,6 +64,7 @@ class Job:
     """One blocking call: the function, its arguments, context and outcome."""
 
     __slots__ = (
+        "abandoned",
         "args",
         "cancel",
         "ctx",
@@ -71,6 +88,7 @@ class Job:
         origin: object,
         pool: WorkerPool,
     ) -> None:
+        self.abandoned = False  # its awaiter left while it ran (guarded by the GIL)
         self.func = func
         self.args = args
         self.kwargs = kwargs

@@ -41,6 +41,14 @@ if TYPE_CHECKING:
     import trio
 
 
+class Tracker(Protocol):
+    """Told once when a call it tracks has its outcome (the portal)."""
+
+    def finished(self, call: Call[Any]) -> None:
+        """Forget *call* and count its outcome; from any thread; never raises."""
+        ...
+
+
 class LoopGone(Exception):
     """The loop behind a handle has stopped; nothing can be scheduled on it."""
 
@@ -111,7 +119,7 @@ class Call(Generic[T]):
         self._cancel_on_loop: Callable[[], object] | None = None
         self.loop: LoopHandle | None = None
         self.on_done: Callable[[Call[T]], object] | None = None
-        self.tracker: set[Call[Any]] | None = None
+        self.tracker: Tracker | None = None
 
     @property
     def done(self) -> bool:
@@ -177,7 +185,7 @@ class Call(Generic[T]):
         self._cancel_on_loop = None
         tracker = self.tracker
         if tracker is not None:
-            tracker.discard(self)
+            tracker.finished(self)
         self.replies.put(DONE)
         if self.on_done is not None:
             self.on_done(self)

@@ -18,11 +18,16 @@ import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._exceptions import BridgeClosed, DeadlockError, closed_message
+from .._stats import PortalStats
+from ._jobs import Ending
 from ._loops import AsyncioLoop, Call, LoopGone, LoopHandle, TrioLoop
-from ._outcome import Cancelled
+from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from types import FrameType
+
+    from .._watch import LoopWatch
 
 logger = logging.getLogger("syncbridge")
 
@@ -60,6 +65,14 @@ class Portal:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._calls: set[Call[Any]] = set()
+        # Outcome totals (see PortalStats), guarded by _count_lock; calls by _lock.
+        self._count_lock = threading.Lock()
+        self._counts = dict.fromkeys(Ending, 0)
+        self._submitted = 0
+        # The lag probe: when the one in flight was posted, and the last measured.
+        self._probe_posted: float | None = None
+        self._lag = 0.0
+        self._watch: LoopWatch | None = None  # guarded by _lock
         self._trio_stop: Any = None
         self._startup_error: BaseException | None = None
 
@@ -104,13 +117,113 @@ class Portal:
             # Added before close() can list the calls, submitted after: a call
             # the loop never starts is still answered by close() (#11).
             self._calls.add(call)
-            call.tracker = self._calls
+            self._submitted += 1
+            call.tracker = self
         try:
             handle.submit(call)
         except LoopGone:
             self._calls.discard(call)
             raise BridgeClosed(closed_message(what)) from None
         return handle
+
+    def finished(self, call: Call[Any]) -> None:
+        """Forget *call*, which has its outcome, and count how it ended."""
+        self._calls.discard(call)
+        outcome = call.outcome
+        if isinstance(outcome, Value):
+            ending = Ending.COMPLETED
+        elif isinstance(outcome, Cancelled):
+            ending = Ending.CANCELLED
+        elif isinstance(outcome, Error) and isinstance(outcome.error, TimeoutError):
+            ending = Ending.TIMED_OUT  # MERGE: SyncBridgeTimeout
+        else:
+            ending = Ending.ERROR
+        with self._count_lock:
+            self._counts[ending] += 1
+
+    def stats(self) -> PortalStats:
+        """A snapshot of the portal; posts the next lag probe if the loop runs."""
+        handle = self._handle
+        running = handle is not None and not self._closed
+        now = time.monotonic()
+        posted = self._probe_posted
+        if posted is not None:
+            lag = max(self._lag, now - posted)  # the probe is still waiting
+        else:
+            lag = self._lag
+            if running:
+                assert handle is not None
+                self._probe_posted = now
+                try:
+                    handle.post(self._probe_ran)
+                except Exception:  # the loop is stopping: no probe, no lag
+                    self._probe_posted = None
+        with self._count_lock:
+            counts = dict(self._counts)
+        return PortalStats(
+            running=running,
+            tasks=len(self._calls),
+            lag=lag if running else 0.0,
+            calls=self._submitted,
+            completed=counts[Ending.COMPLETED],
+            errors=counts[Ending.ERROR],
+            cancellations=counts[Ending.CANCELLED],
+            timeouts=counts[Ending.TIMED_OUT],
+        )
+
+    @property
+    def loop_watch(self) -> LoopWatch | None:
+        """The watch on this loop, if one is switched on."""
+        return self._watch
+
+    def watch(
+        self,
+        threshold: float | None,
+        describe: Sequence[Callable[[FrameType], str | None]] = (),
+    ) -> None:
+        """Watch this loop for blocks longer than *threshold* s; ``None`` stops it.
+
+        Takes effect at once if the loop runs, else when it starts.
+        """
+        from .._watch import LoopWatch
+
+        new = None
+        if threshold is not None:
+            new = LoopWatch(threshold, name=f"portal {self.name}", describe=describe)
+        with self._lock:
+            old, self._watch = self._watch, new
+            handle = self._handle if not self._closed else None
+        if handle is None:
+            if old is not None:
+                old.stop_from_outside()
+            return
+        try:
+            if old is not None:
+                handle.post(old.stop)
+            if new is not None:
+                handle.post(new.start)
+        except LoopGone:
+            pass
+
+    def _start_watch(self) -> None:
+        # On the loop thread, as it starts.
+        watch = self._watch
+        if watch is not None and not watch.running:
+            watch.start()
+
+    def _stop_watch(self) -> None:
+        # After the loop thread ended (or was given up on).
+        watch = self._watch
+        if watch is not None:
+            monitor = watch.stop_from_outside()
+            if monitor is not None:
+                monitor.join(1.0)
+
+    def _probe_ran(self) -> None:
+        posted = self._probe_posted
+        if posted is not None:
+            self._lag = time.monotonic() - posted
+            self._probe_posted = None
 
     def _start(self) -> None:
         ready = threading.Event()
@@ -161,6 +274,7 @@ class Portal:
         def started() -> None:
             self._handle = handle
             ready.set()
+            self._start_watch()
 
         loop.call_soon(started)
         try:
@@ -191,6 +305,7 @@ class Portal:
         self._trio_stop = trio.Event()
         self._handle = TrioLoop(trio.lowlevel.current_trio_token())
         ready.set()
+        self._start_watch()
         await self._trio_stop.wait()
 
     def close(self, grace: float) -> None:
@@ -233,6 +348,7 @@ class Portal:
                 extra={"syncbridge_thread": thread.name},
             )
         self._answer_leftovers(log=True)
+        self._stop_watch()
 
     def _answer_leftovers(self, log: bool) -> None:
         """Finish every call without an outcome, so its caller wakes up."""
@@ -305,6 +421,11 @@ class Portal:
         self._handle = None
         self._thread = None
         self._calls = set()
+        self._count_lock = threading.Lock()
+        self._probe_posted = None
+        watch, self._watch = self._watch, None
+        if watch is not None:  # its monitor thread is the parent's: start anew
+            self.watch(watch.threshold, watch.describers)
 
 
 def _log_cancelled(name: str) -> None:

@@ -23,8 +23,9 @@ from queue import Empty, SimpleQueue
 from typing import Final
 
 from .._exceptions import BridgeClosed, callable_name, closed_message
+from .._stats import PoolStats
 from .._validate import check_capacity
-from ._jobs import CancelReason, Job
+from ._jobs import CancelReason, Ending, Job
 
 _STOP: Final = object()
 
@@ -72,6 +73,12 @@ class WorkerPool:
         self._running: set[Job] = set()
         self._spawned = 0
         self._closed = False
+        # Outcomes as the awaiters saw them (see PoolStats), also under _lock.
+        self._calls = 0
+        self._completed = 0
+        self._errors = 0
+        self._cancellations = 0
+        self._timeouts = 0
 
     @property
     def capacity(self) -> int:
@@ -234,6 +241,39 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._threads.discard(me)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of this pool: capacity, occupancy and outcome totals."""
+        with self._lock:
+            return PoolStats(
+                capacity=self._capacity,
+                busy=self._busy,
+                waiting=len(self._pending),
+                threads=len(self._threads),
+                calls=self._calls,
+                completed=self._completed,
+                errors=self._errors,
+                cancellations=self._cancellations,
+                timeouts=self._timeouts,
+                abandoned=sum(1 for job in self._running if job.abandoned),
+            )
+
+    def _count_call(self) -> None:
+        with self._lock:
+            self._calls += 1
+
+    def _count_outcome(self, outcome: Ending) -> None:
+        """Count how a call ended for its awaiter (after :meth:`_count_call`)."""
+        with self._lock:
+            if outcome is Ending.COMPLETED:
+                self._completed += 1
+            elif outcome is Ending.ERROR:
+                self._errors += 1
+            elif outcome is Ending.CANCELLED:
+                self._cancellations += 1
+            else:  # a timeout is first seen as a cancellation, then corrected
+                self._cancellations -= 1
+                self._timeouts += 1
 
     def running_functions(self) -> list[str]:
         """Names of the functions running in this pool right now."""

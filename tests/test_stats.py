@@ -1,0 +1,200 @@
+"""Bridge.stats(): exact under a controlled load, immutable, both directions."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from syncbridge import Bridge, BridgeStats, PoolStats, to_async
+
+WAIT = 10.0  # seconds; only reached when a test is failing
+
+
+async def wait_until(check: Any) -> None:
+    with anyio.fail_after(WAIT):
+        while not check():
+            await anyio.sleep(0.005)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("n", [1, 3, 4, 9])
+async def test_busy_and_waiting_are_exact_under_blocked_calls(n: int) -> None:
+    capacity = 4
+    release = threading.Event()
+    async with Bridge(max_workers=capacity) as b:
+        async with anyio.create_task_group() as tg:
+            for _ in range(n):
+                tg.start_soon(b.run_blocking, release.wait, WAIT)
+            await wait_until(lambda: b.stats().pools["default"].calls == n)
+            await wait_until(lambda: b.stats().pools["default"].busy == min(n, 4))
+            pool = b.stats().pools["default"]
+            assert pool.capacity == capacity
+            assert pool.busy == min(n, capacity)
+            assert pool.waiting == max(0, n - capacity)
+            assert pool.threads == min(n, capacity)
+            assert pool.completed == 0
+            release.set()
+        # A worker gives its slot back just after waking its awaiter.
+        await wait_until(lambda: b.stats().pools["default"].busy == 0)
+        done = b.stats()
+        assert done.pools["default"].completed == n
+        assert done.pools["default"].waiting == 0
+        assert done.calls == done.completed == n
+
+
+@pytest.mark.anyio
+async def test_outcomes_are_counted_once_each() -> None:
+    release = threading.Event()
+
+    def fail() -> None:
+        raise ValueError("boom")
+
+    async with Bridge(max_workers=2, pools={"db": 1}) as b:
+        assert await b.run_blocking(lambda: 1) == 1
+        with pytest.raises(ValueError, match="boom"):
+            await b.run_blocking(fail)
+        # A call cancelled while running is abandoned: it still holds its slot.
+        with anyio.move_on_after(0.05):
+            await b.run_blocking(release.wait, WAIT)
+        stats = b.stats()
+        default = stats.pools["default"]
+        assert (default.calls, default.completed, default.errors) == (3, 1, 1)
+        assert default.cancellations == 1
+        assert default.abandoned == stats.abandoned == 1
+        assert default.busy == 1
+        release.set()
+        await wait_until(lambda: b.stats().pools["default"].busy == 0)
+        assert b.stats().abandoned == 0
+        # Named pools and the thread-sensitive lane are counted on their own.
+        await to_async(lambda: 2, pool="db", bridge=b)()
+        await to_async(lambda: 3, thread_sensitive=True, bridge=b)()
+        stats = b.stats()
+        assert stats.pools["db"].completed == 1
+        assert stats.pools["thread_sensitive"].completed == 1
+        assert stats.calls == 5
+        assert stats.completed == 3
+
+
+@pytest.mark.anyio
+async def test_a_call_queued_then_cancelled_counts_as_a_cancellation() -> None:
+    release = threading.Event()
+    async with Bridge(max_workers=1) as b, anyio.create_task_group() as tg:
+        tg.start_soon(b.run_blocking, release.wait, WAIT)
+        await wait_until(lambda: b.stats().pools["default"].busy == 1)
+        with anyio.move_on_after(0.05):
+            await b.run_blocking(lambda: None)  # queued behind the first
+        pool = b.stats().pools["default"]
+        assert (pool.cancellations, pool.waiting, pool.abandoned) == (1, 0, 0)
+        release.set()
+
+
+def test_portal_calls_and_their_outcomes() -> None:
+    async def ok() -> int:
+        return 1
+
+    async def fail() -> None:
+        raise KeyError("k")
+
+    hold = threading.Event()
+
+    async def blocked() -> None:
+        await anyio.to_thread.run_sync(hold.wait, WAIT)
+
+    with Bridge() as b:
+        before = b.stats()
+        assert before.portal.running is False
+        assert before.portal_lag == 0.0
+        assert b.sync_call_async(ok) == 1
+        with pytest.raises(KeyError):
+            b.sync_call_async(fail)
+        futures = [b.start_soon(blocked) for _ in range(3)]
+        deadline = time.monotonic() + WAIT
+        while b.stats().portal_tasks != 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert b.stats().portal.tasks == 3
+        futures[0].cancel()
+        hold.set()
+        for f in futures[1:]:
+            f.result(WAIT)
+        while b.stats().portal_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        portal = b.stats().portal
+        assert portal.running is True
+        assert (portal.calls, portal.completed, portal.errors) == (5, 3, 1)
+        assert portal.cancellations == 1
+        assert b.stats().calls == 5
+
+
+def test_portal_lag_grows_while_the_loop_is_blocked() -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    async def block_the_loop() -> None:
+        entered.set()
+        release.wait(WAIT)  # blocks the portal loop on purpose
+
+    with Bridge() as b:
+        b.sync_call_async(anyio.sleep, 0)  # start the portal
+        b.stats()
+        deadline = time.monotonic() + WAIT
+        while b.stats().portal_lag == 0.0 and time.monotonic() < deadline:
+            time.sleep(0.001)  # let the first probe run: a lag was measured
+        future = b.start_soon(block_the_loop)
+        assert entered.wait(WAIT)
+        b.stats()  # posts a probe the blocked loop cannot run
+        release.wait(0.05)  # the loop stays blocked for this long, at least
+        assert b.stats().portal_lag >= 0.05
+        release.set()
+        future.result(WAIT)
+
+
+def test_stats_are_immutable() -> None:
+    with Bridge(pools={"db": 2}) as b:
+        stats = b.stats()
+        assert isinstance(stats, BridgeStats)
+        assert isinstance(stats.pools["db"], PoolStats)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            stats.calls = 3  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            stats.pools["db"].busy = 3  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            stats.pools["db"] = stats.pools["default"]  # type: ignore[index]
+        assert set(stats.pools) == {"default", "thread_sensitive", "db"}
+
+
+@pytest.mark.parametrize("name", ["default", "thread_sensitive"])
+def test_a_named_pool_cannot_take_a_built_in_name(name: str) -> None:
+    with pytest.raises(ValueError, match="names a built-in pool"):
+        Bridge(pools={name: 2})
+
+
+@pytest.mark.anyio
+async def test_totals_stay_exact_under_many_threads_and_tasks() -> None:
+    """Counters are bumped from many loops and threads at once: none is lost."""
+    threads, per_thread, tasks = 8, 50, 200
+    async with Bridge(max_workers=4) as b:
+
+        def from_a_thread() -> None:
+            async def one() -> int:
+                return await b.run_blocking(lambda: 1)
+
+            for _ in range(per_thread):
+                anyio.run(one)
+
+        workers = [threading.Thread(target=from_a_thread) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        async with anyio.create_task_group() as tg:
+            for _ in range(tasks):
+                tg.start_soon(b.run_blocking, lambda: 1)
+        for t in workers:
+            await anyio.to_thread.run_sync(t.join, WAIT)
+        await wait_until(lambda: b.stats().pools["default"].busy == 0)
+        pool = b.stats().pools["default"]
+        assert pool.calls == pool.completed == threads * per_thread + tasks
+        assert pool.waiting == 0
