@@ -1,0 +1,148 @@
+"""Prometheus metrics for a bridge: ``syncbridge.prometheus.register()``.
+
+Needs ``prometheus_client`` (``pip install 'syncbridge[prometheus]'``); ``import
+syncbridge`` never imports it. Each scrape takes one
+:meth:`Bridge.stats() <syncbridge.Bridge.stats>` snapshot and exposes it:
+
+===================================== ======= ============================================
+Metric                                Type    Labels
+===================================== ======= ============================================
+``syncbridge_pool_capacity``          gauge   ``bridge``, ``pool``
+``syncbridge_pool_busy``              gauge   ``bridge``, ``pool`` (slots taken)
+``syncbridge_pool_waiting``           gauge   ``bridge``, ``pool`` (calls queued)
+``syncbridge_pool_threads``           gauge   ``bridge``, ``pool`` (threads alive)
+``syncbridge_pool_abandoned``         gauge   ``bridge``, ``pool`` (abandoned, running)
+``syncbridge_worker_calls_total``     counter ``bridge``, ``pool``, ``outcome``
+``syncbridge_portal_calls_total``     counter ``bridge``, ``outcome``
+``syncbridge_portal_tasks``           gauge   ``bridge``
+``syncbridge_portal_lag_seconds``     gauge   ``bridge``
+``syncbridge_portal_blocks_total``    counter ``bridge`` (stalls of a watched portal)
+===================================== ======= ============================================
+
+``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``.
+"""
+
+from __future__ import annotations
+
+__all__ = ("BridgeCollector", "register")
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ._core._bridge import Bridge, get_bridge
+from ._validate import check_instance
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+_OUTCOMES = ("completed", "error", "cancelled", "timeout")
+
+
+class BridgeCollector(Collector):
+    """A ``prometheus_client`` collector that reads a bridge's stats at each scrape.
+
+    Args:
+        bridges: The bridges to expose, told apart by the ``bridge`` label
+            (their names); none reads the default bridge
+            (:func:`~syncbridge.get_bridge`) at each scrape, so a forked
+            worker's fresh default bridge is the one scraped.
+    """
+
+    def __init__(self, *bridges: Bridge) -> None:
+        for bridge in bridges:
+            check_instance(bridge, Bridge, "syncbridge.prometheus.register(*bridges)")
+        self._bridges = bridges
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the metrics of one :meth:`Bridge.stats` snapshot per bridge."""
+        gauges = {
+            field: GaugeMetricFamily(
+                f"syncbridge_pool_{field}", doc, labels=["bridge", "pool"]
+            )
+            for field, doc in (
+                ("capacity", "How many calls the pool may run at once."),
+                ("busy", "Slots taken: calls running, awaited or abandoned."),
+                ("waiting", "Calls queued for a slot."),
+                ("threads", "Worker threads alive, busy or idle."),
+                ("abandoned", "Calls whose awaiter left while they still run."),
+            )
+        }
+        worker_calls = CounterMetricFamily(
+            "syncbridge_worker_calls",
+            "Blocking calls run in worker threads, by how they ended for the awaiter.",
+            labels=["bridge", "pool", "outcome"],
+        )
+        portal_calls = CounterMetricFamily(
+            "syncbridge_portal_calls",
+            "Coroutines run on the portal loop for sync code, by how they ended.",
+            labels=["bridge", "outcome"],
+        )
+        tasks = GaugeMetricFamily(
+            "syncbridge_portal_tasks",
+            "Coroutines pending on the portal loop.",
+            labels=["bridge"],
+        )
+        lag = GaugeMetricFamily(
+            "syncbridge_portal_lag_seconds",
+            "How long a callback posted to the portal loop waits before it runs.",
+            labels=["bridge"],
+        )
+        blocks = CounterMetricFamily(
+            "syncbridge_portal_blocks",
+            "Times the watched portal loop was blocked longer than its threshold.",
+            labels=["bridge"],
+        )
+        for bridge in self._bridges or (get_bridge(),):
+            stats = bridge.stats()
+            name = bridge.name
+            for pool_name, pool in stats.pools.items():
+                for field, gauge in gauges.items():
+                    gauge.add_metric([name, pool_name], getattr(pool, field))
+                ends = (pool.completed, pool.errors, pool.cancellations, pool.timeouts)
+                for outcome, count in zip(_OUTCOMES, ends, strict=True):
+                    worker_calls.add_metric([name, pool_name, outcome], count)
+            portal = stats.portal
+            ends = (
+                portal.completed,
+                portal.errors,
+                portal.cancellations,
+                portal.timeouts,
+            )
+            for outcome, count in zip(_OUTCOMES, ends, strict=True):
+                portal_calls.add_metric([name, outcome], count)
+            tasks.add_metric([name], portal.tasks)
+            lag.add_metric([name], portal.lag)
+            watch = bridge.portal_watch
+            blocks.add_metric([name], watch.blocks if watch is not None else 0)
+        yield from gauges.values()
+        yield from (worker_calls, portal_calls, tasks, lag, blocks)
+
+
+def register(
+    *bridges: Bridge, registry: CollectorRegistry | None = None
+) -> BridgeCollector:
+    """Expose the bridges' stats (none given: the default bridge's) as metrics.
+
+    Call it once at start-up; every scrape of *registry* (default:
+    ``prometheus_client.REGISTRY``, what ``start_http_server`` and
+    ``make_wsgi_app``/``make_asgi_app`` serve) then reads a fresh snapshot.
+
+    Returns:
+        The registered collector (``registry.unregister(collector)`` removes it).
+
+    Raises:
+        TypeError: If a bridge is not a :class:`~syncbridge.Bridge`.
+        ValueError: From ``prometheus_client``, if the registry already has
+            these metrics (one ``register(a, b)`` exposes several bridges).
+
+    .. versionadded:: 0.1
+    """
+    collector = BridgeCollector(*bridges)
+    (registry if registry is not None else REGISTRY).register(collector)
+    return collector

@@ -1,0 +1,130 @@
+"""syncbridge.prometheus: a real registry scraped in the text exposition format."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import anyio
+import pytest
+
+from syncbridge import Bridge
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families
+
+import syncbridge.prometheus
+
+WAIT = 10.0
+
+
+def scrape(
+    registry: prometheus_client.CollectorRegistry,
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = prometheus_client.generate_latest(registry).decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+@pytest.mark.anyio
+async def test_a_scrape_shows_the_bridges_state_with_conventional_names() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    release = threading.Event()
+    async with Bridge(max_workers=2, pools={"db": 3}, name="app") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+
+        def fail() -> None:
+            raise ValueError("boom")
+
+        await b.run_blocking(lambda: None)
+        with pytest.raises(ValueError, match="boom"):
+            await b.run_blocking(fail)
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(b.run_blocking, release.wait, WAIT)
+            with anyio.fail_after(WAIT):
+                while b.stats().pools["default"].waiting < 1:
+                    await anyio.sleep(0.005)
+            got = scrape(registry)
+            release.set()
+
+    def pool(metric: str, name: str = "default") -> float:
+        return got[f"syncbridge_pool_{metric}", (("bridge", "app"), ("pool", name))]
+
+    assert pool("capacity") == 2
+    assert pool("capacity", "db") == 3
+    assert pool("busy") == 2
+    assert pool("waiting") == 1
+    assert pool("threads") == 2
+    assert pool("abandoned") == 0
+
+    def calls(outcome: str) -> float:
+        labels = (("bridge", "app"), ("outcome", outcome), ("pool", "default"))
+        return got["syncbridge_worker_calls_total", labels]
+
+    assert (
+        calls("completed"),
+        calls("error"),
+        calls("cancelled"),
+        calls("timeout"),
+    ) == (1, 1, 0, 0)
+    assert got["syncbridge_portal_tasks", (("bridge", "app"),)] == 0
+    assert got["syncbridge_portal_lag_seconds", (("bridge", "app"),)] == 0
+    assert got["syncbridge_portal_blocks_total", (("bridge", "app"),)] == 0
+    assert (
+        got[
+            "syncbridge_portal_calls_total",
+            (("bridge", "app"), ("outcome", "completed")),
+        ]
+        == 0
+    )
+
+
+def test_the_metrics_have_help_and_types() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    with Bridge(name="typed") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+        text = prometheus_client.generate_latest(registry).decode()
+    assert "# TYPE syncbridge_worker_calls_total counter" in text
+    assert "# TYPE syncbridge_pool_busy gauge" in text
+    assert "# HELP syncbridge_portal_lag_seconds " in text
+
+
+def test_several_bridges_in_one_registry_are_told_apart_by_label() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    with Bridge(name="a") as a, Bridge(name="b") as b:
+        collector = syncbridge.prometheus.register(a, b, registry=registry)
+        got = scrape(registry)
+        assert (
+            got["syncbridge_pool_capacity", (("bridge", "a"), ("pool", "default"))]
+            == 40
+        )
+        assert (
+            got["syncbridge_pool_capacity", (("bridge", "b"), ("pool", "default"))]
+            == 40
+        )
+        registry.unregister(collector)
+
+
+def test_without_bridges_the_default_bridge_is_scraped() -> None:
+    registry = prometheus_client.CollectorRegistry()
+    syncbridge.prometheus.register(registry=registry)
+    name = syncbridge.get_bridge().name
+    got = scrape(registry)
+    assert ("syncbridge_pool_capacity", (("bridge", name), ("pool", "default"))) in got
+
+
+def test_register_refuses_what_is_not_a_bridge() -> None:
+    with pytest.raises(
+        TypeError, match=r"register\(\*bridges\) must be a syncbridge.Bridge"
+    ):
+        syncbridge.prometheus.register("default")  # type: ignore[arg-type]
+
+
+def test_import_syncbridge_does_not_import_prometheus_client() -> None:
+    code = "import sys, syncbridge; assert 'prometheus_client' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
