@@ -7,23 +7,22 @@ import sys
 import threading
 
 import anyio
+import prometheus_client
 import pytest
-
-from syncbridge import Bridge
-
-prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import syncbridge.prometheus
+from syncbridge import Bridge
 
 WAIT = 10.0
 
 
 def scrape(
-    registry: prometheus_client.CollectorRegistry,
+    registry: CollectorRegistry,
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = prometheus_client.generate_latest(registry).decode()
-    samples = {}
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
@@ -32,7 +31,7 @@ def scrape(
 
 @pytest.mark.anyio
 async def test_a_scrape_shows_the_bridges_state_with_conventional_names() -> None:
-    registry = prometheus_client.CollectorRegistry()
+    registry = CollectorRegistry()
     release = threading.Event()
     async with Bridge(max_workers=2, pools={"db": 3}, name="app") as b:
         syncbridge.prometheus.register(b, registry=registry)
@@ -85,7 +84,7 @@ async def test_a_scrape_shows_the_bridges_state_with_conventional_names() -> Non
 
 
 def test_the_metrics_have_help_and_types() -> None:
-    registry = prometheus_client.CollectorRegistry()
+    registry = CollectorRegistry()
     with Bridge(name="typed") as b:
         syncbridge.prometheus.register(b, registry=registry)
         text = prometheus_client.generate_latest(registry).decode()
@@ -95,7 +94,7 @@ def test_the_metrics_have_help_and_types() -> None:
 
 
 def test_several_bridges_in_one_registry_are_told_apart_by_label() -> None:
-    registry = prometheus_client.CollectorRegistry()
+    registry = CollectorRegistry()
     with Bridge(name="a") as a, Bridge(name="b") as b:
         collector = syncbridge.prometheus.register(a, b, registry=registry)
         got = scrape(registry)
@@ -111,7 +110,7 @@ def test_several_bridges_in_one_registry_are_told_apart_by_label() -> None:
 
 
 def test_without_bridges_the_default_bridge_is_scraped() -> None:
-    registry = prometheus_client.CollectorRegistry()
+    registry = CollectorRegistry()
     syncbridge.prometheus.register(registry=registry)
     name = syncbridge.get_bridge().name
     got = scrape(registry)
