@@ -51,7 +51,7 @@ def test_all_is_sorted_tuple_and_complete() -> None:
         for name, obj in vars(syncbridge).items()
         if isinstance(obj, types.ModuleType) and not name.startswith("_")
     }
-    assert modules <= {"flask", "fastapi"}
+    assert modules <= {"flask", "fastapi", "prometheus", "testing"}
 
 
 def test_exports_report_the_public_module() -> None:
@@ -117,4 +117,9 @@ def test_every_public_module_declares_exactly_its_public_names(name: str) -> Non
 
 
 def test_the_public_modules_are_the_core_and_the_integrations() -> None:
-    assert _public_modules() == ["syncbridge", "syncbridge.fastapi", "syncbridge.flask"]
+    assert _public_modules() == [
+        "syncbridge",
+        "syncbridge.fastapi",
+        "syncbridge.flask",
+        "syncbridge.prometheus",
+    ]

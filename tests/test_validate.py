@@ -8,6 +8,9 @@ which the test configuration turns into an error), and nothing starts running.
 from __future__ import annotations
 
 import contextlib
+import decimal
+import enum
+import fractions
 import functools
 import inspect
 import math
@@ -365,7 +368,9 @@ async def test_run_blocking_refuses_a_coroutine_returned_by_a_blocking_function(
         made.append(fetch())
         return made[0]
 
-    with pytest.raises(TypeError, match="returned a coroutine, which never ran"):
+    with pytest.raises(
+        TypeError, match="returned 'coroutine', async work that never ran"
+    ):
         _ = await run_blocking(make)  # what a type checker sees: a coroutine
     assert closed(made[0])
 
@@ -373,7 +378,9 @@ async def test_run_blocking_refuses_a_coroutine_returned_by_a_blocking_function(
 @pytest.mark.anyio
 async def test_run_blocking_refuses_an_awaitable_and_closes_it() -> None:
     coro = fetch()
-    with pytest.raises(TypeError, match=r"got the awaitable .*; await it directly"):
+    with pytest.raises(
+        TypeError, match=r"got a coroutine object \(now closed, it never ran\)"
+    ):
         await run_blocking(coro)  # type: ignore[arg-type]
     assert closed(coro)
 
@@ -441,7 +448,7 @@ def test_sync_call_async_refuses_a_coroutine_object_and_closes_it() -> None:
             b.sync_call_async(coro)  # type: ignore[arg-type]
         assert not portal_threads(b)  # refused before anything was sent to the loop
     message = str(info.value)
-    assert "takes an async function and its arguments, not an awaitable" in message
+    assert "takes an async function, not an awaitable: pass its function" in message
     assert "sync_call_async(fetch, url), not sync_call_async(fetch(url))" in message
     assert closed(coro)
 
@@ -491,7 +498,9 @@ def test_start_soon_refuses_a_coroutine_object_and_closes_it() -> None:
 
 def test_to_sync_refuses_a_coroutine_object_and_closes_it() -> None:
     coro = fetch()
-    with pytest.raises(TypeError, match=r"to_sync\(\) takes an async function"):
+    with pytest.raises(
+        TypeError, match=r"to_sync\(fetch\), not to_sync\(fetch\(url\)\)"
+    ):
         to_sync(coro)  # type: ignore[call-overload]
     assert closed(coro)
 
@@ -572,3 +581,140 @@ def test_every_public_callable_was_exercised_here() -> None:
         and f"{name}(" not in source
     ]
     assert untested == []
+
+
+# -- found by review: what must be accepted, and what slipped through ----------
+
+
+@pytest.mark.anyio
+async def test_iterate_in_thread_may_yield_coroutine_objects() -> None:
+    """Only a blocking *function* returning a coroutine is a mistake; items are data."""
+    coros = [fetch(i) for i in range(3)]
+    got = [await c async for c in iterate_in_thread(coros)]
+    assert got == [0, 1, 2]
+
+
+def test_a_str_subclass_backend_is_accepted_as_the_plain_name() -> None:
+    class Backend(str):
+        pass
+
+    with Bridge(backend=Backend("asyncio")) as b:  # type: ignore[arg-type]
+        backend: object = b.backend
+        assert type(backend) is str
+        assert backend == "asyncio"
+
+
+def test_integer_like_capacities_are_accepted_and_stored_as_int() -> None:
+    class Four:
+        def __index__(self) -> int:
+            return 4
+
+    class Size(enum.IntEnum):
+        SMALL = 2
+
+    with Bridge(max_workers=Four(), pools={"db": Size.SMALL}) as b:  # type: ignore[arg-type]
+        assert type(b.max_workers) is int
+        assert b.max_workers == 4
+        assert type(b.pool("db").capacity) is int
+
+
+def test_real_number_timeouts_are_accepted_as_float() -> None:
+    half: Any = fractions.Fraction(1, 2)
+    assert to_sync(timeout=half)(fetch)(3) == 3
+    with pytest.raises(TypeError, match=r"timeout=\.\.\.\) must be None"):
+        to_sync(timeout=decimal.Decimal("0.5"))  # type: ignore[call-overload]
+
+
+@pytest.mark.anyio
+async def test_gather_refuses_what_is_not_awaitable_before_anything_runs() -> None:
+    ran: list[str] = []
+
+    async def charge() -> str:
+        ran.append("charged")
+        return "ok"
+
+    first = charge()
+    with pytest.raises(
+        TypeError, match=r"got 5 as argument #1, which cannot be awaited"
+    ):
+        await gather_with_timeout(first, 5, timeout=1)  # type: ignore[call-overload]
+    assert ran == []
+    assert closed(first)
+    with pytest.raises(
+        TypeError, match=r"got the coroutine function .*charge as argument #0: call it"
+    ):
+        await gather_with_timeout(charge, timeout=1)  # type: ignore[call-overload]
+    inner = [charge(), charge()]
+    with pytest.raises(
+        TypeError,
+        match=r"as separate arguments, got a list .*\(\*aws, timeout=\.\.\.\)",
+    ):
+        await gather_with_timeout(inner, timeout=1)  # type: ignore[call-overload]
+    assert all(closed(c) for c in inner)
+    coro = charge()
+    with pytest.raises(
+        TypeError, match=r"return_exceptions=\.\.\.\) must be True or False"
+    ):
+        await gather_with_timeout(coro, timeout=1, return_exceptions="yes")  # type: ignore[call-overload]
+    assert closed(coro)
+    assert ran == []
+
+
+@pytest.mark.anyio
+async def test_run_blocking_refuses_async_generators() -> None:
+    with pytest.raises(
+        TypeError, match="is an async generator function: iterate it with `async for"
+    ):
+        await run_blocking(aticks)
+    with pytest.raises(
+        TypeError, match="returned 'async_generator', async work that never ran"
+    ):
+        await run_blocking(lambda: aticks())
+
+
+def test_bridge_settings_changed_later_are_checked_too() -> None:
+    with Bridge() as b:
+        with pytest.raises(ValueError, match=r"bridge.shutdown_grace must be a finite"):
+            b.shutdown_grace = math.nan
+        with pytest.raises(
+            TypeError, match=r"bridge.abandon_on_cancel must be True or False"
+        ):
+            b.abandon_on_cancel = "no"  # type: ignore[assignment]
+        with pytest.raises(AttributeError):
+            b.name = "other"  # type: ignore[misc]
+        with pytest.raises(
+            TypeError, match=r"Bridge.pool\(name=\.\.\.\) must be a str"
+        ):
+            b.pool(1)  # type: ignore[arg-type]
+        assert (b.shutdown_grace, b.abandon_on_cancel) == (2.0, True)
+        b.shutdown_grace = 0
+        assert b.shutdown_grace == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"name": 5, "capacity": 1}, "WorkerPool(name=...) must be a str"),
+        (
+            {"name": "w", "capacity": 1, "idle_timeout": math.nan},
+            "WorkerPool(idle_timeout=...) must be",
+        ),
+        (
+            {"name": "w", "capacity": 1, "idle_timeout": "5"},
+            "WorkerPool(idle_timeout=...) must be",
+        ),
+    ],
+)
+def test_worker_pool_arguments_are_checked(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=re.escape(words)):
+        WorkerPool(**kwargs)
+
+
+def test_a_function_passed_uncalled_is_told_to_call_it() -> None:
+    with pytest.raises(
+        TypeError,
+        match=re.escape("it is a function: call it, to_async_cm(plain_cm(...))"),
+    ):
+        to_async_cm(plain_cm)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("call it, sync_iter(aticks(...))")):
+        sync_iter(aticks)  # type: ignore[arg-type]

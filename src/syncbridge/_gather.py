@@ -23,8 +23,8 @@ import anyio
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._shield import wait_through_cancellation
-from ._exceptions import DeadlockError, SyncBridgeError
-from ._validate import check_capacity, check_timeout
+from ._exceptions import DeadlockError, SyncBridgeError, callable_name
+from ._validate import check_bool, check_capacity, check_timeout, is_async_callable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -116,17 +116,46 @@ def _close_unstarted(aws: Sequence[object]) -> None:
 
 
 def _check_options(
-    where: str, aws: Sequence[object], timeout: float | None, limit: int | None
-) -> None:
+    where: str,
+    aws: Sequence[object],
+    timeout: float | None,
+    limit: int | None,
+    return_exceptions: bool,
+) -> tuple[float | None, int | None]:
+    """Check the options and the awaitables; on a refusal, close the coroutines."""
     try:
-        check_timeout(timeout, f"{where}(timeout=...)")
+        timeout = check_timeout(timeout, f"{where}(timeout=...)")
         if limit is not None:
-            check_capacity(
+            limit = check_capacity(
                 limit, f"{where}(limit=...)", unit="awaitables at once", none="no limit"
             )
+        check_bool(return_exceptions, f"{where}(return_exceptions=...)")
+        for i, aw in enumerate(aws):
+            if not inspect.isawaitable(aw):
+                raise TypeError(_not_awaitable(where, i, aw))
     except BaseException:
         _close_unstarted(aws)
+        for aw in aws:
+            if isinstance(aw, (list, tuple, set)):
+                _close_unstarted(list(aw))  # pyright: ignore[reportUnknownArgumentType]
         raise
+    return timeout, limit
+
+
+def _not_awaitable(where: str, i: int, aw: object) -> str:
+    if isinstance(aw, (list, tuple, set)):
+        return (
+            f"{where}() takes the awaitables as separate arguments, got a "
+            f"{type(aw).__name__} as argument #{i}: unpack it, "
+            f"{where}(*aws, timeout=...)"
+        )
+    if is_async_callable(aw):
+        name = callable_name(aw)
+        return (
+            f"{where}() takes awaitables, got the coroutine function {name} as "
+            f"argument #{i}: call it, {where}({name}(...), timeout=...)"
+        )
+    return f"{where}() takes awaitables, got {aw!r} as argument #{i}, which cannot be awaited"
 
 
 class _Failed:
@@ -541,7 +570,9 @@ async def gather_with_timeout(
 
     .. versionadded:: 0.1
     """
-    _check_options("gather_with_timeout", aws, timeout, limit)
+    timeout, limit = _check_options(
+        "gather_with_timeout", aws, timeout, limit, return_exceptions
+    )
     if not aws:
         return ()
     on_asyncio = isinstance(loop_running_in_this_thread(), asyncio.AbstractEventLoop)
@@ -848,7 +879,9 @@ def sync_gather_with_timeout(
 
     .. versionadded:: 0.1
     """
-    _check_options("sync_gather_with_timeout", aws, timeout, limit)
+    timeout, limit = _check_options(
+        "sync_gather_with_timeout", aws, timeout, limit, return_exceptions
+    )
 
     async def gather() -> tuple[Any, ...]:
         return await gather_with_timeout(

@@ -170,7 +170,7 @@ def to_async(
 
     .. versionadded:: 0.1
     """
-    check_timeout(timeout, "to_async(timeout=...)")
+    timeout = check_timeout(timeout, "to_async(timeout=...)")
     if pool is not None:
         check_name(pool, "to_async(pool=...)")
     check_bool(thread_sensitive, "to_async(thread_sensitive=...)")

@@ -118,7 +118,7 @@ def to_sync(
 
     .. versionadded:: 0.1
     """
-    check_timeout(timeout, "to_sync(timeout=...)")
+    timeout = check_timeout(timeout, "to_sync(timeout=...)")
     check_instance(bridge, Bridge, "to_sync(bridge=...)")
 
     def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:

@@ -30,9 +30,11 @@ __all__ = (
 import functools
 import inspect
 import math
+import numbers
+import operator
 import sys
 from types import CoroutineType, FunctionType, MethodType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from ._exceptions import callable_name
 
@@ -46,8 +48,18 @@ _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 _AWAITABLE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _as_int(value: object) -> int | None:
+    """*value* as an exact int if it is an integer (an IntEnum, numpy's), not a bool."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        return None
+    return operator.index(value)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def _as_seconds(value: object) -> float | None:
+    """*value* as a float if it is a real number (a Fraction, numpy's), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None  # Decimal is not a Real: anyio's clocks would refuse it
+    return float(value)
 
 
 def check_capacity(
@@ -61,15 +73,16 @@ def check_capacity(
     accepted = f"an int >= 1 (a number of {unit})"
     if none is not None:
         accepted = f"None ({none}) or {accepted}"
-    if not isinstance(value, int) or isinstance(value, bool):
+    number = _as_int(value)
+    if number is None:
         hint = "; convert it first: int(value)" if isinstance(value, str) else ""
         raise TypeError(
             f"{what} must be {accepted}, got {value!r} of type "
             f"{type(value).__name__}{hint}"
         )
-    if value < 1:
-        raise ValueError(f"{what} must be {accepted}, got {value}")
-    return value
+    if number < 1:
+        raise ValueError(f"{what} must be {accepted}, got {value!r}")
+    return number
 
 
 def check_timeout(value: object, what: str) -> float | None:
@@ -79,18 +92,30 @@ def check_timeout(value: object, what: str) -> float | None:
     """
     if value is None:
         return None
-    if not _is_number(value):
+    seconds = _as_seconds(value)
+    if seconds is None:
         raise TypeError(
             f"{what} must be None (no deadline) or a number of seconds >= 0, got "
             f"{value!r} of type {type(value).__name__}"
         )
-    assert isinstance(value, (int, float))
-    if not value >= 0:  # also refuses NaN
+    if not seconds >= 0:  # also refuses NaN
         raise ValueError(
             f"{what} must be None (no deadline) or a number of seconds >= 0, got "
             f"{value!r}"
         )
-    return value
+    return seconds
+
+
+@overload
+def check_seconds(
+    value: object, what: str, *, zero: bool = False, none: None = None
+) -> float: ...
+
+
+@overload
+def check_seconds(
+    value: object, what: str, *, zero: bool = False, none: str
+) -> float | None: ...
 
 
 def check_seconds(
@@ -107,14 +132,14 @@ def check_seconds(
         accepted += f", or None ({none})"
     if value is None and none is not None:
         return None
-    if not _is_number(value):
+    seconds = _as_seconds(value)
+    if seconds is None:
         raise TypeError(
             f"{what} must be {accepted}; got {value!r} of type {type(value).__name__}"
         )
-    assert isinstance(value, (int, float))
-    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+    if not (math.isfinite(seconds) and (seconds >= 0 if zero else seconds > 0)):
         raise ValueError(f"{what} must be {accepted}; got {value!r}")
-    return value
+    return seconds
 
 
 def check_bool(value: object, what: str) -> bool:
@@ -134,9 +159,9 @@ def check_name(value: object, what: str) -> str:
 
 
 def check_choice(value: object, choices: Collection[T], what: str) -> T:
-    """Return *value* if it is one of *choices*."""
+    """Return the one of *choices* that *value* is (a str subclass, a StrEnum...)."""
     for choice in choices:
-        if value == choice and type(value) is type(choice):
+        if isinstance(value, type(choice)) and value == choice:
             return choice
     names = ", ".join(repr(c) for c in choices)
     raise ValueError(f"{what} must be one of {names}; got {value!r}")
@@ -183,26 +208,47 @@ def close_if_coroutine(value: object) -> None:
         value.close()
 
 
+def _call_name(func: object) -> str:
+    """How to spell a call of *func* in a suggested fix: ``fetch``, ``obj``."""
+    func = _unwrap(func)
+    if not isinstance(func, (FunctionType, MethodType)):
+        return "obj"  # a callable object: `await obj(...)`
+    name = func.__qualname__.rpartition("<locals>.")[2]
+    return name if name.replace(".", "_").isidentifier() else "the_function"
+
+
+def _passes_args(what: str) -> bool:
+    # The decorators take the function alone; the others its arguments too.
+    return what not in ("to_async()", "to_sync()")
+
+
 def check_blocking_callable(func: object, what: str) -> None:
     """Refuse what cannot be a blocking function: async callables, non-callables.
 
     *what* names the function the user called, e.g. ``"to_async()"``.
     """
     if not callable(func):
-        close_if_coroutine(func)
-        if inspect.isawaitable(func):
+        if isinstance(func, CoroutineType):
+            func.close()
             raise TypeError(
-                f"{what} takes a blocking function and its arguments, got the "
-                f"awaitable {func!r}; await it directly instead"
+                f"{what} takes a blocking function, got a coroutine object (now "
+                "closed, it never ran): in async code, await the async call "
+                "itself (`await fetch(url)`), no worker thread needed"
             )
         raise TypeError(f"{what} takes a blocking function, got {func!r}")
-    if is_async_callable(func):
-        name = callable_name(func)
-        short = getattr(_unwrap(func), "__name__", None) or "the_function"
+    code = getattr(_unwrap(func), "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_ASYNC_GENERATOR:
         raise TypeError(
-            f"{what} runs blocking functions in a worker thread, but {name} is "
-            f"async: `await {short}(...)` directly in async code, or use "
-            "syncbridge.sync_call_async() to call it from sync code"
+            f"{what} runs blocking functions in a worker thread, but "
+            f"{callable_name(func)} is an async generator function: iterate it "
+            f"with `async for ... in {_call_name(func)}(...)` directly"
+        )
+    if is_async_callable(func):
+        raise TypeError(
+            f"{what} runs blocking functions in a worker thread, but "
+            f"{callable_name(func)} is async: `await {_call_name(func)}(...)` "
+            "directly in async code, or use syncbridge.sync_call_async() to call "
+            "it from sync code"
         )
 
 
@@ -225,11 +271,18 @@ def check_context_manager(value: object, what: str, *, is_async: bool) -> None:
         fix = "it is a plain context manager: use `with` directly, or to_async_cm()"
     elif not is_async and _has(value, "__aenter__", "__aexit__"):
         fix = "it is an async context manager: use `async with` directly"
+    elif isinstance(value, CoroutineType) and is_async:
+        fix = (
+            "it is a coroutine (now closed): decorate its async generator "
+            "function with @contextlib.asynccontextmanager"
+        )
     elif isinstance(value, CoroutineType):
         fix = (
-            "it is a coroutine: decorate its function with "
-            "@contextlib.asynccontextmanager, or await it"
+            "it is a coroutine (now closed): to_async_cm() takes a blocking "
+            "context manager (a lock, a file); use async ones with `async with`"
         )
+    elif callable(value):
+        fix = f"it is a function: call it, {what.removesuffix('()')}({_call_name(value)}(...))"
     else:
         fix = f"it has no {wanted[0]}/{wanted[1]}"
     raise TypeError(f"{what} takes {kind}, got {value!r}: {fix}")
@@ -246,6 +299,8 @@ def check_iterable(value: object, what: str, *, is_async: bool) -> None:
         fix = "it is an async iterable: iterate it directly with `async for`"
     elif not is_async and _has(value, "__getitem__"):
         return  # the old sequence protocol: iter() accepts it
+    elif callable(value):
+        fix = f"it is a function: call it, {what.removesuffix('()')}({_call_name(value)}(...))"
     else:
         fix = "it has no __aiter__" if is_async else "it is not iterable"
     kind = "an async iterable" if is_async else "an iterable"
@@ -253,19 +308,23 @@ def check_iterable(value: object, what: str, *, is_async: bool) -> None:
 
 
 def refuse_coroutine(result: T, func: object, what: str) -> T:
-    """Return *result*, unless the blocking *func* returned a coroutine.
+    """Return *result*, unless the blocking *func* returned something async.
 
     Catches what :func:`check_blocking_callable` cannot know beforehand (a
-    ``lambda: fetch()``): calling it only made the coroutine, which never ran;
-    it is closed and :class:`TypeError` raised.
+    ``lambda: fetch()``): calling it only made a coroutine (or an async
+    generator, or another awaitable), which never ran; it is closed and
+    :class:`TypeError` raised.
     """
-    if isinstance(result, CoroutineType):
-        result.close()
+    kind = type(result)
+    if hasattr(kind, "__await__") or hasattr(kind, "__anext__"):
+        if isinstance(result, CoroutineType):
+            result.close()
         name = callable_name(func)
         raise TypeError(
-            f"{what} ran {name} in a worker thread and it returned a coroutine, "
-            "which never ran: run async code with `await` (or "
-            "syncbridge.sync_call_async() from sync code), not in a worker thread"
+            f"{what} ran {name} in a worker thread and it returned "
+            f"{kind.__name__!r}, async work that never ran: run async code with "
+            "`await` (or syncbridge.sync_call_async() from sync code), not in a "
+            "worker thread"
         )
     return result
 
@@ -280,10 +339,18 @@ def check_async_callable(func: object, what: str) -> None:
     if not callable(func):
         close_if_coroutine(func)
         if inspect.isawaitable(func):
+            base = what.removesuffix("()")
+            example = (
+                f"{base}(fetch, url), not {base}(fetch(url))"
+                if _passes_args(what)
+                else f"{base}(fetch), not {base}(fetch(url))"
+            )
+            passed = (
+                "its function and arguments" if _passes_args(what) else "the function"
+            )
             raise TypeError(
-                f"{what} takes an async function and its arguments, not an "
-                f"awaitable: pass {callable_name(func)} as `f, *args` (e.g. "
-                "sync_call_async(fetch, url), not sync_call_async(fetch(url)))"
+                f"{what} takes an async function, not an awaitable: pass "
+                f"{passed} ({example}); the coroutine passed was closed"
             )
         raise TypeError(f"{what} takes an async function, got {func!r}")
     code = getattr(_unwrap(func), "__code__", None)

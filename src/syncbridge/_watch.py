@@ -338,7 +338,7 @@ def watch_loop(
 
     .. versionadded:: 0.1
     """
-    check_seconds(threshold, "watch_loop(threshold=...)")
+    threshold = check_seconds(threshold, "watch_loop(threshold=...)")
     if describe is not None and not callable(describe):
         raise TypeError(f"watch_loop(describe=...) must be callable, got {describe!r}")
     describers = () if describe is None else (describe,)

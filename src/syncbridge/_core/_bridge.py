@@ -119,11 +119,13 @@ class Bridge:
     ) -> None:
         global _counter
         check_capacity(max_workers, "Bridge(max_workers=...)")
-        check_choice(backend, ("asyncio", "trio"), "Bridge(backend=...)")
+        backend = check_choice(backend, ("asyncio", "trio"), "Bridge(backend=...)")
         check_bool(use_uvloop, "Bridge(use_uvloop=...)")
         check_bool(abandon_on_cancel, "Bridge(abandon_on_cancel=...)")
-        check_seconds(shutdown_grace, "Bridge(shutdown_grace=...)", zero=True)
-        check_seconds(
+        shutdown_grace = check_seconds(
+            shutdown_grace, "Bridge(shutdown_grace=...)", zero=True
+        )
+        blocking_threshold = check_seconds(
             blocking_threshold, "Bridge(blocking_threshold=...)", none="no watch"
         )
         if pools is not None and not isinstance(pools, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - checked for untyped callers
@@ -139,9 +141,9 @@ class Bridge:
                 _counter += 1
                 name = str(_counter)
         check_name(name, "Bridge(name=...)")
-        self.name = name
-        self.abandon_on_cancel = abandon_on_cancel
-        self.shutdown_grace = shutdown_grace
+        self._name = name
+        self._abandon_on_cancel = abandon_on_cancel
+        self._shutdown_grace = shutdown_grace
         self._portal = Portal(name, backend, use_uvloop)
         self._default_pool = WorkerPool(name, max_workers, label="bridge.max_workers")
         self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
@@ -163,6 +165,38 @@ class Bridge:
         )
 
     # -- configuration ------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The bridge's name, shown in its thread names; read-only.
+
+        Threads are named ``syncbridge-<name>-<n>`` and ``syncbridge-portal-<name>``.
+        """
+        return self._name
+
+    @property
+    def abandon_on_cancel(self) -> bool:
+        """The default for calls on this bridge, ``True`` or ``False``; settable.
+
+        ``to_async(abandon_on_cancel=...)`` overrides it per function.
+        """
+        return self._abandon_on_cancel
+
+    @abandon_on_cancel.setter
+    def abandon_on_cancel(self, value: bool) -> None:
+        self._abandon_on_cancel = check_bool(value, "bridge.abandon_on_cancel")
+
+    @property
+    def shutdown_grace(self) -> float:
+        """Seconds :meth:`close` lets calls and portal tasks finish; settable.
+
+        A finite number >= 0.
+        """
+        return self._shutdown_grace
+
+    @shutdown_grace.setter
+    def shutdown_grace(self, value: float) -> None:
+        self._shutdown_grace = check_seconds(value, "bridge.shutdown_grace", zero=True)
 
     @property
     def max_workers(self) -> int:
@@ -219,6 +253,7 @@ class Bridge:
         """
         if name is None:
             return self._default_pool
+        check_name(name, "Bridge.pool(name=...)")
         try:
             return self._pools[name]
         except KeyError:
@@ -285,7 +320,9 @@ class Bridge:
 
         .. versionadded:: 0.1
         """
-        check_seconds(threshold, "Bridge.watch_portal(threshold=...)", none="stop")
+        threshold = check_seconds(
+            threshold, "Bridge.watch_portal(threshold=...)", none="stop"
+        )
         if describe is not None and not callable(describe):
             raise TypeError(
                 f"Bridge.watch_portal(describe=...) must be callable, got {describe!r}"
@@ -334,18 +371,22 @@ class Bridge:
         func: Callable[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
+        what: str | None = "to_async()",
     ) -> T:
         """Run a blocking call in *pool*; the engine behind ``to_async`` options.
 
         Private: its untyped argument tuples are for the package's own typed
         wrappers (``to_async``), which check the arguments against *func*.
+        *what* names the caller in the error if *func* returns a coroutine;
+        ``None`` returns whatever it returns (an iterator's items).
         """
         self._check_open("run_blocking()")
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
         result: T = await run_in_pool(pool, func, args, kwargs, abandon)
-        return refuse_coroutine(result, func, "to_async()")
+        return result if what is None else refuse_coroutine(result, func, what)
 
     def sync_call_async(
         self,

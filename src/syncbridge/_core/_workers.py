@@ -24,7 +24,7 @@ from typing import Final
 
 from .._exceptions import BridgeClosed, callable_name, closed_message
 from .._stats import PoolStats
-from .._validate import check_capacity
+from .._validate import check_capacity, check_name, check_seconds
 from ._jobs import CancelReason, Ending, Job
 
 _STOP: Final = object()
@@ -60,9 +60,12 @@ class WorkerPool:
         self.label: str = (
             label if label is not None else f"WorkerPool({name!r}).capacity"
         )
-        check_capacity(capacity, self.label)
-        self.name = name
-        self.idle_timeout = idle_timeout
+        check_name(self.label, "WorkerPool(label=...)")
+        capacity = check_capacity(capacity, self.label)
+        self.name = check_name(name, "WorkerPool(name=...)")
+        self.idle_timeout = check_seconds(
+            idle_timeout, "WorkerPool(idle_timeout=...)", none="threads never idle out"
+        )
         # Everything below is guarded by _lock.
         self._lock = threading.Lock()
         self._capacity = capacity
@@ -91,7 +94,7 @@ class WorkerPool:
 
     @capacity.setter
     def capacity(self, value: int) -> None:
-        check_capacity(value, self.label)
+        value = check_capacity(value, self.label)
         starts: list[tuple[Job, _Worker | None]] = []
         with self._lock:
             self._capacity = value
