@@ -8,14 +8,18 @@ run only when named; ``tests`` runs them at their small default scale.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tarfile
+import time
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "typecheck", "lint", "docs", "compat"]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -141,3 +145,152 @@ def bench(session: nox.Session) -> None:
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
             session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+# The frameworks whose own released test suites ``compat`` runs: the distribution,
+# the wrapped runs (SYNCBRIDGE_COMPAT_MODE values), and the suite's dependency
+# groups. Test plugins that change how pytest reports or runs (coverage,
+# benchmarks, pretty output) are left out: they change nothing under test.
+COMPAT_SUITES = {
+    "flask": ("flask", ["flask"], ["tests"]),
+    "starlette": ("starlette", ["fastapi", "fastapi-options"], ["dev"]),
+    "fastapi": ("fastapi", ["fastapi", "fastapi-options"], ["tests"]),
+}
+COMPAT_SKIP_REQUIREMENTS = (
+    "coverage",
+    "mypy",
+    "pytest-codspeed",
+    "pytest-cov",
+    "pytest-sugar",
+    "pytest-xdist",
+    "ruff",
+    "twine",
+    "ty",
+)
+
+
+def _requirement_name(requirement: str) -> str:
+    name = requirement
+    for stop in "<>=!~[;@ ":
+        name = name.split(stop, 1)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("suite", list(COMPAT_SUITES))
+def compat(session: nox.Session, suite: str) -> None:
+    """Run Flask's, Starlette's and FastAPI's own test suites with syncbridge applied.
+
+    Each suite is the released sdist of the version the ``tests`` session
+    installs. It runs stock, then with ``SyncBridge(app)`` on every Flask app or
+    ``syncbridge.fastapi.install(app)`` (plain, and with ``threads=8,
+    blocking_threshold=0.5``) on every Starlette/FastAPI app; the sets of failing
+    tests must be identical. Positional arguments go to each pytest run.
+    """
+    dist, modes, groups = COMPAT_SUITES[suite]
+    # The frameworks as the tests session resolves them, without its pytest
+    # plugins (pytest-asyncio, hypothesis), which would change the suites.
+    install(session, "web", extras="flask,fastapi")
+    pins = [
+        f"{name}=={_installed_version(session, name)}"
+        for name in ("flask", "starlette", "fastapi")
+    ]
+    pin = next(p for p in pins if p.startswith(f"{dist}=="))
+    version = pin.split("==")[1]
+    tmp = Path(session.create_tmp()).resolve()
+    source = tmp / f"{dist}-{version}"
+    if not source.is_dir():
+        session.install("pip")
+        session.run(
+            "python", "-m", "pip", "download", "--quiet", "--no-deps",
+            "--no-binary", ":all:", pin, "-d", str(tmp),
+        )  # fmt: skip
+        with tarfile.open(tmp / f"{dist}-{version}.tar.gz") as archive:
+            archive.extractall(tmp, filter="data")
+    project = nox.project.load_toml(source / "pyproject.toml")
+    requirements = [
+        r
+        for group in groups
+        for r in nox.project.dependency_groups(project, group)
+        if _requirement_name(r) not in COMPAT_SKIP_REQUIREMENTS
+    ]
+    session.install(*requirements, *_locked(session, source, groups, requirements), *pins)
+
+    plugin_dir = Path("tests/compat").resolve()
+    results: dict[str, set[str]] = {}
+    timings: dict[str, float] = {}
+    session.chdir(source)
+    for mode in ["stock", *modes]:
+        report = tmp / f"report-{mode}.json"
+        report.unlink(missing_ok=True)
+        started = time.monotonic()
+        session.run(
+            "python", "-m", "pytest", "tests", "-p", "no:cacheprovider",
+            "-p", "syncbridge_compat", "-q", "--no-header",
+            *session.posargs,
+            env={
+                "PYTHONPATH": str(plugin_dir),
+                "SYNCBRIDGE_COMPAT_MODE": mode,
+                "SYNCBRIDGE_COMPAT_REPORT": str(report),
+            },
+            success_codes=[0, 1],
+        )  # fmt: skip
+        timings[mode] = time.monotonic() - started
+        outcome = json.loads(report.read_text(encoding="utf-8"))
+        results[mode] = set(outcome["failed"])
+        session.log(
+            f"{dist} {version} [{mode}]: {len(results[mode])} failing, "
+            f"{outcome['wrapped']} apps wrapped, {timings[mode]:.0f} s"
+        )
+    stock = results["stock"]
+    differing = False
+    for mode in modes:
+        only_wrapped = sorted(results[mode] - stock)
+        only_stock = sorted(stock - results[mode])
+        for label, ids in (
+            (f"fail only with syncbridge [{mode}]", only_wrapped),
+            (f"fail only without syncbridge [{mode}]", only_stock),
+        ):
+            if ids:
+                differing = True
+                session.log(f"{len(ids)} tests {label}:\n  " + "\n  ".join(ids))
+    if differing:
+        session.error(f"{dist} {version}: the failing tests differ (see above)")
+
+
+def _installed_version(session: nox.Session, dist: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    out = session.run("python", "-c", code, silent=True)
+    assert isinstance(out, str)
+    return out.strip()
+
+
+def _locked(
+    session: nox.Session, source: Path, groups: list[str], requirements: list[str]
+) -> list[str]:
+    """Pin the suite's own test tools to the versions its ``uv.lock`` holds.
+
+    A suite is written against its lockfile's pytest (Flask 3.1.3's imports a
+    private name later pytest releases dropped). Only the group's direct
+    requirements are pinned: the framework's own dependencies stay as the
+    ``tests`` session resolves them.
+    """
+    if not (source / "uv.lock").is_file():
+        return []
+    has_uv, uv, _ = nox.virtualenv.find_uv()
+    if not has_uv:
+        return []
+    out = session.run(
+        uv, "export", "--frozen", "--no-hashes", "--no-emit-project",
+        "--no-annotate", "--no-header", *(f"--only-group={g}" for g in groups),
+        "--directory", str(source), silent=True, external=True,
+    )  # fmt: skip
+    assert isinstance(out, str)
+    direct = {_requirement_name(r) for r in requirements}
+    return [
+        line.strip()
+        for line in out.splitlines()
+        if line.strip()
+        and not line.startswith(("#", " "))
+        and _requirement_name(line) in direct
+    ]
