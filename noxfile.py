@@ -197,7 +197,10 @@ def compat(session: nox.Session, suite: str) -> None:
     ]
     pin = next(p for p in pins if p.startswith(f"{dist}=="))
     version = pin.split("==")[1]
-    tmp = Path(session.create_tmp()).resolve()
+    # Outside the session's venv: Flask's suite tells installed packages from
+    # source trees by whether a path lies under sys.prefix.
+    tmp = Path(".nox", "_compat", suite).resolve()
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
     source = tmp / f"{dist}-{version}"
     if not source.is_dir():
         session.install("pip")
@@ -214,7 +217,9 @@ def compat(session: nox.Session, suite: str) -> None:
         for r in nox.project.dependency_groups(project, group)
         if _requirement_name(r) not in COMPAT_SKIP_REQUIREMENTS
     ]
-    session.install(*requirements, *_locked(session, source, groups, requirements), *pins)
+    session.install(
+        *requirements, *_locked(session, source, groups, requirements), *pins
+    )
 
     plugin_dir = Path("tests/compat").resolve()
     results: dict[str, set[str]] = {}
@@ -232,6 +237,7 @@ def compat(session: nox.Session, suite: str) -> None:
                 "PYTHONPATH": str(plugin_dir),
                 "SYNCBRIDGE_COMPAT_MODE": mode,
                 "SYNCBRIDGE_COMPAT_REPORT": str(report),
+                "TMPDIR": str(tmp / "tmp"),
             },
             success_codes=[0, 1],
         )  # fmt: skip

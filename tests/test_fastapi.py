@@ -404,7 +404,7 @@ class TestTimeouts:
 
         @app.get("/")
         async def index() -> None:
-            raise TimeoutError
+            raise syncbridge.SyncBridgeTimeout("a deadline of ours")
 
         async with serve(app) as client:
             response = await client.get("/")
@@ -422,7 +422,7 @@ class TestTimeouts:
 
         @app.get("/")
         async def index() -> None:
-            raise TimeoutError
+            raise syncbridge.SyncBridgeTimeout("a deadline of ours")
 
         async with serve(app) as client:
             response = await client.get("/")
@@ -607,29 +607,85 @@ class TestInstall:
     @pytest.mark.parametrize(
         ("kwargs", "error", "match"),
         [
-            pytest.param({"threads": 0}, ValueError, r"threads=.*at least 1", id="0"),
-            pytest.param({"threads": 2.0}, TypeError, r"threads=.*int", id="float"),
-            pytest.param({"threads": True}, TypeError, r"threads=.*int", id="bool"),
             pytest.param(
-                {"pools": {"db": 0}}, ValueError, r"pools\['db'\]", id="pool-0"
+                {"threads": 0},
+                ValueError,
+                r"install\(threads=\.\.\.\) must be an int >= 1",
+                id="0",
             ),
-            pytest.param({"pools": {1: 2}}, TypeError, r"pool names", id="pool-key"),
             pytest.param(
-                {"blocking_threshold": 0}, ValueError, r"above 0", id="threshold-0"
+                {"threads": 2.0},
+                TypeError,
+                r"install\(threads=\.\.\.\).*of type float",
+                id="float",
+            ),
+            pytest.param(
+                {"threads": True},
+                TypeError,
+                r"install\(threads=\.\.\.\).*of type bool",
+                id="bool",
+            ),
+            pytest.param({"threads": "8"}, TypeError, r"convert it first", id="str"),
+            pytest.param(
+                {"pools": {"db": 0}},
+                ValueError,
+                r"install\(pools=\{'db': \.\.\.\}\) must be an int >= 1",
+                id="pool-0",
+            ),
+            pytest.param(
+                {"pools": {"db": 1.5}},
+                TypeError,
+                r"pools=\{'db'.*of type float",
+                id="pool-float",
+            ),
+            pytest.param(
+                {"pools": {1: 2}},
+                TypeError,
+                r"pool name in .*pools=.*must be a str",
+                id="pool-key",
+            ),
+            pytest.param(
+                {"pools": {"": 2}},
+                ValueError,
+                r"pool name in .*must not be empty",
+                id="pool-empty",
+            ),
+            pytest.param(
+                {"pools": ["db"]},
+                TypeError,
+                r"pools=\.\.\.\) maps pool names",
+                id="pools-list",
+            ),
+            pytest.param(
+                {"blocking_threshold": 0},
+                ValueError,
+                r"blocking_threshold=\.\.\.\) must be a finite number of seconds > 0, or None",
+                id="threshold-0",
             ),
             pytest.param(
                 {"blocking_threshold": float("inf")},
                 ValueError,
-                r"finite",
+                r"blocking_threshold=.*finite",
                 id="threshold-inf",
             ),
             pytest.param(
                 {"blocking_threshold": "1"},
                 TypeError,
-                r"number of seconds",
+                r"blocking_threshold=.*of type str",
                 id="threshold-str",
             ),
-            pytest.param({"bridge": object()}, TypeError, r"Bridge", id="bridge"),
+            pytest.param(
+                {"blocking_threshold": True},
+                TypeError,
+                r"blocking_threshold=.*of type bool",
+                id="threshold-bool",
+            ),
+            pytest.param(
+                {"bridge": object()},
+                TypeError,
+                r"bridge=\.\.\.\) must be a syncbridge\.Bridge",
+                id="bridge",
+            ),
         ],
     )
     def test_install_rejects_bad_arguments_at_once(

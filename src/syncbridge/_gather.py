@@ -23,7 +23,11 @@ import anyio
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._shield import wait_through_cancellation
-from ._exceptions import DeadlockError, SyncBridgeError, check_timeout
+from ._exceptions import (
+    DeadlockError,
+    SyncBridgeTimeout,
+    check_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -46,7 +50,7 @@ PENDING: Final = PendingType.PENDING
 """Fills the slots of :attr:`GatherTimeout.results` whose awaitable did not finish."""
 
 
-class GatherTimeout(SyncBridgeError, TimeoutError):
+class GatherTimeout(SyncBridgeTimeout):
     """:func:`gather_with_timeout` reached its deadline before every awaitable finished.
 
     By the time it is raised, every unfinished awaitable has been cancelled and has

@@ -12,7 +12,12 @@ import anyio
 
 from ._core._bridge import Bridge, get_bridge
 from ._core._jobs import check_cancelled as _check_cancelled
-from ._exceptions import check_timeout
+from ._exceptions import (
+    SyncBridgeTimeout,
+    callable_name,
+    check_timeout,
+    timeout_message,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -175,8 +180,11 @@ def to_async(
             target = b.thread_sensitive_pool if thread_sensitive else b.pool(pool)
             if timeout is None:
                 return await b.run_in(target, abandon_on_cancel, fn, args, kwargs)
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout):
                 return await b.run_in(target, abandon_on_cancel, fn, args, kwargs)
+            # Its own class, so handlers can tell it from the function's own (#16).
+            what = "to_async(timeout=...)"
+            raise SyncBridgeTimeout(timeout_message(what, callable_name(fn), timeout))
 
         return wrapper
 
