@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import tarfile
 import time
@@ -148,13 +150,14 @@ def bench(session: nox.Session) -> None:
 
 
 # The frameworks whose own released test suites ``compat`` runs: the distribution,
-# the wrapped runs (SYNCBRIDGE_COMPAT_MODE values), and the suite's dependency
-# groups. Test plugins that change how pytest reports or runs (coverage,
-# benchmarks, pretty output) are left out: they change nothing under test.
+# the wrapped runs (SYNCBRIDGE_COMPAT_MODE values), the suite's dependency groups
+# and the extras its tests import. Test plugins that change how pytest reports
+# (coverage, benchmarks, pretty output) and linters are left out: they change
+# nothing under test.
 COMPAT_SUITES = {
-    "flask": ("flask", ["flask"], ["tests"]),
-    "starlette": ("starlette", ["fastapi", "fastapi-options"], ["dev"]),
-    "fastapi": ("fastapi", ["fastapi", "fastapi-options"], ["tests"]),
+    "flask": ("flask", ["flask"], ["tests"], ""),
+    "starlette": ("starlette", ["fastapi", "fastapi-options"], ["dev"], "full"),
+    "fastapi": ("fastapi", ["fastapi", "fastapi-options"], ["tests"], "all"),
 }
 COMPAT_SKIP_REQUIREMENTS = (
     "coverage",
@@ -162,7 +165,6 @@ COMPAT_SKIP_REQUIREMENTS = (
     "pytest-codspeed",
     "pytest-cov",
     "pytest-sugar",
-    "pytest-xdist",
     "ruff",
     "twine",
     "ty",
@@ -187,7 +189,7 @@ def compat(session: nox.Session, suite: str) -> None:
     blocking_threshold=0.5``) on every Starlette/FastAPI app; the sets of failing
     tests must be identical. Positional arguments go to each pytest run.
     """
-    dist, modes, groups = COMPAT_SUITES[suite]
+    dist, modes, groups, extras = COMPAT_SUITES[suite]
     # The frameworks as the tests session resolves them, without its pytest
     # plugins (pytest-asyncio, hypothesis), which would change the suites.
     install(session, "web", extras="flask,fastapi")
@@ -217,9 +219,10 @@ def compat(session: nox.Session, suite: str) -> None:
         for r in nox.project.dependency_groups(project, group)
         if _requirement_name(r) not in COMPAT_SKIP_REQUIREMENTS
     ]
-    session.install(
-        *requirements, *_locked(session, source, groups, requirements), *pins
-    )
+    locked = _locked(session, source, groups, requirements)
+    if extras:
+        requirements.append(f"{dist}[{extras}]")
+    session.install(*requirements, *locked, *pins)
 
     plugin_dir = Path("tests/compat").resolve()
     results: dict[str, set[str]] = {}
@@ -300,3 +303,86 @@ def _locked(
         and not line.startswith(("#", " "))
         and _requirement_name(line) in direct
     ]
+
+
+# The pages whose install lines ``newcomer`` runs, with the examples it then runs
+# (besides the page's own literalincluded ones). A how-to that installs into the
+# tutorial's checkout starts from the tutorial's clone and venv lines.
+NEWCOMER_PAGES = {
+    "README.md": None,
+    "docs/tutorial/first-bridge.md": None,
+    "docs/tutorial/web-apps.md": None,
+    "docs/howto/flask.md": "docs/tutorial/first-bridge.md",
+    "docs/howto/testing.md": "docs/tutorial/first-bridge.md",
+}
+_CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
+_INLINE_INSTALL = re.compile(r"`((?:python -m )?pip install [^`]+)`")
+_SETUP = re.compile(r"^(git clone |python -m venv |\. \.venv/bin/activate)")
+
+
+def newcomer_steps(text: str) -> list[str]:
+    """The setup lines of a page: clone, venv, activate and pip install lines.
+
+    The contributor command (``pip install 'nox[uv]' && python -m nox``) is left
+    out: it is what runs this.
+    """
+    lines = [
+        line.removeprefix("$ ").strip()
+        for block in _CONSOLE_BLOCK.findall(text)
+        for line in block.splitlines()
+    ]
+    lines += _INLINE_INSTALL.findall(text)
+    return [
+        line
+        for line in lines
+        if ("pip install" in line or _SETUP.match(line)) and "nox" not in line
+    ]
+
+
+@nox.session(python=False)
+def newcomer(session: nox.Session) -> None:
+    """Follow the README and the docs literally: their install lines, then their code.
+
+    Each page gets a fresh directory: its lines run there in one shell (the
+    ``git clone`` clones this checkout's committed HEAD instead of the URL),
+    then the page's examples run with only what the page installed.
+    """
+    root = Path.cwd()
+    work = Path(".nox", "_newcomer").resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    for page, base in NEWCOMER_PAGES.items():
+        text = (root / page).read_text(encoding="utf-8")
+        steps = newcomer_steps(text)
+        if base is not None:
+            base_steps = newcomer_steps((root / base).read_text(encoding="utf-8"))
+            steps = [s for s in base_steps if "pip install" not in s] + steps
+        if not any("pip install" in s for s in steps):
+            session.error(f"{page}: no install line found")
+        if not steps[0].startswith("git clone "):
+            session.error(f"{page}: the first step is not the git clone line")
+        steps[0] = re.sub(r"git clone \S+", f"git clone --quiet {root}", steps[0])
+        examples = [
+            root / "docs" / m
+            for m in re.findall(r"\{literalinclude\} \.\./(examples/\S+\.py)", text)
+        ]
+        checks = [f"python {shlex.quote(str(e))}" for e in examples]
+        if page == "README.md":
+            for i, block in enumerate(
+                re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+            ):
+                snippet = work / f"readme_block{i}.py"
+                snippet.parent.mkdir(parents=True, exist_ok=True)
+                snippet.write_text(block, encoding="utf-8")
+                checks.append(f"python {shlex.quote(str(snippet))}")
+        if page == "docs/howto/testing.md":
+            checks = ["python -c 'import syncbridge, trio'"]
+        checks.append("python -m syncbridge --version")
+        page_dir = work / page.replace("/", "_")
+        page_dir.mkdir(parents=True)
+        session.chdir(page_dir)  # each page starts in a fresh directory
+        script = "\n".join(["set -euxo pipefail", *steps, *checks])
+        session.run(
+            "bash", "-c", script, external=True,
+            env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )  # fmt: skip
+    session.chdir(root)
