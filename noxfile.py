@@ -1,7 +1,8 @@
 """Automation: the only entry point for tests, type checks, lint and benchmarks.
 
 ``nox`` runs the default sessions (tests on every supported Python, typecheck,
-lint, docs). In CI (``CI`` set) a missing interpreter is an error, not a skip.
+lint, docs, compat: the frameworks' own suites with syncbridge applied, newcomer:
+the README's and docs' install lines in fresh virtual environments). In CI (``CI`` set) a missing interpreter is an error, not a skip.
 The reliability suites at full scale (``nox -s faults``, ``stress``, ``soak``)
 run only when named; ``tests`` runs them at their small default scale.
 """
@@ -21,7 +22,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "typecheck", "lint", "docs", "compat"]
+nox.options.sessions = ["tests", "typecheck", "lint", "docs", "compat", "newcomer"]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]

@@ -94,7 +94,7 @@ class TestOnlyOurTimeoutsAre504s:
                 await anyio.sleep(30)
 
             @app.get("/")
-            def route() -> None:
+            def sync_route() -> None:
                 waits()
 
         try:

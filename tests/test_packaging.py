@@ -54,7 +54,9 @@ def test_license_metadata(metadata: email.message.Message) -> None:
 def test_project_urls(metadata: email.message.Message) -> None:
     urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
     assert set(urls) == {"Documentation", "Changelog", "Source", "Issues"}
-    assert all(u.startswith("https://github.com/syncbridge/syncbridge") for u in urls.values())
+    assert all(
+        u.startswith("https://github.com/syncbridge/syncbridge") for u in urls.values()
+    )
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,10 @@ def _apply_flask() -> None:
 
     from syncbridge.flask import SyncBridge
 
-    _after_init(flask.Flask, SyncBridge)
+    def apply(app: Any) -> None:
+        SyncBridge(app)
+
+    _after_init(flask.Flask, apply)
 
 
 def _apply_fastapi(**options: Any) -> None:
