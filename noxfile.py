@@ -361,7 +361,9 @@ def newcomer(session: nox.Session) -> None:
             session.error(f"{page}: no install line found")
         if not steps[0].startswith("git clone "):
             session.error(f"{page}: the first step is not the git clone line")
-        steps[0] = re.sub(r"git clone \S+", f"git clone --quiet {root}", steps[0])
+        steps[0] = re.sub(
+            r"git clone \S+", f"git clone --quiet {root} syncbridge", steps[0]
+        )
         examples = [
             root / "docs" / m
             for m in re.findall(r"\{literalinclude\} \.\./(examples/\S+\.py)", text)
