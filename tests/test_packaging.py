@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import email.parser
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from uv import find_uv_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,16 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     # hatchling refuses unknown classifiers, so building checks them too.
     subprocess.run(
-        [find_uv_bin(), "build", "--wheel", "--quiet", "--out-dir", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "build",
+            "--wheel",
+            "--quiet",
+            "--out-dir",
+            str(out),
+        ],
         cwd=ROOT,
         check=True,
         timeout=300,
