@@ -1,21 +1,28 @@
 """Automation: the only entry point for tests, type checks, lint and benchmarks.
 
 ``nox`` runs the default sessions (tests on every supported Python, typecheck,
-lint, docs). In CI (``CI`` set) a missing interpreter is an error, not a skip.
+lint, docs, compat: the frameworks' own suites with syncbridge applied, newcomer:
+the README's and docs' install lines in fresh virtual environments). In CI (``CI`` set) a missing interpreter is an error, not a skip.
 The reliability suites at full scale (``nox -s faults``, ``stress``, ``soak``)
 run only when named; ``tests`` runs them at their small default scale.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import shutil
+import tarfile
+import time
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "typecheck", "lint", "docs", "compat", "newcomer"]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -152,3 +159,244 @@ def bench(session: nox.Session) -> None:
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
             session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+# The frameworks whose own released test suites ``compat`` runs: the distribution,
+# the wrapped runs (SYNCBRIDGE_COMPAT_MODE values), the suite's dependency groups
+# and the extras its tests import. Test plugins that change how pytest reports
+# (coverage, benchmarks, pretty output) and linters are left out: they change
+# nothing under test.
+COMPAT_SUITES = {
+    "flask": ("flask", ["flask"], ["tests"], ""),
+    "starlette": ("starlette", ["fastapi", "fastapi-options"], ["dev"], "full"),
+    "fastapi": ("fastapi", ["fastapi", "fastapi-options"], ["tests"], "all"),
+}
+COMPAT_SKIP_REQUIREMENTS = (
+    "coverage",
+    "mypy",
+    "pytest-codspeed",
+    "pytest-cov",
+    "pytest-sugar",
+    "ruff",
+    "twine",
+    "ty",
+)
+
+
+def _requirement_name(requirement: str) -> str:
+    name = requirement
+    for stop in "<>=!~[;@ ":
+        name = name.split(stop, 1)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("suite", list(COMPAT_SUITES))
+def compat(session: nox.Session, suite: str) -> None:
+    """Run Flask's, Starlette's and FastAPI's own test suites with syncbridge applied.
+
+    Each suite is the released sdist of the version the ``tests`` session
+    installs. It runs stock, then with ``SyncBridge(app)`` on every Flask app or
+    ``syncbridge.fastapi.install(app)`` (plain, and with ``threads=8,
+    blocking_threshold=0.5``) on every Starlette/FastAPI app; the sets of failing
+    tests must be identical. Positional arguments go to each pytest run.
+    """
+    dist, modes, groups, extras = COMPAT_SUITES[suite]
+    # The frameworks as the tests session resolves them, without its pytest
+    # plugins (pytest-asyncio, hypothesis), which would change the suites.
+    install(session, "web", extras="flask,fastapi")
+    pins = [
+        f"{name}=={_installed_version(session, name)}"
+        for name in ("flask", "starlette", "fastapi")
+    ]
+    pin = next(p for p in pins if p.startswith(f"{dist}=="))
+    version = pin.split("==")[1]
+    # Outside the session's venv: Flask's suite tells installed packages from
+    # source trees by whether a path lies under sys.prefix.
+    tmp = Path(".nox", "_compat", suite).resolve()
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    source = tmp / f"{dist}-{version}"
+    if not source.is_dir():
+        session.install("pip")
+        session.run(
+            "python", "-m", "pip", "download", "--quiet", "--no-deps",
+            "--no-binary", ":all:", pin, "-d", str(tmp),
+        )  # fmt: skip
+        with tarfile.open(tmp / f"{dist}-{version}.tar.gz") as archive:
+            archive.extractall(tmp, filter="data")
+    project = nox.project.load_toml(source / "pyproject.toml")
+    requirements = [
+        r
+        for group in groups
+        for r in nox.project.dependency_groups(project, group)
+        if _requirement_name(r) not in COMPAT_SKIP_REQUIREMENTS
+    ]
+    locked = _locked(session, source, groups, requirements)
+    if extras:
+        requirements.append(f"{dist}[{extras}]")
+    session.install(*requirements, *locked, *pins)
+
+    plugin_dir = Path("tests/compat").resolve()
+    results: dict[str, set[str]] = {}
+    timings: dict[str, float] = {}
+    session.chdir(source)
+    for mode in ["stock", *modes]:
+        report = tmp / f"report-{mode}.json"
+        report.unlink(missing_ok=True)
+        started = time.monotonic()
+        session.run(
+            "python", "-m", "pytest", "tests", "-p", "no:cacheprovider",
+            "-p", "syncbridge_compat", "-q", "--no-header",
+            *session.posargs,
+            env={
+                "PYTHONPATH": str(plugin_dir),
+                "SYNCBRIDGE_COMPAT_MODE": mode,
+                "SYNCBRIDGE_COMPAT_REPORT": str(report),
+                "TMPDIR": str(tmp / "tmp"),
+            },
+            success_codes=[0, 1],
+        )  # fmt: skip
+        timings[mode] = time.monotonic() - started
+        outcome = json.loads(report.read_text(encoding="utf-8"))
+        results[mode] = set(outcome["failed"])
+        session.log(
+            f"{dist} {version} [{mode}]: {len(results[mode])} failing, "
+            f"{outcome['wrapped']} apps wrapped, {timings[mode]:.0f} s"
+        )
+    stock = results["stock"]
+    differing = False
+    for mode in modes:
+        only_wrapped = sorted(results[mode] - stock)
+        only_stock = sorted(stock - results[mode])
+        for label, ids in (
+            (f"fail only with syncbridge [{mode}]", only_wrapped),
+            (f"fail only without syncbridge [{mode}]", only_stock),
+        ):
+            if ids:
+                differing = True
+                session.log(f"{len(ids)} tests {label}:\n  " + "\n  ".join(ids))
+    if differing:
+        session.error(f"{dist} {version}: the failing tests differ (see above)")
+
+
+def _installed_version(session: nox.Session, dist: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    out = session.run("python", "-c", code, silent=True)
+    assert isinstance(out, str)
+    return out.strip()
+
+
+def _locked(
+    session: nox.Session, source: Path, groups: list[str], requirements: list[str]
+) -> list[str]:
+    """Pin the suite's own test tools to the versions its ``uv.lock`` holds.
+
+    A suite is written against its lockfile's pytest (Flask 3.1.3's imports a
+    private name later pytest releases dropped). Only the group's direct
+    requirements are pinned: the framework's own dependencies stay as the
+    ``tests`` session resolves them.
+    """
+    if not (source / "uv.lock").is_file():
+        return []
+    has_uv, uv, _ = nox.virtualenv.find_uv()
+    if not has_uv:
+        return []
+    out = session.run(
+        uv, "export", "--frozen", "--no-hashes", "--no-emit-project",
+        "--no-annotate", "--no-header", *(f"--only-group={g}" for g in groups),
+        "--directory", str(source), silent=True, external=True,
+    )  # fmt: skip
+    assert isinstance(out, str)
+    direct = {_requirement_name(r) for r in requirements}
+    return [
+        line.strip()
+        for line in out.splitlines()
+        if line.strip()
+        and not line.startswith(("#", " "))
+        and _requirement_name(line) in direct
+    ]
+
+
+# The pages whose install lines ``newcomer`` runs, with the examples it then runs
+# (besides the page's own literalincluded ones). A how-to that installs into the
+# tutorial's checkout starts from the tutorial's clone and venv lines.
+NEWCOMER_PAGES = {
+    "README.md": None,
+    "docs/tutorial/first-bridge.md": None,
+    "docs/tutorial/web-apps.md": None,
+    "docs/howto/flask.md": "docs/tutorial/first-bridge.md",
+    "docs/howto/testing.md": "docs/tutorial/first-bridge.md",
+}
+_CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
+_INLINE_INSTALL = re.compile(r"`((?:python -m )?pip install [^`]+)`")
+_SETUP = re.compile(r"^(git clone |python -m venv |\. \.venv/bin/activate)")
+
+
+def newcomer_steps(text: str) -> list[str]:
+    """The setup lines of a page: clone, venv, activate and pip install lines.
+
+    The contributor command (``pip install 'nox[uv]' && python -m nox``) is left
+    out: it is what runs this.
+    """
+    lines = [
+        line.removeprefix("$ ").strip()
+        for block in _CONSOLE_BLOCK.findall(text)
+        for line in block.splitlines()
+    ]
+    lines += _INLINE_INSTALL.findall(text)
+    return [
+        line
+        for line in lines
+        if ("pip install" in line or _SETUP.match(line)) and "nox" not in line
+    ]
+
+
+@nox.session(python=False)
+def newcomer(session: nox.Session) -> None:
+    """Follow the README and the docs literally: their install lines, then their code.
+
+    Each page gets a fresh directory: its lines run there in one shell (the
+    ``git clone`` clones this checkout's committed HEAD instead of the URL),
+    then the page's examples run with only what the page installed.
+    """
+    root = Path.cwd()
+    work = Path(".nox", "_newcomer").resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    for page, base in NEWCOMER_PAGES.items():
+        text = (root / page).read_text(encoding="utf-8")
+        steps = newcomer_steps(text)
+        if base is not None:
+            base_steps = newcomer_steps((root / base).read_text(encoding="utf-8"))
+            steps = [s for s in base_steps if "pip install" not in s] + steps
+        if not any("pip install" in s for s in steps):
+            session.error(f"{page}: no install line found")
+        if not steps[0].startswith("git clone "):
+            session.error(f"{page}: the first step is not the git clone line")
+        steps[0] = re.sub(
+            r"git clone \S+", f"git clone --quiet {root} syncbridge", steps[0]
+        )
+        examples = [
+            root / "docs" / m
+            for m in re.findall(r"\{literalinclude\} \.\./(examples/\S+\.py)", text)
+        ]
+        checks = [f"python {shlex.quote(str(e))}" for e in examples]
+        if page == "README.md":
+            for i, block in enumerate(
+                re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+            ):
+                snippet = work / f"readme_block{i}.py"
+                snippet.parent.mkdir(parents=True, exist_ok=True)
+                snippet.write_text(block, encoding="utf-8")
+                checks.append(f"python {shlex.quote(str(snippet))}")
+        if page == "docs/howto/testing.md":
+            checks = ["python -c 'import syncbridge, trio'"]
+        checks.append("python -m syncbridge --version")
+        page_dir = work / page.replace("/", "_")
+        page_dir.mkdir(parents=True)
+        session.chdir(page_dir)  # each page starts in a fresh directory
+        script = "\n".join(["set -euxo pipefail", *steps, *checks])
+        session.run(
+            "bash", "-c", script, external=True,
+            env={"PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )  # fmt: skip
+    session.chdir(root)

@@ -7,6 +7,7 @@ Build with ``nox -s docs`` (warnings are errors, every reference must resolve), 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 
@@ -45,7 +46,7 @@ autodoc_default_options = {"show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-# The contract sections every public docstring carries (see STYLE.md, point 7).
+# The contract sections every public docstring carries (Google style: Runs on, Cancellation).
 napoleon_custom_sections = ["Runs on", "Cancellation"]
 
 # -- intersphinx -----------------------------------------------------------
@@ -83,11 +84,21 @@ nitpick_ignore = [
 
 # -- graphviz --------------------------------------------------------------
 graphviz_output_format = "svg"
-if shutil.which("dot") is None:
+_DOT = shutil.which("dot")
+if _DOT is None:
     raise RuntimeError(
         "the docs need Graphviz's `dot` for the threading-model diagram: install "
         "it with your system package manager (apt-get install graphviz, brew "
         "install graphviz, choco install graphviz)"
+    )
+# The diagrams are drawn here, not by sphinx.ext.graphviz, so that each page
+# shows them as a figure linking to the full-size SVG (#16).
+_GENERATED = _HERE / "_generated"
+_GENERATED.mkdir(exist_ok=True)
+for _source in sorted((_HERE / "explanation" / "diagrams").glob("*.dot")):
+    subprocess.run(
+        [_DOT, "-Tsvg", str(_source), "-o", str(_GENERATED / f"{_source.stem}.svg")],
+        check=True,
     )
 
 # -- HTML ------------------------------------------------------------------

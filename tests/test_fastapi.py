@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MONITOR = "syncbridge-loop-monitor"
+MONITOR = "syncbridge-watch-"
 WAIT = 10.0
 """Upper bound for anything a test waits for; never reached when it passes."""
 
@@ -100,7 +100,9 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 
 
 def monitors() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == MONITOR and t.is_alive()]
+    return [
+        t for t in threading.enumerate() if t.name.startswith(MONITOR) and t.is_alive()
+    ]
 
 
 class Records(logging.Handler):
@@ -404,7 +406,7 @@ class TestTimeouts:
 
         @app.get("/")
         async def index() -> None:
-            raise TimeoutError
+            raise syncbridge.SyncBridgeTimeout("a deadline of ours")
 
         async with serve(app) as client:
             response = await client.get("/")
@@ -422,7 +424,7 @@ class TestTimeouts:
 
         @app.get("/")
         async def index() -> None:
-            raise TimeoutError
+            raise syncbridge.SyncBridgeTimeout("a deadline of ours")
 
         async with serve(app) as client:
             response = await client.get("/")
@@ -508,7 +510,7 @@ class TestLoopBlockDetection:
             assert records.logged.is_set()
         (message,) = records.messages
         assert "while serving GET /stall/x" in message
-        assert "blocking_threshold=0.05 s" in message
+        assert "(threshold 0.05 s)" in message
         route = message.index("in stalling_route\n    release.wait(WAIT)")
         assert route > message.index("in __call__")  # innermost frames last
         assert "threading.py" in message.splitlines()[-2]  # Event.wait, innermost
@@ -523,7 +525,7 @@ class TestLoopBlockDetection:
         async with serve(app):
             assert records.logged.wait(WAIT)  # blocks this loop: the app's loop
         (message,) = records.messages
-        assert "outside any request" in message
+        assert "outside any known call" in message
         assert "records.logged.wait(WAIT)" in message
 
     @pytest.mark.anyio
@@ -607,29 +609,85 @@ class TestInstall:
     @pytest.mark.parametrize(
         ("kwargs", "error", "match"),
         [
-            pytest.param({"threads": 0}, ValueError, r"threads=.*at least 1", id="0"),
-            pytest.param({"threads": 2.0}, TypeError, r"threads=.*int", id="float"),
-            pytest.param({"threads": True}, TypeError, r"threads=.*int", id="bool"),
             pytest.param(
-                {"pools": {"db": 0}}, ValueError, r"pools\['db'\]", id="pool-0"
+                {"threads": 0},
+                ValueError,
+                r"install\(threads=\.\.\.\) must be an int >= 1",
+                id="0",
             ),
-            pytest.param({"pools": {1: 2}}, TypeError, r"pool names", id="pool-key"),
             pytest.param(
-                {"blocking_threshold": 0}, ValueError, r"above 0", id="threshold-0"
+                {"threads": 2.0},
+                TypeError,
+                r"install\(threads=\.\.\.\).*of type float",
+                id="float",
+            ),
+            pytest.param(
+                {"threads": True},
+                TypeError,
+                r"install\(threads=\.\.\.\).*of type bool",
+                id="bool",
+            ),
+            pytest.param({"threads": "8"}, TypeError, r"convert it first", id="str"),
+            pytest.param(
+                {"pools": {"db": 0}},
+                ValueError,
+                r"install\(pools=\{'db': \.\.\.\}\) must be an int >= 1",
+                id="pool-0",
+            ),
+            pytest.param(
+                {"pools": {"db": 1.5}},
+                TypeError,
+                r"pools=\{'db'.*of type float",
+                id="pool-float",
+            ),
+            pytest.param(
+                {"pools": {1: 2}},
+                TypeError,
+                r"pool name in .*pools=.*must be a str",
+                id="pool-key",
+            ),
+            pytest.param(
+                {"pools": {"": 2}},
+                ValueError,
+                r"pool name in .*must not be empty",
+                id="pool-empty",
+            ),
+            pytest.param(
+                {"pools": ["db"]},
+                TypeError,
+                r"pools=\.\.\.\) must be a mapping of pool names",
+                id="pools-list",
+            ),
+            pytest.param(
+                {"blocking_threshold": 0},
+                ValueError,
+                r"blocking_threshold=\.\.\.\) must be a finite number of seconds > 0, or None",
+                id="threshold-0",
             ),
             pytest.param(
                 {"blocking_threshold": float("inf")},
                 ValueError,
-                r"finite",
+                r"blocking_threshold=.*finite",
                 id="threshold-inf",
             ),
             pytest.param(
                 {"blocking_threshold": "1"},
                 TypeError,
-                r"number of seconds",
+                r"blocking_threshold=.*of type str",
                 id="threshold-str",
             ),
-            pytest.param({"bridge": object()}, TypeError, r"Bridge", id="bridge"),
+            pytest.param(
+                {"blocking_threshold": True},
+                TypeError,
+                r"blocking_threshold=.*of type bool",
+                id="threshold-bool",
+            ),
+            pytest.param(
+                {"bridge": object()},
+                TypeError,
+                r"bridge=\.\.\.\) must be a syncbridge\.Bridge",
+                id="bridge",
+            ),
         ],
     )
     def test_install_rejects_bad_arguments_at_once(

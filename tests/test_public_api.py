@@ -49,7 +49,9 @@ def test_all_is_sorted_tuple_and_complete() -> None:
     modules = {
         name
         for name, obj in vars(syncbridge).items()
-        if isinstance(obj, types.ModuleType) and not name.startswith("_")
+        if isinstance(obj, types.ModuleType)
+        and name.isidentifier()
+        and not name.startswith("_")
     }
     assert modules <= {"flask", "fastapi", "prometheus", "testing"}
 
@@ -122,4 +124,5 @@ def test_the_public_modules_are_the_core_and_the_integrations() -> None:
         "syncbridge.fastapi",
         "syncbridge.flask",
         "syncbridge.prometheus",
+        "syncbridge.testing",
     ]

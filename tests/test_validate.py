@@ -228,7 +228,7 @@ BRIDGE_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
     (
         {"pools": {3: 2}},
         TypeError,
-        r"a Bridge(pools=...) key (a pool name) must be a str",
+        "a pool name in Bridge(pools=...) must be a str",
     ),
     ({"pools": {"": 2}}, ValueError, "must not be empty"),
     ({"name": 7}, TypeError, "Bridge(name=...) must be a str"),

@@ -10,6 +10,7 @@ from ._core._workers import WorkerPool as WorkerPool
 from ._exceptions import BridgeClosed as BridgeClosed
 from ._exceptions import DeadlockError as DeadlockError
 from ._exceptions import SyncBridgeError as SyncBridgeError
+from ._exceptions import SyncBridgeTimeout as SyncBridgeTimeout
 from ._exceptions import WorkerCancelled as WorkerCancelled
 from ._gather import PENDING as PENDING
 from ._gather import GatherTimeout as GatherTimeout
@@ -50,6 +51,7 @@ __all__ = (
     "PoolStats",
     "PortalStats",
     "SyncBridgeError",
+    "SyncBridgeTimeout",
     "SyncIterator",
     "ThreadIterator",
     "WorkerCancelled",

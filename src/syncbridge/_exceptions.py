@@ -6,10 +6,12 @@ __all__ = (
     "BridgeClosed",
     "DeadlockError",
     "SyncBridgeError",
+    "SyncBridgeTimeout",
     "WorkerCancelled",
     "callable_name",
     "closed_message",
     "deadlock_message",
+    "timeout_message",
 )
 
 import functools
@@ -21,6 +23,24 @@ class SyncBridgeError(Exception):
     Exceptions raised by *your* code pass through syncbridge unchanged (the same
     object); they are never wrapped in a :class:`SyncBridgeError`.
     """
+
+
+class SyncBridgeTimeout(SyncBridgeError, TimeoutError):
+    """A deadline syncbridge enforces passed: ``to_async(timeout=...)``, ``to_sync(timeout=...)``.
+
+    A :class:`TimeoutError`, so ``except TimeoutError`` still catches it; catch (or
+    register a web-framework handler for) this class to tell syncbridge's own
+    deadlines apart from a :class:`TimeoutError` your code or a library raised
+    (a socket or driver timeout), which syncbridge passes through unchanged.
+    :class:`~syncbridge.GatherTimeout` is one.
+
+    .. versionadded:: 0.1
+    """
+
+
+def timeout_message(what: str, func_name: str, timeout: float) -> str:
+    """Build the message of the :class:`SyncBridgeTimeout` raised by *what*."""
+    return f"{what}: {func_name}() did not finish within {timeout:g} s"
 
 
 class BridgeClosed(SyncBridgeError, RuntimeError):

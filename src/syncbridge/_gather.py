@@ -23,7 +23,7 @@ import anyio
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._shield import wait_through_cancellation
-from ._exceptions import DeadlockError, SyncBridgeError, callable_name
+from ._exceptions import DeadlockError, SyncBridgeTimeout, callable_name
 from ._validate import check_bool, check_capacity, check_timeout, is_async_callable
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ PENDING: Final = PendingType.PENDING
 """Fills the slots of :attr:`GatherTimeout.results` whose awaitable did not finish."""
 
 
-class GatherTimeout(SyncBridgeError, TimeoutError):
+class GatherTimeout(SyncBridgeTimeout):
     """:func:`gather_with_timeout` reached its deadline before every awaitable finished.
 
     By the time it is raised, every unfinished awaitable has been cancelled and has
@@ -143,10 +143,11 @@ def _check_options(
 
 
 def _not_awaitable(where: str, i: int, aw: object) -> str:
+    kind = type(aw).__name__
     if isinstance(aw, (list, tuple, set)):
         return (
             f"{where}() takes the awaitables as separate arguments, got a "
-            f"{type(aw).__name__} as argument #{i}: unpack it, "
+            f"{kind} as argument #{i}: unpack it, "
             f"{where}(*aws, timeout=...)"
         )
     if is_async_callable(aw):

@@ -7,8 +7,6 @@ __all__ = ("check_cancelled", "run_blocking", "to_async")
 import functools
 from typing import TYPE_CHECKING, Any, overload
 
-import anyio
-
 from ._core._bridge import Bridge, get_bridge
 from ._core._jobs import check_cancelled as _check_cancelled
 from ._validate import (
@@ -190,10 +188,9 @@ def to_async(
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
             target = b.thread_sensitive_pool if thread_sensitive else b.pool(pool)
-            if timeout is None:
-                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
-            with anyio.fail_after(timeout):
-                return await b._run_in(target, abandon_on_cancel, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+            return await b._run_in(  # pyright: ignore[reportPrivateUsage]
+                target, abandon_on_cancel, fn, args, kwargs, timeout=timeout
+            )
 
         return wrapper
 

@@ -20,6 +20,7 @@ __all__ = (
     "check_instance",
     "check_iterable",
     "check_name",
+    "check_pools",
     "check_seconds",
     "check_timeout",
     "close_if_coroutine",
@@ -33,8 +34,9 @@ import math
 import numbers
 import operator
 import sys
+from collections.abc import Mapping
 from types import CoroutineType, FunctionType, MethodType
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, cast, overload
 
 from ._exceptions import callable_name
 
@@ -52,7 +54,7 @@ def _as_int(value: object) -> int | None:
     """*value* as an exact int if it is an integer (an IntEnum, numpy's), not a bool."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         return None
-    return operator.index(value)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    return operator.index(value)  # type: ignore[arg-type]
 
 
 def _as_seconds(value: object) -> float | None:
@@ -140,6 +142,32 @@ def check_seconds(
     if not (math.isfinite(seconds) and (seconds >= 0 if zero else seconds > 0)):
         raise ValueError(f"{what} must be {accepted}; got {value!r}")
     return seconds
+
+
+def check_pools(value: object, what: str) -> dict[str, int]:
+    """Return *value* as ``{name: capacity}`` if it maps pool names to capacities.
+
+    ``None`` is no pools. *what* names the option, ``"Bridge(pools=...)"``.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{what} must be a mapping of pool names to capacities, such as "
+            f"{{'db': 5}}; got {value!r}"
+        )
+    pools = cast("Mapping[object, object]", value)
+
+    def entry(name: str) -> str:  # Bridge(pools={'db': ...}), config['X']['db']
+        if what.endswith("=...)"):
+            return f"{what.removesuffix('=...)')}={{{name!r}: ...}})"
+        return f"{what}[{name!r}]"
+
+    checked: dict[str, int] = {}
+    for key, capacity in pools.items():
+        name = check_name(key, f"a pool name in {what}")
+        checked[name] = check_capacity(capacity, entry(name))
+    return checked
 
 
 def check_bool(value: object, what: str) -> bool:

@@ -1,7 +1,8 @@
 """FastAPI and Starlette integration: ``install(app, ...)``.
 
 One call sizes the app's worker capacity, registers named pools (bulkheads), turns
-:class:`TimeoutError` into ``504 Gateway Timeout`` responses and, if asked, watches
+syncbridge's own timeouts (:class:`~syncbridge.SyncBridgeTimeout`) into
+``504 Gateway Timeout`` responses and, if asked, watches
 the app's event loop for blocking calls. Everything it starts runs inside the app's
 lifespan, composed with the app's own.
 
@@ -14,34 +15,30 @@ from __future__ import annotations
 __all__ = ("install",)
 
 import contextlib
+import inspect
 import logging
-import math
-import sys
-import threading
-import time
-import traceback
-from typing import TYPE_CHECKING, Any, Final
+import weakref
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 import anyio.to_thread
 
-from syncbridge import Bridge, BridgeClosed, get_bridge
+from syncbridge import Bridge, BridgeClosed, SyncBridgeTimeout, get_bridge, watch_loop
+from syncbridge._validate import check_capacity, check_pools, check_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncGenerator, Mapping
     from contextlib import AbstractAsyncContextManager
     from types import FrameType
 
-    from anyio.abc import TaskStatus
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-logger: Final = logging.getLogger("syncbridge")
+_logger: Final = logging.getLogger("syncbridge")
 
 _STATE_KEY: Final = "syncbridge"
-_MONITOR_THREAD_NAME: Final = "syncbridge-loop-monitor"
 _TIMEOUT_DETAIL: Final = (
     "The server did not finish the request in time: an operation it waited for "
     "exceeded its timeout."
@@ -69,11 +66,16 @@ def install(
     - each of *pools* is created on the bridge (or resized, if it exists), so
       ``@syncbridge.to_async(pool="name")`` functions run in their own capacity and
       a saturated pool delays only its own callers;
-    - a :class:`TimeoutError` that escapes a route (``to_async(timeout=...)``,
-      ``to_sync(timeout=...)``) becomes a ``504`` response with a JSON
-      ``{"detail": ...}`` body, unless the app has its own handler for
-      :class:`TimeoutError` (registered before or after this call) or for
-      :class:`OSError` (registered before this call);
+    - a :class:`~syncbridge.SyncBridgeTimeout` that escapes a route (a
+      ``to_async(timeout=...)`` or ``to_sync(timeout=...)`` deadline, a
+      :class:`~syncbridge.GatherTimeout`) becomes a ``504`` response with a JSON
+      ``{"detail": ...}`` body, unless the app has its own handler for it (for
+      :class:`~syncbridge.SyncBridgeTimeout` or a subclass, or for a base class:
+      :class:`~syncbridge.SyncBridgeError`, :class:`TimeoutError`,
+      :class:`OSError`, registered before or after this call), which then
+      answers instead. Any other exception, a :class:`TimeoutError` your code or
+      a library raises included, is left to the app exactly as without
+      syncbridge;
     - with *blocking_threshold*, each time the app's event loop is blocked for
       longer than that, one warning is logged on the ``syncbridge`` logger, naming
       the request (method and path) and showing the stack of the code that blocks.
@@ -90,11 +92,12 @@ def install(
         once (so ``to_async(pool=...)`` works even where the lifespan never runs,
         such as a ``TestClient`` used without ``with``); it does so again at each
         startup, for forked workers. At startup and shutdown, the lifespan work runs
-        on the app's event loop (asyncio or trio); closing a *bridge* you passed
-        runs in a worker thread, off the loop. With *blocking_threshold*, a
-        heartbeat task runs on the app's loop and a daemon thread named
-        ``syncbridge-loop-monitor`` watches it; both stop at shutdown. Without it,
-        nothing is added to the request path.
+        on the app's event loop (asyncio or trio) and never blocks it: closing
+        a *bridge* you passed, and waiting for the monitor thread to end, run
+        in a worker thread. With *blocking_threshold*, the app's loop is
+        watched by :func:`syncbridge.watch_loop` (a heartbeat on the loop and a
+        thread named ``syncbridge-watch-<loop>``) from startup to shutdown.
+        Without it, nothing is added to the request path.
 
     Cancellation:
         A request whose blocking call times out is answered at once;
@@ -115,10 +118,12 @@ def install(
             (``to_async(bridge=...)``).
 
     Raises:
-        TypeError: If *app* is not a Starlette application, or a capacity is not
-            an int, or *bridge* is not a :class:`~syncbridge.Bridge`.
-        ValueError: If a capacity is below 1, or *blocking_threshold* is not a
-            finite number of seconds above 0.
+        TypeError: If *app* is not a Starlette application, a capacity is not
+            an int, *pools* is not a mapping of names, *blocking_threshold* is
+            not a number or ``None``, or *bridge* is not a
+            :class:`~syncbridge.Bridge`.
+        ValueError: If a capacity is below 1, a pool name is empty, or
+            *blocking_threshold* is not a finite number of seconds above 0.
         RuntimeError: If syncbridge is already installed on *app*, or *app* has
             already started.
         BridgeClosed: If *bridge* is closed: here, or at a later startup once
@@ -136,18 +141,21 @@ def install(
             "pip install 'syncbridge[fastapi]'"
         ) from exc
 
-    if not isinstance(app, Starlette):
+    if not isinstance(app, Starlette):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
         raise TypeError(
             "syncbridge.fastapi.install() takes a FastAPI or Starlette application, "
             f"got {type(app).__name__!r}"
         )
     settings = _Settings(
-        threads=None if threads is None else _capacity(threads, "threads"),
-        pools={
-            _pool_name(name): _capacity(n, f"pools[{name!r}]")
-            for name, n in (pools or {}).items()
-        },
-        blocking_threshold=_threshold(blocking_threshold),
+        threads=None
+        if threads is None
+        else check_capacity(threads, "syncbridge.fastapi.install(threads=...)"),
+        pools=_pools(pools),
+        blocking_threshold=check_seconds(
+            blocking_threshold,
+            "syncbridge.fastapi.install(blocking_threshold=...)",
+            none="no loop-block detection",
+        ),
         bridge=_bridge(bridge),
     )
     if getattr(app.state, _STATE_KEY, None) is not None:
@@ -167,8 +175,11 @@ def install(
     _configure(settings)
     setattr(app.state, _STATE_KEY, settings)
     app.router.lifespan_context = _compose(app.router.lifespan_context, settings)
-    if not any(cls in app.exception_handlers for cls in (TimeoutError, OSError)):
-        app.add_exception_handler(TimeoutError, _timeout_response)
+    # Only syncbridge's own timeouts: a handler for TimeoutError would also
+    # catch a socket's or a driver's, and change how a response that already
+    # started reports any of them (#16).
+    if SyncBridgeTimeout not in app.exception_handlers:
+        app.add_exception_handler(SyncBridgeTimeout, _TimeoutHandler(app))
     if settings.blocking_threshold is not None:
         # Innermost of the user middleware: a middleware that runs the rest of the
         # request in a new task (BaseHTTPMiddleware) breaks the chain of frames the
@@ -204,44 +215,8 @@ class _Settings:
         )
 
 
-def _capacity(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"syncbridge.fastapi.install({what}=...) must be an int (a number of "
-            f"threads), got {value!r}"
-        )
-    if value < 1:
-        raise ValueError(
-            f"syncbridge.fastapi.install({what}=...) must be at least 1, got "
-            f"{value}; leave it out to keep the default capacity"
-        )
-    return value
-
-
-def _pool_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(
-            "syncbridge.fastapi.install(pools=...) maps pool names (str) to "
-            f"capacities, got the key {name!r}"
-        )
-    return name
-
-
-def _threshold(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            "syncbridge.fastapi.install(blocking_threshold=...) must be a number of "
-            f"seconds or None, got {value!r}"
-        )
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(
-            "syncbridge.fastapi.install(blocking_threshold=...) must be a finite "
-            f"number of seconds above 0 (such as 0.1), got {value!r}; pass None to "
-            "turn loop-block detection off"
-        )
-    return float(value)
+def _pools(pools: object) -> dict[str, int]:
+    return check_pools(pools, "syncbridge.fastapi.install(pools=...)")
 
 
 def _bridge(value: object) -> Bridge | None:
@@ -260,7 +235,7 @@ def _compose(user_lifespan: Any, settings: _Settings) -> Any:
     """Wrap the app's lifespan context: ours outside, the user's inside."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[Any]:
+    async def lifespan(app: Any) -> AsyncGenerator[Any]:
         async with contextlib.AsyncExitStack() as stack:
             bridge = _start(settings)
             if settings.bridge is not None:
@@ -269,7 +244,7 @@ def _compose(user_lifespan: Any, settings: _Settings) -> Any:
             state = await stack.enter_async_context(user)
             if settings.blocking_threshold is not None:
                 await stack.enter_async_context(
-                    _watch_loop(settings.blocking_threshold)
+                    watch_loop(settings.blocking_threshold, describe=_request_of)
                 )
             # Starlette's lifespan state protocol: pass the user's state through.
             yield state
@@ -309,10 +284,41 @@ def _configure(settings: _Settings) -> Bridge:
     return bridge
 
 
-async def _timeout_response(request: Request, exc: Exception) -> Response:
-    from starlette.responses import JSONResponse
+class _TimeoutHandler:
+    """The app's handler for :class:`~syncbridge.SyncBridgeTimeout`: a 504.
 
-    return JSONResponse({"detail": _TIMEOUT_DETAIL}, status_code=504)
+    Registered for that class, it comes first in Starlette's lookup (by the
+    exception's MRO), so a handler the app has for a base class (``TimeoutError``,
+    ``OSError``, ``SyncBridgeError``) is looked up here and answers instead.
+    """
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Starlette) -> None:
+        self._app = weakref.ref(app)  # the app holds this handler
+
+    async def __call__(self, conn: Request, exc: Exception) -> Response:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        app = self._app()
+        handlers = app.exception_handlers if app is not None else {}
+        mro = type(exc).__mro__
+        for cls in mro[mro.index(SyncBridgeTimeout) + 1 :]:
+            if cls is Exception:
+                break
+            handler: Any = handlers.get(cls)
+            if handler is not None:
+                if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+                    getattr(handler, "__call__", None)  # noqa: B004
+                ):
+                    response: Response = await handler(conn, exc)
+                else:
+                    response = await run_in_threadpool(handler, conn, exc)
+                return response
+        if conn.scope["type"] != "http":
+            raise exc  # a WebSocket gets no response: as without a handler
+        return JSONResponse({"detail": _TIMEOUT_DETAIL}, status_code=504)
 
 
 # -- loop-block detection ----------------------------------------------------------
@@ -337,106 +343,19 @@ class _RequestMarker:
 _MARKER_CODE: Final = _RequestMarker.__call__.__code__
 
 
-@contextlib.asynccontextmanager
-async def _watch_loop(threshold: float) -> AsyncIterator[None]:
-    """Run the heartbeat task and the monitor thread for the enclosed block."""
-    watch = _LoopWatch(threshold)
-    error: Exception | None = None
-    async with anyio.create_task_group() as tg:
-        await tg.start(watch.beat)
-        watch.start()
-        try:
-            yield
-        except Exception as exc:
-            # Re-raised outside the task group, so it is not wrapped in an
-            # ExceptionGroup that the server would report instead of it.
-            error = exc
-        finally:
-            watch.stop()
-            tg.cancel_scope.cancel()
-    if error is not None:
-        raise error
-
-
-class _LoopWatch:
-    """A heartbeat stamped by the loop and a thread that notices when it stops."""
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        # A stall is reported at most two intervals (20% of the threshold) after
-        # it passes the threshold: the monitor polls once an interval, and the
-        # length it measures starts when the next beat was due, which may be up
-        # to one interval after the stall began.
-        self.interval = threshold / 10
-        self.stamp = time.monotonic()
-        self.loop_thread = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    async def beat(
-        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        self.loop_thread = threading.get_ident()
-        self.stamp = time.monotonic()
-        task_status.started()
-        while True:
-            await anyio.sleep(self.interval)
-            self.stamp = time.monotonic()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._monitor, name=_MONITOR_THREAD_NAME, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            # Bounded: this runs on the loop, and a report may be in a slow handler.
-            self._thread.join(timeout=2.0)
-
-    def _monitor(self) -> None:
-        reported = None
-        while not self._stop.wait(self.interval):
-            stamp = self.stamp
-            # The heartbeat is due one interval after its last stamp; anything
-            # beyond that is time the loop could not run it.
-            blocked = time.monotonic() - stamp - self.interval
-            if blocked <= self.threshold or stamp == reported:
-                continue
-            frame = sys._current_frames().get(self.loop_thread)
-            if frame is None:
-                continue
-            reported = stamp
-            try:
-                self._report(frame, blocked)
-            finally:
-                del frame
-
-    def _report(self, frame: FrameType, blocked: float) -> None:
-        request = _request_of(frame)
-        where = f"while serving {request}" if request else "outside any request"
-        logger.warning(
-            "The event loop has been blocked for %.2f s (blocking_threshold=%g s) "
-            "%s. Run blocking calls in a worker thread (await "
-            "syncbridge.run_blocking(func, ...) or a @syncbridge.to_async "
-            "function). Stack of the loop thread, innermost call last:\n%s",
-            blocked,
-            self.threshold,
-            where,
-            "".join(traceback.format_stack(frame)).rstrip("\n"),
-        )
-
-
-def _request_of(frame: FrameType | None) -> str | None:
+def _request_of(frame: FrameType) -> str | None:
     """Describe the request whose marker frame is on this stack, if any."""
-    while frame is not None:
-        if frame.f_code is _MARKER_CODE:
-            scope = frame.f_locals.get("scope")
+    f: FrameType | None = frame
+    while f is not None:
+        if f.f_code is _MARKER_CODE:
+            scope: object = f.f_locals.get("scope")
             # The lifespan scope passes the middleware too; it is no request.
-            if isinstance(scope, dict) and scope.get("type") == "http":
-                return f"{scope.get('method')} {scope.get('path')}"
-            if isinstance(scope, dict) and scope.get("type") == "websocket":
-                return f"WebSocket {scope.get('path')}"
-        frame = frame.f_back
+            if isinstance(scope, dict):
+                fields = cast("dict[str, object]", scope)
+                kind, path = fields.get("type"), fields.get("path")
+                if kind == "http":
+                    return f"while serving {fields.get('method')} {path}"
+                if kind == "websocket":
+                    return f"while serving WebSocket {path}"
+        f = f.f_back
     return None

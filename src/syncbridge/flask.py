@@ -19,10 +19,11 @@ import contextvars
 import functools
 import importlib.metadata
 import inspect
-import math
+import os
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, overload
 
 import anyio
@@ -35,6 +36,7 @@ from syncbridge import (
     sync_iter,
     to_async,
 )
+from syncbridge._validate import check_capacity, check_pools, check_seconds
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -46,7 +48,9 @@ if TYPE_CHECKING:
 
 _AsyncFn = TypeVar("_AsyncFn", bound=Callable[..., Coroutine[Any, Any, Any]])
 
-CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
+_CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
+_CONFIG_THREADS: Final = "SYNCBRIDGE_THREADS"
+_CONFIG_POOLS: Final = "SYNCBRIDGE_POOLS"
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
 _MISSING: Final = object()
 
@@ -78,6 +82,22 @@ class SyncBridge:
         ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
         ``@app.errorhandler(504)`` can replace).
 
+    Configuration is read from ``app.config`` by :meth:`init_app`, so set it
+    first; a bad value fails there, naming the key:
+
+    - ``SYNCBRIDGE_TIMEOUT``: seconds (a number > 0) or ``None`` (the default).
+    - ``SYNCBRIDGE_THREADS``: worker capacity of the bridge's default pool (an
+      int >= 1), or ``None`` (the default) to keep the bridge's own.
+    - ``SYNCBRIDGE_POOLS``: named pools to create or resize on the bridge, as
+      ``{name: capacity}``, for ``@syncbridge.to_async(pool="name")`` functions.
+
+    Like ``syncbridge.fastapi.install(threads=..., pools=...)``, the capacities
+    are applied to the default bridge at once and again in each forked worker
+    process (gunicorn's pre-fork model), at its first async request.
+
+    The extension keeps only a weak reference to *app* (so an app with no other
+    references is freed at once, as Flask promises); keep the app referenced.
+
     Args:
         app: The app to set up now; omit it and call :meth:`init_app` later.
 
@@ -85,16 +105,26 @@ class SyncBridge:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        self.app = app
+        # Weak: app.extensions refers to this object, and a strong reference
+        # back would make a cycle that keeps the app alive until the cyclic GC
+        # runs; Flask frees an app as soon as its refcount drops to zero (#16).
+        self._app_ref = None if app is None else weakref.ref(app)
         if app is not None:
             self.init_app(app)
 
+    @property
+    def app(self) -> Flask | None:
+        """The app given to ``SyncBridge(app)``, while it is alive; else ``None``."""
+        return None if self._app_ref is None else self._app_ref()
+
     def init_app(self, app: Flask) -> None:
-        """Route *app*'s coroutines through the bridge.
+        """Read and check *app*'s ``SYNCBRIDGE_*`` config; route its coroutines.
 
         Raises:
             RuntimeError: If *app* already has a ``SyncBridge``, or Flask is
                 older than 3.1.2.
+            TypeError: If a ``SYNCBRIDGE_*`` config value has the wrong type.
+            ValueError: If a ``SYNCBRIDGE_*`` config value is out of range.
         """
         _require_flask_version()
         if "syncbridge" in app.extensions:
@@ -102,11 +132,16 @@ class SyncBridge:
                 f"SyncBridge is already set up on the app {app.name!r}; create one "
                 "SyncBridge per app (SyncBridge(app) or bridge.init_app(app) once)"
             )
-        app.config.setdefault(CONFIG_TIMEOUT, None)
+        for key in (_CONFIG_TIMEOUT, _CONFIG_THREADS, _CONFIG_POOLS):
+            if key not in app.config:
+                app.config[key] = None
+        settings = _Settings.from_config(app.config)
+        settings.apply()
         app.extensions["syncbridge"] = self
         # Flask's documented hook for running coroutines: an instance attribute
-        # shadows the method, so only this app is affected.
-        app.ensure_sync = functools.partial(_ensure_sync, app)  # type: ignore[method-assign]
+        # shadows the method, so only this app is affected. It holds the
+        # settings, not the app (no reference cycle, #16).
+        setattr(app, "ensure_sync", _EnsureSync(settings))  # noqa: B010 - shadows the method
 
     def timeout(self, seconds: float | None) -> Callable[[_AsyncFn], _AsyncFn]:
         """Bound an async view (or hook) to *seconds*, overriding the app default.
@@ -119,10 +154,11 @@ class SyncBridge:
             blocks run there) and a 504 ``GatewayTimeout`` is raised in the request.
 
         Raises:
-            ValueError: If *seconds* is not a positive finite number or ``None``.
-            TypeError: If the decorated function is not ``async def``.
+            TypeError: If *seconds* is not a number or ``None``, or the decorated
+                function is not ``async def``.
+            ValueError: If *seconds* is not finite and above 0.
         """
-        _seconds(seconds, "SyncBridge.timeout()")
+        check_seconds(seconds, "SyncBridge.timeout(seconds)", none="no timeout")
 
         def decorate(func: _AsyncFn) -> _AsyncFn:
             if not inspect.iscoroutinefunction(func):
@@ -184,6 +220,9 @@ class SyncBridge:
         """
         try:
             app = self._app()
+            hook = app.__dict__.get("ensure_sync")
+            if isinstance(hook, _EnsureSync):
+                hook.settings.apply_if_forked()
             if inspect.isawaitable(func):
                 if args or kwargs:
                     raise TypeError(
@@ -219,8 +258,9 @@ class SyncBridge:
 
         if flask.has_app_context():
             return flask.current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
-        if self.app is not None:
-            return self.app
+        app = self.app
+        if app is not None:
+            return app
         raise RuntimeError(
             "SyncBridge.background() needs an app: call it inside a request or "
             "'with app.app_context():', or create the extension as SyncBridge(app)"
@@ -276,18 +316,92 @@ def _require_flask_version() -> None:
         )
 
 
-def _ensure_sync(app: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
-    if inspect.iscoroutinefunction(func):
-        return functools.partial(_run_coroutine, app, func)
-    return func
+def _config_error(exc: Exception) -> Exception:
+    """Say where the bad value came from and when it must be fixed."""
+    return type(exc)(
+        f"{exc}. Fix the app config before SyncBridge(app) or init_app(app) reads "
+        "it (a value from the environment must be converted first, e.g. "
+        "float(os.environ['...']))"
+    )
+
+
+class _Settings:
+    """An app's ``SYNCBRIDGE_*`` config, checked once by ``init_app``."""
+
+    __slots__ = ("_pid", "pools", "threads", "timeout")
+
+    def __init__(
+        self, timeout: float | None, threads: int | None, pools: dict[str, int]
+    ) -> None:
+        self.timeout = timeout
+        self.threads = threads
+        self.pools = pools
+        self._pid = 0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> _Settings:
+        try:
+            timeout = check_seconds(
+                config[_CONFIG_TIMEOUT],
+                f"app.config[{_CONFIG_TIMEOUT!r}]",
+                none="no timeout",
+            )
+            threads = config[_CONFIG_THREADS]
+            if threads is not None:
+                threads = check_capacity(threads, f"app.config[{_CONFIG_THREADS!r}]")
+            checked = check_pools(
+                config[_CONFIG_POOLS], f"app.config[{_CONFIG_POOLS!r}]"
+            )
+        except (TypeError, ValueError) as exc:
+            raise _config_error(exc) from None
+        return cls(timeout, threads, checked)
+
+    def apply(self) -> None:
+        """Size the default bridge and create or resize its pools."""
+        self._pid = os.getpid()
+        if self.threads is None and not self.pools:
+            return
+        bridge = get_bridge()
+        if self.threads is not None:
+            bridge.max_workers = self.threads
+        for name, capacity in self.pools.items():
+            try:
+                bridge.pool(name).capacity = capacity
+            except KeyError:
+                try:
+                    bridge.add_pool(name, capacity)
+                except ValueError:  # another app on this bridge added it meanwhile
+                    bridge.pool(name).capacity = capacity
+
+    def apply_if_forked(self) -> None:
+        # A forked worker (gunicorn) gets a new default bridge: size it too.
+        if self._pid != os.getpid():
+            self.apply()
+
+
+class _EnsureSync:
+    """``app.ensure_sync``: coroutine functions run on the portal loop."""
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: _Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(func):
+            return functools.partial(_run_coroutine, self.settings, func)
+        return func
 
 
 def _run_coroutine(
-    app: Flask, func: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    settings: _Settings,
+    func: Callable[..., Awaitable[Any]],
+    /,
+    *args: Any,
+    **kwargs: Any,
 ) -> Any:
-    # Only the config can hold a bad value: timeout() checked its own.
-    default = app.config.get(CONFIG_TIMEOUT)
-    timeout = _seconds(getattr(func, _TIMEOUT_ATTR, default), CONFIG_TIMEOUT)
+    settings.apply_if_forked()
+    timeout = getattr(func, _TIMEOUT_ATTR, settings.timeout)
     contexts: list[contextvars.Context] = []  # as the coroutine started, ended
     try:
         return get_bridge().sync_call_async(
@@ -442,19 +556,3 @@ async def _run_in_background(work: _BackgroundWork) -> Any:
         raise
     finally:
         await work.pop_off_the_loop(error)
-
-
-def _seconds(seconds: object, what: str) -> float | None:
-    """Return *seconds* if it is a valid timeout (or None); else raise ValueError."""
-    if seconds is None:
-        return None
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not (seconds > 0 and math.isfinite(seconds))
-    ):
-        raise ValueError(
-            f"{what} takes a timeout in seconds (a positive finite number) or "
-            f"None for no timeout; got {seconds!r}"
-        )
-    return seconds

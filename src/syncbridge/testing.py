@@ -19,7 +19,12 @@ Disable it with ``-p no:syncbridge``.
 
 from __future__ import annotations
 
-__all__ = ("syncbridge_bridge",)
+__all__ = (
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_runtest_call",
+    "syncbridge_bridge",
+)
 
 import functools
 import inspect

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Coroutine, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from typing_extensions import assert_type
@@ -13,7 +13,7 @@ import syncbridge
 from syncbridge.flask import SyncBridge, stream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
 
 app = Flask(__name__)
 ext = SyncBridge(app)
@@ -27,18 +27,21 @@ async def job(order: int, note: str = "") -> bool:
     return True
 
 
-async def chunks() -> AsyncIterator[str]:
+async def chunks() -> AsyncGenerator[str]:
     yield "x"
 
 
-async def raw() -> AsyncIterator[bytes]:
+async def raw() -> AsyncGenerator[bytes]:
     yield b"x"
 
 
-def check() -> None:
+async def check_timeout() -> None:
     bounded = ext.timeout(2.0)(view)  # the decorated function keeps its signature
-    assert_type(bounded(1, verbose=True), Coroutine[Any, Any, dict[str, int]]).close()
-    bounded("1").close()  # type: ignore[arg-type]
+    assert_type(await bounded(1, verbose=True), dict[str, int])
+    await bounded("1")  # type: ignore[arg-type]
+
+
+def check() -> None:
     ext.timeout(None)(view)
     ext.timeout(1.0)(lambda: None)  # type: ignore[type-var]
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from .._exceptions import SyncBridgeTimeout, callable_name, timeout_message
 from ._context import copy_context_for_thread
 from ._delegate import submit
 from ._jobs import CancelReason, Ending, Job, JobState
@@ -25,7 +26,7 @@ from ._shield import wait_through_cancellation
 
 if TYPE_CHECKING:
     import contextvars
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable
 
     from ._workers import WorkerPool
 
@@ -36,6 +37,7 @@ async def run_in_pool(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     abandon_on_cancel: bool,
+    timeout: float | None = None,  # noqa: ASYNC109 - counted here as a timeout
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in *pool* and await its outcome.
 
@@ -48,7 +50,10 @@ async def run_in_pool(
         :func:`~._jobs.check_cancelled`), the async calls it is blocked on are
         cancelled, and it is then abandoned or waited for, as
         *abandon_on_cancel* says; either way its slot stays taken until it
-        returns.
+        returns. After *timeout* seconds the same happens and
+        :class:`~syncbridge.SyncBridgeTimeout` is raised.
+
+    Each call is counted in *pool*'s stats once, by how it ended here.
     """
     native = loop_running_in_this_thread()
     if native is None:
@@ -57,31 +62,52 @@ async def run_in_pool(
             "event loop; from synchronous code, call the function directly"
         )
     ctx = copy_context_for_thread()
-    outcome: Coroutine[Any, Any, Any]
+    pool._count_call()  # pyright: ignore[reportPrivateUsage]
+    ending = Ending.ERROR
+    try:
+        if timeout is None:
+            result = await _run(
+                native, pool, func, args, kwargs, ctx, abandon_on_cancel
+            )
+            ending = Ending.COMPLETED
+            return result
+        with anyio.move_on_after(timeout):
+            result = await _run(
+                native, pool, func, args, kwargs, ctx, abandon_on_cancel
+            )
+            ending = Ending.COMPLETED
+            return result
+        # Only reached when the deadline cancelled the wait. Its own class, so
+        # handlers can tell it from a TimeoutError the function raised.
+        ending = Ending.TIMED_OUT
+        message = timeout_message("to_async(timeout=...)", callable_name(func), timeout)
+        raise SyncBridgeTimeout(message)
+    except anyio.get_cancelled_exc_class():
+        ending = Ending.CANCELLED
+        raise
+    finally:
+        pool._count_outcome(ending)  # pyright: ignore[reportPrivateUsage]
+
+
+async def _run(
+    native: object,
+    pool: WorkerPool,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    ctx: contextvars.Context,
+    abandon_on_cancel: bool,
+) -> Any:
     if isinstance(native, asyncio.AbstractEventLoop):
         # anyio and trio check first: a call in a cancelled scope never starts.
         await _asyncio_checkpoint_if_cancelled()()
-        outcome = _await_asyncio(
+        return await _await_asyncio(
             native, pool, func, args, kwargs, ctx, abandon_on_cancel
         )
-        cancelled: type[BaseException] = asyncio.CancelledError
-    else:
-        import trio
+    import trio
 
-        await trio.lowlevel.checkpoint_if_cancelled()
-        outcome = _await_trio(native, pool, func, args, kwargs, ctx, abandon_on_cancel)
-        cancelled = trio.Cancelled
-    pool._count_call()  # pyright: ignore[reportPrivateUsage]
-    try:
-        result = await outcome
-    except cancelled:
-        pool._count_outcome(Ending.CANCELLED)  # pyright: ignore[reportPrivateUsage]
-        raise
-    except BaseException:
-        pool._count_outcome(Ending.ERROR)  # pyright: ignore[reportPrivateUsage]
-        raise
-    pool._count_outcome(Ending.COMPLETED)  # pyright: ignore[reportPrivateUsage]
-    return result
+    await trio.lowlevel.checkpoint_if_cancelled()
+    return await _await_trio(native, pool, func, args, kwargs, ctx, abandon_on_cancel)
 
 
 @functools.cache

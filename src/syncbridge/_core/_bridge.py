@@ -12,7 +12,6 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -31,6 +30,7 @@ from .._validate import (
     check_capacity,
     check_choice,
     check_name,
+    check_pools,
     check_seconds,
     refuse_coroutine,
 )
@@ -44,7 +44,7 @@ from ._wakeup import run_on_own_thread
 from ._workers import WorkerPool
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from types import FrameType, TracebackType
 
     from typing_extensions import Self
@@ -128,14 +128,7 @@ class Bridge:
         blocking_threshold = check_seconds(
             blocking_threshold, "Bridge(blocking_threshold=...)", none="no watch"
         )
-        if pools is not None and not isinstance(pools, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance] - checked for untyped callers
-            raise TypeError(
-                "Bridge(pools=...) must be a mapping of pool names to capacities, "
-                f"e.g. {{'db': 8}}; got {pools!r}"
-            )
-        for pool_name, capacity in (pools or {}).items():
-            check_name(pool_name, "a Bridge(pools=...) key (a pool name)")
-            check_capacity(capacity, f"Bridge(pools={{{pool_name!r}: ...}})")
+        named_pools = check_pools(pools, "Bridge(pools=...)")
         if name is None:
             with _counter_lock:  # unique thread names for bridges made concurrently
                 _counter += 1
@@ -151,7 +144,7 @@ class Bridge:
         self._lock = threading.Lock()
         self._closed = False
         self._closed_event = threading.Event()
-        for pool_name, capacity in (pools or {}).items():
+        for pool_name, capacity in named_pools.items():
             self.add_pool(pool_name, capacity)
         if blocking_threshold is not None:
             self._portal.watch(blocking_threshold)
@@ -372,6 +365,7 @@ class Bridge:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
+        timeout: float | None = None,
         what: str | None = "to_async()",
     ) -> T:
         """Run a blocking call in *pool*; the engine behind ``to_async`` options.
@@ -379,13 +373,14 @@ class Bridge:
         Private: its untyped argument tuples are for the package's own typed
         wrappers (``to_async``), which check the arguments against *func*.
         *what* names the caller in the error if *func* returns a coroutine;
-        ``None`` returns whatever it returns (an iterator's items).
+        ``None`` returns whatever it returns (an iterator's items). After
+        *timeout* seconds the await raises :class:`~syncbridge.SyncBridgeTimeout`.
         """
         self._check_open("run_blocking()")
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
-        result: T = await run_in_pool(pool, func, args, kwargs, abandon)
+        result: T = await run_in_pool(pool, func, args, kwargs, abandon, timeout)
         return result if what is None else refuse_coroutine(result, func, what)
 
     def sync_call_async(

@@ -64,7 +64,9 @@ def anyio_worker_loop() -> object | None:
     anyio keeps it in a private thread-local; ``from_thread.run()`` without a
     token reads the same attribute. Reading it directly avoids a round trip to
     that loop, which would hang on a loop that stopped without closing
-    (tests/core/test_loop_choice.py pins this down). A token the thread carried
+    (test_rule_1_an_anyio_worker_calls_back_into_its_loop in
+    tests/core/test_loop_choice.py covers the reading; no test stops a loop
+    without closing it). A token the thread carried
     over a fork belongs to the parent's loop and is ignored.
     """
     token = _anyio_token()

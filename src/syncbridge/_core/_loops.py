@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 
 import anyio
 
-from .._exceptions import SyncBridgeError, callable_name
+from .._exceptions import (
+    SyncBridgeError,
+    SyncBridgeTimeout,
+    callable_name,
+    timeout_message,
+)
 from .._typing import T
 from ._outcome import Cancelled, Error, Value
 
@@ -138,8 +143,12 @@ class Call(Generic[T]):
         if self.timeout is None:
             result = await awaitable
         else:
-            with anyio.fail_after(self.timeout):
+            with anyio.move_on_after(self.timeout):
                 result = await awaitable
+                return result
+            # Its own class, so handlers can tell it from the function's own (#16).
+            what = "to_sync(timeout=...)"
+            raise SyncBridgeTimeout(timeout_message(what, self.name, self.timeout))
         return result
 
     def begin(self, cancel_on_loop: Callable[[], object]) -> bool:

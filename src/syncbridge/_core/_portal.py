@@ -17,7 +17,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .._exceptions import BridgeClosed, DeadlockError, closed_message
+from .._exceptions import (
+    BridgeClosed,
+    DeadlockError,
+    SyncBridgeTimeout,
+    closed_message,
+)
 from .._stats import PortalStats
 from ._jobs import Ending
 from ._loops import AsyncioLoop, Call, LoopGone, LoopHandle, TrioLoop
@@ -134,8 +139,10 @@ class Portal:
             ending = Ending.COMPLETED
         elif isinstance(outcome, Cancelled):
             ending = Ending.CANCELLED
-        elif isinstance(outcome, Error) and isinstance(outcome.error, TimeoutError):
-            ending = Ending.TIMED_OUT  # MERGE: SyncBridgeTimeout
+        elif isinstance(outcome, Error) and isinstance(
+            outcome.error, SyncBridgeTimeout
+        ):
+            ending = Ending.TIMED_OUT
         else:
             ending = Ending.ERROR
         with self._count_lock:

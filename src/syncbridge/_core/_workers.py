@@ -274,8 +274,7 @@ class WorkerPool:
                 self._errors += 1
             elif outcome is Ending.CANCELLED:
                 self._cancellations += 1
-            else:  # a timeout is first seen as a cancellation, then corrected
-                self._cancellations -= 1
+            else:
                 self._timeouts += 1
 
     def running_functions(self) -> list[str]:
