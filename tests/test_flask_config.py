@@ -86,6 +86,27 @@ class TestConfigIsCheckedAtInitApp:
             pytest.param(
                 "SYNCBRIDGE_POOLS", {"": 5}, ValueError, "pool name", id="pools-empty"
             ),
+            pytest.param(
+                "SYNCBRIDGE_BLOCKING_THRESHOLD",
+                "0.1",
+                TypeError,
+                "of type str",
+                id="blocking-str",
+            ),
+            pytest.param(
+                "SYNCBRIDGE_BLOCKING_THRESHOLD",
+                0,
+                ValueError,
+                "seconds > 0, or None (no watch)",
+                id="blocking-zero",
+            ),
+            pytest.param(
+                "SYNCBRIDGE_BLOCKING_THRESHOLD",
+                True,
+                TypeError,
+                "of type bool",
+                id="blocking-true",
+            ),
         ],
     )
     def test_bad_value_fails_at_init_app_naming_the_key_and_the_fix(

@@ -24,7 +24,7 @@ import re
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, cast, overload
 
 import anyio
 import anyio.to_thread
@@ -36,11 +36,13 @@ from syncbridge import (
     sync_iter,
     to_async,
 )
+from syncbridge._exceptions import callable_name
 from syncbridge._validate import check_capacity, check_pools, check_seconds
 
 if TYPE_CHECKING:
     import concurrent.futures
     from collections.abc import AsyncIterable, Iterator
+    from types import FrameType
 
     from flask import Flask
 
@@ -51,6 +53,9 @@ _AsyncFn = TypeVar("_AsyncFn", bound=Callable[..., Coroutine[Any, Any, Any]])
 _CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
 _CONFIG_THREADS: Final = "SYNCBRIDGE_THREADS"
 _CONFIG_POOLS: Final = "SYNCBRIDGE_POOLS"
+_CONFIG_BLOCKING: Final = "SYNCBRIDGE_BLOCKING_THRESHOLD"
+DEFAULT_BLOCKING_THRESHOLD: Final = 0.25
+"""Seconds the portal loop may be blocked before ``SyncBridge`` warns (the default)."""
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
 _MISSING: Final = object()
 
@@ -135,6 +140,8 @@ class SyncBridge:
         for key in (_CONFIG_TIMEOUT, _CONFIG_THREADS, _CONFIG_POOLS):
             if key not in app.config:
                 app.config[key] = None
+        if _CONFIG_BLOCKING not in app.config:
+            app.config[_CONFIG_BLOCKING] = DEFAULT_BLOCKING_THRESHOLD
         settings = _Settings.from_config(app.config)
         settings.apply()
         app.extensions["syncbridge"] = self
@@ -328,14 +335,19 @@ def _config_error(exc: Exception) -> Exception:
 class _Settings:
     """An app's ``SYNCBRIDGE_*`` config, checked once by ``init_app``."""
 
-    __slots__ = ("_pid", "pools", "threads", "timeout")
+    __slots__ = ("_pid", "blocking_threshold", "pools", "threads", "timeout")
 
     def __init__(
-        self, timeout: float | None, threads: int | None, pools: dict[str, int]
+        self,
+        timeout: float | None,
+        threads: int | None,
+        pools: dict[str, int],
+        blocking_threshold: float | None,
     ) -> None:
         self.timeout = timeout
         self.threads = threads
         self.pools = pools
+        self.blocking_threshold = blocking_threshold
         self._pid = 0
 
     @classmethod
@@ -352,16 +364,23 @@ class _Settings:
             checked = check_pools(
                 config[_CONFIG_POOLS], f"app.config[{_CONFIG_POOLS!r}]"
             )
+            blocking = config[_CONFIG_BLOCKING]
+            if blocking is not False:  # False, like None, switches the watch off
+                blocking = check_seconds(
+                    blocking, f"app.config[{_CONFIG_BLOCKING!r}]", none="no watch"
+                )
         except (TypeError, ValueError) as exc:
             raise _config_error(exc) from None
-        return cls(timeout, threads, checked)
+        return cls(timeout, threads, checked, blocking or None)
 
     def apply(self) -> None:
         """Size the default bridge and create or resize its pools."""
         self._pid = os.getpid()
-        if self.threads is None and not self.pools:
+        if self.threads is None and not self.pools and self.blocking_threshold is None:
             return
         bridge = get_bridge()
+        if self.blocking_threshold is not None:
+            bridge.watch_portal(self.blocking_threshold, describe=_describe_view)
         if self.threads is not None:
             bridge.max_workers = self.threads
         for name, capacity in self.pools.items():
@@ -405,7 +424,7 @@ def _run_coroutine(
     contexts: list[contextvars.Context] = []  # as the coroutine started, ended
     try:
         return get_bridge().sync_call_async(
-            _run_view, func, args, kwargs, timeout, contexts
+            _run_view, func, args, kwargs, timeout, contexts, _current_request()
         )
     except DeadlockError:
         name = getattr(func, "__qualname__", repr(func))
@@ -426,6 +445,7 @@ async def _run_view(
     kwargs: dict[str, Any],
     seconds: float | None,
     contexts: list[contextvars.Context],
+    request: object,  # only read by _describe_view, if this blocks the loop
 ) -> T:
     contexts.append(contextvars.copy_context())
     try:
@@ -439,6 +459,35 @@ async def _run_view(
         raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
     finally:
         contexts.append(contextvars.copy_context())
+
+
+_RUN_VIEW_CODE: Final = _run_view.__code__
+
+
+def _current_request() -> object:
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return None
+    return cast("object", request._get_current_object())  # type: ignore[attr-defined]
+
+
+def _describe_view(frame: FrameType) -> str | None:
+    """Name the view whose coroutine is on this (blocked loop's) stack, if any."""
+    f: FrameType | None = frame
+    while f is not None:
+        if f.f_code is _RUN_VIEW_CODE:
+            local = f.f_locals
+            name = callable_name(local.get("func"))
+            request = local.get("request")
+            if request is None:  # a hook or background work outside a request
+                return f"while running the Flask coroutine {name}()"
+            method = getattr(request, "method", "?")
+            path = getattr(request, "path", "?")
+            endpoint = getattr(request, "endpoint", None)
+            return f"while serving {method} {path} (endpoint {endpoint!r}, view {name})"
+        f = f.f_back
+    return None
 
 
 def _copy_back(started: contextvars.Context, finished: contextvars.Context) -> None:
