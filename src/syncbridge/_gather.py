@@ -300,6 +300,10 @@ class _Gather:
                 "being cancelled from outside; the cancellation propagates instead",
                 i,
                 exc_info=exc,
+                extra={
+                    "syncbridge_event": "gather-failure-lost",
+                    "syncbridge_awaitable": i,
+                },
             )
 
     def note_others(self, exc: BaseException, why: str) -> None:

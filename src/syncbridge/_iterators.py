@@ -382,6 +382,7 @@ def _log_failed_close(call: Call[None]) -> None:
         logger.warning(
             "closing a dropped sync_iter() iterator failed",
             exc_info=outcome.error,
+            extra={"syncbridge_event": "iterator-close-failed"},
         )
 
 

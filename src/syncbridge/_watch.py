@@ -233,7 +233,13 @@ class LoopWatch:
             try:
                 where = describe(frame)
             except Exception:  # a describer must never stop the watch
-                logger.exception("a syncbridge loop-watch describer failed")
+                logger.exception(
+                    "a syncbridge loop-watch describer failed",
+                    extra={
+                        "syncbridge_event": "describer-failed",
+                        "syncbridge_loop": self.name,
+                    },
+                )
             if where:
                 break
         report = BlockReport(
@@ -257,6 +263,7 @@ class LoopWatch:
             report.where or "outside any known call",
             report.stack,
             extra={
+                "syncbridge_event": "loop-blocked",
                 "syncbridge_loop": report.loop,
                 "syncbridge_blocked": report.blocked,
                 "syncbridge_threshold": report.threshold,

@@ -547,6 +547,10 @@ class _BackgroundWork:
             self.app.logger.exception(
                 "tearing down the app context of background task %s failed",
                 self.name,
+                extra={
+                    "syncbridge_event": "background-teardown-failed",
+                    "syncbridge_task": self.name,
+                },
             )
 
     async def pop_off_the_loop(self, error: BaseException | None) -> None:
@@ -569,7 +573,12 @@ class _BackgroundWork:
         if not future.cancelled() or not self.claim():
             return
         self.app.logger.warning(
-            "background task %s was cancelled before it started", self.name
+            "background task %s was cancelled before it started",
+            self.name,
+            extra={
+                "syncbridge_event": "background-never-started",
+                "syncbridge_task": self.name,
+            },
         )
         if inspect.iscoroutine(self.target):
             self.target.close()  # never started: do not leave it "never awaited"
@@ -597,11 +606,25 @@ async def _run_in_background(work: _BackgroundWork) -> Any:
         return await work.target(*work.args, **work.kwargs)
     except anyio.get_cancelled_exc_class() as exc:
         error = exc
-        work.app.logger.warning("background task %s was cancelled", work.name)
+        work.app.logger.warning(
+            "background task %s was cancelled",
+            work.name,
+            extra={
+                "syncbridge_event": "background-cancelled",
+                "syncbridge_task": work.name,
+            },
+        )
         raise
     except Exception as exc:
         error = exc
-        work.app.logger.exception("background task %s failed", work.name)
+        work.app.logger.exception(
+            "background task %s failed",
+            work.name,
+            extra={
+                "syncbridge_event": "background-failed",
+                "syncbridge_task": work.name,
+            },
+        )
         raise
     finally:
         await work.pop_off_the_loop(error)

@@ -540,7 +540,11 @@ class Bridge:
                     "syncbridge.check_cancelled() in long work to stop early)",
                     name,
                     pool.name,
-                    extra={"syncbridge_function": name, "syncbridge_pool": pool.name},
+                    extra={
+                        "syncbridge_event": "worker-left-running",
+                        "syncbridge_function": name,
+                        "syncbridge_pool": pool.name,
+                    },
                 )
 
     def __enter__(self) -> Self:

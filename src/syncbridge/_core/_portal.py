@@ -258,7 +258,14 @@ class Portal:
             if not ready.is_set():  # failed before the loop ran: tell _start
                 self._startup_error = exc
             else:
-                logger.exception("the syncbridge portal loop %r crashed", self.name)
+                logger.exception(
+                    "the syncbridge portal loop %r crashed",
+                    self.name,
+                    extra={
+                        "syncbridge_event": "portal-crashed",
+                        "syncbridge_portal": self.name,
+                    },
+                )
         finally:
             ready.set()  # never leave _start waiting, whatever happened
 
@@ -267,7 +274,13 @@ class Portal:
             try:
                 import uvloop
             except ImportError:
-                logger.info("uvloop is not installed; the portal runs on asyncio")
+                logger.info(
+                    "uvloop is not installed; the portal runs on asyncio",
+                    extra={
+                        "syncbridge_event": "uvloop-missing",
+                        "syncbridge_portal": self.name,
+                    },
+                )
             else:
                 loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
                 return loop
@@ -352,7 +365,10 @@ class Portal:
                 "left behind as a daemon thread",
                 thread.name,
                 stop_bound(grace),
-                extra={"syncbridge_thread": thread.name},
+                extra={
+                    "syncbridge_event": "portal-left-running",
+                    "syncbridge_thread": thread.name,
+                },
             )
         self._answer_leftovers(log=True)
         self._stop_watch()
@@ -440,7 +456,7 @@ def _log_cancelled(name: str) -> None:
         "cancelled task %r: it was still running on the portal loop when its "
         "bridge closed",
         name,
-        extra={"syncbridge_task": name},
+        extra={"syncbridge_event": "task-cancelled-at-close", "syncbridge_task": name},
     )
 
 
@@ -449,7 +465,7 @@ def _log_abandoned(name: str) -> None:
         "abandoned task %r: it did not finish after being cancelled when its "
         "bridge closed; its caller got BridgeClosed",
         name,
-        extra={"syncbridge_task": name},
+        extra={"syncbridge_event": "task-abandoned-at-close", "syncbridge_task": name},
     )
 
 
