@@ -138,7 +138,7 @@ def docs(session: nox.Session) -> None:
     """
     if shutil.which("dot") is None and not os.environ.get("CI"):
         session.skip("Graphviz's `dot` is not installed (apt-get install graphviz)")
-    install(session, "docs", extras="trio")
+    install(session, "docs", extras="trio,prometheus")
     session.run(
         "sphinx-build",
         "-W",
@@ -326,6 +326,7 @@ NEWCOMER_PAGES = {
     "docs/tutorial/web-apps.md": None,
     "docs/howto/flask.md": "docs/tutorial/first-bridge.md",
     "docs/howto/testing.md": "docs/tutorial/first-bridge.md",
+    "docs/howto/observability.md": None,
 }
 _CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 _INLINE_INSTALL = re.compile(r"`((?:python -m )?pip install [^`]+)`")

@@ -19,7 +19,7 @@ THREAD_SENSITIVE_POOL: Final = "thread_sensitive"
 @final
 @dataclass(frozen=True)
 class PoolStats:
-    """One worker pool at one moment: :attr:`BridgeStats.pools` holds one per pool.
+    """One worker pool at one moment: ``BridgeStats.pools`` holds one per pool.
 
     The totals count calls since the bridge was made; each call ends in exactly
     one of *completed*, *errors*, *cancellations* or *timeouts*, or is still in

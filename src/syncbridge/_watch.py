@@ -86,6 +86,11 @@ class LoopWatch:
     after it began: one warning on the ``syncbridge`` logger with the stack of
     the loop thread, and one :class:`BlockReport` in :attr:`reports`.
 
+    Attributes:
+        threshold: Seconds the loop may be blocked before a stall is reported.
+        name: Which loop: ``"asyncio"``, ``"uvloop"``, ``"trio"`` or
+            ``"portal <bridge name>"``.
+
     .. versionadded:: 0.1
     """
 

@@ -60,7 +60,7 @@ class BridgeCollector(Collector):
         self._bridges = bridges
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the metrics of one :meth:`Bridge.stats` snapshot per bridge."""
+        """Yield the metrics of one :meth:`~syncbridge.Bridge.stats` snapshot per bridge."""
         gauges = {
             field: GaugeMetricFamily(
                 f"syncbridge_pool_{field}", doc, labels=["bridge", "pool"]

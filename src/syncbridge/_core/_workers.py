@@ -62,8 +62,8 @@ class WorkerPool:
         )
         check_name(self.label, "WorkerPool(label=...)")
         capacity = check_capacity(capacity, self.label)
-        self.name = check_name(name, "WorkerPool(name=...)")
-        self.idle_timeout = check_seconds(
+        self.name: str = check_name(name, "WorkerPool(name=...)")
+        self.idle_timeout: float | None = check_seconds(
             idle_timeout, "WorkerPool(idle_timeout=...)", none="threads never idle out"
         )
         # Everything below is guarded by _lock.

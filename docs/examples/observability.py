@@ -1,0 +1,54 @@
+"""How-to: what the bridge is doing, as stats, a stall warning and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+
+import prometheus_client
+
+import syncbridge
+import syncbridge.prometheus
+
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s")
+
+
+def query(sql: str) -> list[str]:  # a blocking driver
+    time.sleep(0.05)
+    return [sql]
+
+
+async def main(bridge: syncbridge.Bridge) -> None:
+    # Ten calls into a pool of four: a snapshot while they run.
+    calls = [bridge.run_blocking(query, f"select {i}") for i in range(10)]
+    task = asyncio.gather(*calls)
+    await asyncio.sleep(0.01)
+    pool = bridge.stats().pools["default"]
+    print(f"busy={pool.busy} waiting={pool.waiting} threads={pool.threads}")
+    await task
+    stats = bridge.stats()
+    print(f"calls={stats.calls} completed={stats.completed} errors={stats.errors}")
+
+    # A coroutine on the watched portal loop that blocks it: one warning, while
+    # it still blocks, naming the coroutine and showing its stack.
+    async def slow_report() -> None:
+        time.sleep(0.2)  # noqa: ASYNC251 - the mistake: blocking the event loop
+
+    await asyncio.to_thread(bridge.sync_call_async, slow_report)
+
+
+with syncbridge.Bridge(max_workers=4, blocking_threshold=0.1, name="app") as bridge:
+    asyncio.run(main(bridge))
+    registry = prometheus_client.CollectorRegistry()
+    syncbridge.prometheus.register(bridge, registry=registry)
+    scrape = prometheus_client.generate_latest(registry).decode()
+    wanted = (
+        "syncbridge_pool_busy{",
+        "syncbridge_worker_calls_total{",
+        "syncbridge_portal_",
+    )
+    for line in scrape.splitlines():
+        if line.startswith(wanted) and 'pool="thread_sensitive"' not in line:
+            print(line)
