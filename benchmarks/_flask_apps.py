@@ -109,3 +109,11 @@ def sync_upstream(ms: int) -> str:
     _conn.file.write(b"%d\n" % ms)
     _conn.file.flush()
     return str(_conn.file.readline().decode().strip())
+
+
+if os.environ.get("SYNCBRIDGE_BENCH_UNWATCHED"):
+    # The same bridged app with the default loop watch switched off, to measure
+    # what the watch costs (benchmarks/bench_observability.py).
+    from syncbridge import get_bridge
+
+    get_bridge().watch_portal(None)

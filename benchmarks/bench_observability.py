@@ -1,0 +1,109 @@
+"""What seeing inside the bridge costs: Bridge.stats() and the Flask loop watch.
+
+1. ``Bridge.stats()``, called in a tight loop on a bridge with two named pools and
+   a running portal, beside one trivial ``await bridge.run_blocking(f)`` call (the
+   thing a health endpoint would measure against). Medians of 7 repetitions.
+2. An async Flask view with ``SyncBridge(app)`` (which watches the portal loop by
+   default, threshold 0.25 s) against the same app with the watch switched off,
+   under gunicorn gthread (1 worker x 8 threads) and wrk -c32, at 0 ms and 10 ms
+   of ``asyncio.sleep``; rounds rotated, medians. Target (issue #14): the watch
+   costs at most 2 % of throughput. (The FastAPI detector, switched on, is
+   measured by benchmarks/bench_fastapi.py, section 3.)
+
+Run: ``python benchmarks/bench_observability.py [--rounds N] [--duration S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from _http import Row, find_wrk, free_port, measure, print_rows, server
+
+import syncbridge
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stats_cost(repeat: int = 7, number: int = 20_000) -> tuple[float, float]:
+    """Median µs per stats() call, and per trivial run_blocking call."""
+    with syncbridge.Bridge(pools={"db": 4, "api": 8}) as bridge:
+        bridge.sync_call_async(asyncio.sleep, 0)  # the portal runs
+        per_stats = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for _ in range(number):
+                bridge.stats()
+            per_stats.append((time.perf_counter() - start) / number * 1e6)
+
+        async def calls(n: int) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                await bridge.run_blocking(int)
+            return (time.perf_counter() - start) / n * 1e6
+
+        per_call = [asyncio.run(calls(number // 4)) for _ in range(repeat)]
+    return statistics.median(per_stats), statistics.median(per_call)
+
+
+def gunicorn(port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+        "--worker-class", "gthread", "--workers", "1", "--threads", "8",
+        "--log-level", "warning", "benchmarks._flask_apps:bridged",
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    stats_us, call_us = stats_cost()
+    print("## Bridge.stats() (3 pools, portal running; median of 7 x 20,000 calls)")
+    print(f"   stats():                 {stats_us:7.2f} µs per call")
+    print(f"   run_blocking(int) call:  {call_us:7.2f} µs per call")
+    print(f"   stats() / call:          {stats_us / call_us:7.2f}x")
+    print()
+
+    wrk = find_wrk()
+    if wrk is None:
+        return
+    ports = {"watched": free_port(), "unwatched": free_port()}
+    with contextlib.ExitStack() as stack:
+        for name, port in ports.items():
+            env = {"SYNCBRIDGE_BENCH_UNWATCHED": "1"} if name == "unwatched" else {}
+            stack.enter_context(server(gunicorn(port), port, env=env, cwd=str(ROOT)))
+        for ms in (0, 10):
+            rows = [
+                Row("watch off", f"http://127.0.0.1:{ports['unwatched']}/io/{ms}"),
+                Row(
+                    "watched (default)", f"http://127.0.0.1:{ports['watched']}/io/{ms}"
+                ),
+            ]
+            measure(
+                wrk, rows, rounds=args.rounds, duration=args.duration,
+                warmup=args.warmup, connections=args.connections,
+            )  # fmt: skip
+            off, on = rows
+            cost = (1 - on.rps / off.rps) * 100
+            print_rows(
+                f"Flask async view, {ms} ms of asyncio.sleep, loop watch on vs off "
+                f"(gunicorn gthread 1x8, wrk -c{args.connections}, median of "
+                f"{args.rounds} x {args.duration:g} s)",
+                rows,
+                baseline="watch off",
+                notes=[f"the watch costs {cost:.1f} % of throughput (target <= 2 %)"],
+            )
+
+
+if __name__ == "__main__":
+    main()
