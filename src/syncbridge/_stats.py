@@ -68,8 +68,8 @@ class PortalStats:
     lag: float
     """Seconds a callback posted to the portal loop waits before it runs: the
     last one measured, or, while one is still waiting, how long it has waited.
-    ``0.0`` before the loop starts. Each :meth:`~syncbridge.Bridge.stats` call
-    posts the next probe."""
+    ``0.0`` before the loop starts. :meth:`~syncbridge.Bridge.stats` posts the
+    next probe, at most one every 10 ms."""
     calls: int
     """Coroutines sent to the portal loop."""
     completed: int

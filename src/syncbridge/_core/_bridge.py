@@ -20,8 +20,6 @@ from .._stats import (
     DEFAULT_POOL,
     THREAD_SENSITIVE_POOL,
     BridgeStats,
-    PoolStats,
-    PortalStats,
 )
 from .._validate import (
     check_async_callable,
@@ -264,7 +262,8 @@ class Bridge:
         Runs on:
             Any thread, the portal's own included; it never blocks (a few
             microseconds: each pool's lock is taken once). It posts the probe
-            that measures the portal loop's lag, read by the next call.
+            that measures the portal loop's lag (at most one per 10 ms), read
+            by a later call.
 
         Returns:
             An immutable :class:`~syncbridge.BridgeStats`; its ``pools`` maps
@@ -280,16 +279,29 @@ class Bridge:
         for name, pool in list(self._pools.items()):
             pools[name] = pool.stats()
         portal = self._portal.stats()
-        parts: list[PoolStats | PortalStats] = [*pools.values(), portal]
+        calls, completed = portal.calls, portal.completed
+        errors, cancellations, timeouts = (
+            portal.errors,
+            portal.cancellations,
+            portal.timeouts,
+        )
+        abandoned = 0
+        for p in pools.values():  # one pass: stats() may be called per request
+            calls += p.calls
+            completed += p.completed
+            errors += p.errors
+            cancellations += p.cancellations
+            timeouts += p.timeouts
+            abandoned += p.abandoned
         return BridgeStats(
             pools=MappingProxyType(pools),
             portal=portal,
-            calls=sum(p.calls for p in parts),
-            completed=sum(p.completed for p in parts),
-            errors=sum(p.errors for p in parts),
-            cancellations=sum(p.cancellations for p in parts),
-            timeouts=sum(p.timeouts for p in parts),
-            abandoned=sum(p.abandoned for p in pools.values()),
+            calls=calls,
+            completed=completed,
+            errors=errors,
+            cancellations=cancellations,
+            timeouts=timeouts,
+            abandoned=abandoned,
             portal_tasks=portal.tasks,
             portal_lag=portal.lag,
         )

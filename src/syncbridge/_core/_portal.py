@@ -49,6 +49,10 @@ def stop_bound(grace: float) -> float:
     return grace + max(grace, _MIN_CLEANUP) + _STOP_MARGIN
 
 
+_PROBE_EVERY: Final = 0.01
+"""Seconds between two lag probes, however often stats() is called."""
+
+
 class Portal:
     """A lazily started event loop thread (asyncio, uvloop or trio).
 
@@ -76,6 +80,7 @@ class Portal:
         self._submitted = 0
         # The lag probe: when the one in flight was posted, and the last measured.
         self._probe_posted: float | None = None
+        self._probe_ran_at = 0.0
         self._lag = 0.0
         self._watch: LoopWatch | None = None  # guarded by _lock
         self._trio_stop: Any = None
@@ -158,7 +163,8 @@ class Portal:
             lag = max(self._lag, now - posted)  # the probe is still waiting
         else:
             lag = self._lag
-            if running:
+            # At most one probe per _PROBE_EVERY: each wakes the loop thread.
+            if running and now - self._probe_ran_at >= _PROBE_EVERY:
                 assert handle is not None
                 self._probe_posted = now
                 try:
@@ -229,7 +235,8 @@ class Portal:
     def _probe_ran(self) -> None:
         posted = self._probe_posted
         if posted is not None:
-            self._lag = time.monotonic() - posted
+            self._probe_ran_at = now = time.monotonic()
+            self._lag = now - posted
             self._probe_posted = None
 
     def _start(self) -> None:

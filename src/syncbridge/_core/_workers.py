@@ -258,8 +258,12 @@ class WorkerPool:
                 errors=self._errors,
                 cancellations=self._cancellations,
                 timeouts=self._timeouts,
-                abandoned=sum(1 for job in self._running if job.abandoned),
+                abandoned=self._abandoned_running() if self._running else 0,
             )
+
+    def _abandoned_running(self) -> int:
+        # Called with the lock held.
+        return sum(1 for job in self._running if job.abandoned)
 
     def _count_call(self) -> None:
         with self._lock:
