@@ -146,9 +146,12 @@ def test_portal_lag_grows_while_the_loop_is_blocked() -> None:
             time.sleep(0.001)  # let the first probe run: a lag was measured
         future = b.start_soon(block_the_loop)
         assert entered.wait(WAIT)
-        b.stats()  # posts a probe the blocked loop cannot run
-        release.wait(0.05)  # the loop stays blocked for this long, at least
+        # stats() posts a probe (at most one per 10 ms) that the blocked loop
+        # cannot run: the lag it reports grows with the time the probe waits.
+        while b.stats().portal_lag < 0.05 and time.monotonic() < deadline:
+            time.sleep(0.005)
         assert b.stats().portal_lag >= 0.05
+        assert not future.done()  # the loop was still blocked all along
         release.set()
         future.result(WAIT)
 
