@@ -295,7 +295,7 @@ class TestContextVariables:
 
         class LoopStopped:
             def sync_call_async(self, func: Any, *args: Any) -> Any:
-                args[-1].append(contextvars.copy_context())  # started, not finished
+                args[-2].append(contextvars.copy_context())  # started, not finished
                 raise syncbridge.SyncBridgeError("the event loop stopped")
 
         monkeypatch.setattr(syncbridge.flask, "get_bridge", LoopStopped)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -83,3 +85,54 @@ def test_the_watch_can_be_switched_off(reported: Reported, off: object) -> None:
     syncbridge.get_bridge().watch_portal(None)
     SyncBridge(_app(SYNCBRIDGE_BLOCKING_THRESHOLD=off))
     assert syncbridge.get_bridge().portal_watch is None
+
+
+def test_the_last_app_set_up_decides_and_none_switches_the_watch_off(
+    reported: Reported,
+) -> None:
+    """The portal loop is the process's, so its watch is too."""
+    SyncBridge(_app())
+    assert syncbridge.get_bridge().portal_watch is not None
+    quiet = _app(SYNCBRIDGE_BLOCKING_THRESHOLD=None)
+    SyncBridge(quiet)
+
+    @quiet.get("/stall")
+    async def stall() -> str:
+        time.sleep(0.4)  # longer than the default threshold: would be reported
+        return "ok"
+
+    assert syncbridge.get_bridge().portal_watch is None
+    assert quiet.test_client().get("/stall").text == "ok"
+    assert reported.messages == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_worker_is_configured_before_its_first_request(
+    reported: Reported,
+) -> None:
+    """gunicorn --preload: the child's new default bridge gets the config at once."""
+    before = syncbridge.get_bridge().max_workers
+    app = _app(
+        SYNCBRIDGE_THREADS=8,
+        SYNCBRIDGE_POOLS={"flask-fork-db": 3},
+        SYNCBRIDGE_BLOCKING_THRESHOLD=0.3,
+    )
+    SyncBridge(app)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            bridge = syncbridge.get_bridge()
+            watch = bridge.portal_watch
+            ok = (
+                bridge.max_workers == 8
+                and bridge.pool("flask-fork-db").capacity == 3
+                and watch is not None
+                and watch.threshold == 0.3
+            )
+            os._exit(0 if ok else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert app.name  # the app lived across the fork, as a served app does
+    syncbridge.get_bridge().max_workers = before  # the default bridge is shared

@@ -127,3 +127,20 @@ def test_register_refuses_what_is_not_a_bridge() -> None:
 def test_import_syncbridge_does_not_import_prometheus_client() -> None:
     code = "import sys, syncbridge; assert 'prometheus_client' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_registering_twice_is_refused_even_on_a_custom_registry() -> None:
+    registry = CollectorRegistry()
+    with Bridge(name="twice") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            syncbridge.prometheus.register(b, registry=registry)
+
+
+def test_bridges_with_the_same_name_are_refused() -> None:
+    with (
+        Bridge(name="same") as a,
+        Bridge(name="same") as b,
+        pytest.raises(ValueError, match=r"name them apart with Bridge\(name=\.\.\.\)"),
+    ):
+        syncbridge.prometheus.register(a, b, registry=CollectorRegistry())

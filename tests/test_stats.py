@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from typing import Any
@@ -201,3 +202,39 @@ async def test_totals_stay_exact_under_many_threads_and_tasks() -> None:
         pool = b.stats().pools["default"]
         assert pool.calls == pool.completed == threads * per_thread + tasks
         assert pool.waiting == 0
+
+
+def test_a_timeout_inside_a_portal_call_is_counted_once() -> None:
+    """The worker call's deadline is the pool's timeout; the portal call just failed."""
+    import syncbridge
+
+    async def calls_a_slow_worker(b: Bridge) -> None:
+        await to_async(threading.Event().wait, timeout=0.01, bridge=b)(0.5)
+
+    with Bridge() as b:
+        with pytest.raises(syncbridge.SyncBridgeTimeout):
+            b.sync_call_async(calls_a_slow_worker, b)
+        stats = b.stats()
+        assert stats.pools["default"].timeouts == 1
+        assert (stats.portal.timeouts, stats.portal.errors) == (0, 1)
+        assert stats.timeouts == 1
+        with pytest.raises(syncbridge.SyncBridgeTimeout):
+            syncbridge.to_sync(timeout=0.01, bridge=b)(anyio.sleep)(1)
+        assert b.stats().portal.timeouts == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_counts_afresh() -> None:
+    with Bridge() as b:
+        b.sync_call_async(anyio.sleep, 0)
+        assert b.stats().calls == 1
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status
+            try:
+                ok = b.stats().calls == 0 and b.sync_call_async(anyio.sleep, 0) is None
+                ok = ok and b.stats().calls == b.stats().completed == 1
+                os._exit(0 if ok else 1)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-import syncbridge
 from syncbridge import BlockReport, Bridge, LoopWatch, watch_loop
 
 if TYPE_CHECKING:
@@ -121,15 +120,13 @@ async def test_describe_names_what_was_running(reported: Reported) -> None:
 
 @pytest.mark.anyio
 async def test_leaving_the_block_stops_and_joins_the_monitor() -> None:
-    before = {t.name for t in threading.enumerate()}
+    before = set(threading.enumerate())
     async with watch_loop(0.05) as watch:
-        names = {t.name for t in threading.enumerate()} - before
-        assert any(n.startswith("syncbridge-watch-") for n in names)
+        (monitor,) = set(threading.enumerate()) - before
+        assert monitor.name.startswith("syncbridge-watch-")
         assert watch.running
     assert not is_running(watch)
-    assert not [
-        t for t in threading.enumerate() if t.name.startswith("syncbridge-watch")
-    ]
+    assert not monitor.is_alive()
 
 
 @pytest.mark.anyio
@@ -231,5 +228,19 @@ def test_watch_portal_switches_on_and_off_while_running(reported: Reported) -> N
         assert watch.blocks == 1
 
 
-def test_the_default_bridge_is_not_watched() -> None:
-    assert syncbridge.get_bridge().portal_watch is None
+def test_a_bridge_is_not_watched_unless_asked() -> None:
+    with Bridge() as b:
+        assert b.portal_watch is None
+        assert b.stats().portal.blocks == 0
+
+
+def test_the_portal_stall_count_never_goes_down(reported: Reported) -> None:
+    async def stall() -> None:
+        stall_until_reported(reported)
+
+    with Bridge(blocking_threshold=0.05) as b:
+        b.sync_call_async(stall)
+        assert b.stats().portal.blocks == 1
+        b.watch_portal(0.1)  # a new watch: the count carries over
+        b.watch_portal(None)
+        assert b.stats().portal.blocks == 1

@@ -65,6 +65,9 @@ class PortalStats:
     tasks: int
     """Coroutines sent to the portal (``sync_call_async``, ``start_soon``) and not
     finished yet."""
+    blocks: int
+    """Stalls of the portal loop reported by its watch (``blocking_threshold``)
+    since the bridge was made; 0 when it is not watched."""
     lag: float
     """Seconds a callback posted to the portal loop waits before it runs: the
     last one measured, or, while one is still waiting, how long it has waited.
@@ -75,8 +78,7 @@ class PortalStats:
     completed: int
     """Of those, how many returned a value."""
     errors: int
-    """How many raised an exception (their own, or a closing bridge's
-    :class:`~syncbridge.BridgeClosed`)."""
+    """How many raised an exception of their own."""
     cancellations: int
     """How many were cancelled (``future.cancel()``, Ctrl-C, a closing bridge)."""
     timeouts: int

@@ -218,9 +218,9 @@ class LoopWatch:
         reported = None
         while not self._stop.wait(self.interval):
             stamp = self._stamp
-            # The next beat is due one interval after the last stamp; anything
-            # beyond that is time the loop could not run it.
-            blocked = time.monotonic() - stamp - self.interval
+            # No stamp since `stamp`: the loop has been stuck for about that long
+            # (at most one interval less, the time it idled before the stall).
+            blocked = time.monotonic() - stamp
             if blocked <= self.threshold or stamp == reported:
                 continue
             frame = sys._current_frames().get(self._loop_thread)  # pyright: ignore[reportPrivateUsage]
@@ -299,7 +299,10 @@ class _Watching(AbstractAsyncContextManager["LoopWatch", None]):
             # report may be stuck in a slow log handler.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(
-                    monitor.join, 2.0, abandon_on_cancel=True
+                    monitor.join,
+                    2.0,
+                    abandon_on_cancel=True,
+                    limiter=anyio.CapacityLimiter(1),  # never wait for the app's
                 )
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ Flask is imported lazily: ``import syncbridge`` never imports it.
 
 from __future__ import annotations
 
-__all__ = ("SyncBridge", "stream")
+__all__ = ("DEFAULT_BLOCKING_THRESHOLD", "SyncBridge", "stream")
 
 import contextvars
 import functools
@@ -335,7 +335,14 @@ def _config_error(exc: Exception) -> Exception:
 class _Settings:
     """An app's ``SYNCBRIDGE_*`` config, checked once by ``init_app``."""
 
-    __slots__ = ("_pid", "blocking_threshold", "pools", "threads", "timeout")
+    __slots__ = (
+        "__weakref__",
+        "_pid",
+        "blocking_threshold",
+        "pools",
+        "threads",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -376,11 +383,15 @@ class _Settings:
     def apply(self) -> None:
         """Size the default bridge and create or resize its pools."""
         self._pid = os.getpid()
-        if self.threads is None and not self.pools and self.blocking_threshold is None:
-            return
+        # Kept in the order apps were set up: in a forked child they apply
+        # again in that order, so the last one wins there as it did here.
+        _applied[:] = [r for r in _applied if r() not in (None, self)]
+        _applied.append(weakref.ref(self))
         bridge = get_bridge()
-        if self.blocking_threshold is not None:
-            bridge.watch_portal(self.blocking_threshold, describe=_describe_view)
+        # The portal loop, and so its watch, is the process's: the last app set
+        # up decides, and None switches the watch off for all of them.
+        describe = None if self.blocking_threshold is None else _describe_view
+        bridge.watch_portal(self.blocking_threshold, describe=describe)
         if self.threads is not None:
             bridge.max_workers = self.threads
         for name, capacity in self.pools.items():
@@ -392,10 +403,24 @@ class _Settings:
                 except ValueError:  # another app on this bridge added it meanwhile
                     bridge.pool(name).capacity = capacity
 
+    @staticmethod
+    def apply_in_forked_child() -> None:
+        # A forked worker (gunicorn --preload) gets a new default bridge: size
+        # it, create its pools and watch it at once, not at the first request.
+        for ref in _applied.copy():  # apply() re-appends each one
+            settings = ref()
+            if settings is not None:
+                settings.apply()
+
     def apply_if_forked(self) -> None:
         # A forked worker (gunicorn) gets a new default bridge: size it too.
         if self._pid != os.getpid():
             self.apply()
+
+
+_applied: list[weakref.ref[_Settings]] = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Settings.apply_in_forked_child)
 
 
 class _EnsureSync:

@@ -57,7 +57,20 @@ class BridgeCollector(Collector):
     def __init__(self, *bridges: Bridge) -> None:
         for bridge in bridges:
             check_instance(bridge, Bridge, "syncbridge.prometheus.register(*bridges)")
+        names = [bridge.name for bridge in bridges]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "syncbridge.prometheus.register(*bridges): the bridge label is the "
+                f"bridge's name, and these repeat one: {names}; name them apart "
+                "with Bridge(name=...)"
+            )
         self._bridges = bridges
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric families, without values: lets a registry refuse duplicates."""
+        for metric in self.collect():
+            metric.samples = []
+            yield metric
 
     def collect(self) -> Iterator[Metric]:
         """Yield the metrics of one :meth:`~syncbridge.Bridge.stats` snapshot per bridge."""
@@ -118,8 +131,7 @@ class BridgeCollector(Collector):
                 portal_calls.add_metric([name, outcome], count)
             tasks.add_metric([name], portal.tasks)
             lag.add_metric([name], portal.lag)
-            watch = bridge.portal_watch
-            blocks.add_metric([name], watch.blocks if watch is not None else 0)
+            blocks.add_metric([name], portal.blocks)
         yield from gauges.values()
         yield from (worker_calls, portal_calls, tasks, lag, blocks)
 

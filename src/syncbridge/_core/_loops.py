@@ -96,6 +96,7 @@ class Call(Generic[T]):
         "outcome",
         "replies",
         "state",
+        "timed_out",
         "timeout",
         "tracker",
     )
@@ -125,6 +126,7 @@ class Call(Generic[T]):
         self.loop: LoopHandle | None = None
         self.on_done: Callable[[Call[T]], object] | None = None
         self.tracker: Tracker | None = None
+        self.timed_out = False  # its own deadline passed (counted as a timeout)
 
     @property
     def done(self) -> bool:
@@ -147,6 +149,7 @@ class Call(Generic[T]):
                 result = await awaitable
                 return result
             # Its own class, so handlers can tell it from the function's own (#16).
+            self.timed_out = True
             what = "to_sync(timeout=...)"
             raise SyncBridgeTimeout(timeout_message(what, self.name, self.timeout))
         return result

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from .._exceptions import (
     BridgeClosed,
     DeadlockError,
-    SyncBridgeTimeout,
     closed_message,
 )
 from .._stats import PortalStats
 from ._jobs import Ending
 from ._loops import AsyncioLoop, Call, LoopGone, LoopHandle, TrioLoop
-from ._outcome import Cancelled, Error, Value
+from ._outcome import Cancelled, Value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -83,6 +82,7 @@ class Portal:
         self._probe_ran_at = 0.0
         self._lag = 0.0
         self._watch: LoopWatch | None = None  # guarded by _lock
+        self._retired_blocks = 0  # stalls reported by watches since replaced
         self._trio_stop: Any = None
         self._startup_error: BaseException | None = None
 
@@ -144,9 +144,7 @@ class Portal:
             ending = Ending.COMPLETED
         elif isinstance(outcome, Cancelled):
             ending = Ending.CANCELLED
-        elif isinstance(outcome, Error) and isinstance(
-            outcome.error, SyncBridgeTimeout
-        ):
+        elif call.timed_out:  # its own to_sync(timeout=...), not one inside it
             ending = Ending.TIMED_OUT
         else:
             ending = Ending.ERROR
@@ -160,7 +158,7 @@ class Portal:
         now = time.monotonic()
         posted = self._probe_posted
         if posted is not None:
-            lag = max(self._lag, now - posted)  # the probe is still waiting
+            lag = now - posted  # the probe still waits: the lag is at least this
         else:
             lag = self._lag
             # At most one probe per _PROBE_EVERY: each wakes the loop thread.
@@ -173,9 +171,11 @@ class Portal:
                     self._probe_posted = None
         with self._count_lock:
             counts = dict(self._counts)
+        watch = self._watch
         return PortalStats(
             running=running,
             tasks=len(self._calls),
+            blocks=self._retired_blocks + (watch.blocks if watch is not None else 0),
             lag=lag if running else 0.0,
             calls=self._submitted,
             completed=counts[Ending.COMPLETED],
@@ -205,6 +205,8 @@ class Portal:
             new = LoopWatch(threshold, name=f"portal {self.name}", describe=describe)
         with self._lock:
             old, self._watch = self._watch, new
+            if old is not None:
+                self._retired_blocks += old.blocks
             handle = self._handle if not self._closed else None
         if handle is None:
             if old is not None:
@@ -224,13 +226,13 @@ class Portal:
         if watch is not None and not watch.running:
             watch.start()
 
-    def _stop_watch(self) -> None:
-        # After the loop thread ended (or was given up on).
+    def _stop_watch(self, deadline: float) -> None:
+        # After the loop thread ended (or was given up on); within close()'s bound.
         watch = self._watch
         if watch is not None:
             monitor = watch.stop_from_outside()
             if monitor is not None:
-                monitor.join(1.0)
+                monitor.join(max(0.0, deadline - time.monotonic()))
 
     def _probe_ran(self) -> None:
         posted = self._probe_posted
@@ -378,7 +380,7 @@ class Portal:
                 },
             )
         self._answer_leftovers(log=True)
-        self._stop_watch()
+        self._stop_watch(start + stop_bound(grace))
 
     def _answer_leftovers(self, log: bool) -> None:
         """Finish every call without an outcome, so its caller wakes up."""
@@ -452,10 +454,15 @@ class Portal:
         self._thread = None
         self._calls = set()
         self._count_lock = threading.Lock()
+        self._counts = dict.fromkeys(Ending, 0)
+        self._submitted = 0
+        self._retired_blocks = 0
         self._probe_posted = None
+        self._lag = 0.0
         watch, self._watch = self._watch, None
         if watch is not None:  # its monitor thread is the parent's: start anew
             self.watch(watch.threshold, watch.describers)
+            self._retired_blocks = 0
 
 
 def _log_cancelled(name: str) -> None:

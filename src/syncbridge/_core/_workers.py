@@ -313,8 +313,10 @@ class WorkerPool:
         return threads
 
     def _reset_after_fork(self) -> None:
-        """Forget the parent's threads and jobs (they do not exist in this child)."""
+        """Forget the parent's threads, jobs and totals (the child counts anew)."""
         self._lock = threading.Lock()
+        self._calls = self._completed = self._errors = 0
+        self._cancellations = self._timeouts = 0
         self._busy = 0
         self._pending = deque()
         self._idle = []
