@@ -327,6 +327,7 @@ NEWCOMER_PAGES = {
     "docs/howto/flask.md": "docs/tutorial/first-bridge.md",
     "docs/howto/testing.md": "docs/tutorial/first-bridge.md",
     "docs/howto/observability.md": None,
+    "docs/howto/fastapi.md": "docs/tutorial/first-bridge.md",
 }
 _CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 _INLINE_INSTALL = re.compile(r"`((?:python -m )?pip install [^`]+)`")
@@ -390,7 +391,11 @@ def newcomer(session: nox.Session) -> None:
                 snippet.write_text(block, encoding="utf-8")
                 checks.append(f"python {shlex.quote(str(snippet))}")
         if page == "docs/howto/testing.md":
-            checks = ["python -c 'import syncbridge, trio'"]
+            # Run the page's test file as the page says: with pytest.
+            checks = [
+                f"python -m pytest -q -c /dev/null -p no:cacheprovider {shlex.quote(str(e))}"
+                for e in examples
+            ]
         checks.append("python -m syncbridge --version")
         page_dir = work / page.replace("/", "_")
         page_dir.mkdir(parents=True)
