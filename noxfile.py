@@ -263,6 +263,13 @@ def compat(session: nox.Session, suite: str) -> None:
             f"{dist} {version} [{mode}]: {len(results[mode])} failing, "
             f"{outcome['wrapped']} apps wrapped, {timings[mode]:.0f} s"
         )
+        # A run that wrapped no app would compare nothing: the hook is broken.
+        if mode != "stock" and outcome["wrapped"] < _MIN_WRAPPED:
+            session.error(
+                f"{dist} {version} [{mode}]: only {outcome['wrapped']} apps were "
+                f"wrapped (expected {_MIN_WRAPPED} or more): the integration was "
+                "not applied to the suite's apps"
+            )
     stock = results["stock"]
     differing = False
     for mode in modes:
@@ -277,6 +284,9 @@ def compat(session: nox.Session, suite: str) -> None:
                 session.log(f"{len(ids)} tests {label}:\n  " + "\n  ".join(ids))
     if differing:
         session.error(f"{dist} {version}: the failing tests differ (see above)")
+
+
+_MIN_WRAPPED = 100  # each suite makes hundreds of apps (460, 410, 2,251 today)
 
 
 def _installed_version(session: nox.Session, dist: str) -> str:
