@@ -244,3 +244,17 @@ def test_app_freed_after_serving_an_async_request() -> None:
         assert weak() is None
     finally:
         gc.enable()
+
+
+def test_background_on_a_freed_app_says_the_app_was_freed() -> None:
+    import gc
+
+    async def job() -> None:
+        pass
+
+    ext = SyncBridge(_app())
+    gc.collect()
+    with pytest.raises(
+        RuntimeError, match="the app given to SyncBridge\\(app\\) was freed"
+    ):
+        ext.background(job)

@@ -268,6 +268,12 @@ class SyncBridge:
         app = self.app
         if app is not None:
             return app
+        if self._app_ref is not None:
+            raise RuntimeError(
+                "SyncBridge.background() has no app: the app given to "
+                "SyncBridge(app) was freed (the extension keeps only a weak "
+                "reference to it); keep a reference to the app while it serves"
+            )
         raise RuntimeError(
             "SyncBridge.background() needs an app: call it inside a request or "
             "'with app.app_context():', or create the extension as SyncBridge(app)"

@@ -260,8 +260,8 @@ class Bridge:
         """A snapshot of every pool and the portal loop, with totals since creation.
 
         Runs on:
-            Any thread, the portal's own included; it never blocks (a few
-            microseconds: each pool's lock is taken once). It posts the probe
+            Any thread, the portal's own included; it never blocks (about 10 µs
+            with a few pools: each pool's lock is taken once). It posts the probe
             that measures the portal loop's lag (at most one per 10 ms), read
             by a later call.
 
