@@ -274,13 +274,7 @@ def _configure(settings: _Settings) -> Bridge:
     if settings.threads is not None:
         bridge.max_workers = settings.threads
     for name, capacity in settings.pools.items():
-        try:
-            bridge.pool(name).capacity = capacity
-        except KeyError:
-            try:
-                bridge.add_pool(name, capacity)
-            except ValueError:  # another app on this bridge added it meanwhile
-                bridge.pool(name).capacity = capacity
+        bridge.set_pool(name, capacity)
     return bridge
 
 

@@ -401,13 +401,7 @@ class _Settings:
         if self.threads is not None:
             bridge.max_workers = self.threads
         for name, capacity in self.pools.items():
-            try:
-                bridge.pool(name).capacity = capacity
-            except KeyError:
-                try:
-                    bridge.add_pool(name, capacity)
-                except ValueError:  # another app on this bridge added it meanwhile
-                    bridge.pool(name).capacity = capacity
+            bridge.set_pool(name, capacity)
 
     @staticmethod
     def apply_in_forked_child() -> None:

@@ -266,3 +266,19 @@ def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
     assert result.returncode == 0, result.stderr
     assert "interrupted; coroutine cancelled: True" in result.stdout
     assert signal.SIGINT  # the test relies on POSIX signals
+
+
+def test_set_pool_creates_then_resizes() -> None:
+    with Bridge() as b:
+        b.set_pool("db", 2)
+        assert b.pool("db").capacity == 2
+        first = b.pool("db")
+        b.set_pool("db", 5)
+        assert b.pool("db") is first
+        assert first.capacity == 5
+        with pytest.raises(ValueError, match="names a built-in pool"):
+            b.set_pool("default", 3)
+        with pytest.raises(
+            TypeError, match=r"Bridge.set_pool\('db', capacity=\.\.\.\)"
+        ):
+            b.set_pool("db", 2.5)  # type: ignore[arg-type]

@@ -218,23 +218,48 @@ class Bridge:
             TypeError: If *name* is not a str or *capacity* not an int.
             ValueError: If a pool of that name exists or *capacity* is below 1.
         """
-        check_name(name, "Bridge.add_pool(name=...)")
-        check_capacity(capacity, f"Bridge.add_pool({name!r}, capacity=...)")
+        self._put_pool("Bridge.add_pool", name, capacity, resize=False)
+
+    def set_pool(self, name: str, capacity: int) -> None:
+        """Create the named pool with *capacity*, or resize it if it exists.
+
+        What an integration's configuration does (``SYNCBRIDGE_POOLS``,
+        ``syncbridge.fastapi.install(pools=...)``): apply the same setting
+        again, from any number of apps, without racing to create it.
+
+        Raises:
+            TypeError: If *name* is not a str or *capacity* not an int.
+            ValueError: If *capacity* is below 1 or *name* is a built-in pool's.
+
+        .. versionadded:: 0.1
+        """
+        self._put_pool("Bridge.set_pool", name, capacity, resize=True)
+
+    def _put_pool(self, what: str, name: str, capacity: int, *, resize: bool) -> None:
+        check_name(name, f"{what}(name=...)")
+        capacity = check_capacity(capacity, f"{what}({name!r}, capacity=...)")
         with self._lock:
-            self._check_open("Bridge.add_pool()")
+            self._check_open(f"{what}()")
             if name in (DEFAULT_POOL, THREAD_SENSITIVE_POOL):
                 raise ValueError(
                     f"{name!r} names a built-in pool in Bridge.stats(); give the "
                     "named pool another name"
                 )
-            if name in self._pools:
+            existing = self._pools.get(name)
+            if existing is None:
+                self._pools[name] = WorkerPool(
+                    f"{self.name}-{name}",
+                    capacity,
+                    label=f"bridge.pool({name!r}).capacity",
+                )
+                return
+            if not resize:
                 raise ValueError(
                     f"the bridge already has a pool named {name!r}; set "
-                    f"bridge.pool({name!r}).capacity to resize it"
+                    f"bridge.pool({name!r}).capacity to resize it, or use "
+                    "bridge.set_pool()"
                 )
-            self._pools[name] = WorkerPool(
-                f"{self.name}-{name}", capacity, label=f"bridge.pool({name!r}).capacity"
-            )
+        existing.capacity = capacity
 
     def pool(self, name: str | None = None) -> WorkerPool:
         """Return the named pool, or the default pool when *name* is ``None``.
