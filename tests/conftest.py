@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import faulthandler
+import logging
 import os
 import sys
 import threading
@@ -122,3 +123,33 @@ def bridge() -> Iterator[Bridge]:
         b.close()
         leaked = [t for t in _bridge_threads(b.name) if t.is_alive()]
         assert not leaked, f"threads left running after Bridge.close(): {leaked}"
+
+
+class StallLog(logging.Handler):
+    """Collects syncbridge's loop-stall warnings; ``seen`` is set at the first one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = threading.Event()
+        self.records: list[logging.LogRecord] = []
+
+    @property
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "syncbridge_event", None) == "loop-blocked":
+            self.records.append(record)
+            self.seen.set()
+
+
+@pytest.fixture
+def reported() -> Iterator[StallLog]:
+    """The stall warnings logged during the test."""
+    handler = StallLog()
+    logger = logging.getLogger("syncbridge")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -17,31 +15,15 @@ from syncbridge.flask import DEFAULT_BLOCKING_THRESHOLD, SyncBridge
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from conftest import StallLog
+
 WAIT = 10.0
 
 
-class Reported(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen = threading.Event()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "event loop has been blocked" in record.getMessage():
-            self.messages.append(record.getMessage())
-            self.seen.set()
-
-
-@pytest.fixture
-def reported() -> Iterator[Reported]:
-    handler = Reported()
-    logger = logging.getLogger("syncbridge")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        syncbridge.get_bridge().watch_portal(None)  # the default bridge is shared
+@pytest.fixture(autouse=True)
+def _default_bridge_unwatched_after() -> Iterator[None]:
+    yield
+    syncbridge.get_bridge().watch_portal(None)  # the default bridge is shared
 
 
 def _app(**config: object) -> Flask:
@@ -50,7 +32,7 @@ def _app(**config: object) -> Flask:
     return app
 
 
-def test_syncbridge_watches_the_portal_loop_by_default(reported: Reported) -> None:
+def test_syncbridge_watches_the_portal_loop_by_default(reported: StallLog) -> None:
     SyncBridge(_app())
     watch = syncbridge.get_bridge().portal_watch
     assert watch is not None
@@ -58,7 +40,7 @@ def test_syncbridge_watches_the_portal_loop_by_default(reported: Reported) -> No
 
 
 def test_a_blocking_async_view_is_reported_with_its_endpoint_path_and_stack(
-    reported: Reported,
+    reported: StallLog,
 ) -> None:
     app = _app(SYNCBRIDGE_BLOCKING_THRESHOLD=0.05)
     SyncBridge(app)
@@ -81,14 +63,14 @@ def test_a_blocking_async_view_is_reported_with_its_endpoint_path_and_stack(
 
 
 @pytest.mark.parametrize("off", [None, False])
-def test_the_watch_can_be_switched_off(reported: Reported, off: object) -> None:
+def test_the_watch_can_be_switched_off(reported: StallLog, off: object) -> None:
     syncbridge.get_bridge().watch_portal(None)
     SyncBridge(_app(SYNCBRIDGE_BLOCKING_THRESHOLD=off))
     assert syncbridge.get_bridge().portal_watch is None
 
 
 def test_the_last_app_set_up_decides_and_none_switches_the_watch_off(
-    reported: Reported,
+    reported: StallLog,
 ) -> None:
     """The portal loop is the process's, so its watch is too."""
     SyncBridge(_app())
@@ -108,7 +90,7 @@ def test_the_last_app_set_up_decides_and_none_switches_the_watch_off(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_worker_is_configured_before_its_first_request(
-    reported: Reported,
+    reported: StallLog,
 ) -> None:
     """gunicorn --preload: the child's new default bridge gets the config at once."""
     before = syncbridge.get_bridge().max_workers

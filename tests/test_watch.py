@@ -13,35 +13,12 @@ import pytest
 from syncbridge import BlockReport, Bridge, LoopWatch, watch_loop
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from conftest import StallLog
+
+if TYPE_CHECKING:
     from types import FrameType
 
 WAIT = 10.0  # seconds; only reached when a test is failing
-
-
-class Reported(logging.Handler):
-    """Collects syncbridge's stall warnings; `seen` is set at the first one."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen = threading.Event()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "event loop has been blocked" in record.getMessage():
-            self.records.append(record)
-            self.seen.set()
-
-
-@pytest.fixture
-def reported() -> Iterator[Reported]:
-    handler = Reported()
-    logger = logging.getLogger("syncbridge")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 # Read through a call: a checker would take the second read of a property to be
@@ -54,14 +31,14 @@ def watch_of(bridge: Bridge) -> LoopWatch | None:
     return bridge.portal_watch
 
 
-def stall_until_reported(handler: Reported) -> bool:
+def stall_until_reported(handler: StallLog) -> bool:
     """Block this thread's loop until the watch reports it: proof it was live."""
     return handler.seen.wait(WAIT)
 
 
 @pytest.mark.anyio
 async def test_a_blocked_loop_is_reported_while_it_is_still_blocked(
-    reported: Reported, anyio_backend: str
+    reported: StallLog, anyio_backend: str
 ) -> None:
     async with watch_loop(0.05) as watch:
         assert isinstance(watch, LoopWatch)
@@ -83,7 +60,7 @@ async def test_a_blocked_loop_is_reported_while_it_is_still_blocked(
 
 
 @pytest.mark.anyio
-async def test_a_loop_that_keeps_running_is_not_reported(reported: Reported) -> None:
+async def test_a_loop_that_keeps_running_is_not_reported(reported: StallLog) -> None:
     async with watch_loop(0.05) as watch:
         for _ in range(20):
             await anyio.sleep(0.01)  # 0.2 s of a loop that is never stuck
@@ -92,7 +69,7 @@ async def test_a_loop_that_keeps_running_is_not_reported(reported: Reported) -> 
 
 
 @pytest.mark.anyio
-async def test_each_stall_is_reported_once(reported: Reported) -> None:
+async def test_each_stall_is_reported_once(reported: StallLog) -> None:
     async with watch_loop(0.05) as watch:
         for _ in range(2):
             reported.seen.clear()
@@ -103,7 +80,7 @@ async def test_each_stall_is_reported_once(reported: Reported) -> None:
 
 
 @pytest.mark.anyio
-async def test_describe_names_what_was_running(reported: Reported) -> None:
+async def test_describe_names_what_was_running(reported: StallLog) -> None:
     def describe(frame: FrameType) -> str | None:
         while frame.f_back is not None and frame.f_code.co_name != "handler_42":
             frame = frame.f_back
@@ -187,7 +164,7 @@ def test_watch_loop_outside_a_loop_is_refused() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_a_bridge_watches_its_portal_loop(reported: Reported, backend: str) -> None:
+def test_a_bridge_watches_its_portal_loop(reported: StallLog, backend: str) -> None:
     async def blocks_the_portal() -> None:
         stall_until_reported(reported)
 
@@ -207,7 +184,7 @@ def test_a_bridge_watches_its_portal_loop(reported: Reported, backend: str) -> N
     ]
 
 
-def test_watch_portal_switches_on_and_off_while_running(reported: Reported) -> None:
+def test_watch_portal_switches_on_and_off_while_running(reported: StallLog) -> None:
     async def stall() -> None:
         stall_until_reported(reported)
 
@@ -234,7 +211,7 @@ def test_a_bridge_is_not_watched_unless_asked() -> None:
         assert b.stats().portal.blocks == 0
 
 
-def test_the_portal_stall_count_never_goes_down(reported: Reported) -> None:
+def test_the_portal_stall_count_never_goes_down(reported: StallLog) -> None:
     async def stall() -> None:
         stall_until_reported(reported)
 
