@@ -13,10 +13,9 @@ import pytest
 from syncbridge import BlockReport, Bridge, LoopWatch, watch_loop
 
 if TYPE_CHECKING:
-    from conftest import StallLog
-
-if TYPE_CHECKING:
     from types import FrameType
+
+    from conftest import StallLog
 
 WAIT = 10.0  # seconds; only reached when a test is failing
 
