@@ -154,11 +154,19 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmark syncbridge against its peers; prints medians and ratios."""
+    """Benchmark syncbridge against its peers; prints medians and ratios.
+
+    Ends with one table of every script's targets from this run
+    (``benchmarks/_summary.py``), so a regression shows at a glance.
+    """
     install(session, "bench", extras="trio,uvloop")
+    summary = Path(session.create_tmp()) / "bench-summary.jsonl"
+    summary.unlink(missing_ok=True)
+    env = {"SYNCBRIDGE_BENCH_SUMMARY": str(summary)}
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
-            session.run("python", f"benchmarks/{script}", *session.posargs)
+            session.run("python", f"benchmarks/{script}", *session.posargs, env=env)
+    session.run("python", "benchmarks/_summary.py", str(summary))
 
 
 # The frameworks whose own released test suites ``compat`` runs: the distribution,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -85,6 +86,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Settings:
     else:
         pin = bool(ns.pin)
         reason = "--pin" if pin else "--no-pin"
+    global _rounds  # what print_targets() reports by default
+    _rounds = repeats
     return Settings(repeats, calls, bool(ns.quick), pin, reason)
 
 
@@ -311,8 +314,20 @@ class Target:
         return self.value <= self.limit if self.at_most else self.value >= self.limit
 
 
-def print_targets(targets: Sequence[Target]) -> None:
-    """Print each target with its measured ratio and MET / NOT MET."""
+SUMMARY_ENV = "SYNCBRIDGE_BENCH_SUMMARY"
+"""Environment variable naming the file ``nox -s bench`` collects targets in."""
+
+_rounds: int | None = None
+
+
+def print_targets(targets: Sequence[Target], *, rounds: int | None = None) -> None:
+    """Print each target with its measured ratio and MET / NOT MET.
+
+    *rounds* is how many timed rounds the medians come from (default: the
+    ``--repeats`` that :func:`parse_args` read). When ``SYNCBRIDGE_BENCH_SUMMARY``
+    names a file, each target is also appended to it as one JSON line, for the
+    closing table ``benchmarks/_summary.py`` prints.
+    """
     print("## targets (ratios of medians)")
     width = max(len(t.label) for t in targets) + 2
     for t in targets:
@@ -320,3 +335,17 @@ def print_targets(targets: Sequence[Target]) -> None:
         verdict = "MET" if t.met else "NOT MET"
         print(f"   {t.label:<{width}}{t.value:>7.2f}x  (goal {goal:<7}) {verdict}")
     print()
+    path = os.environ.get(SUMMARY_ENV)
+    if path:
+        script = os.path.basename(sys.argv[0])
+        with open(path, "a", encoding="utf-8") as out:
+            for t in targets:
+                row = {
+                    "script": script,
+                    "label": t.label,
+                    "value": t.value,
+                    "limit": t.limit,
+                    "at_most": t.at_most,
+                    "rounds": rounds if rounds is not None else _rounds,
+                }
+                out.write(json.dumps(row) + "\n")

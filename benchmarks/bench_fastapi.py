@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             ),
             Target("bulkhead: p99 saturated vs idle", loaded.p99 / alone.p99, 1.25),
             Target("detection on: req/s vs off", on.rps / off.rps, 0.95, at_most=False),
-        ]
+        ],
+        rounds=rounds,
     )
 
 

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from _harness import Target, print_targets
 from _http import Row, find_wrk, free_port, measure, print_rows, server
 
 import syncbridge
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, port in ports.items():
             env = {"SYNCBRIDGE_BENCH_UNWATCHED": "1"} if name == "unwatched" else {}
             stack.enter_context(server(gunicorn(port), port, env=env, cwd=str(ROOT)))
+        targets: list[Target] = []
         for ms in (0, 10):
             rows = [
                 Row("watch off", f"http://127.0.0.1:{ports['unwatched']}/io/{ms}"),
@@ -103,6 +105,15 @@ def main(argv: list[str] | None = None) -> None:
                 baseline="watch off",
                 notes=[f"the watch costs {cost:.1f} % of throughput (target <= 2 %)"],
             )
+            targets.append(
+                Target(
+                    f"Flask loop watch on: req/s vs off, {ms} ms",
+                    on.rps / off.rps,
+                    0.98,
+                    at_most=False,
+                )
+            )
+        print_targets(targets, rounds=args.rounds)
 
 
 if __name__ == "__main__":
