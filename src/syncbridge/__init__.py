@@ -6,12 +6,15 @@ from ._contextmanagers import to_async_cm as to_async_cm
 from ._contextmanagers import to_sync_cm as to_sync_cm
 from ._core._bridge import Bridge as Bridge
 from ._core._bridge import get_bridge as get_bridge
+from ._core._executor_pool import ExecutorPool as ExecutorPool
 from ._core._workers import WorkerPool as WorkerPool
 from ._exceptions import BridgeClosed as BridgeClosed
 from ._exceptions import DeadlockError as DeadlockError
+from ._exceptions import SerializationError as SerializationError
 from ._exceptions import SyncBridgeError as SyncBridgeError
 from ._exceptions import SyncBridgeTimeout as SyncBridgeTimeout
 from ._exceptions import WorkerCancelled as WorkerCancelled
+from ._exceptions import WorkerProcessDied as WorkerProcessDied
 from ._gather import PENDING as PENDING
 from ._gather import GatherTimeout as GatherTimeout
 from ._gather import PendingType as PendingType
@@ -45,17 +48,20 @@ __all__ = (
     "BridgeClosed",
     "BridgeStats",
     "DeadlockError",
+    "ExecutorPool",
     "GatherTimeout",
     "LoopWatch",
     "PendingType",
     "PoolStats",
     "PortalStats",
+    "SerializationError",
     "SyncBridgeError",
     "SyncBridgeTimeout",
     "SyncIterator",
     "ThreadIterator",
     "WorkerCancelled",
     "WorkerPool",
+    "WorkerProcessDied",
     "check_cancelled",
     "gather_with_timeout",
     "get_bridge",

@@ -5,9 +5,11 @@ from __future__ import annotations
 __all__ = (
     "BridgeClosed",
     "DeadlockError",
+    "SerializationError",
     "SyncBridgeError",
     "SyncBridgeTimeout",
     "WorkerCancelled",
+    "WorkerProcessDied",
     "callable_name",
     "closed_message",
     "deadlock_message",
@@ -33,6 +35,20 @@ class SyncBridgeTimeout(SyncBridgeError, TimeoutError):
     deadlines apart from a :class:`TimeoutError` your code or a library raised
     (a socket or driver timeout), which syncbridge passes through unchanged.
     :class:`~syncbridge.GatherTimeout` is one.
+
+    .. versionadded:: 0.1
+    """
+
+
+class SerializationError(SyncBridgeError, TypeError):
+    """A call cannot be sent to another process: something in it cannot be pickled.
+
+    .. versionadded:: 0.1
+    """
+
+
+class WorkerProcessDied(SyncBridgeError):
+    """The worker process running a call ended before it returned.
 
     .. versionadded:: 0.1
     """

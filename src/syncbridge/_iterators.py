@@ -97,7 +97,12 @@ class ThreadIterator(AsyncIterator[T]):
         bridge = get_bridge()
         try:
             item = await bridge._run_in(  # pyright: ignore[reportPrivateUsage]
-                bridge.pool(), False, self._next_or_end, (), {}, what=None
+                bridge._worker_pool,  # pyright: ignore[reportPrivateUsage]
+                False,
+                self._next_or_end,
+                (),
+                {},
+                what=None,
             )
         except BaseException:
             self._state = _FINISHED

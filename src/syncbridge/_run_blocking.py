@@ -4,12 +4,14 @@ from __future__ import annotations
 
 __all__ = ("check_cancelled", "run_blocking", "to_async")
 
+import concurrent.futures
 import functools
 from typing import TYPE_CHECKING, Any, overload
 
 from ._core._bridge import Bridge, get_bridge
 from ._core._jobs import check_cancelled as _check_cancelled
 from ._validate import (
+    EXECUTOR_KIND,
     check_blocking_callable,
     check_bool,
     check_instance,
@@ -20,6 +22,8 @@ from ._validate import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
+    from ._core._executor_pool import ExecutorPool
+    from ._core._workers import WorkerPool
     from ._typing import P, T
 
 
@@ -96,6 +100,8 @@ def to_async(
     timeout: float | None = None,
     abandon_on_cancel: bool | None = None,
     bridge: Bridge | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    terminate_on_cancel: bool = False,
 ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
 
@@ -107,6 +113,8 @@ def to_async(
     timeout: float | None = None,
     abandon_on_cancel: bool | None = None,
     bridge: Bridge | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    terminate_on_cancel: bool = False,
 ) -> Callable[[Callable[P, T]], Callable[P, Coroutine[Any, Any, T]]]: ...
 
 
@@ -119,6 +127,8 @@ def to_async(
     timeout: float | None = None,
     abandon_on_cancel: bool | None = None,
     bridge: Bridge | None = None,
+    executor: concurrent.futures.Executor | None = None,
+    terminate_on_cancel: bool = False,
 ) -> (
     Callable[P, Coroutine[Any, Any, T]]
     | Callable[[Callable[P, T]], Callable[P, Coroutine[Any, Any, T]]]
@@ -136,8 +146,11 @@ def to_async(
 
     Cancellation:
         As in :func:`run_blocking`. With *timeout*, the await raises
-        :class:`TimeoutError` after that many seconds and the thread is treated like a
-        cancelled one (abandoned, or waited for with ``abandon_on_cancel=False``).
+        :class:`~syncbridge.SyncBridgeTimeout` after that many seconds and the
+        thread is treated like a cancelled one (abandoned, or waited for with
+        ``abandon_on_cancel=False``). On an executor, a call still queued there
+        is cancelled (it never runs); on a :class:`~syncbridge.ProcessExecutor`
+        a running one is stopped by ending its worker process.
 
     Args:
         func: The blocking function (omit it to get a decorator).
@@ -149,6 +162,14 @@ def to_async(
         abandon_on_cancel: Override the bridge's setting: ``False`` waits for the
             thread to return before a cancellation or timeout propagates.
         bridge: Use this bridge instead of the default one.
+        executor: Run the calls on this :class:`concurrent.futures.Executor`
+            (a :class:`~syncbridge.ProcessExecutor`, a ``ProcessPoolExecutor``,
+            loky, ``distributed.Client.get_executor()``...) instead of a pool.
+            Out of process, the function and its arguments must pickle, and
+            context variables do not travel.
+        terminate_on_cancel: On a :class:`~syncbridge.ProcessExecutor`, end the
+            worker process when the awaiting task is cancelled, as *timeout*
+            always does (the slot is free at once). Ignored elsewhere.
 
     Returns:
         Given *func*, a coroutine function with *func*'s signature whose calls
@@ -159,8 +180,8 @@ def to_async(
         TypeError: If *func* is async (a coroutine function, a
             ``functools.partial`` of one, an object with an ``async def
             __call__``) or not callable, or an option has the wrong type.
-        ValueError: If *timeout* is negative or NaN, or both *pool* and
-            *thread_sensitive* are given.
+        ValueError: If *timeout* is negative or NaN, or more than one of
+            *pool*, *thread_sensitive* and *executor* is given.
 
     Options are checked when ``to_async`` is called, *func* when it is
     decorated: a mistake fails at import time, not at the first call. *timeout*
@@ -175,10 +196,14 @@ def to_async(
     if abandon_on_cancel is not None:
         check_bool(abandon_on_cancel, "to_async(abandon_on_cancel=...)")
     check_instance(bridge, Bridge, "to_async(bridge=...)")
-    if pool is not None and thread_sensitive:
+    check_instance(
+        executor, concurrent.futures.Executor, "to_async(executor=...)", EXECUTOR_KIND
+    )
+    check_bool(terminate_on_cancel, "to_async(terminate_on_cancel=...)")
+    if (pool is not None) + thread_sensitive + (executor is not None) > 1:
         raise ValueError(
-            "to_async() takes pool=... or thread_sensitive=True, not both: the "
-            "thread-sensitive lane is a pool of its own"
+            "to_async() takes one of pool=..., thread_sensitive=True and "
+            "executor=...: each names where the calls run"
         )
 
     def decorate(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -187,10 +212,17 @@ def to_async(
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
-            target = b.thread_sensitive_pool if thread_sensitive else b.pool(pool)
+            target: WorkerPool | ExecutorPool
+            if executor is not None:
+                target = b._executor_pool(executor)  # pyright: ignore[reportPrivateUsage]
+            elif thread_sensitive:
+                target = b.thread_sensitive_pool
+            else:
+                target = b.pool(pool)
             return await b._run_in(  # pyright: ignore[reportPrivateUsage]
-                target, abandon_on_cancel, fn, args, kwargs, timeout=timeout
-            )
+                target, abandon_on_cancel, fn, args, kwargs,
+                timeout=timeout, terminate_on_cancel=terminate_on_cancel,
+            )  # fmt: skip
 
         return wrapper
 

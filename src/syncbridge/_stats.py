@@ -14,6 +14,8 @@ DEFAULT_POOL: Final = "default"
 """The name of a bridge's default pool in :attr:`BridgeStats.pools`."""
 THREAD_SENSITIVE_POOL: Final = "thread_sensitive"
 """The name of the one-thread lane (``to_async(thread_sensitive=True)``)."""
+WORKER_THREADS_POOL: Final = "threads"
+"""The name of the worker threads when ``Bridge(executor=...)`` took the default."""
 
 
 @final

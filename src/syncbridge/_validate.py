@@ -11,6 +11,7 @@ option, the value, and what is accepted.
 from __future__ import annotations
 
 __all__ = (
+    "EXECUTOR_KIND",
     "check_async_callable",
     "check_blocking_callable",
     "check_bool",
@@ -28,6 +29,7 @@ __all__ = (
     "refuse_coroutine",
 )
 
+import concurrent.futures
 import functools
 import inspect
 import math
@@ -36,7 +38,7 @@ import operator
 import sys
 from collections.abc import Mapping
 from types import CoroutineType, FunctionType, MethodType
-from typing import TYPE_CHECKING, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
 
 from ._exceptions import callable_name
 
@@ -144,16 +146,27 @@ def check_seconds(
     return seconds
 
 
-def check_pools(value: object, what: str) -> dict[str, int]:
-    """Return *value* as ``{name: capacity}`` if it maps pool names to capacities.
+@overload
+def check_pools(value: object, what: str) -> dict[str, int]: ...
+@overload
+def check_pools(
+    value: object, what: str, *, executors: Literal[True]
+) -> dict[str, int | concurrent.futures.Executor]: ...
+def check_pools(
+    value: object, what: str, *, executors: bool = False
+) -> dict[str, int] | dict[str, int | concurrent.futures.Executor]:
+    """Return *value* as ``{name: capacity}`` if it is one.
 
     ``None`` is no pools. *what* names the option, ``"Bridge(pools=...)"``.
+    With *executors*, a value may also be a :class:`concurrent.futures.Executor`
+    that runs the pool's calls.
     """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
+        kinds = "capacities or executors" if executors else "capacities"
         raise TypeError(
-            f"{what} must be a mapping of pool names to capacities, such as "
+            f"{what} must be a mapping of pool names to {kinds}, such as "
             f"{{'db': 5}}; got {value!r}"
         )
     pools = cast("Mapping[object, object]", value)
@@ -163,10 +176,21 @@ def check_pools(value: object, what: str) -> dict[str, int]:
             return f"{what.removesuffix('=...)')}={{{name!r}: ...}})"
         return f"{what}[{name!r}]"
 
-    checked: dict[str, int] = {}
+    checked: dict[str, int | concurrent.futures.Executor] = {}
     for key, capacity in pools.items():
         name = check_name(key, f"a pool name in {what}")
-        checked[name] = check_capacity(capacity, entry(name))
+        if executors and isinstance(capacity, concurrent.futures.Executor):
+            checked[name] = capacity
+        elif executors:
+            try:
+                checked[name] = check_capacity(capacity, entry(name))
+            except TypeError as exc:
+                raise TypeError(
+                    f"{exc}; a pool may also run on a concurrent.futures.Executor "
+                    "given in its place"
+                ) from None
+        else:
+            checked[name] = check_capacity(capacity, entry(name))
     return checked
 
 
@@ -195,10 +219,20 @@ def check_choice(value: object, choices: Collection[T], what: str) -> T:
     raise ValueError(f"{what} must be one of {names}; got {value!r}")
 
 
-def check_instance(value: object, cls: type[T], what: str) -> T | None:
-    """Return *value* if it is ``None`` or an instance of *cls*."""
+EXECUTOR_KIND = (
+    "concurrent.futures.Executor (a ThreadPoolExecutor, ProcessPoolExecutor, "
+    "syncbridge.ProcessExecutor, loky or dask executor)"
+)
+"""How errors name what ``executor=`` options take."""
+
+
+def check_instance(
+    value: object, cls: type[T], what: str, kind: str | None = None
+) -> T | None:
+    """Return *value* if it is ``None`` or an instance of *cls* (named *kind*)."""
     if value is not None and not isinstance(value, cls):
-        kind = f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+        if kind is None:
+            kind = f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
         raise TypeError(f"{what} must be a {kind} or None, got {value!r}")
     return value
 

@@ -12,7 +12,7 @@ __all__ = ("run_in_pool",)
 
 import asyncio
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -23,21 +23,27 @@ from ._delegate import submit
 from ._jobs import CancelReason, Ending, Job, JobState
 from ._loops import loop_running_in_this_thread
 from ._shield import wait_through_cancellation
+from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     import contextvars
     from collections.abc import Awaitable, Callable
+    from typing import TypeAlias
 
-    from ._workers import WorkerPool
+    from ._executor_pool import ExecutorPool
+
+    Pool: TypeAlias = WorkerPool | ExecutorPool
 
 
 async def run_in_pool(
-    pool: WorkerPool,
+    pool: Pool,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     abandon_on_cancel: bool,
     timeout: float | None = None,  # noqa: ASYNC109 - counted here as a timeout
+    *,
+    terminate_on_cancel: bool = False,
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in *pool* and await its outcome.
 
@@ -52,6 +58,9 @@ async def run_in_pool(
         *abandon_on_cancel* says; either way its slot stays taken until it
         returns. After *timeout* seconds the same happens and
         :class:`~syncbridge.SyncBridgeTimeout` is raised.
+        On a :class:`~syncbridge.ProcessExecutor` the timeout instead ends the
+        process running the call (and so does a cancellation, with
+        *terminate_on_cancel*): its slot is free at once.
 
     Each call is counted in *pool*'s stats once, by how it ended here.
     """
@@ -65,16 +74,14 @@ async def run_in_pool(
     pool._count_call()  # pyright: ignore[reportPrivateUsage]
     ending = Ending.ERROR
     try:
+        policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
         if timeout is None:
-            result = await _run(
-                native, pool, func, args, kwargs, ctx, abandon_on_cancel
-            )
+            result = await _run(native, pool, func, args, kwargs, ctx, policy)
             ending = Ending.COMPLETED
             return result
-        with anyio.move_on_after(timeout):
-            result = await _run(
-                native, pool, func, args, kwargs, ctx, abandon_on_cancel
-            )
+        with anyio.move_on_after(timeout) as scope:
+            policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, scope.deadline)
+            result = await _run(native, pool, func, args, kwargs, ctx, policy)
             ending = Ending.COMPLETED
             return result
         # Only reached when the deadline cancelled the wait. Its own class, so
@@ -89,25 +96,37 @@ async def run_in_pool(
         pool._count_outcome(ending)  # pyright: ignore[reportPrivateUsage]
 
 
+class _OnCancel(NamedTuple):
+    """What a cancelled await does to a call that is running."""
+
+    abandon: bool
+    """Re-raise at once (True) or wait for the call to return (False)."""
+    terminate: bool
+    """End the process running it, where the executor can (ProcessExecutor)."""
+    deadline: float | None
+    """The call's own timeout: once passed, the process is ended too."""
+
+    def ends_process(self, now: float) -> bool:
+        return self.terminate or (self.deadline is not None and now >= self.deadline)
+
+
 async def _run(
     native: object,
-    pool: WorkerPool,
+    pool: Pool,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     ctx: contextvars.Context,
-    abandon_on_cancel: bool,
+    policy: _OnCancel,
 ) -> Any:
     if isinstance(native, asyncio.AbstractEventLoop):
         # anyio and trio check first: a call in a cancelled scope never starts.
         await _asyncio_checkpoint_if_cancelled()()
-        return await _await_asyncio(
-            native, pool, func, args, kwargs, ctx, abandon_on_cancel
-        )
+        return await _await_asyncio(native, pool, func, args, kwargs, ctx, policy)
     import trio
 
     await trio.lowlevel.checkpoint_if_cancelled()
-    return await _await_trio(native, pool, func, args, kwargs, ctx, abandon_on_cancel)
+    return await _await_trio(native, pool, func, args, kwargs, ctx, policy)
 
 
 @functools.cache
@@ -142,12 +161,12 @@ def _asyncio_notifier(
 
 async def _await_asyncio(
     loop: asyncio.AbstractEventLoop,
-    pool: WorkerPool,
+    pool: Pool,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     ctx: contextvars.Context,
-    abandon_on_cancel: bool,
+    policy: _OnCancel,
 ) -> Any:
     fut: asyncio.Future[None] = loop.create_future()
     job = Job(func, args, kwargs, ctx, loop, pool)
@@ -156,7 +175,7 @@ async def _await_asyncio(
     try:
         await fut
     except asyncio.CancelledError:
-        if _abandon_or_wait(pool, job, abandon_on_cancel):
+        if _abandon_or_wait(pool, job, policy, loop.time()):
             raise
 
         def finished() -> asyncio.Future[None]:
@@ -172,25 +191,29 @@ async def _await_asyncio(
     return job.result()
 
 
-def _abandon_or_wait(pool: WorkerPool, job: Job, abandon_on_cancel: bool) -> bool:
+def _abandon_or_wait(pool: Pool, job: Job, policy: _OnCancel, now: float) -> bool:
     """Handle the cancellation of an await; True means re-raise at once."""
     job.request_cancel(CancelReason.AWAITER)
     if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
         return True
     if job.state is JobState.FINISHED:
         return True
-    job.abandoned = abandon_on_cancel
-    return abandon_on_cancel
+    if (
+        not isinstance(pool, WorkerPool) and policy.ends_process(now) and pool._end(job)  # pyright: ignore[reportPrivateUsage]
+    ):
+        return True  # its slot is free: nothing is left to wait for
+    job.abandoned = policy.abandon
+    return policy.abandon
 
 
 async def _await_trio(
     token: Any,
-    pool: WorkerPool,
+    pool: Pool,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     ctx: contextvars.Context,
-    abandon_on_cancel: bool,
+    policy: _OnCancel,
 ) -> Any:
     import trio
 
@@ -208,7 +231,7 @@ async def _await_trio(
     try:
         await event.wait()
     except trio.Cancelled:
-        if _abandon_or_wait(pool, job, abandon_on_cancel):
+        if _abandon_or_wait(pool, job, policy, trio.current_time()):
             raise
         await wait_through_cancellation(event.wait)
         raise

@@ -19,14 +19,17 @@ from .._exceptions import BridgeClosed, closed_message
 from .._stats import (
     DEFAULT_POOL,
     THREAD_SENSITIVE_POOL,
+    WORKER_THREADS_POOL,
     BridgeStats,
 )
 from .._validate import (
+    EXECUTOR_KIND,
     check_async_callable,
     check_blocking_callable,
     check_bool,
     check_capacity,
     check_choice,
+    check_instance,
     check_name,
     check_pools,
     check_seconds,
@@ -34,6 +37,7 @@ from .._validate import (
 )
 from ._await_job import run_in_pool
 from ._context import copy_context_for_thread
+from ._executor_pool import ExecutorPool
 from ._loop_choice import call_async_from_thread
 from ._loops import Call
 from ._outcome import Cancelled, Error, Value
@@ -82,7 +86,15 @@ class Bridge:
             cancellation propagates. Either way the slot stays taken until the
             function returns.
         pools: Named pools to create, as ``{name: capacity}`` (bulkheads): names
-            are non-empty ``str``, capacities ``int`` >= 1.
+            are non-empty ``str``, capacities ``int`` >= 1, or an executor in
+            place of a capacity (``{"cpu": syncbridge.ProcessExecutor(4)}``):
+            the pool's calls then run there.
+        executor: Run :meth:`run_blocking` and ``to_async`` calls without a
+            pool on this :class:`concurrent.futures.Executor` instead of the
+            worker threads (a :class:`~syncbridge.ProcessExecutor` for CPU-bound
+            work, a dask executor...). It stays yours: the bridge never shuts it
+            down. The worker threads still serve the iterator and
+            context-manager bridges (``"threads"`` in :meth:`stats`).
         shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
             finish before cancelling or leaving them (a finite number >= 0).
         name: Shown in thread names (a non-empty ``str``).
@@ -110,10 +122,11 @@ class Bridge:
         backend: Literal["asyncio", "trio"] = "asyncio",
         use_uvloop: bool = False,
         abandon_on_cancel: bool = True,
-        pools: Mapping[str, int] | None = None,
+        pools: Mapping[str, int | concurrent.futures.Executor] | None = None,
         shutdown_grace: float = 2.0,
         name: str | None = None,
         blocking_threshold: float | None = None,
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         global _counter
         check_capacity(max_workers, "Bridge(max_workers=...)")
@@ -126,7 +139,10 @@ class Bridge:
         blocking_threshold = check_seconds(
             blocking_threshold, "Bridge(blocking_threshold=...)", none="no watch"
         )
-        named_pools = check_pools(pools, "Bridge(pools=...)")
+        named_pools = check_pools(pools, "Bridge(pools=...)", executors=True)
+        check_instance(
+            executor, concurrent.futures.Executor, "Bridge(executor=...)", EXECUTOR_KIND
+        )
         if name is None:
             with _counter_lock:  # unique thread names for bridges made concurrently
                 _counter += 1
@@ -136,14 +152,23 @@ class Bridge:
         self._abandon_on_cancel = abandon_on_cancel
         self._shutdown_grace = shutdown_grace
         self._portal = Portal(name, backend, use_uvloop)
-        self._default_pool = WorkerPool(name, max_workers, label="bridge.max_workers")
+        self._worker_pool = WorkerPool(name, max_workers, label="bridge.max_workers")
+        self._default_pool: WorkerPool | ExecutorPool = (
+            self._worker_pool
+            if executor is None
+            else ExecutorPool(DEFAULT_POOL, executor, label="Bridge(executor=...)")
+        )
         self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
-        self._pools: dict[str, WorkerPool] = {}
+        self._pools: dict[str, WorkerPool | ExecutorPool] = {}
+        self._adhoc: dict[concurrent.futures.Executor, ExecutorPool] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._closed_event = threading.Event()
         for pool_name, capacity in named_pools.items():
-            self.add_pool(pool_name, capacity)
+            if isinstance(capacity, int):
+                self.add_pool(pool_name, capacity)
+            else:
+                self.add_pool(pool_name, executor=capacity)
         if blocking_threshold is not None:
             self._portal.watch(blocking_threshold)
         _bridges.add(self)
@@ -191,12 +216,15 @@ class Bridge:
 
     @property
     def max_workers(self) -> int:
-        """Capacity of the default pool; may be raised or lowered at any time."""
-        return self._default_pool.capacity
+        """Capacity of the worker threads; may be raised or lowered at any time.
+
+        The default pool's, unless ``Bridge(executor=...)`` gave it an executor.
+        """
+        return self._worker_pool.capacity
 
     @max_workers.setter
     def max_workers(self, value: int) -> None:
-        self._default_pool.capacity = value  # checked there, named bridge.max_workers
+        self._worker_pool.capacity = value  # checked there, named bridge.max_workers
 
     @property
     def backend(self) -> Literal["asyncio", "trio"]:
@@ -208,17 +236,41 @@ class Bridge:
         """Whether :meth:`close` has been called."""
         return self._closed
 
-    def add_pool(self, name: str, capacity: int) -> None:
-        """Create a named pool with its own *capacity* (a bulkhead).
+    def add_pool(
+        self,
+        name: str,
+        capacity: int | None = None,
+        *,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        """Create a named pool with its own *capacity* (a bulkhead), or *executor*.
 
         Calls routed to it (``to_async(pool=name)``) wait only for each other: a
         saturated named pool never delays the default pool, and the reverse.
+        Given an *executor* instead of a capacity, the pool's calls run there
+        (see ``Bridge(executor=...)``).
 
         Raises:
-            TypeError: If *name* is not a str or *capacity* not an int.
-            ValueError: If a pool of that name exists or *capacity* is below 1.
+            TypeError: If *name* is not a str, *capacity* not an int or
+                *executor* not a :class:`concurrent.futures.Executor`.
+            ValueError: If a pool of that name exists, *capacity* is below 1,
+                or not exactly one of *capacity* and *executor* is given.
         """
-        self._put_pool("Bridge.add_pool", name, capacity, resize=False)
+        if executor is None:
+            self._put_pool("Bridge.add_pool", name, capacity, resize=False)  # type: ignore[arg-type]  # None is refused there
+            return
+        if capacity is not None:
+            raise ValueError(
+                f"Bridge.add_pool({name!r}) takes a capacity or an executor, not "
+                "both: an executor sizes itself"
+            )
+        check_instance(
+            executor,
+            concurrent.futures.Executor,
+            f"Bridge.add_pool({name!r}, executor=...)",
+            EXECUTOR_KIND,
+        )
+        self._put_pool("Bridge.add_pool", name, executor, resize=False)
 
     def set_pool(self, name: str, capacity: int) -> None:
         """Create the named pool with *capacity*, or resize it if it exists.
@@ -235,23 +287,36 @@ class Bridge:
         """
         self._put_pool("Bridge.set_pool", name, capacity, resize=True)
 
-    def _put_pool(self, what: str, name: str, capacity: int, *, resize: bool) -> None:
+    def _put_pool(
+        self,
+        what: str,
+        name: str,
+        capacity: int | concurrent.futures.Executor,
+        *,
+        resize: bool,
+    ) -> None:
         check_name(name, f"{what}(name=...)")
-        capacity = check_capacity(capacity, f"{what}({name!r}, capacity=...)")
+        if isinstance(capacity, concurrent.futures.Executor):
+            pool: WorkerPool | ExecutorPool = ExecutorPool(
+                name, capacity, label=f"bridge.pool({name!r})"
+            )
+        else:
+            capacity = check_capacity(capacity, f"{what}({name!r}, capacity=...)")
+            pool = WorkerPool(
+                f"{self.name}-{name}",
+                capacity,
+                label=f"bridge.pool({name!r}).capacity",
+            )
         with self._lock:
             self._check_open(f"{what}()")
-            if name in (DEFAULT_POOL, THREAD_SENSITIVE_POOL):
+            if name in (DEFAULT_POOL, THREAD_SENSITIVE_POOL, WORKER_THREADS_POOL):
                 raise ValueError(
                     f"{name!r} names a built-in pool in Bridge.stats(); give the "
                     "named pool another name"
                 )
             existing = self._pools.get(name)
             if existing is None:
-                self._pools[name] = WorkerPool(
-                    f"{self.name}-{name}",
-                    capacity,
-                    label=f"bridge.pool({name!r}).capacity",
-                )
+                self._pools[name] = pool
                 return
             if not resize:
                 raise ValueError(
@@ -259,9 +324,10 @@ class Bridge:
                     f"bridge.pool({name!r}).capacity to resize it, or use "
                     "bridge.set_pool()"
                 )
-        existing.capacity = capacity
+        assert isinstance(capacity, int)  # set_pool takes capacities only
+        existing.capacity = capacity  # an ExecutorPool says why it cannot
 
-    def pool(self, name: str | None = None) -> WorkerPool:
+    def pool(self, name: str | None = None) -> WorkerPool | ExecutorPool:
         """Return the named pool, or the default pool when *name* is ``None``.
 
         Raises:
@@ -301,8 +367,12 @@ class Bridge:
             DEFAULT_POOL: self._default_pool.stats(),
             THREAD_SENSITIVE_POOL: self._sensitive_pool.stats(),
         }
+        if self._default_pool is not self._worker_pool:
+            pools[WORKER_THREADS_POOL] = self._worker_pool.stats()
         for name, pool in list(self._pools.items()):
             pools[name] = pool.stats()
+        for pool in list(self._adhoc.values()):
+            pools[pool.name] = pool.stats()
         portal = self._portal.stats()
         calls, completed = portal.calls, portal.completed
         errors, cancellations, timeouts = (
@@ -396,7 +466,7 @@ class Bridge:
 
     async def _run_in(
         self,
-        pool: WorkerPool,
+        pool: WorkerPool | ExecutorPool,
         abandon_on_cancel: bool | None,
         func: Callable[..., T],
         args: tuple[Any, ...],
@@ -404,6 +474,7 @@ class Bridge:
         *,
         timeout: float | None = None,
         what: str | None = "to_async()",
+        terminate_on_cancel: bool = False,
     ) -> T:
         """Run a blocking call in *pool*; the engine behind ``to_async`` options.
 
@@ -417,8 +488,29 @@ class Bridge:
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
-        result: T = await run_in_pool(pool, func, args, kwargs, abandon, timeout)
+        result: T = await run_in_pool(
+            pool, func, args, kwargs, abandon, timeout,
+            terminate_on_cancel=terminate_on_cancel,
+        )  # fmt: skip
         return result if what is None else refuse_coroutine(result, func, what)
+
+    def _executor_pool(self, executor: concurrent.futures.Executor) -> ExecutorPool:
+        """The pool for ``to_async(executor=...)`` calls to *executor*.
+
+        One per executor and bridge, kept while the bridge lives, so its calls
+        are counted in :meth:`stats` (as ``"<ExecutorClass>-<n>"``).
+        """
+        pool = self._adhoc.get(executor)
+        if pool is not None:
+            return pool
+        with self._lock:
+            pool = self._adhoc.get(executor)
+            if pool is None:
+                self._check_open("to_async(executor=...)")
+                name = f"{type(executor).__name__}-{len(self._adhoc) + 1}"
+                pool = ExecutorPool(name, executor, label="to_async(executor=...)")
+                self._adhoc[executor] = pool
+        return pool
 
     def sync_call_async(
         self,
@@ -559,9 +651,18 @@ class Bridge:
         finally:
             self._closed_event.set()
 
+    def _all_pools(self) -> list[WorkerPool | ExecutorPool]:
+        pools: list[WorkerPool | ExecutorPool] = [
+            self._worker_pool,
+            self._sensitive_pool,
+        ]
+        if self._default_pool is not self._worker_pool:
+            pools.append(self._default_pool)
+        return [*pools, *self._pools.values(), *self._adhoc.values()]
+
     def _close(self) -> None:
         start = time.monotonic()
-        pools = (self._default_pool, self._sensitive_pool, *self._pools.values())
+        pools = self._all_pools()
         threads = [thread for pool in pools for thread in pool.close()]
         self._portal.close(self.shutdown_grace)
         me = threading.current_thread()
@@ -569,7 +670,15 @@ class Bridge:
         for thread in threads:
             if thread is not me:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        on_executors = [p for p in pools if isinstance(p, ExecutorPool)]
+        running = [f for p in on_executors for f in p.in_flight()]
+        if running:
+            concurrent.futures.wait(running, max(0.0, deadline - time.monotonic()))
+        for executor_pool in on_executors:
+            self._end_or_leave(executor_pool)
         for pool in pools:
+            if isinstance(pool, ExecutorPool):
+                continue
             for name in pool.running_functions():
                 logger.warning(
                     "left %s() running in worker thread of pool %r: it did not "
@@ -583,6 +692,38 @@ class Bridge:
                         "syncbridge_pool": pool.name,
                     },
                 )
+
+    @staticmethod
+    def _end_or_leave(pool: ExecutorPool) -> None:
+        """End the calls still running on *pool*, or say they are left running."""
+        if pool.can_end_calls:
+            for name in pool.end_running():
+                logger.warning(
+                    "ended the worker process running %s() in pool %r: it did not "
+                    "return within the bridge's shutdown grace",
+                    name,
+                    pool.name,
+                    extra={
+                        "syncbridge_event": "worker-process-ended",
+                        "syncbridge_function": name,
+                        "syncbridge_pool": pool.name,
+                    },
+                )
+            return
+        for name in pool.running_functions():
+            logger.warning(
+                "left %s() running on %r (pool %r): it did not return within "
+                "the bridge's shutdown grace, and only a "
+                "syncbridge.ProcessExecutor can end a running call",
+                name,
+                pool.executor,
+                pool.name,
+                extra={
+                    "syncbridge_event": "executor-call-left-running",
+                    "syncbridge_function": name,
+                    "syncbridge_pool": pool.name,
+                },
+            )
 
     def __enter__(self) -> Self:
         return self
@@ -612,7 +753,7 @@ class Bridge:
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._portal.reset_after_fork()
-        for pool in (self._default_pool, self._sensitive_pool, *self._pools.values()):
+        for pool in self._all_pools():
             pool._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
 

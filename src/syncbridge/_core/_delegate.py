@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from ._jobs import Job
 
 if TYPE_CHECKING:
+    from ._executor_pool import ExecutorPool
     from ._workers import WorkerPool
 
 
@@ -43,7 +44,7 @@ class Delegate:
 
     def __init__(
         self,
-        pool: WorkerPool,
+        pool: WorkerPool | ExecutorPool,
         mailbox: SimpleQueue[object],
         siblings: list[Delegate],
     ) -> None:
@@ -104,7 +105,7 @@ delegates: contextvars.ContextVar[tuple[Delegate, ...]] = contextvars.ContextVar
 """The blocked ancestors of the current call, outermost first."""
 
 
-def submit(pool: WorkerPool, job: Job) -> None:
+def submit(pool: WorkerPool | ExecutorPool, job: Job) -> None:
     """Start or queue *job* in *pool*, lending it an ancestor's slot if full."""
     chain = delegates.get()
     if chain:

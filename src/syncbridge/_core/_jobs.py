@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import contextvars
     from collections.abc import Callable
 
+    from ._executor_pool import ExecutorPool
     from ._loops import Call
     from ._outcome import Outcome
     from ._workers import WorkerPool
@@ -86,7 +87,7 @@ class Job:
         kwargs: dict[str, Any],
         ctx: contextvars.Context,
         origin: object,
-        pool: WorkerPool,
+        pool: WorkerPool | ExecutorPool,
     ) -> None:
         self.abandoned = False  # its awaiter left while it ran (guarded by the GIL)
         self.func = func
@@ -123,7 +124,11 @@ class Job:
 
     def fail(self, exc: BaseException) -> None:
         """Finish a job that never ran, with *exc* as its outcome."""
-        self.outcome = Error(exc)
+        self.settle(Error(exc))
+
+    def settle(self, outcome: Outcome) -> None:
+        """Finish a job that ran elsewhere (another process), with its *outcome*."""
+        self.outcome = outcome
         self._finished()
 
     def _finished(self) -> None:

@@ -1,0 +1,339 @@
+"""Calls run by a ``concurrent.futures.Executor``: your threads, processes, a cluster.
+
+An :class:`ExecutorPool` stands where a :class:`~._workers.WorkerPool` stands (a
+bridge's default, a named pool, ``to_async(executor=...)``), but admits nothing
+itself: the executor queues and runs the calls. The awaiting side is the worker
+pools' own (``_await_job``): a :class:`~._jobs.Job` whose outcome arrives through
+``job.notify``, so counting, timeouts and cancellation are the same code.
+
+Two kinds of executor:
+
+* in-process (a ``ThreadPoolExecutor``): the executor runs the job itself, in a
+  copy of the caller's context, so :func:`~syncbridge.check_cancelled` and
+  nested ``sync_call_async`` calls work as in a worker thread;
+* out-of-process (process pools, loky, dask, anything else): the function and
+  its arguments are sent as they are; the outcome comes back through the
+  future.
+
+A call still queued in the executor is cancelled through its future (it never
+runs). A running one cannot be stopped by a future, except on a
+:class:`~syncbridge.ProcessExecutor`, which can end the process running it.
+"""
+
+from __future__ import annotations
+
+__all__ = ("ExecutorPool",)
+
+import concurrent.futures
+import functools
+import importlib
+import pickle
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import (
+    BridgeClosed,
+    SerializationError,
+    SyncBridgeError,
+    WorkerCancelled,
+    WorkerProcessDied,
+    callable_name,
+    closed_message,
+)
+from .._pickling import check_picklable
+from .._process_executor import ProcessExecutor
+from .._stats import PoolStats
+from .._validate import EXECUTOR_KIND, check_instance, check_name
+from ._counts import Counts
+from ._jobs import CancelReason, Ending, Job, JobState
+from ._outcome import Value
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class ExecutorPool:
+    """A pool whose calls run on a :class:`concurrent.futures.Executor`.
+
+    syncbridge never shuts the executor down: it is yours (use it in a ``with``
+    block, or call its ``shutdown()``). Closing the bridge cancels the calls it
+    queued there and stops waiting for the ones running.
+
+    Args:
+        name: The pool's name in :meth:`Bridge.stats() <syncbridge.Bridge.stats>`.
+        executor: Where the calls run.
+        label: How error messages name the pool, the way users reach it.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self, name: str, executor: concurrent.futures.Executor, *, label: str
+    ) -> None:
+        check_instance(executor, concurrent.futures.Executor, label, EXECUTOR_KIND)
+        self.name: str = check_name(name, "ExecutorPool(name=...)")
+        self.label: str = label
+        self.executor: concurrent.futures.Executor = executor
+        self.in_process: bool = isinstance(
+            executor, concurrent.futures.ThreadPoolExecutor
+        )
+        """Whether the executor runs calls in this process's threads."""
+        self._lock = threading.Lock()
+        self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
+        self._counts = Counts()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<syncbridge.ExecutorPool {self.name!r} on {self.executor!r}>"
+
+    # -- what WorkerPool offers too ------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many calls the executor runs at once; 0 if it does not say (dask).
+
+        Read-only: size the executor itself. Setting it raises :class:`TypeError`.
+        """
+        ex = self.executor
+        if isinstance(ex, ProcessExecutor):
+            return ex.max_workers
+        size = getattr(ex, "_max_workers", None)  # stdlib and loky executors
+        return size if isinstance(size, int) else 0
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        raise TypeError(
+            f"{self.label} runs on {self.executor!r}, which sizes itself: create "
+            f"the executor with the capacity you want (max_workers={value!r}) and "
+            "give the bridge that one"
+        )
+
+    @property
+    def busy(self) -> int:
+        """Calls of ours the executor is running (or abandoned while running)."""
+        with self._lock:
+            return sum(1 for f in self._futures.values() if f.running())
+
+    @property
+    def waiting(self) -> int:
+        """Calls of ours still queued in the executor."""
+        with self._lock:
+            return sum(1 for f in self._futures.values() if not f.running())
+
+    @property
+    def threads(self) -> int:
+        """The executor's worker threads or processes alive, where it says."""
+        ex = self.executor
+        if isinstance(ex, ProcessExecutor):
+            return ex.processes
+        workers = getattr(ex, "_threads", None) or getattr(ex, "_processes", None)
+        try:
+            return len(workers) if workers is not None else 0
+        except TypeError:
+            return 0
+
+    @property
+    def can_end_calls(self) -> bool:
+        """Whether a running call can be stopped (a ProcessExecutor ends its process)."""
+        return isinstance(self.executor, ProcessExecutor)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def stats(self) -> PoolStats:
+        """A snapshot of this pool (see :class:`~syncbridge.PoolStats`).
+
+        ``busy`` and ``waiting`` count this bridge's calls only, as the futures
+        say: a ``ProcessPoolExecutor`` marks a few queued calls running early,
+        and a dask future is never marked running.
+        """
+        with self._lock:
+            items = list(self._futures.items())
+        running = sum(1 for _, f in items if f.running())
+        counts = self._counts.snapshot()
+        return PoolStats(
+            capacity=self.capacity,
+            busy=running,
+            waiting=len(items) - running,
+            threads=self.threads,
+            calls=counts.calls,
+            completed=counts.completed,
+            errors=counts.errors,
+            cancellations=counts.cancellations,
+            timeouts=counts.timeouts,
+            abandoned=sum(1 for job, _ in items if job.abandoned),
+        )
+
+    def running_functions(self) -> list[str]:
+        """Names of this bridge's functions the executor runs right now."""
+        with self._lock:
+            items = list(self._futures.items())
+        return [callable_name(job.func) for job, f in items if f.running()]
+
+    def close(self) -> list[threading.Thread]:
+        """Refuse new calls, cancel queued ones, flag running ones as cancelled.
+
+        Returns no threads: the executor's are not ours to join.
+        """
+        with self._lock:
+            self._closed = True
+            items = list(self._futures.items())
+        for job, future in items:
+            job.request_cancel(CancelReason.CLOSED)
+            future.cancel()  # queued: it never runs; its awaiter gets BridgeClosed
+        return []
+
+    def in_flight(self) -> list[concurrent.futures.Future[Any]]:
+        """The futures of this bridge's calls not finished yet."""
+        with self._lock:
+            return list(self._futures.values())
+
+    def end_running(self) -> list[str]:
+        """End the processes still running this pool's calls (ProcessExecutor).
+
+        What :meth:`Bridge.close <syncbridge.Bridge.close>` does once its grace
+        period is over; their awaiters get :class:`~syncbridge.BridgeClosed`.
+        Returns the functions' names; nothing is ended on other executors.
+        """
+        ex = self.executor
+        if not isinstance(ex, ProcessExecutor):
+            return []
+        with self._lock:
+            items = list(self._futures.items())
+        return [callable_name(job.func) for job, f in items if ex.terminate(f)]
+
+    # -- used by _await_job ----------------------------------------------------
+
+    def _count_call(self) -> None:
+        self._counts.call()
+
+    def _count_outcome(self, outcome: Ending) -> None:
+        self._counts.ended(outcome)
+
+    def _submit(self, job: Job) -> None:
+        """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
+        if self._closed:
+            raise BridgeClosed(closed_message("run_blocking()"))
+        try:
+            if self.in_process:
+                future = self.executor.submit(job.run)
+            else:
+                future = self.executor.submit(job.func, *job.args, **job.kwargs)
+        except (SerializationError, BridgeClosed):
+            raise
+        except Exception as exc:
+            if self.in_process or not _looks_like_pickling(exc):
+                if isinstance(exc, RuntimeError):  # shut down, or broken
+                    raise self._refused(job, exc) from exc
+                raise
+            # dask serializes in submit(): name the piece that cannot be sent.
+            named = self._explain(job, exc)
+            if named is exc:
+                raise
+            raise named from exc
+        with self._lock:
+            self._futures[job] = future
+        # Registered first: the callback (maybe run at once) removes it again.
+        future.add_done_callback(functools.partial(self._done, job))
+
+    def _refused(self, job: Job, exc: RuntimeError) -> SyncBridgeError:
+        return SyncBridgeError(
+            f"{self.label} could not take {callable_name(job.func)}(): "
+            f"{self.executor!r} refused it ({exc}). The executor was shut down "
+            "or is broken: give the bridge a working one"
+        )
+
+    def _try_submit(self, job: Job) -> bool:
+        # Nested calls from a blocked executor thread run on that thread
+        # (_delegate): the executor's free slots are not known here.
+        del job
+        return False
+
+    def _withdraw(self, job: Job) -> bool:
+        """Cancel *job* if the executor has not started it; True if cancelled."""
+        with self._lock:
+            future = self._futures.get(job)
+        return future is not None and future.cancel()
+
+    def _end(self, job: Job) -> bool:
+        """End the process running *job*, if the executor can; True if ended."""
+        ex = self.executor
+        if not isinstance(ex, ProcessExecutor):
+            return False
+        with self._lock:
+            future = self._futures.get(job)
+        return future is not None and ex.terminate(future)
+
+    def _done(self, job: Job, future: concurrent.futures.Future[Any]) -> None:
+        # Runs where the executor completes futures: one of its threads, dask's
+        # event loop, or the thread that cancelled the future.
+        with self._lock:
+            self._futures.pop(job, None)
+        if self.in_process and not future.cancelled():
+            return  # job.run() recorded the outcome and woke the awaiter
+        if job.state is JobState.FINISHED:
+            return
+        if future.cancelled():
+            job.fail(
+                BridgeClosed(closed_message("run_blocking()"))
+                if job.cancel is CancelReason.CLOSED
+                else WorkerCancelled("cancelled before it started")
+            )
+            return
+        error = future.exception()
+        if error is None:
+            job.settle(Value(future.result()))
+        else:
+            job.fail(self._explain(job, error))
+
+    def _explain(self, job: Job, error: BaseException) -> BaseException:
+        """The exception the awaiter gets for *error*, raised out of process."""
+        if isinstance(error, WorkerProcessDied) and job.cancel is CancelReason.CLOSED:
+            closed = BridgeClosed(
+                f"the bridge was closed while {callable_name(job.func)}() was "
+                "running in a worker process, and the process was ended"
+            )
+            closed.__cause__ = error
+            return closed
+        if isinstance(error, SerializationError) or not _looks_like_pickling(error):
+            return error
+        # The executor could not send the call (stdlib and loky pickle in a
+        # feeder thread): name the piece that cannot be pickled, if it is one.
+        try:
+            check_picklable(
+                job.func, job.args, job.kwargs, dumps=_dumps_for(self.executor),
+                what=self.label,
+            )  # fmt: skip
+        except SerializationError as named:
+            named.__cause__ = error
+            return named
+        return error
+
+    def _reset_after_fork(self) -> None:
+        """Forget the parent's calls and totals (the child counts anew)."""
+        self._lock = threading.Lock()
+        self._futures = {}
+        self._counts = Counts()
+
+
+def _looks_like_pickling(error: BaseException) -> bool:
+    if isinstance(error, pickle.PicklingError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, (TypeError, AttributeError)) and (
+        "pickle" in text or "serializ" in text
+    )
+
+
+def _dumps_for(executor: concurrent.futures.Executor) -> Callable[[object], bytes]:
+    """How *executor* serializes a call: loky and dask use cloudpickle."""
+    if type(executor).__module__.startswith(("loky", "distributed", "joblib")):
+        try:  # a dependency of both; not of syncbridge
+            cloudpickle = importlib.import_module("cloudpickle")
+        except ImportError:  # pragma: no cover
+            return pickle.dumps
+        dumps: Callable[[object], bytes] = cloudpickle.dumps
+        return dumps
+    return pickle.dumps

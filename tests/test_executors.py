@@ -1,0 +1,385 @@
+"""Any ``concurrent.futures.Executor`` behind a call (#13).
+
+``to_async(executor=...)``, ``Bridge(executor=...)`` and named pools on an
+executor: the await is cancellation-aware (a call still queued is cancelled and
+never runs; a running one is abandoned or waited for), outcomes arrive intact,
+and what cannot be sent to another process is named. The process pools here
+use the forkserver start method: forking a process that runs threads is unsafe
+(and warned about).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import multiprocessing
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+import _jobs
+from syncbridge import (
+    Bridge,
+    BridgeClosed,
+    GatherTimeout,
+    SerializationError,
+    SyncBridgeError,
+    SyncBridgeTimeout,
+    WorkerCancelled,
+    check_cancelled,
+    gather_with_timeout,
+    to_async,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    method = (
+        "forkserver"
+        if "forkserver" in multiprocessing.get_all_start_methods()
+        else "spawn"
+    )
+    return multiprocessing.get_context(method)
+
+
+@pytest.fixture
+def threads() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mine") as ex:
+        yield ex
+
+
+@pytest.fixture
+def processes() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=_context())
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait_for(path: Path) -> None:
+    """Wait (bounded) until a job in another process created *path*."""
+    deadline = threading.Event()
+    for _ in range(3000):
+        if path.exists():
+            return
+        deadline.wait(0.01)
+    raise AssertionError(f"{path.name} was never created")
+
+
+# -- threads of your own ---------------------------------------------------
+
+
+async def test_to_async_runs_on_the_given_executor_in_the_callers_context(
+    bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    def where() -> tuple[str, str]:
+        return threading.current_thread().name, request_id.get()
+
+    request_id.set("r-7")
+    name, seen = await to_async(where, executor=threads, bridge=bridge)()
+    assert name.startswith("mine")
+    assert seen == "r-7"
+    stats = bridge.stats()
+    (pool,) = [p for key, p in stats.pools.items() if key.startswith("ThreadPool")]
+    assert (pool.calls, pool.completed, pool.capacity) == (1, 1, 1)
+
+
+async def test_bridge_executor_is_where_run_blocking_runs(
+    threads: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    with Bridge(executor=threads) as bridge:
+        name = await bridge.run_blocking(lambda: threading.current_thread().name)
+        assert name.startswith("mine")
+        stats = bridge.stats()
+        assert stats.pools["default"].calls == 1
+        assert stats.pools["default"].capacity == 1
+        assert stats.pools["threads"].capacity == bridge.max_workers == 40
+        assert stats.calls == 1
+
+
+async def test_an_exception_from_a_thread_executor_is_the_same_object(
+    bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    error = KeyError("k")
+
+    def boom() -> None:
+        raise error
+
+    with pytest.raises(KeyError) as caught:
+        await to_async(boom, executor=threads, bridge=bridge)()
+    assert caught.value is error
+
+
+async def test_a_call_cancelled_while_queued_in_the_executor_never_runs(
+    bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        started.set()
+        release.wait(10)
+
+    def second() -> None:
+        ran.append("second")
+
+    run = to_async(executor=threads, bridge=bridge)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run(first))
+        await anyio.to_thread.run_sync(started.wait, 10)
+        with anyio.move_on_after(0.05) as scope:
+            await run(second)()  # queued behind first: the executor has one thread
+        assert scope.cancelled_caught
+        release.set()
+    await run(lambda: None)()  # the executor's queue is FIFO: second would be done
+    assert ran == []
+    (pool,) = [p for k, p in bridge.stats().pools.items() if k.startswith("Thread")]
+    assert (pool.calls, pool.completed, pool.cancellations) == (3, 2, 1)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+async def test_a_native_task_cancel_of_a_queued_call_cancels_its_future(
+    bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    import asyncio
+
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+    run = to_async(executor=threads, bridge=bridge)
+
+    def first() -> None:
+        started.set()
+        release.wait(10)
+
+    blocker = asyncio.ensure_future(run(first)())
+    await asyncio.to_thread(started.wait, 10)
+    queued = asyncio.ensure_future(run(ran.append)("queued"))
+    await asyncio.sleep(0.01)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    release.set()
+    await blocker
+    await run(lambda: None)()
+    assert ran == []
+
+
+@pytest.mark.parametrize("abandon", [True, False])
+async def test_a_running_call_is_abandoned_or_waited_for_and_sees_check_cancelled(
+    bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor, abandon: bool
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def work() -> None:
+        started.set()
+        try:
+            for _ in range(1000):  # returns only once it sees the cancellation
+                check_cancelled()
+                threading.Event().wait(0.01)
+        except WorkerCancelled:
+            if abandon:
+                release.wait(10)  # until the await has ended
+            events.append("check_cancelled raised")
+            raise
+        finally:
+            events.append("returned")
+
+    run = to_async(work, executor=threads, bridge=bridge, abandon_on_cancel=abandon)
+
+    async def awaiter() -> None:
+        try:
+            await run()
+        finally:
+            events.append("await ended")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(awaiter)
+        await anyio.to_thread.run_sync(started.wait, 10)
+        tg.cancel_scope.cancel()
+    release.set()
+    await to_async(lambda: None, executor=threads, bridge=bridge)()  # after work
+    if abandon:
+        assert events == ["await ended", "check_cancelled raised", "returned"]
+    else:
+        assert events == ["check_cancelled raised", "returned", "await ended"]
+
+
+async def test_an_executor_shut_down_says_so(bridge: Bridge) -> None:
+    ex = concurrent.futures.ThreadPoolExecutor(1)
+    ex.shutdown()
+    with pytest.raises(SyncBridgeError, match=r"shut down or is broken: give the"):
+        await to_async(int, executor=ex, bridge=bridge)()
+
+
+# -- configuration -----------------------------------------------------------
+
+
+def test_named_pools_on_executors_and_their_misuse(
+    threads: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    with Bridge(pools={"mine": threads, "db": 3}) as bridge:
+        assert bridge.stats().pools["mine"].capacity == 1
+        assert bridge.stats().pools["db"].capacity == 3
+        bridge.add_pool("more", executor=threads)
+        with pytest.raises(TypeError, match=r"sizes itself: create the executor"):
+            bridge.pool("mine").capacity = 4
+        with pytest.raises(TypeError, match=r"sizes itself"):
+            bridge.set_pool("mine", 4)
+        with pytest.raises(ValueError, match=r"a capacity or an executor, not both"):
+            bridge.add_pool("x", 2, executor=threads)
+        with pytest.raises(TypeError, match=r"capacity=...\) must be an int >= 1"):
+            bridge.add_pool("x")
+        with pytest.raises(TypeError, match=r"concurrent.futures.Executor"):
+            bridge.add_pool("x", executor=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Bridge\(executor=...\) must be a concurrent"):
+        Bridge(executor="threads")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"may also run on a concurrent.futures"):
+        Bridge(pools={"db": "4"})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"one of pool=..., thread_sensitive=True"):
+        to_async(int, pool="db", executor=threads)
+    with pytest.raises(TypeError, match=r"to_async\(executor=...\) must be"):
+        to_async(int, executor=4)  # type: ignore[call-overload]
+
+
+# -- other processes ---------------------------------------------------------
+
+
+async def test_an_error_in_a_process_keeps_its_type_message_and_traceback(
+    bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor
+) -> None:
+    with pytest.raises(ValueError, match=r"^bad value 42$") as caught:
+        await to_async(_jobs.fail, executor=processes, bridge=bridge)("bad value 42")
+    assert "in fail" in str(caught.value.__cause__)  # the child's traceback
+
+
+async def test_a_process_pool_runs_calls_in_another_process(
+    bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor
+) -> None:
+    import os
+
+    run = to_async(executor=processes, bridge=bridge)
+    assert await run(_jobs.pid)() != os.getpid()
+    assert await run(_jobs.echo)(1, suffix="!") == "1!"
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: (lambda: 1, (), {}), "the function"),
+        (lambda: (_jobs.echo, (threading.Lock(),), {}), "argument 1"),
+        (lambda: (_jobs.echo, (1,), {"suffix": threading.Lock()}), "'suffix'"),
+    ],
+    ids=["lambda", "argument", "keyword argument"],
+)
+async def test_what_cannot_be_pickled_is_named(
+    bridge: Bridge,
+    processes: concurrent.futures.ProcessPoolExecutor,
+    call: object,
+    named: str,
+) -> None:
+    func, args, kwargs = call()  # type: ignore[operator]
+    with pytest.raises(SerializationError, match=named) as caught:
+        await to_async(func, executor=processes, bridge=bridge)(*args, **kwargs)
+    assert "pickle" in str(caught.value)
+    assert await to_async(_jobs.echo, executor=processes, bridge=bridge)(2) == "2"
+
+
+async def test_a_timeout_cancels_a_call_still_queued_in_a_process_pool(
+    bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = to_async(
+        _jobs.started_then_wait, executor=processes, bridge=bridge, timeout=0.2
+    )
+    timed_out: list[str] = []
+
+    async def call(name: str) -> None:
+        with pytest.raises(SyncBridgeTimeout, match=r"did not finish within 0.2 s"):
+            await run(str(tmp_path / name), str(release))
+        timed_out.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "a")
+        await anyio.to_thread.run_sync(_wait_for, tmp_path / "a")
+        for name in "bcde":
+            tg.start_soon(call, name)
+    release.touch()
+    assert sorted(timed_out) == list("abcde")
+    await to_async(_jobs.pid, executor=processes, bridge=bridge)()  # FIFO: after them
+    started = {p.name for p in tmp_path.iterdir()} - {"release"}
+    # A ProcessPoolExecutor hands 2 * max_workers + 1 calls to its processes at
+    # once (their futures say "running", so they cannot be cancelled): the
+    # others were cancelled in its queue. (trio starts tasks in any order.)
+    assert "a" in started
+    assert len(started) <= 3
+
+
+async def test_gather_with_timeout_on_a_process_pool_cancels_the_queued_calls(
+    bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = to_async(_jobs.started_then_wait, executor=processes, bridge=bridge)
+    with pytest.raises(GatherTimeout):
+        await gather_with_timeout(
+            *(run(str(tmp_path / f"job{i}"), str(release)) for i in range(6)),
+            timeout=0.5,
+        )
+    release.touch()
+    await to_async(_jobs.pid, executor=processes, bridge=bridge)()  # FIFO: after them
+    started = {p.name for p in tmp_path.iterdir()} - {"release"}
+    assert 1 <= len(started) <= 3  # in the processes' hands at most
+
+
+async def test_closing_the_bridge_fails_calls_queued_in_the_executor(
+    processes: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    bridge = Bridge(pools={"cpu": processes}, shutdown_grace=0.2)
+    run = to_async(_jobs.started_then_wait, pool="cpu", bridge=bridge)
+    outcomes: list[object] = []
+
+    async def call(name: str) -> None:
+        try:
+            outcomes.append(await run(str(tmp_path / name), str(release)))
+        except BridgeClosed as exc:
+            outcomes.append(type(exc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "a")
+        await anyio.to_thread.run_sync(_wait_for, tmp_path / "a")
+        for name in "bcde":
+            tg.start_soon(call, name)
+        await anyio.sleep(0.05)
+        await anyio.to_thread.run_sync(bridge.close)
+        release.touch()
+    # a and two more were in the processes' hands; the others still queued
+    assert outcomes.count(BridgeClosed) >= 2
+    assert len(outcomes) == 5
+    await anyio.to_thread.run_sync(processes.submit(_jobs.pid).result, 10)
+    assert len(set(tmp_path.iterdir()) - {release}) <= 3
+
+
+def test_import_syncbridge_loads_no_process_or_cluster_machinery() -> None:
+    code = (
+        "import sys, syncbridge\n"
+        "heavy = ('multiprocessing', 'concurrent.futures.process', 'dask',"
+        " 'distributed', 'loky', 'cloudpickle')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[]"
