@@ -1,6 +1,7 @@
 """Automation: the only entry point for tests, type checks, lint and benchmarks.
 
-``nox`` runs the default sessions (tests on every supported Python, typecheck,
+``nox`` runs the default sessions (tests on every supported Python, distributed:
+the executor tests on a real dask cluster and loky, typecheck,
 lint, docs, compat: the frameworks' own suites with syncbridge applied, newcomer:
 the README's and docs' install lines in fresh virtual environments). In CI (``CI`` set) a missing interpreter is an error, not a skip.
 The reliability suites at full scale (``nox -s faults``, ``stress``, ``soak``)
@@ -22,7 +23,15 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "typecheck", "lint", "docs", "compat", "newcomer"]
+nox.options.sessions = [
+    "tests",
+    "distributed",
+    "typecheck",
+    "lint",
+    "docs",
+    "compat",
+    "newcomer",
+]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -44,6 +53,21 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (asyncio and trio backends) under pytest."""
     install(session, "test", extras="trio,uvloop")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def distributed(session: nox.Session) -> None:
+    """Run the executor tests against a real dask cluster and loky's process pool.
+
+    A ``LocalCluster`` of 2 worker processes on loopback; needs the extras
+    ``syncbridge[dask,loky]``, which the ``tests`` session leaves out (it does
+    not collect these modules at all).
+    """
+    install(session, "test", extras="trio,dask,loky")
+    session.run(
+        "pytest", "tests/test_dask.py", "tests/test_loky.py", "tests/test_executors.py",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHONS)

@@ -46,3 +46,9 @@ def hang(started: str) -> None:
 def exit_now(code: int) -> None:
     """End the process at once, without cleanup."""
     os._exit(code)
+
+
+def append_line(path: str, text: str) -> None:
+    """Append *text* and a newline to the file at *path*."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text + "\n")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import faulthandler
+import importlib.util
 import logging
 import os
 import sys
@@ -13,6 +14,15 @@ from syncbridge import Bridge
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
+
+# The cluster and loky tests belong to ``nox -s distributed``, which installs
+# syncbridge[dask,loky]. Where those are missing (the ``tests`` session) the
+# modules are not collected: they run in that session, they are never skipped.
+collect_ignore = [
+    module
+    for module, dist in (("test_dask.py", "distributed"), ("test_loky.py", "loky"))
+    if importlib.util.find_spec(dist) is None
+]
 
 # -- watchdog: a hung test dumps the stack of every thread ---------------------
 #

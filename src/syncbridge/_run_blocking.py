@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, overload
 from ._core._bridge import Bridge, get_bridge
 from ._core._jobs import check_cancelled as _check_cancelled
 from ._validate import (
-    EXECUTOR_KIND,
+    SupportsGetExecutor,
+    as_executor,
     check_blocking_callable,
     check_bool,
     check_instance,
@@ -100,7 +101,7 @@ def to_async(
     timeout: float | None = None,
     abandon_on_cancel: bool | None = None,
     bridge: Bridge | None = None,
-    executor: concurrent.futures.Executor | None = None,
+    executor: concurrent.futures.Executor | SupportsGetExecutor | None = None,
     terminate_on_cancel: bool = False,
 ) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
@@ -113,7 +114,7 @@ def to_async(
     timeout: float | None = None,
     abandon_on_cancel: bool | None = None,
     bridge: Bridge | None = None,
-    executor: concurrent.futures.Executor | None = None,
+    executor: concurrent.futures.Executor | SupportsGetExecutor | None = None,
     terminate_on_cancel: bool = False,
 ) -> Callable[[Callable[P, T]], Callable[P, Coroutine[Any, Any, T]]]: ...
 
@@ -127,7 +128,7 @@ def to_async(
     timeout: float | None = None,
     abandon_on_cancel: bool | None = None,
     bridge: Bridge | None = None,
-    executor: concurrent.futures.Executor | None = None,
+    executor: concurrent.futures.Executor | SupportsGetExecutor | None = None,
     terminate_on_cancel: bool = False,
 ) -> (
     Callable[P, Coroutine[Any, Any, T]]
@@ -164,7 +165,8 @@ def to_async(
         bridge: Use this bridge instead of the default one.
         executor: Run the calls on this :class:`concurrent.futures.Executor`
             (a :class:`~syncbridge.ProcessExecutor`, a ``ProcessPoolExecutor``,
-            loky, ``distributed.Client.get_executor()``...) instead of a pool.
+            loky...) instead of a pool; a ``distributed.Client`` stands for
+            ``client.get_executor(pure=False)``.
             Out of process, the function and its arguments must pickle, and
             context variables do not travel.
         terminate_on_cancel: On a :class:`~syncbridge.ProcessExecutor`, end the
@@ -196,9 +198,8 @@ def to_async(
     if abandon_on_cancel is not None:
         check_bool(abandon_on_cancel, "to_async(abandon_on_cancel=...)")
     check_instance(bridge, Bridge, "to_async(bridge=...)")
-    check_instance(
-        executor, concurrent.futures.Executor, "to_async(executor=...)", EXECUTOR_KIND
-    )
+    if executor is not None:
+        executor = as_executor(executor, "to_async(executor=...)")
     check_bool(terminate_on_cancel, "to_async(terminate_on_cancel=...)")
     if (pool is not None) + thread_sensitive + (executor is not None) > 1:
         raise ValueError(
@@ -213,7 +214,7 @@ def to_async(
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
             target: WorkerPool | ExecutorPool
-            if executor is not None:
+            if isinstance(executor, concurrent.futures.Executor):
                 target = b._executor_pool(executor)  # pyright: ignore[reportPrivateUsage]
             elif thread_sensitive:
                 target = b.thread_sensitive_pool

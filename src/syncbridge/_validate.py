@@ -12,6 +12,8 @@ from __future__ import annotations
 
 __all__ = (
     "EXECUTOR_KIND",
+    "SupportsGetExecutor",
+    "as_executor",
     "check_async_callable",
     "check_blocking_callable",
     "check_bool",
@@ -38,7 +40,16 @@ import operator
 import sys
 from collections.abc import Mapping
 from types import CoroutineType, FunctionType, MethodType
-from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Protocol,
+    TypeGuard,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from ._exceptions import callable_name
 
@@ -179,8 +190,13 @@ def check_pools(
     checked: dict[str, int | concurrent.futures.Executor] = {}
     for key, capacity in pools.items():
         name = check_name(key, f"a pool name in {what}")
-        if executors and isinstance(capacity, concurrent.futures.Executor):
-            checked[name] = capacity
+        if executors and (
+            isinstance(capacity, concurrent.futures.Executor)
+            or _gives_executor(capacity)
+        ):
+            checked[name] = as_executor(
+                cast("concurrent.futures.Executor", capacity), entry(name)
+            )
         elif executors:
             try:
                 checked[name] = check_capacity(capacity, entry(name))
@@ -221,9 +237,42 @@ def check_choice(value: object, choices: Collection[T], what: str) -> T:
 
 EXECUTOR_KIND = (
     "concurrent.futures.Executor (a ThreadPoolExecutor, ProcessPoolExecutor, "
-    "syncbridge.ProcessExecutor, loky or dask executor)"
+    "syncbridge.ProcessExecutor, loky or dask executor) or a distributed.Client"
 )
 """How errors name what ``executor=`` options take."""
+
+
+class SupportsGetExecutor(Protocol):
+    """What has an executor to give: a ``distributed.Client``."""
+
+    def get_executor(self, **kwargs: Any) -> concurrent.futures.Executor:
+        """Return an executor that runs calls where this object says."""
+        ...
+
+
+def as_executor(
+    value: concurrent.futures.Executor | SupportsGetExecutor, what: str
+) -> concurrent.futures.Executor:
+    """Return *value* if it is an executor, or a dask ``Client``'s executor.
+
+    A ``distributed.Client`` gives ``client.get_executor(pure=False)``: every
+    call runs (dask would otherwise hand back the result of an identical
+    earlier call instead of running it again).
+    """
+    if isinstance(value, concurrent.futures.Executor):
+        return value
+    if _gives_executor(value):
+        return value.get_executor(pure=False)
+    check_instance(value, concurrent.futures.Executor, what, EXECUTOR_KIND)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _gives_executor(value: object) -> TypeGuard[SupportsGetExecutor]:
+    # A dask Client, known by its module: other objects with a get_executor()
+    # method may mean something else by it.
+    return type(value).__module__.startswith("distributed") and hasattr(
+        value, "get_executor"
+    )
 
 
 def check_instance(

@@ -23,13 +23,13 @@ from .._stats import (
     BridgeStats,
 )
 from .._validate import (
-    EXECUTOR_KIND,
+    SupportsGetExecutor,
+    as_executor,
     check_async_callable,
     check_blocking_callable,
     check_bool,
     check_capacity,
     check_choice,
-    check_instance,
     check_name,
     check_pools,
     check_seconds,
@@ -122,11 +122,12 @@ class Bridge:
         backend: Literal["asyncio", "trio"] = "asyncio",
         use_uvloop: bool = False,
         abandon_on_cancel: bool = True,
-        pools: Mapping[str, int | concurrent.futures.Executor] | None = None,
+        pools: Mapping[str, int | concurrent.futures.Executor | SupportsGetExecutor]
+        | None = None,
         shutdown_grace: float = 2.0,
         name: str | None = None,
         blocking_threshold: float | None = None,
-        executor: concurrent.futures.Executor | None = None,
+        executor: concurrent.futures.Executor | SupportsGetExecutor | None = None,
     ) -> None:
         global _counter
         check_capacity(max_workers, "Bridge(max_workers=...)")
@@ -140,9 +141,8 @@ class Bridge:
             blocking_threshold, "Bridge(blocking_threshold=...)", none="no watch"
         )
         named_pools = check_pools(pools, "Bridge(pools=...)", executors=True)
-        check_instance(
-            executor, concurrent.futures.Executor, "Bridge(executor=...)", EXECUTOR_KIND
-        )
+        if executor is not None:
+            executor = as_executor(executor, "Bridge(executor=...)")
         if name is None:
             with _counter_lock:  # unique thread names for bridges made concurrently
                 _counter += 1
@@ -155,7 +155,7 @@ class Bridge:
         self._worker_pool = WorkerPool(name, max_workers, label="bridge.max_workers")
         self._default_pool: WorkerPool | ExecutorPool = (
             self._worker_pool
-            if executor is None
+            if not isinstance(executor, concurrent.futures.Executor)
             else ExecutorPool(DEFAULT_POOL, executor, label="Bridge(executor=...)")
         )
         self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
@@ -241,7 +241,7 @@ class Bridge:
         name: str,
         capacity: int | None = None,
         *,
-        executor: concurrent.futures.Executor | None = None,
+        executor: concurrent.futures.Executor | SupportsGetExecutor | None = None,
     ) -> None:
         """Create a named pool with its own *capacity* (a bulkhead), or *executor*.
 
@@ -264,12 +264,7 @@ class Bridge:
                 f"Bridge.add_pool({name!r}) takes a capacity or an executor, not "
                 "both: an executor sizes itself"
             )
-        check_instance(
-            executor,
-            concurrent.futures.Executor,
-            f"Bridge.add_pool({name!r}, executor=...)",
-            EXECUTOR_KIND,
-        )
+        executor = as_executor(executor, f"Bridge.add_pool({name!r}, executor=...)")
         self._put_pool("Bridge.add_pool", name, executor, resize=False)
 
     def set_pool(self, name: str, capacity: int) -> None:
