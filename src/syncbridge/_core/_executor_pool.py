@@ -28,6 +28,7 @@ import concurrent.futures
 import functools
 import importlib
 import pickle
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +221,9 @@ class ExecutorPool:
             if self.in_process:
                 future = self.executor.submit(job.run)
             else:
-                future = self.executor.submit(job.func, *job.args, **job.kwargs)
+                future = self.executor.submit(
+                    _sendable(job.func), *job.args, **job.kwargs
+                )
         except (SerializationError, BridgeClosed):
             raise
         except Exception as exc:
@@ -316,6 +319,41 @@ class ExecutorPool:
         self._lock = threading.Lock()
         self._futures = {}
         self._counts = Counts()
+
+
+def _sendable(func: Callable[..., Any]) -> Callable[..., Any]:
+    """*func*, or a reference by name when a decorator took its module-level name.
+
+    ``@to_async(executor=...)`` on a module-level function leaves the module's
+    name bound to the wrapper, and pickle sends functions by name: it would
+    refuse the original ("not the same object"). The reference makes the other
+    process import the module and call what the wrapper wraps.
+    """
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    qualname = getattr(func, "__qualname__", "")
+    if module is None or not qualname or "<locals>" in qualname:
+        return func
+    found: object = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is func or found is None:
+        return func
+    inner = found
+    while inner is not func and hasattr(inner, "__wrapped__"):
+        inner = inner.__wrapped__
+    if inner is not func:
+        return func
+    return functools.partial(call_unwrapped, module.__name__, qualname)
+
+
+def call_unwrapped(module: str, qualname: str, /, *args: Any, **kwargs: Any) -> Any:
+    """Call what the decorated ``module.qualname`` wraps (in another process)."""
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    while hasattr(found, "__wrapped__"):
+        found = found.__wrapped__
+    return found(*args, **kwargs)
 
 
 def _looks_like_pickling(error: BaseException) -> bool:
