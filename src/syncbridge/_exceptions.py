@@ -5,9 +5,11 @@ from __future__ import annotations
 __all__ = (
     "BridgeClosed",
     "DeadlockError",
+    "SerializationError",
     "SyncBridgeError",
     "SyncBridgeTimeout",
     "WorkerCancelled",
+    "WorkerProcessDied",
     "callable_name",
     "closed_message",
     "deadlock_message",
@@ -59,6 +61,43 @@ class DeadlockError(SyncBridgeError, RuntimeError):
     wrappers) when called from a thread that is running an event loop: waiting there
     would stop the very loop the call needs. ``await`` the coroutine function instead.
     """
+
+
+class SerializationError(SyncBridgeError, TypeError):
+    """Something cannot be sent to another process: it cannot be pickled.
+
+    Raised at once by :meth:`ProcessExecutor.submit() <syncbridge.ProcessExecutor.submit>`
+    (nothing is queued) when the function or an argument cannot be pickled, and
+    set on the future when a result or an exception cannot be sent back. The
+    message names the offending object. Pass a function defined at the top level
+    of a module and arguments that are data (not open files, locks, sockets or
+    clients: open those inside the function). A :class:`TypeError`, as
+    :mod:`pickle` raises for most unpicklable objects.
+
+    .. versionadded:: 0.1
+    """
+
+
+class WorkerProcessDied(SyncBridgeError):
+    """The worker process running a job ended before the job finished.
+
+    Set on the job's future when the process crashed or was killed
+    (``os._exit()``, a segfault, the out-of-memory killer, a signal from
+    outside; :attr:`exitcode` says how it ended) or was ended by
+    :meth:`ProcessExecutor.terminate() <syncbridge.ProcessExecutor.terminate>`
+    (then :attr:`exitcode` is ``None``). The executor carries on: the next job
+    runs in a fresh process.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+        """The process's exit code, ``-N`` for signal N; ``None`` if ended by terminate()."""
+
+    def __reduce__(self) -> tuple[type[WorkerProcessDied], tuple[str, int | None]]:
+        return (type(self), (str(self), self.exitcode))
 
 
 class WorkerCancelled(BaseException):
