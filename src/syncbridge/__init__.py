@@ -9,9 +9,11 @@ from ._core._bridge import get_bridge as get_bridge
 from ._core._workers import WorkerPool as WorkerPool
 from ._exceptions import BridgeClosed as BridgeClosed
 from ._exceptions import DeadlockError as DeadlockError
+from ._exceptions import SerializationError as SerializationError
 from ._exceptions import SyncBridgeError as SyncBridgeError
 from ._exceptions import SyncBridgeTimeout as SyncBridgeTimeout
 from ._exceptions import WorkerCancelled as WorkerCancelled
+from ._exceptions import WorkerProcessDied as WorkerProcessDied
 from ._gather import PENDING as PENDING
 from ._gather import GatherTimeout as GatherTimeout
 from ._gather import PendingType as PendingType
@@ -21,6 +23,7 @@ from ._iterators import SyncIterator as SyncIterator
 from ._iterators import ThreadIterator as ThreadIterator
 from ._iterators import iterate_in_thread as iterate_in_thread
 from ._iterators import sync_iter as sync_iter
+from ._process_executor import ProcessExecutor as ProcessExecutor
 from ._run_blocking import check_cancelled as check_cancelled
 from ._run_blocking import run_blocking as run_blocking
 from ._run_blocking import to_async as to_async
@@ -50,12 +53,15 @@ __all__ = (
     "PendingType",
     "PoolStats",
     "PortalStats",
+    "ProcessExecutor",
+    "SerializationError",
     "SyncBridgeError",
     "SyncBridgeTimeout",
     "SyncIterator",
     "ThreadIterator",
     "WorkerCancelled",
     "WorkerPool",
+    "WorkerProcessDied",
     "check_cancelled",
     "gather_with_timeout",
     "get_bridge",
