@@ -186,7 +186,7 @@ class ProcessExecutor(concurrent.futures.Executor):
 
     @property
     def max_workers(self) -> int:
-        """The number of slots: at most this many worker processes at once."""
+        """How many slots there are, so at most how many worker processes at once."""
         return self._max_workers
 
     @property
@@ -501,6 +501,8 @@ class ProcessExecutor(concurrent.futures.Executor):
                 self._slots.remove(slot)
             slot.wake_r.close()
             slot.wake_w.close()
+            if self._queue and not self._shutdown:  # the thread failed: replace it
+                self._start_slot()
 
     def _settle(self, job: _Job, error: BaseException) -> None:
         """Set *error* on the job's future, unless terminate() already settled it."""
