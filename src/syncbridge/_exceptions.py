@@ -83,18 +83,20 @@ class WorkerProcessDied(SyncBridgeError):
 
     Set on the job's future when the process crashed or was killed
     (``os._exit()``, a segfault, the out-of-memory killer, a signal from
-    outside; :attr:`exitcode` says how it ended) or was ended by
-    :meth:`ProcessExecutor.terminate() <syncbridge.ProcessExecutor.terminate>`
-    (then :attr:`exitcode` is ``None``). The executor carries on: the next job
-    runs in a fresh process.
+    outside) or was ended by
+    :meth:`ProcessExecutor.terminate() <syncbridge.ProcessExecutor.terminate>`.
+    The executor carries on: the next job runs in a fresh process.
+
+    Attributes:
+        exitcode: How the process ended: its exit code, ``-N`` if killed by
+            signal N; ``None`` if it was ended by ``terminate()``.
 
     .. versionadded:: 0.1
     """
 
     def __init__(self, message: str, exitcode: int | None = None) -> None:
         super().__init__(message)
-        self.exitcode = exitcode
-        """The process's exit code, ``-N`` for signal N; ``None`` if ended by terminate()."""
+        self.exitcode: int | None = exitcode
 
     def __reduce__(self) -> tuple[type[WorkerProcessDied], tuple[str, int | None]]:
         return (type(self), (str(self), self.exitcode))
