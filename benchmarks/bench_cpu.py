@@ -91,11 +91,11 @@ def dask_client(workers: int) -> Iterator[Any]:
         yield None
         return
     with (
-        LocalCluster(
+        LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers, threads_per_worker=1, processes=True,
             host="127.0.0.1", dashboard_address=None,
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):  # fmt: skip
         yield client
 

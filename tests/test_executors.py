@@ -13,9 +13,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -26,10 +28,12 @@ from syncbridge import (
     Bridge,
     BridgeClosed,
     GatherTimeout,
+    ProcessExecutor,
     SerializationError,
     SyncBridgeError,
     SyncBridgeTimeout,
     WorkerCancelled,
+    WorkerProcessDied,
     check_cancelled,
     gather_with_timeout,
     to_async,
@@ -37,7 +41,6 @@ from syncbridge import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -268,8 +271,6 @@ async def test_an_error_in_a_process_keeps_its_type_message_and_traceback(
 async def test_a_process_pool_runs_calls_in_another_process(
     bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor
 ) -> None:
-    import os
-
     run = to_async(executor=processes, bridge=bridge)
     assert await run(_jobs.pid)() != os.getpid()
     assert await run(_jobs.echo)(1, suffix="!") == "1!"
@@ -383,3 +384,121 @@ def test_import_syncbridge_loads_no_process_or_cluster_machinery() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == "[]"
+
+
+# -- ProcessExecutor: deadlines that end the work ------------------------------
+
+
+@pytest.fixture
+def one_process() -> Iterator[ProcessExecutor]:
+    with ProcessExecutor(max_workers=1) as ex:
+        yield ex
+
+
+def _gone(pid: int) -> bool:
+    """Whether process *pid* has exited (waited for, bounded: SIGTERM takes a moment)."""
+    for _ in range(500):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        status = Path(f"/proc/{pid}/status")
+        if status.exists() and "zombie" in status.read_text().lower():
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+async def test_a_timeout_ends_the_process_running_the_call(
+    bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path
+) -> None:
+    first = await to_async(_jobs.pid, executor=one_process, bridge=bridge)()
+    stuck = to_async(_jobs.hang, executor=one_process, bridge=bridge, timeout=0.3)
+    with pytest.raises(SyncBridgeTimeout, match=r"hang\(\) did not finish within"):
+        await stuck(str(tmp_path / "started"))
+    assert (tmp_path / "started").exists()
+    # One process: this call can only run because the stuck one's was ended.
+    second = await to_async(_jobs.pid, executor=one_process, bridge=bridge)()
+    assert second != first
+    assert _gone(first)
+    stats = bridge.stats().pools["ProcessExecutor-1"]
+    assert (stats.calls, stats.completed, stats.timeouts, stats.abandoned) == (
+        3,
+        2,
+        1,
+        0,
+    )
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+async def test_a_cancel_ends_the_process_only_when_asked(
+    bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path, terminate: bool
+) -> None:
+    stuck = to_async(
+        _jobs.hang, executor=one_process, bridge=bridge, terminate_on_cancel=terminate
+    )
+    started = tmp_path / "started"
+    with anyio.move_on_after(5) as outer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stuck, str(started))
+            await anyio.to_thread.run_sync(_wait_for, started)
+            tg.cancel_scope.cancel()
+    assert not outer.cancelled_caught
+    pool = bridge.stats().pools["ProcessExecutor-1"]
+    if terminate:
+        assert await to_async(_jobs.echo, executor=one_process, bridge=bridge)(1) == "1"
+        assert bridge.stats().pools["ProcessExecutor-1"].abandoned == 0
+    else:
+        assert (pool.cancellations, pool.abandoned, pool.busy) == (1, 1, 1)
+        assert one_process.running == 1  # still running: its slot is taken
+        one_process.terminate_workers()
+
+
+async def test_a_worker_process_that_dies_is_an_error_and_the_pool_carries_on(
+    bridge: Bridge, one_process: ProcessExecutor
+) -> None:
+    run = to_async(executor=one_process, bridge=bridge)
+    with pytest.raises(WorkerProcessDied, match=r"exit_now\(\)"):
+        await run(_jobs.exit_now)(3)
+    assert await run(_jobs.echo)("still", suffix=" here") == "still here"
+
+
+async def test_gather_with_timeout_on_a_process_executor_starts_no_queued_call(
+    bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    run = to_async(_jobs.started_then_wait, executor=one_process, bridge=bridge)
+    with pytest.raises(GatherTimeout):
+        await gather_with_timeout(
+            *(run(str(tmp_path / f"job{i}"), str(release)) for i in range(6)),
+            timeout=0.5,
+        )
+    release.touch()
+    await to_async(_jobs.pid, executor=one_process, bridge=bridge)()  # after them
+    started = {p.name for p in tmp_path.iterdir()} - {"release"}
+    assert len(started) == 1  # the one the process had; the others never ran
+
+
+async def test_closing_the_bridge_ends_a_process_still_running_its_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ProcessExecutor(max_workers=1) as ex:
+        bridge = Bridge(pools={"cpu": ex}, shutdown_grace=0.1)
+        pid = await to_async(_jobs.pid, pool="cpu", bridge=bridge)()
+        outcome: list[type[BaseException]] = []
+
+        async def call() -> None:
+            try:
+                await to_async(_jobs.hang, pool="cpu", bridge=bridge)(
+                    str(tmp_path / "started")
+                )
+            except BridgeClosed as exc:
+                outcome.append(type(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await anyio.to_thread.run_sync(_wait_for, tmp_path / "started")
+            await anyio.to_thread.run_sync(bridge.close)
+        assert outcome == [BridgeClosed]
+        assert _gone(pid)
+        assert "ended the worker process running hang()" in caplog.text

@@ -59,11 +59,11 @@ def test_after_the_stuck_run_is_ended_and_the_next_runs_start(
     tmp_path: Path, scheduled_job: Any
 ) -> None:
     log = tmp_path / "job.log"
-    app = scheduled_job.create_app(str(log), every=0.6, timeout=0.3)
+    app = scheduled_job.create_app(str(log), every=1.5, timeout=0.3)
     scheduler = app.extensions["scheduler"]
     scheduler.run(runs=3)
-    # The job's executor has one process and run 1 sleeps for an hour: run 2 can
-    # only have started because the deadline ended run 1's process.
+    # The job's executor has one process and run 0 sleeps for an hour: runs 1
+    # and 2 can only have started because the deadline ended run 0's process.
     assert log.read_text().splitlines() == [
         "run 0 started",
         "run 1 started",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,19 +19,25 @@ def recognize_queue_task(run: int, log: str) -> int:
     """The job. It gets data (a path), not the app: it runs in another process."""
     with Path(log).open("a") as f:
         f.write(f"run {run} started\n")
-    if run == 1:
+    if run == 0:
         time.sleep(3600)  # one run gets stuck (a bad input, a hung library)
     return run
 
 
-def create_app(log: str, every: float = 1.0, timeout: float = 0.5) -> flask.Flask:
+def create_app(log: str, every: float = 60.0, timeout: float = 30.0) -> flask.Flask:
     """The app; its scheduler calls the job every *every* s, with a deadline."""
     app = flask.Flask(__name__)
     app.config.update(JOB_LOG=log)
     # One worker process, as the original code had one thread: a run that
     # overruns its deadline has its process ended, so the next run starts on
     # time. (Keep the deadline shorter than the interval.)
-    jobs = syncbridge.ProcessExecutor(max_workers=1)
+    # Each process imports the job's module when it starts (the initializer),
+    # so a deadline times the job, not the imports of a fresh process.
+    jobs = syncbridge.ProcessExecutor(
+        max_workers=1,
+        initializer=importlib.import_module,
+        initargs=(recognize_queue_task.__module__,),
+    )
     run_job = syncbridge.to_sync(
         syncbridge.to_async(recognize_queue_task, executor=jobs, timeout=timeout)
     )
@@ -65,9 +72,7 @@ class Scheduler:
 
     def run(self, runs: int) -> None:
         """Make *runs* runs on schedule, then shut the job's executor down."""
-        # Start the worker process first: a deadline should time the job, not
-        # the start of a process.
-        self.executor.submit(int).result()
+        self.executor.submit(int).result()  # the first process, started and ready
         first = time.monotonic()
         try:
             for run in range(runs):
@@ -83,13 +88,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp, "job.log")
-        app = create_app(str(log), every=0.8, timeout=0.5)
+        # Every second, a deadline of 0.3 s (a minute and 30 s in real life).
+        app = create_app(str(log), every=1.0, timeout=0.3)
         scheduler: Scheduler = app.extensions["scheduler"]
-        scheduler.run(runs=3)
+        scheduler.run(runs=2)
         print(log.read_text(), end="")
         print("ticks at", [round(t, 1) for t in scheduler.ticks], "s")
-        # Run 1 got stuck and was ended at its deadline; run 2 started on time.
-        assert log.read_text().splitlines() == [f"run {n} started" for n in range(3)]
+        # Run 0 got stuck and was ended at its deadline; run 1 started on time.
+        assert log.read_text().splitlines() == ["run 0 started", "run 1 started"]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from ._contextmanagers import to_sync_cm as to_sync_cm
 from ._core._bridge import Bridge as Bridge
 from ._core._bridge import get_bridge as get_bridge
 from ._core._executor_pool import ExecutorPool as ExecutorPool
+from ._core._process_executor import ProcessExecutor as ProcessExecutor
 from ._core._workers import WorkerPool as WorkerPool
 from ._exceptions import BridgeClosed as BridgeClosed
 from ._exceptions import DeadlockError as DeadlockError
@@ -54,6 +55,7 @@ __all__ = (
     "PendingType",
     "PoolStats",
     "PortalStats",
+    "ProcessExecutor",
     "SerializationError",
     "SyncBridgeError",
     "SyncBridgeTimeout",

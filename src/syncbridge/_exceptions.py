@@ -40,20 +40,6 @@ class SyncBridgeTimeout(SyncBridgeError, TimeoutError):
     """
 
 
-class SerializationError(SyncBridgeError, TypeError):
-    """A call cannot be sent to another process: something in it cannot be pickled.
-
-    .. versionadded:: 0.1
-    """
-
-
-class WorkerProcessDied(SyncBridgeError):
-    """The worker process running a call ended before it returned.
-
-    .. versionadded:: 0.1
-    """
-
-
 def timeout_message(what: str, func_name: str, timeout: float) -> str:
     """Build the message of the :class:`SyncBridgeTimeout` raised by *what*."""
     return f"{what}: {func_name}() did not finish within {timeout:g} s"
@@ -75,6 +61,45 @@ class DeadlockError(SyncBridgeError, RuntimeError):
     wrappers) when called from a thread that is running an event loop: waiting there
     would stop the very loop the call needs. ``await`` the coroutine function instead.
     """
+
+
+class SerializationError(SyncBridgeError, TypeError):
+    """Something cannot be sent to another process: it cannot be pickled.
+
+    Raised at once by :meth:`ProcessExecutor.submit() <syncbridge.ProcessExecutor.submit>`
+    (nothing is queued) when the function or an argument cannot be pickled, and
+    set on the future when a result or an exception cannot be sent back. The
+    message names the offending object. Pass a function defined at the top level
+    of a module and arguments that are data (not open files, locks, sockets or
+    clients: open those inside the function). A :class:`TypeError`, as
+    :mod:`pickle` raises for most unpicklable objects.
+
+    .. versionadded:: 0.1
+    """
+
+
+class WorkerProcessDied(SyncBridgeError):
+    """The worker process running a job ended before the job finished.
+
+    Set on the job's future when the process crashed or was killed
+    (``os._exit()``, a segfault, the out-of-memory killer, a signal from
+    outside) or was ended by
+    :meth:`ProcessExecutor.terminate() <syncbridge.ProcessExecutor.terminate>`.
+    The executor carries on: the next job runs in a fresh process.
+
+    Attributes:
+        exitcode: How the process ended: its exit code, ``-N`` if killed by
+            signal N; ``None`` if it was ended by ``terminate()``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode: int | None = exitcode
+
+    def __reduce__(self) -> tuple[type[WorkerProcessDied], tuple[str, int | None]]:
+        return (type(self), (str(self), self.exitcode))
 
 
 class WorkerCancelled(BaseException):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+from typing import TYPE_CHECKING
 
 from typing_extensions import assert_type
 
 import syncbridge
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 
 def crunch(n: int, /, *, rounds: int = 1) -> float:

@@ -27,10 +27,9 @@ __all__ = ("ExecutorPool",)
 import concurrent.futures
 import functools
 import importlib
-import pickle
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._exceptions import (
     BridgeClosed,
@@ -41,13 +40,13 @@ from .._exceptions import (
     callable_name,
     closed_message,
 )
-from .._pickling import check_picklable
-from .._process_executor import ProcessExecutor
 from .._stats import PoolStats
 from .._validate import EXECUTOR_KIND, check_instance, check_name
 from ._counts import Counts
 from ._jobs import CancelReason, Ending, Job, JobState
 from ._outcome import Value
+from ._pickling import check_picklable
+from ._process_executor import ProcessExecutor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -338,9 +337,9 @@ def _sendable(func: Callable[..., Any]) -> Callable[..., Any]:
         found = getattr(found, part, None)
     if found is func or found is None:
         return func
-    inner = found
+    inner: object = found
     while inner is not func and hasattr(inner, "__wrapped__"):
-        inner = inner.__wrapped__
+        inner = cast("object", getattr(inner, "__wrapped__"))  # noqa: B009
     if inner is not func:
         return func
     return functools.partial(call_unwrapped, module.__name__, qualname)
@@ -357,6 +356,8 @@ def call_unwrapped(module: str, qualname: str, /, *args: Any, **kwargs: Any) -> 
 
 
 def _looks_like_pickling(error: BaseException) -> bool:
+    import pickle  # not at import time: `import syncbridge` loads no pickle
+
     if isinstance(error, pickle.PicklingError):
         return True
     text = str(error).lower()
@@ -367,6 +368,8 @@ def _looks_like_pickling(error: BaseException) -> bool:
 
 def _dumps_for(executor: concurrent.futures.Executor) -> Callable[[object], bytes]:
     """How *executor* serializes a call: loky and dask use cloudpickle."""
+    import pickle
+
     if type(executor).__module__.startswith(("loky", "distributed", "joblib")):
         try:  # a dependency of both; not of syncbridge
             cloudpickle = importlib.import_module("cloudpickle")
