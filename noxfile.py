@@ -370,6 +370,8 @@ NEWCOMER_PAGES = {
     "docs/howto/testing.md": "docs/tutorial/first-bridge.md",
     "docs/howto/observability.md": None,
     "docs/howto/fastapi.md": "docs/tutorial/first-bridge.md",
+    "docs/howto/cpu-and-clusters.md": "docs/tutorial/first-bridge.md",
+    "docs/howto/scheduled-jobs.md": "docs/tutorial/first-bridge.md",
 }
 _CONSOLE_BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 _INLINE_INSTALL = re.compile(r"`((?:python -m )?pip install [^`]+)`")
