@@ -105,28 +105,24 @@ async def _host(call: Call[Any] | None, idle: list[_Host]) -> None:
             host = _Host(idle, scope)
             while call is not None:
                 host.call = call
-                if call.begin(functools.partial(host.cancel, call)):
-                    await _run(call)
-                else:  # cancelled before it could start: it never starts
-                    call.finish(Cancelled())
+                if not call.begin(functools.partial(host.cancel, call)):
+                    call.finish(Cancelled())  # cancelled before it could start
+                else:
+                    try:
+                        value = await call.invoke()
+                    except trio.Cancelled as exc:  # by our scope, or the run ending
+                        call.finish(Cancelled(exc))
+                        raise
+                    except BaseException as exc:
+                        call.finish(Error(exc))
+                    else:
+                        call.finish(Value(value))
                 host.call = call = None
                 if scope.cancel_called or len(idle) >= _MAX_IDLE:
                     return
                 call = await host.park()
     except trio.Cancelled:  # the run is ending; every call here has its outcome
         return
-
-
-async def _run(call: Call[Any]) -> None:
-    try:
-        value = await call.invoke()
-    except trio.Cancelled as exc:  # by the host's scope, or the run ending
-        call.finish(Cancelled(exc))
-        raise
-    except BaseException as exc:
-        call.finish(Error(exc))
-    else:
-        call.finish(Value(value))
 
 
 def _gone_message(call: Call[Any]) -> str:
