@@ -24,9 +24,20 @@ The main thread (no event loop) calls, back to back:
    at the end); ``asyncio.run`` per call and asgiref open the pool, query, and
    close every connection (``writer.close(); await writer.wait_closed()``) on
    every call.
+4. trio: ``sync_call_async`` on a ``Bridge(backend="trio")`` portal beside
+   ``trio.from_thread.run(f, trio_token=...)`` to a thread running ``trio.run``
+   (the floor) and an anyio blocking portal on trio.
+5. From an anyio worker on trio: inside ``trio.run``, one
+   ``anyio.to_thread.run_sync`` worker calls back into its loop with
+   ``sync_call_async`` (rule 1: the worker's own loop), ``trio.from_thread.run``
+   and ``anyio.from_thread.run``.
+6. Throughput, THREADS threads at once calling into one loop: ``sync_call_async``
+   on the default bridge's portal, ``run_coroutine_threadsafe`` to one loop
+   thread, and an anyio blocking portal (calls/s).
 
-Everything runs pinned to one CPU (by default where the OS allows it). The
-default syncbridge bridge is used, and closed at the end.
+Sections 1-5 run pinned to one CPU (by default where the OS allows it), so they
+measure the hand-off cost, not cross-core wake-up luck; section 6 runs on every
+CPU. The default syncbridge bridge is used, and closed at the end.
 """
 
 from __future__ import annotations
@@ -34,19 +45,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from queue import SimpleQueue
 from typing import TYPE_CHECKING
 
 import anyio.from_thread
+import anyio.to_thread
+import trio
+import trio.from_thread
 from _harness import (
     Contender,
     Sample,
+    Settings,
     Target,
     parse_args,
     pin_one_cpu,
     print_header,
     print_latency,
     print_targets,
+    print_throughput,
     run_sync,
+    unpin,
 )
 from asgiref.sync import async_to_sync
 
@@ -62,6 +80,14 @@ FLOOR = "run_coroutine_threadsafe floor"
 SYNC_CALL_ASYNC = "syncbridge.sync_call_async"
 ASYNCIO_RUN = "asyncio.run per call"
 ASGIREF = "asgiref async_to_sync"
+TRIO_FLOOR = "trio.from_thread.run to a trio thread"
+TRIO_PORTAL = "Bridge(backend='trio').sync_call_async"
+IN_WORKER = "sync_call_async in the worker"
+WORKER_FLOOR = "trio.from_thread.run in the worker"
+RCT = "run_coroutine_threadsafe to one loop thread"
+
+THREADS = 50
+"""Threads calling at once in the throughput section."""
 
 POOL_SIZE = 10
 """Connections in the fake pool."""
@@ -314,6 +340,205 @@ def background_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.close()
 
 
+@contextlib.contextmanager
+def trio_thread() -> Iterator[trio.lowlevel.TrioToken]:
+    """A ``trio.run`` in a daemon thread, idle until the block exits; its token."""
+    tokens: SimpleQueue[tuple[trio.lowlevel.TrioToken, trio.Event]] = SimpleQueue()
+
+    async def main() -> None:
+        stop = trio.Event()
+        tokens.put((trio.lowlevel.current_trio_token(), stop))
+        await stop.wait()
+
+    thread = threading.Thread(target=trio.run, args=(main,), name="bench-trio")
+    thread.start()
+    token, stop = tokens.get()
+    try:
+        yield token
+    finally:
+        trio.from_thread.run_sync(stop.set, trio_token=token)
+        thread.join()
+
+
+class TrioWorker:
+    """One ``anyio.to_thread.run_sync`` worker of a ``trio.run`` in a thread.
+
+    :meth:`batch` runs a batch inside that worker, where ``from_thread.run``
+    and ``sync_call_async`` call back into the worker's own loop.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: SimpleQueue[tuple[Callable[[], object], int] | None] = SimpleQueue()
+        self._done: SimpleQueue[BaseException | None] = SimpleQueue()
+        self._thread = threading.Thread(
+            target=trio.run, args=(self._main,), name="bench-trio-worker"
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Let the worker return, and the run end; wait for both."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    async def _main(self) -> None:
+        await anyio.to_thread.run_sync(self._serve)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            op, n = job
+            try:
+                for _ in range(n):
+                    op()
+            except BaseException as exc:
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def batch(self, op: Callable[[], object]) -> Callable[[int], int]:
+        """A batch: the worker calls *op* ``n`` times, one after the other."""
+
+        def run(n: int) -> int:
+            self._jobs.put((op, n))
+            error = self._done.get()
+            if error is not None:
+                raise error
+            return n
+
+        return run
+
+
+class Crowd:
+    """THREADS threads, started once, that each make a share of every batch."""
+
+    def __init__(self, size: int = THREADS) -> None:
+        self.size = size
+        self._jobs: list[SimpleQueue[tuple[Callable[[], object], int] | None]] = [
+            SimpleQueue() for _ in range(size)
+        ]
+        self._done: SimpleQueue[BaseException | None] = SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, args=(q,), name=f"bench-crowd-{i}")
+            for i, q in enumerate(self._jobs)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop every thread and wait for it."""
+        for jobs in self._jobs:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _serve(
+        self, jobs: SimpleQueue[tuple[Callable[[], object], int] | None]
+    ) -> None:
+        while (job := jobs.get()) is not None:
+            op, n = job
+            try:
+                for _ in range(n):
+                    op()
+            except BaseException as exc:
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def batch(self, op: Callable[[], object]) -> Callable[[int], int]:
+        """A batch: every thread calls *op* ``n // size`` times, all at once."""
+
+        def run(n: int) -> int:
+            share = max(1, n // self.size)
+            for jobs in self._jobs:
+                jobs.put((op, share))
+            errors = [self._done.get() for _ in self._jobs]
+            for error in errors:
+                if error is not None:
+                    raise error
+            return share * self.size
+
+        return run
+
+
+def trio_contenders(
+    token: trio.lowlevel.TrioToken,
+    trio_bridge: syncbridge.Bridge,
+    trio_portal: anyio.from_thread.BlockingPortal,
+) -> list[Contender[int]]:
+    """Calling into trio from a plain thread."""
+    return [
+        Contender(
+            TRIO_FLOOR,
+            repeat(lambda: trio.from_thread.run(trivial, trio_token=token)),
+        ),
+        Contender(TRIO_PORTAL, repeat(lambda: trio_bridge.sync_call_async(trivial))),
+        Contender(
+            "anyio portal.call (backend='trio')",
+            repeat(lambda: trio_portal.call(trivial)),
+        ),
+    ]
+
+
+def worker_contenders(worker: TrioWorker) -> list[Contender[int]]:
+    """Calling back into trio from an anyio worker thread of that run."""
+    return [
+        Contender(WORKER_FLOOR, worker.batch(lambda: trio.from_thread.run(trivial))),
+        Contender(IN_WORKER, worker.batch(lambda: syncbridge.sync_call_async(trivial))),
+        Contender(
+            "anyio.from_thread.run in the worker",
+            worker.batch(lambda: anyio.from_thread.run(trivial)),
+        ),
+    ]
+
+
+def crowd_contenders(
+    crowd: Crowd,
+    loop: asyncio.AbstractEventLoop,
+    portal: anyio.from_thread.BlockingPortal,
+    uv_bridge: syncbridge.Bridge,
+) -> list[Contender[int]]:
+    """THREADS threads at once into one loop; 5x the usual batch."""
+    return [
+        Contender(
+            RCT,
+            crowd.batch(
+                lambda: asyncio.run_coroutine_threadsafe(trivial(), loop).result()
+            ),
+            scale=5,
+        ),
+        Contender(
+            SYNC_CALL_ASYNC,
+            crowd.batch(lambda: syncbridge.sync_call_async(trivial)),
+            scale=5,
+        ),
+        Contender(
+            "Bridge(use_uvloop=True).sync_call_async",
+            crowd.batch(lambda: uv_bridge.sync_call_async(trivial)),
+            scale=5,
+        ),
+        Contender(
+            "anyio portal.call", crowd.batch(lambda: portal.call(trivial)), scale=5
+        ),
+    ]
+
+
+def measure_trio(settings: Settings) -> tuple[dict[str, Sample], dict[str, Sample]]:
+    """Sections 4 and 5, each with its own loops, closed before returning."""
+    with contextlib.ExitStack() as stack:
+        token = stack.enter_context(trio_thread())
+        trio_bridge = stack.enter_context(
+            syncbridge.Bridge(backend="trio", name="bench-trio")
+        )
+        trio_portal = stack.enter_context(
+            anyio.from_thread.start_blocking_portal(backend="trio")
+        )
+        portal_samples = run_sync(
+            trio_contenders(token, trio_bridge, trio_portal), settings
+        )
+    with contextlib.closing(TrioWorker()) as worker:
+        worker_samples = run_sync(worker_contenders(worker), settings)
+    return portal_samples, worker_samples
+
+
 def contenders(
     make: Callable[[], AsyncFn],
     loop: asyncio.AbstractEventLoop,
@@ -416,6 +641,12 @@ def main() -> None:
         port = stack.enter_context(echo_server())
         with tcp_contenders(port, loop, portal, uv_bridge) as tcp:
             tcp_samples = run_sync(tcp, settings)
+        trio_samples, worker_samples = measure_trio(settings)
+        everywhere = unpin()
+        with contextlib.closing(Crowd()) as crowd:
+            crowd_samples = run_sync(
+                crowd_contenders(crowd, loop, portal, uv_bridge), settings
+            )
 
     notes = [
         f"CPU: {where}",
@@ -477,13 +708,64 @@ def main() -> None:
             ),
         ],
     )
-    print_targets(targets(trivial_samples, realistic_samples, tcp_samples))
+    print_latency(
+        "latency, trio: a plain thread calls a trivial coroutine on a trio loop",
+        trio_samples,
+        TRIO_FLOOR,
+        [
+            f"CPU: {where}",
+            (
+                f"{TRIO_FLOOR} = trio.from_thread.run(f, trio_token=token), "
+                "trio.run idle in a background thread"
+            ),
+        ],
+    )
+    print_latency(
+        "latency, trio: an anyio worker calls back into its own trio loop",
+        worker_samples,
+        WORKER_FLOOR,
+        [
+            f"CPU: {where}",
+            (
+                "one anyio.to_thread.run_sync worker of a trio.run in a background "
+                "thread makes every call; sync_call_async there runs on that loop "
+                "(rule 1), with the default bridge"
+            ),
+        ],
+    )
+    print_throughput(
+        f"throughput: {THREADS} threads at once call a trivial coroutine on one loop",
+        crowd_samples,
+        RCT,
+        [
+            f"CPU: {everywhere}",
+            (
+                f"each of {THREADS} threads (started once) makes 1/{THREADS} of a "
+                "batch; the loop: the default bridge's portal (asyncio), one "
+                "asyncio loop thread, an anyio blocking portal (asyncio), a "
+                "uvloop portal"
+            ),
+        ],
+    )
+    print_targets(
+        targets(
+            trivial_samples,
+            realistic_samples,
+            tcp_samples,
+            trio_samples,
+            worker_samples,
+            crowd_samples,
+        )
+    )
 
 
 def targets(
     trivial: dict[str, Sample],
     realistic: dict[str, Sample],
     tcp: dict[str, Sample],
+    trio_portal: dict[str, Sample],
+    worker: dict[str, Sample],
+    crowd: dict[str, Sample],
 ) -> list[Target]:
     """The goals of the issue, from the measured medians."""
     sb = trivial[SYNC_CALL_ASYNC].median
@@ -514,6 +796,22 @@ def targets(
             "realistic, loopback TCP pool: asyncio.run per call / sync_call_async",
             tcp[ASYNCIO_RUN].median / tcp[SYNC_CALL_ASYNC].median,
             10.0,
+            at_most=False,
+        ),
+        Target(
+            "trio portal: sync_call_async / trio.from_thread.run (latency)",
+            trio_portal[TRIO_PORTAL].median / trio_portal[TRIO_FLOOR].median,
+            1.0,
+        ),
+        Target(
+            "anyio worker on trio: sync_call_async / trio.from_thread.run",
+            worker[IN_WORKER].median / worker[WORKER_FLOOR].median,
+            1.0,
+        ),
+        Target(
+            f"{THREADS} threads: sync_call_async / run_coroutine_threadsafe (calls/s)",
+            crowd[RCT].median / crowd[SYNC_CALL_ASYNC].median,
+            1.0,
             at_most=False,
         ),
     ]

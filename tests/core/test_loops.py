@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from syncbridge._core._loops import AsyncioLoop, Call, TrioLoop
-from syncbridge._core._outcome import Cancelled
+from syncbridge._core._outcome import Cancelled, Value
 
 
 def _call(body: Any, finished: threading.Event) -> Call[None]:
@@ -61,9 +61,16 @@ def test_asyncio_cancel_between_task_creation_and_registration_still_finishes() 
     assert not entered.is_set()
 
 
-def test_trio_cancel_between_scope_creation_and_registration_skips_the_body(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("host", ["new", "parked"])
+def test_trio_cancel_between_start_and_the_hosts_first_step_skips_the_body(
+    host: str,
 ) -> None:
+    """A cancel that lands after ``_start`` handed the call to a host task.
+
+    The host has not run yet, so there is no scope to cancel: the request only
+    sets the flag, and the host must notice it and never start the body. With
+    ``host="parked"`` an earlier call left a parked host, which is reused.
+    """
     entered = threading.Event()
     finished = threading.Event()
 
@@ -73,17 +80,16 @@ def test_trio_cancel_between_scope_creation_and_registration_skips_the_body(
 
     async def main() -> None:
         handle = TrioLoop(trio.lowlevel.current_trio_token())
+        if host == "parked":
+            earlier_done = threading.Event()
+            earlier = _call(trio.lowlevel.checkpoint, earlier_done)
+            handle._start(earlier)
+            await trio.testing.wait_all_tasks_blocked()
+            assert earlier_done.is_set()
+            assert isinstance(earlier.outcome, Value)
         call = _call(body, finished)
-        real_scope = trio.CancelScope
-
-        def scope_then_cancel() -> trio.CancelScope:
-            scope = real_scope()
-            call.request_cancel()  # no task to cancel yet: only the flag is set
-            return scope
-
-        monkeypatch.setattr(trio, "CancelScope", scope_then_cancel)
         handle._start(call)
-        monkeypatch.undo()
+        call.request_cancel()  # from "another thread": no scope is registered yet
         await trio.testing.wait_all_tasks_blocked()
         assert call.done
         assert isinstance(call.outcome, Cancelled)

@@ -50,12 +50,19 @@ class ThreadRole(threading.local):
 role = ThreadRole()
 
 
-def _anyio_token() -> object | None:
+def _anyio_threadlocals() -> object | None:
     try:
         from anyio._core._eventloop import threadlocals
     except ImportError:  # pragma: no cover - anyio reorganised its internals
         return None
-    return getattr(threadlocals, "current_token", None)
+    return threadlocals
+
+
+_threadlocals = _anyio_threadlocals()  # looked up once: read on every call
+
+
+def _anyio_token() -> object | None:
+    return getattr(_threadlocals, "current_token", None)
 
 
 def anyio_worker_loop() -> object | None:

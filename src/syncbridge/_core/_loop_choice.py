@@ -49,10 +49,10 @@ _POLL_SECONDS: Final = 1.0
 """How often a blocked caller checks that the loop running its call still runs."""
 
 
-def _choose(portal: Portal, name: str) -> tuple[LoopHandle | None, Job | None]:
+def _choose(func: object) -> tuple[LoopHandle | None, Job | None]:
     """Apply the loop-choice rules: (a worker's loop or None for the portal, job)."""
     if loop_running_in_this_thread() is not None:
-        raise DeadlockError(deadlock_message(name))
+        raise DeadlockError(deadlock_message(callable_name(func)))
     job = role.job
     if job is not None and job.pid == os.getpid():
         handle = handle_for(job.origin)
@@ -92,8 +92,7 @@ def call_async_from_thread(
         leaves such a worker running (and names it), like any worker that
         does not return in time.
     """
-    name = callable_name(func)
-    handle, job = _choose(portal, name)
+    handle, job = _choose(func)
     if job is not None and not cleanup:
         check_cancelled()  # a cancelled worker starts no new async call
     ctx = copy_context_for_thread()
@@ -135,11 +134,11 @@ def call_async_from_thread(
             check_cancelled()
         if is_portal and not portal.running:
             raise BridgeClosed(
-                f"the bridge was closed while {name}() was running on its portal "
+                f"the bridge was closed while {call.name}() was running on its portal "
                 "loop, so the call was cancelled"
             ) from None
         raise SyncBridgeError(
-            f"{name}() was cancelled by the event loop running it, which is "
+            f"{call.name}() was cancelled by the event loop running it, which is "
             "shutting down (its asyncio.run() or trio.run() ended)"
         ) from None
     assert outcome is not None

@@ -4,7 +4,7 @@ A *loop handle* wraps an asyncio event loop or a trio run (its ``TrioToken``) an
 knows how to start a :class:`Call` on it from any thread, cancel it, and tell whether
 the loop can still run anything. asyncio gets a direct path built on
 ``call_soon_threadsafe`` (the cheapest wake-up there is); trio goes through
-``TrioToken.run_sync_soon`` and a system task.
+``TrioToken.run_sync_soon`` and a host task (see ``_trio_hosts``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 import anyio
 
 from .._exceptions import (
-    SyncBridgeError,
     SyncBridgeTimeout,
     callable_name,
     timeout_message,
@@ -361,53 +360,23 @@ class TrioLoop:
             pass
 
     def _start(self, call: Call[Any]) -> None:
-        import trio
-
+        global _start_on_host
         if call.cancel_requested or call.done:
             call.finish(Cancelled())
             return
-        scope = trio.CancelScope()
-        if not call.begin(scope.cancel):  # cancelled meanwhile: see AsyncioLoop
-            call.finish(Cancelled())
-            return
-        try:
-            trio.lowlevel.spawn_system_task(
-                _run_trio, call, scope, name=call.name, context=call.ctx
-            )
-        except BaseException as exc:
-            # The run is ending ("Nursery is closed to new arrivals"): an
-            # exception escaping here would crash the user's trio.run (#11).
-            call.finish(Error(SyncBridgeError(_gone_message(call))))
-            del exc
+        start = _start_on_host
+        if start is None:  # imported once: it imports trio, and runs per call
+            from ._trio_hosts import start_call
+
+            start = _start_on_host = start_call
+        start(call)
 
 
-async def _run_trio(call: Call[Any], scope: trio.CancelScope) -> None:
-    import trio
-
-    try:
-        with scope:
-            value = await call.invoke()
-            call.finish(Value(value))
-            return
-    except trio.Cancelled as exc:  # the run itself is ending
-        call.finish(Cancelled(exc))
-        return
-    except BaseException as exc:
-        call.finish(Error(exc))
-        return
-    # Only reached when our own scope absorbed a cancellation.
-    call.finish(Cancelled())
+_start_on_host: Callable[[Call[Any]], None] | None = None
 
 
 def _noop() -> None:
     pass
-
-
-def _gone_message(call: Call[Any]) -> str:
-    return (
-        f"{call.name}() could not start: the event loop it was sent to had "
-        "stopped (its trio.run or asyncio.run was ending)"
-    )
 
 
 def handle_for(native: object) -> LoopHandle:
@@ -423,10 +392,19 @@ def loop_running_in_this_thread() -> object | None:
     if loop is not None:
         return loop
     if "trio" in sys.modules:
-        import trio
-
-        try:
-            return trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            return None
+        return _trio_token_here()
     return None
+
+
+def _trio_token_here() -> object | None:
+    import trio
+
+    # in_trio_run() (trio 0.27+) answers without raising: a plain thread asks
+    # on every sync_call_async, and an exception caught costs a microsecond.
+    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)
+    if in_trio_run is not None and not in_trio_run():
+        return None
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None

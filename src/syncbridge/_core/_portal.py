@@ -23,7 +23,6 @@ from .._exceptions import (
     closed_message,
 )
 from .._stats import PortalStats
-from ._jobs import Ending
 from ._loops import AsyncioLoop, Call, LoopGone, LoopHandle, TrioLoop
 from ._outcome import Cancelled, Value
 
@@ -47,6 +46,13 @@ def stop_bound(grace: float) -> float:
     """How long :meth:`Portal.close` may take with *grace*: the real bound."""
     return grace + max(grace, _MIN_CLEANUP) + _STOP_MARGIN
 
+
+# How portal calls ended: indices into Portal._counts. Not the Ending enum of
+# the worker pools: hashing an enum member costs a Python call, twice per call.
+_COMPLETED: Final = 0
+_ERROR: Final = 1
+_CANCELLED: Final = 2
+_TIMED_OUT: Final = 3
 
 _PROBE_EVERY: Final = 0.01
 """Seconds between two lag probes, however often stats() is called."""
@@ -75,7 +81,7 @@ class Portal:
         self._calls: set[Call[Any]] = set()
         # Outcome totals (see PortalStats), guarded by _count_lock; calls by _lock.
         self._count_lock = threading.Lock()
-        self._counts = dict.fromkeys(Ending, 0)
+        self._counts = [0, 0, 0, 0]  # indexed by _COMPLETED, _ERROR, ...
         self._submitted = 0
         # The lag probe: when the one in flight was posted, and the last measured.
         self._probe_posted: float | None = None
@@ -120,7 +126,10 @@ class Portal:
         Raises:
             BridgeClosed: If the portal is closed (or closing).
         """
-        handle = self.handle()
+        handle = self._handle
+        if handle is None:
+            handle = self.handle()
+        call.tracker = self
         with self._lock:
             if self._closed:
                 raise BridgeClosed(closed_message(what))
@@ -128,7 +137,6 @@ class Portal:
             # the loop never starts is still answered by close() (#11).
             self._calls.add(call)
             self._submitted += 1
-            call.tracker = self
         try:
             handle.submit(call)
         except LoopGone:
@@ -141,13 +149,13 @@ class Portal:
         self._calls.discard(call)
         outcome = call.outcome
         if isinstance(outcome, Value):
-            ending = Ending.COMPLETED
+            ending = _COMPLETED
         elif isinstance(outcome, Cancelled):
-            ending = Ending.CANCELLED
+            ending = _CANCELLED
         elif call.timed_out:  # its own to_sync(timeout=...), not one inside it
-            ending = Ending.TIMED_OUT
+            ending = _TIMED_OUT
         else:
-            ending = Ending.ERROR
+            ending = _ERROR
         with self._count_lock:
             self._counts[ending] += 1
 
@@ -170,7 +178,7 @@ class Portal:
                 except Exception:  # the loop is stopping: no probe, no lag
                     self._probe_posted = None
         with self._count_lock:
-            counts = dict(self._counts)
+            counts = list(self._counts)
         watch = self._watch
         return PortalStats(
             running=running,
@@ -178,10 +186,10 @@ class Portal:
             blocks=self._retired_blocks + (watch.blocks if watch is not None else 0),
             lag=lag if running else 0.0,
             calls=self._submitted,
-            completed=counts[Ending.COMPLETED],
-            errors=counts[Ending.ERROR],
-            cancellations=counts[Ending.CANCELLED],
-            timeouts=counts[Ending.TIMED_OUT],
+            completed=counts[_COMPLETED],
+            errors=counts[_ERROR],
+            cancellations=counts[_CANCELLED],
+            timeouts=counts[_TIMED_OUT],
         )
 
     @property
@@ -454,7 +462,7 @@ class Portal:
         self._thread = None
         self._calls = set()
         self._count_lock = threading.Lock()
-        self._counts = dict.fromkeys(Ending, 0)
+        self._counts = [0, 0, 0, 0]  # indexed by _COMPLETED, _ERROR, ...
         self._submitted = 0
         self._retired_blocks = 0
         self._probe_posted = None
