@@ -53,6 +53,9 @@ _LONG_SHARE: Final = 0.5
 _LONG_WEIGHT: Final = 0.125
 """Weight of the latest call in the moving share of long calls."""
 
+_LINGER: Final = 8
+"""HANDOFFs the lookout keeps looking, with workers running, before it sleeps."""
+
 
 class _Worker:
     __slots__ = ("inbox", "since")
@@ -112,6 +115,7 @@ class WorkerPool:
         self._looked = 0.0  # when the lookout last woke a worker
         self._seen = 0  # _finished as the lookout last saw it
         self._ramp = 1  # workers to wake at the next look that finds no progress
+        self._lingered = 0  # looks in a row that found nothing queued
         # Outcomes as the awaiters saw them (see PoolStats), also under _lock.
         self._calls = 0
         self._completed = 0
@@ -342,17 +346,25 @@ class WorkerPool:
         me = threading.current_thread()
         while not self._closed and self._lookout is me:
             if not self._pending or self._busy >= self._capacity:
-                # Nothing waits with a slot free: sleep until a call is queued.
-                self._lookout_waiting = True
-                try:
-                    woken = self._wake.wait(self.idle_timeout)
-                finally:
-                    self._lookout_waiting = False
-                if not woken and not self._pending and self._lookout is me:
-                    self._lookout = None  # idle for idle_timeout: exit
-                # A new episode: watch a whole HANDOFF before waking anyone.
+                # Nothing waits with a slot free. While workers run, look again
+                # each HANDOFF for a while: a call queued meanwhile needs no
+                # notify (a wake-up per call would cost more than the call).
+                if self._pending or not self._active or self._lingered >= _LINGER:
+                    self._lookout_waiting = True
+                    try:
+                        woken = self._wake.wait(self.idle_timeout)
+                    finally:
+                        self._lookout_waiting = False
+                    if not woken and not self._pending and self._lookout is me:
+                        self._lookout = None  # idle for idle_timeout: exit
+                    self._lingered = 0
+                else:
+                    self._lingered += 1
+                    self._wake.wait(self._handoff)
+                # A new episode: no worker woken for a whole HANDOFF from now.
                 self._seen, self._looked, self._ramp = self._finished, monotonic(), 1
                 continue
+            self._lingered = 0
             now = monotonic()
             due = max(self._pending[0][0], self._looked) + self._handoff
             if now < due:
@@ -492,4 +504,4 @@ class WorkerPool:
         self._running = set()
         self._long, self._finished = 1.0, 0
         self._lookout, self._lookout_waiting = None, False
-        self._looked, self._seen, self._ramp = 0.0, 0, 1
+        self._looked, self._seen, self._ramp, self._lingered = 0.0, 0, 1, 0
