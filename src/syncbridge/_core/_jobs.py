@@ -109,6 +109,14 @@ class Job:
 
     def run(self) -> None:
         """Run the call on this thread, record its outcome, wake the awaiting task."""
+        self.call()
+        self._finished()
+
+    def call(self) -> None:
+        """Run the call on this thread and record its outcome; :meth:`finish` next.
+
+        Apart, so a worker can time the function alone (see ``_workers``).
+        """
         if self.cancel is not None:  # given up before it started: skip it
             self.outcome = Error(WorkerCancelled("cancelled before it started"))
         else:
@@ -120,6 +128,9 @@ class Job:
                 self.outcome = Error(exc)
             finally:
                 role.job = previous
+
+    def finish(self) -> None:
+        """Wake the awaiting task of a job :meth:`call` ran."""
         self._finished()
 
     def fail(self, exc: BaseException) -> None:

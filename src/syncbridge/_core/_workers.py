@@ -6,6 +6,18 @@ returns, even if the task that awaited it was cancelled long before (the thread
 cannot be killed, so its slot cannot honestly be reused). Calls beyond capacity
 wait in FIFO order; they are never refused.
 
+Workers are woken by need. A call that finds a slot free starts at once, on an
+idle worker or a new thread, unless the pool's recent calls were short and a
+worker handed its call less than :data:`HANDOFF` ago is still running it: then
+the call is queued for that worker, which takes it when it returns, so a burst
+of short calls is served by a few threads instead of waking one per call (on a
+GIL build, more runnable threads than cores only fight over the GIL). A
+*lookout* thread keeps that promise honest: a queued call that has waited
+:data:`HANDOFF` with a slot free gets a worker of its own, one more each
+:data:`HANDOFF` while running workers still finish calls, twice as many each
+time while none does (they may all be blocked), so every queued call starts in
+bounded time and a slot never stays free while a call waits for it for long.
+
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
 of the process (the portal loop, an ASGI server's loop, ``anyio.run`` in tests).
 This module is admission and thread lifecycle only; awaiting a job is
@@ -20,6 +32,7 @@ import os
 import threading
 from collections import deque
 from queue import Empty, SimpleQueue
+from time import monotonic
 from typing import Final
 
 from .._exceptions import BridgeClosed, callable_name, closed_message
@@ -29,12 +42,27 @@ from ._jobs import CancelReason, Ending, Job
 
 _STOP: Final = object()
 
+HANDOFF: Final = 0.0005
+"""Seconds: a call shorter than this is *short*; a worker handed its call less
+than this long ago is about to return; and a call queued for such a worker waits
+about this long at most before the lookout wakes another worker for it."""
+
+_LONG_SHARE: Final = 0.5
+"""Queue calls for running workers only while fewer recent calls were long."""
+
+_LONG_WEIGHT: Final = 0.125
+"""Weight of the latest call in the moving share of long calls."""
+
+_LINGER: Final = 8
+"""HANDOFFs the lookout keeps looking, with workers running, before it sleeps."""
+
 
 class _Worker:
-    __slots__ = ("inbox",)
+    __slots__ = ("inbox", "since")
 
     def __init__(self) -> None:
         self.inbox: SimpleQueue[object] = SimpleQueue()
+        self.since = 0.0  # when it was handed its current call (under the pool lock)
 
 
 class WorkerPool:
@@ -70,12 +98,24 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._capacity = capacity
         self._busy = 0
-        self._pending: deque[Job] = deque()
+        self._pending: deque[tuple[float, Job]] = deque()  # (when queued, job)
         self._idle: list[_Worker] = []
+        self._active: set[_Worker] = set()  # workers running a call of this pool
         self._threads: set[threading.Thread] = set()
         self._running: set[Job] = set()
         self._spawned = 0
         self._closed = False
+        # Waking by need (see the module docstring).
+        self._handoff = HANDOFF  # tests stretch it to see one step at a time
+        self._long = 1.0  # moving share of calls that took HANDOFF or longer
+        self._finished = 0  # calls that returned: the lookout's sign of progress
+        self._lookout: threading.Thread | None = None
+        self._lookout_waiting = False  # in a wait that only a notify ends early
+        self._wake = threading.Condition(self._lock)
+        self._looked = 0.0  # when the lookout last woke a worker
+        self._seen = 0  # _finished as the lookout last saw it
+        self._ramp = 1  # workers to wake at the next look that finds no progress
+        self._lingered = 0  # looks in a row that found nothing queued
         # Outcomes as the awaiters saw them (see PoolStats), also under _lock.
         self._calls = 0
         self._completed = 0
@@ -95,14 +135,9 @@ class WorkerPool:
     @capacity.setter
     def capacity(self, value: int) -> None:
         value = check_capacity(value, self.label)
-        starts: list[tuple[Job, _Worker | None]] = []
         with self._lock:
             self._capacity = value
-            while self._pending and self._busy < self._capacity:
-                starts.append(self._admit(self._pending.popleft()))
-        started = [self._hand_over(job, worker) for job, worker in starts]
-        if not all(started):
-            self._admit_next()
+        self._admit_waiting()
 
     @property
     def busy(self) -> int:
@@ -125,48 +160,93 @@ class WorkerPool:
         return self._closed
 
     def _submit(self, job: Job) -> None:
-        """Start *job* now if a slot is free, else queue it. Raises BridgeClosed."""
+        """Start *job* now if a slot is free, else queue it. Raises BridgeClosed.
+
+        A call is also queued, with a slot free, for a worker about to return
+        (see the module docstring); the lookout wakes another if it waits.
+        """
+        start, lookout = None, None
         with self._lock:
             if self._closed:
                 raise BridgeClosed(closed_message("run_blocking()"))
+            now = monotonic()
             if self._busy >= self._capacity:
-                self._pending.append(job)
+                self._pending.append((now, job))  # a worker that returns takes it
                 return
-            job, worker = self._admit(job)
-        if not self._hand_over(job, worker):
-            self._admit_next()
+            if not self._defers(now):
+                start = self._admit(job, now)
+            else:
+                self._pending.append((now, job))
+                lookout = self._watch()
+                if lookout is None:
+                    return
+        if start is not None:
+            self._start(start)
+        if lookout is not None:
+            self._start_lookout(lookout)
+
+    def _watch(self) -> threading.Thread | None:
+        """Have the lookout watch the queue; a new lookout to start, if none runs.
+
+        Called with the lock held; the caller starts the thread after releasing it.
+        """
+        if self._lookout is not None:
+            if self._lookout_waiting:
+                self._wake.notify()
+            return None
+        self._lookout = threading.Thread(
+            target=self._look, name=f"syncbridge-{self.name}-lookout", daemon=True
+        )
+        return self._lookout
+
+    def _defers(self, now: float) -> bool:
+        """Whether a call may wait for a running worker (called with the lock held)."""
+        if self._long >= _LONG_SHARE:
+            return False
+        handoff = self._handoff
+        return any(now - worker.since < handoff for worker in self._active)
 
     def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
         with self._lock:
             if self._closed or self._busy >= self._capacity:
                 return False
-            job, worker = self._admit(job)
-        if not self._hand_over(job, worker):
-            self._admit_next()
+            start = self._admit(job, monotonic())
+        self._start(start)
         return True
 
     def _withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
-            try:
-                self._pending.remove(job)
-            except ValueError:
-                return False
-            return True
+            for i, (_, queued) in enumerate(self._pending):
+                if queued is job:
+                    del self._pending[i]
+                    return True
+            return False
 
-    def _admit(self, job: Job) -> tuple[Job, _Worker | None]:
-        # Called with the lock held.
+    def _admit(self, job: Job, now: float) -> tuple[Job, _Worker, bool]:
+        """Take a slot for *job*: an idle worker, or a new one (True: start its thread).
+
+        Called with the lock held.
+        """
         self._busy += 1
         self._running.add(job)
-        return job, (self._idle.pop() if self._idle else None)
+        new = not self._idle
+        worker = _Worker() if new else self._idle.pop()
+        worker.since = now
+        self._active.add(worker)
+        return job, worker, new
 
-    def _hand_over(self, job: Job, worker: _Worker | None) -> bool:
+    def _start(self, start: tuple[Job, _Worker, bool]) -> None:
+        """Hand an admitted job over; on a failed start, admit the next queued one."""
+        if not self._hand_over(*start):
+            self._admit_next()
+
+    def _hand_over(self, job: Job, worker: _Worker, new: bool) -> bool:
         """Give *job* to *worker*, or to a new thread; False if none could start."""
-        if worker is not None:
+        if not new:
             worker.inbox.put(job)
             return True
-        worker = _Worker()
         with self._lock:
             self._spawned += 1
             thread = threading.Thread(
@@ -185,6 +265,7 @@ class WorkerPool:
             with self._lock:
                 self._threads.discard(thread)
                 self._running.discard(job)
+                self._active.discard(worker)
                 self._busy -= 1
             job.fail(exc)
             return False
@@ -199,23 +280,111 @@ class WorkerPool:
             with self._lock:
                 if not self._pending or self._closed or self._busy >= self._capacity:
                     return
-                job, worker = self._admit(self._pending.popleft())
-            if self._hand_over(job, worker):
+                start = self._admit(self._pending.popleft()[1], monotonic())
+            if self._hand_over(*start):
                 return
 
-    def _next(self, worker: _Worker, done: Job) -> Job | None:
+    def _admit_waiting(self) -> None:
+        """Start every queued job a free slot allows, at once."""
+        starts: list[tuple[Job, _Worker, bool]] = []
+        with self._lock:
+            now = monotonic()
+            while self._pending and not self._closed and self._busy < self._capacity:
+                starts.append(self._admit(self._pending.popleft()[1], now))
+        started = [self._hand_over(*start) for start in starts]
+        if not all(started):
+            self._admit_next()
+
+    def _next(self, worker: _Worker, done: Job, took: float, now: float) -> Job | None:
+        """*done* returned after *took* seconds: give *worker* the next queued job."""
         with self._lock:
             self._running.discard(done)
+            self._finished += 1
+            self._long += ((took >= self._handoff) - self._long) * _LONG_WEIGHT
             # busy still counts *done*: keep the slot for a queued job only
             # while that stays within capacity (it may have been lowered).
             if self._pending and not self._closed and self._busy <= self._capacity:
-                job = self._pending.popleft()
+                job = self._pending.popleft()[1]
                 self._running.add(job)
+                worker.since = now
                 return job
             self._busy -= 1
+            self._active.discard(worker)
             if not self._closed:
                 self._idle.append(worker)
             return None
+
+    # -- the lookout ---------------------------------------------------------
+
+    def _start_lookout(self, thread: threading.Thread) -> None:
+        try:
+            thread.start()
+        except BaseException as exc:
+            # No lookout: nothing may wait for a running worker any more.
+            with self._lock:
+                if self._lookout is thread:
+                    self._lookout = None
+            self._admit_waiting()
+            if not isinstance(exc, Exception):
+                raise
+
+    def _look(self) -> None:
+        """The lookout's thread: wake workers for calls that waited too long."""
+        while True:
+            with self._lock:
+                starts = self._due()
+            if starts is None:
+                return
+            for start in starts:
+                self._start(start)
+
+    def _due(self) -> list[tuple[Job, _Worker, bool]] | None:
+        """Wait until queued calls are due a worker; admit them. None: stop.
+
+        Called by the lookout with the lock held (each wait releases it).
+        """
+        me = threading.current_thread()
+        while not self._closed and self._lookout is me:
+            if not self._pending or self._busy >= self._capacity:
+                # Nothing waits with a slot free. While workers run, look again
+                # each HANDOFF for a while: a call queued meanwhile needs no
+                # notify (a wake-up per call would cost more than the call).
+                if self._pending or not self._active or self._lingered >= _LINGER:
+                    self._lookout_waiting = True
+                    try:
+                        woken = self._wake.wait(self.idle_timeout)
+                    finally:
+                        self._lookout_waiting = False
+                    if not woken and not self._pending and self._lookout is me:
+                        self._lookout = None  # idle for idle_timeout: exit
+                    self._lingered = 0
+                else:
+                    self._lingered += 1
+                    self._wake.wait(self._handoff)
+                # A new episode: no worker woken for a whole HANDOFF from now.
+                self._seen, self._looked, self._ramp = self._finished, monotonic(), 1
+                continue
+            self._lingered = 0
+            now = monotonic()
+            due = max(self._pending[0][0], self._looked) + self._handoff
+            if now < due:
+                self._wake.wait(due - now)
+                continue
+            if self._finished != self._seen:  # workers still return: one more
+                wanted, self._ramp = 1, 1
+            else:  # none returned for HANDOFF: they may all be blocked
+                wanted, self._ramp = self._ramp, self._ramp * 2
+            self._seen, self._looked = self._finished, now
+            starts: list[tuple[Job, _Worker, bool]] = []
+            while (
+                len(starts) < wanted
+                and self._pending
+                and self._pending[0][0] <= now - self._handoff
+                and self._busy < self._capacity
+            ):
+                starts.append(self._admit(self._pending.popleft()[1], now))
+            return starts
+        return None
 
     def _work(self, worker: _Worker, job: Job | None) -> None:
         me = threading.current_thread()
@@ -235,12 +404,17 @@ class WorkerPool:
                     if not isinstance(item, Job):  # _STOP
                         return
                     job = item
-                job.run()
+                # The function alone is timed: waking the awaiter may wait for
+                # the GIL, which says nothing about how long calls take.
+                start = monotonic()
+                job.call()
+                end = monotonic()
+                job.finish()
                 if job.pid != os.getpid():
                     # Forked during the job: this pool was reset in the child and
                     # never counted it. The thread leaves the pool (#11).
                     return
-                job = self._next(worker, job)
+                job = self._next(worker, job, end - start, end)
         finally:
             with self._lock:
                 self._threads.discard(me)
@@ -298,12 +472,16 @@ class WorkerPool:
             if self._closed:
                 return list(self._threads)
             self._closed = True
-            pending = list(self._pending)
+            pending = [job for _, job in self._pending]
             self._pending.clear()
             idle = list(self._idle)
             self._idle.clear()
             running = list(self._running)
             threads = list(self._threads)
+            lookout, self._lookout = self._lookout, None
+            if lookout is not None and lookout.ident is not None:
+                threads.append(lookout)  # it exits at once, when notified
+            self._wake.notify_all()
         for job in running:
             job.request_cancel(CancelReason.CLOSED)
         for worker in idle:
@@ -315,10 +493,15 @@ class WorkerPool:
     def _reset_after_fork(self) -> None:
         """Forget the parent's threads, jobs and totals (the child counts anew)."""
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._calls = self._completed = self._errors = 0
         self._cancellations = self._timeouts = 0
         self._busy = 0
         self._pending = deque()
         self._idle = []
+        self._active = set()
         self._threads = set()
         self._running = set()
+        self._long, self._finished = 1.0, 0
+        self._lookout, self._lookout_waiting = None, False
+        self._looked, self._seen, self._ramp, self._lingered = 0.0, 0, 1, 0

@@ -1,0 +1,287 @@
+"""Workers woken by need: short calls queue for a worker about to return (#15).
+
+A pool that has seen short calls queues a new call for a worker that was handed
+its call less than ``HANDOFF`` ago instead of waking another thread; the
+lookout wakes one for a queued call that waited ``HANDOFF`` with a slot free.
+Some tests stretch the pool's ``_handoff`` so each step can be observed without
+racing the clock; none asserts a duration.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from syncbridge import Bridge, WorkerPool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+WAIT = 10.0  # seconds; only reached when a test is failing
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    with anyio.fail_after(WAIT):
+        while not check():
+            await anyio.sleep(0.002)
+
+
+async def learn_short_calls(b: Bridge, pool: WorkerPool) -> None:
+    """Make *pool* see short calls, so it queues calls for running workers."""
+    for _ in range(30):
+        await b.run_blocking(int)
+    assert pool._long < 0.5, "the pool did not learn that its calls are short"
+
+
+def lookouts(pool: WorkerPool) -> list[threading.Thread]:
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name == f"syncbridge-{pool.name}-lookout" and t.is_alive()
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_short_call_queues_for_the_worker_about_to_return(
+    bridge: Bridge,
+) -> None:
+    """While a worker runs a call handed to it just now, the next one waits for it."""
+    pool = bridge.pool()
+    pool._handoff = 60.0  # "just now" lasts a minute: no race with the lookout
+    # Calls made one at a time never wait: nothing runs when each is made.
+    await learn_short_calls(bridge, pool)
+    release = threading.Event()
+    ran_on: list[int] = []
+
+    def first() -> None:
+        ran_on.append(threading.get_ident())
+        release.wait(WAIT)
+
+    def second() -> None:
+        ran_on.append(threading.get_ident())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge.run_blocking, first)
+            await wait_until(lambda: len(ran_on) == 1)
+            threads = pool.threads
+            tg.start_soon(bridge.run_blocking, second)
+            await wait_until(lambda: pool.stats().calls == 32)
+            stats = pool.stats()
+            assert (stats.busy, stats.waiting, stats.threads) == (1, 1, threads)
+            release.set()
+    finally:
+        release.set()
+    assert ran_on[0] == ran_on[1], "the queued call did not go to the returning worker"
+    assert pool.threads == threads
+
+
+@pytest.mark.anyio
+async def test_a_call_queued_behind_a_blocked_worker_still_starts(
+    bridge: Bridge,
+) -> None:
+    """The lookout wakes a worker for a queued call; the first one never returns."""
+    pool = bridge.pool()
+    pool._handoff = 1.0  # long enough to see the call queued first
+    await learn_short_calls(bridge, pool)
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocked() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge.run_blocking, blocked)
+            await anyio.to_thread.run_sync(started.wait, WAIT)
+            done = anyio.Event()
+
+            async def short() -> None:
+                await bridge.run_blocking(int)
+                done.set()
+
+            tg.start_soon(short)
+            await wait_until(lambda: pool.stats().calls == 32)
+            assert pool.waiting == 1, "the call did not queue for the running worker"
+            with anyio.fail_after(WAIT):
+                await done.wait()
+            assert not release.is_set()
+            # A worker gives its slot back just after waking its awaiter; the
+            # blocked call still holds its own.
+            await wait_until(lambda: pool.busy == 1)
+            assert pool.threads == 2
+            release.set()
+    finally:
+        release.set()
+
+
+@pytest.mark.anyio
+async def test_all_of_capacity_runs_at_once_after_short_calls() -> None:
+    """40 calls that each wait until all 40 run: every slot is still used."""
+    async with Bridge() as b:
+        pool = b.pool()
+        assert pool.capacity == 40
+        await learn_short_calls(b, pool)
+        barrier = threading.Barrier(40)
+
+        def meet() -> int:
+            return barrier.wait(WAIT)
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for _ in range(40):
+                    tg.start_soon(b.run_blocking, meet)
+        assert not barrier.broken
+        assert pool.threads == 40
+
+
+@pytest.mark.anyio
+async def test_every_queued_call_starts_when_each_running_one_blocks(
+    bridge: Bridge,
+) -> None:
+    """No call returns, so the lookout wakes ever more workers until all run."""
+    pool = bridge.pool()
+    pool.capacity = 8
+    pool._handoff = 0.02  # a few rounds of the lookout, each observable
+    await learn_short_calls(bridge, pool)
+    barrier = threading.Barrier(8)
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(bridge.run_blocking, barrier.wait, WAIT)
+    assert not barrier.broken
+
+
+@pytest.mark.anyio
+async def test_nesting_deeper_than_capacity_after_short_calls() -> None:
+    """sync -> async -> sync ten levels deep on two slots, the pool in short mode."""
+    async with Bridge(max_workers=2) as b:
+        await learn_short_calls(b, b.pool())
+
+        async def descend(depth: int) -> int:
+            if depth == 0:
+                return 0
+            return await b.run_blocking(climb, depth)
+
+        def climb(depth: int) -> int:
+            return 1 + b.sync_call_async(descend, depth - 1)
+
+        with anyio.fail_after(WAIT):
+            results = []
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+
+                    async def one() -> None:
+                        results.append(await descend(10))
+
+                    tg.start_soon(one)
+        assert results == [10] * 4
+
+
+@pytest.mark.anyio
+async def test_long_calls_start_at_once() -> None:
+    """A pool whose calls block starts each new one on a thread of its own."""
+    async with Bridge(max_workers=4) as b:
+        pool = b.pool()
+        pool._handoff = 60.0  # a queued call would wait a minute for the lookout
+        release = threading.Event()
+        started = threading.Semaphore(0)
+
+        def block() -> None:
+            started.release()
+            release.wait(WAIT)
+
+        # A new pool has seen no short call: all four start at once.
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(b.run_blocking, block)
+            for _ in range(4):
+                assert await anyio.to_thread.run_sync(started.acquire, True, WAIT)
+            release.set()
+        assert pool.threads == 4
+
+
+def test_the_lookout_exits_on_close_and_when_idle() -> None:
+    """The lookout is started on the first queued short call and never leaks."""
+    pool = WorkerPool("lookout-test", 4, idle_timeout=0.05)
+    with Bridge() as b:
+        b._default_pool = pool
+
+        async def main() -> None:
+            await learn_short_calls(b, pool)
+            pool._handoff = 1.0
+            release = threading.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(b.run_blocking, release.wait, WAIT)
+                await wait_until(lambda: pool.busy == 1)
+                tg.start_soon(b.run_blocking, int)  # queued: starts the lookout
+                await wait_until(lambda: pool.waiting == 1)
+                release.set()
+            assert pool.waiting == 0
+
+        anyio.run(main)
+        assert pool._lookout is not None
+        assert len(lookouts(pool)) == 1
+        # It ends the wait it began for the queued call (one handoff), then
+        # waits idle_timeout for another.
+        for _ in range(500):
+            if not lookouts(pool):
+                break
+            threading.Event().wait(0.01)
+        assert not lookouts(pool), "the idle lookout did not exit"
+        assert pool._lookout is None
+
+
+def test_close_stops_a_waiting_lookout() -> None:
+    pool = WorkerPool("lookout-close", 4)
+    with Bridge() as b:
+        b._default_pool = pool
+
+        async def main() -> None:
+            await learn_short_calls(b, pool)
+            pool._handoff = 60.0
+            release = threading.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(b.run_blocking, release.wait, WAIT)
+                await wait_until(lambda: pool.busy == 1)
+                tg.start_soon(b.run_blocking, int)
+                await wait_until(lambda: pool.waiting == 1)
+                release.set()
+
+        anyio.run(main)
+        assert len(lookouts(pool)) == 1
+    assert not lookouts(pool), "close() left the lookout running"
+
+
+@pytest.mark.anyio
+async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a lookout nothing may wait for a running worker: it starts now."""
+    pool = bridge.pool()
+    pool._handoff = 60.0
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def refuse_lookout(self: threading.Thread) -> None:
+        if self.name.endswith("-lookout"):
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_lookout)
+    await learn_short_calls(bridge, pool)
+    release = threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bridge.run_blocking, release.wait, WAIT)
+        await wait_until(lambda: pool.busy == 1)
+        with anyio.fail_after(WAIT):
+            assert await bridge.run_blocking(int, "7") == 7  # would wait a minute
+            assert await bridge.run_blocking(int, "8") == 8
+        release.set()
+    assert refused, "no lookout was needed"
+    assert pool._lookout is None
