@@ -269,13 +269,13 @@ def print_latency(
     base = samples[baseline].median
     width = _print_section(title, samples, notes)
     print(
-        f"   {'contender':<{width}}{'calls':>7}{'median µs':>11}{'min µs':>9}"
-        f"{'max µs':>9}   ratio vs {baseline}"
+        f"   {'contender':<{width}}{'calls':>7}{'median µs':>12}{'min µs':>11}"
+        f"{'max µs':>11}   ratio vs {baseline}"
     )
     for s in samples.values():
         print(
-            f"   {s.name:<{width}}{s.batch_calls:>7}{s.median / 1e3:>11.2f}"
-            f"{s.best / 1e3:>9.2f}{s.worst / 1e3:>9.2f}   {s.median / base:>6.2f}x"
+            f"   {s.name:<{width}}{s.batch_calls:>7}{s.median / 1e3:>12.2f}"
+            f"{s.best / 1e3:>11.2f}{s.worst / 1e3:>11.2f}   {s.median / base:>6.2f}x"
         )
     print()
 

@@ -6,9 +6,16 @@ that it started by creating a file, and waits for a "release" file to appear.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import syncbridge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def pid() -> int:
@@ -52,3 +59,31 @@ def append_line(path: str, text: str) -> None:
     """Append *text* and a newline to the file at *path*."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(text + "\n")
+
+
+def kw_echo(**kwargs: object) -> dict[str, object]:
+    """Return the keyword arguments it got."""
+    return kwargs
+
+
+def doubling(func: Callable[..., int]) -> Callable[..., int]:
+    """A decorator of the user's own, below syncbridge's."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        return 2 * func(*args, **kwargs)
+
+    return wrapper
+
+
+@syncbridge.to_async(pool="cpu")
+@doubling
+def doubled(x: int) -> int:
+    """Decorated twice: ``_jobs.doubled`` is syncbridge's wrapper."""
+    return x + 1
+
+
+@syncbridge.to_async(pool="cpu")
+def exit_decorated(code: int) -> None:
+    """Decorated: the process is told to run it by name."""
+    os._exit(code)

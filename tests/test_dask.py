@@ -136,3 +136,11 @@ async def test_a_bridge_whose_default_is_the_cluster(client: Client) -> None:
         workers = set(client.run(os.getpid).values())
         assert await bridge.run_blocking(_jobs.pid) in workers
         assert bridge.stats().pools["default"].completed == 1
+
+
+async def test_keyword_arguments_are_the_functions_not_dasks(
+    client: Client, bridge: Bridge
+) -> None:
+    run = to_async(_jobs.kw_echo, executor=client, bridge=bridge)
+    got = await run(key="abc", pure=True, retries=2, priority=5, fn=1)
+    assert got == {"key": "abc", "pure": True, "retries": 2, "priority": 5, "fn": 1}

@@ -502,3 +502,93 @@ async def test_closing_the_bridge_ends_a_process_still_running_its_call(
         assert outcome == [BridgeClosed]
         assert _gone(pid)
         assert "ended the worker process running hang()" in caplog.text
+
+
+# -- found by review -----------------------------------------------------------
+
+
+async def test_decorators_below_syncbridge_still_run_in_the_worker_process(
+    bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor
+) -> None:
+    # What to_async(pool="cpu") got: the user's `doubling` wrapper, under the
+    # module-level name that syncbridge's own wrapper took.
+    func = _jobs.doubled.__wrapped__  # type: ignore[attr-defined]
+    assert await to_async(func, executor=processes, bridge=bridge)(1) == 4
+
+
+async def test_a_decorated_function_is_named_in_errors_from_its_process(
+    bridge: Bridge, one_process: ProcessExecutor
+) -> None:
+    func = _jobs.exit_decorated.__wrapped__  # type: ignore[attr-defined]
+    with pytest.raises(WorkerProcessDied, match=r"running exit_decorated\(\)"):
+        await to_async(func, executor=one_process, bridge=bridge)(5)
+
+
+async def test_an_executor_shut_down_with_cancel_futures_says_so(
+    bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        started.set()
+        release.wait(10)
+
+    run = to_async(executor=threads, bridge=bridge)
+    outcome: list[BaseException] = []
+
+    async def queued() -> None:
+        try:
+            await run(int)()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run(first))
+        await anyio.to_thread.run_sync(started.wait, 10)
+        tg.start_soon(queued)
+        await anyio.sleep(0.05)
+        threads.shutdown(wait=False, cancel_futures=True)
+        release.set()
+    (error,) = outcome
+    assert type(error) is SyncBridgeError
+    assert "cancelled int() itself (it was shut down" in str(error)
+
+
+async def test_a_nested_call_to_the_executor_of_its_own_pool_runs_on_its_thread(
+    threads: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    async def middle() -> str:
+        return await to_async(
+            lambda: threading.current_thread().name, executor=threads, bridge=bridge
+        )()
+
+    def outer() -> tuple[str, str]:
+        return threading.current_thread().name, bridge.sync_call_async(middle)
+
+    with Bridge(executor=threads) as bridge:
+        with anyio.fail_after(10):
+            mine, nested = await bridge.run_blocking(outer)
+    assert mine == nested  # the one thread, lent to the nested call
+
+
+async def test_a_timeout_still_ends_the_process_of_a_call_awaited_after_a_cancel(
+    bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path
+) -> None:
+    stuck = to_async(
+        _jobs.hang,
+        executor=one_process,
+        bridge=bridge,
+        timeout=0.5,
+        abandon_on_cancel=False,
+    )
+    started = tmp_path / "started"
+    with anyio.move_on_after(30) as guard:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stuck, str(started))
+            await anyio.to_thread.run_sync(_wait_for, started)
+            tg.cancel_scope.cancel()  # waits for the call: its deadline ends it
+    assert not guard.cancelled_caught
+    assert (
+        one_process.running == 0
+        or await to_async(_jobs.pid, executor=one_process, bridge=bridge)()
+    )

@@ -52,3 +52,10 @@ async def test_what_loky_cannot_send_is_named(
             suffix=threading.Lock(),  # type: ignore[arg-type]
         )
     assert await to_async(_jobs.echo, executor=loky_pool, bridge=bridge)(1) == "1"
+
+
+async def test_keyword_arguments_are_the_functions_not_lokys(
+    loky_pool: Executor, bridge: Bridge
+) -> None:
+    run = to_async(_jobs.kw_echo, executor=loky_pool, bridge=bridge)
+    assert await run(fn=1, timeout=2) == {"fn": 1, "timeout": 2}

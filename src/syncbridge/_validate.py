@@ -243,7 +243,14 @@ EXECUTOR_KIND = (
 
 
 class SupportsGetExecutor(Protocol):
-    """What has an executor to give: a ``distributed.Client``."""
+    """What has an executor to give: a ``distributed.Client``.
+
+    Accepted wherever an executor is (``to_async(executor=client)``,
+    ``Bridge(executor=client)``): it stands for
+    ``client.get_executor(pure=False)``.
+
+    .. versionadded:: 0.1
+    """
 
     def get_executor(self, **kwargs: Any) -> concurrent.futures.Executor:
         """Return an executor that runs calls where this object says."""

@@ -12,6 +12,7 @@ __all__ = ("run_in_pool",)
 
 import asyncio
 import functools
+import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
@@ -177,6 +178,7 @@ async def _await_asyncio(
     except asyncio.CancelledError:
         if _abandon_or_wait(pool, job, policy, loop.time()):
             raise
+        deadline = _end_at_deadline(pool, job, policy, loop.time())
 
         def finished() -> asyncio.Future[None]:
             # A fresh future per wait: a cancelled one cannot be awaited again.
@@ -186,7 +188,11 @@ async def _await_asyncio(
                 fut.set_result(None)
             return fut
 
-        await wait_through_cancellation(finished)
+        try:
+            await wait_through_cancellation(finished)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
         raise
     return job.result()
 
@@ -204,6 +210,30 @@ def _abandon_or_wait(pool: Pool, job: Job, policy: _OnCancel, now: float) -> boo
         return True  # its slot is free: nothing is left to wait for
     job.abandoned = policy.abandon
     return policy.abandon
+
+
+def _end_at_deadline(
+    pool: Pool, job: Job, policy: _OnCancel, now: float
+) -> threading.Timer | None:
+    """While a cancelled await waits for its call, keep the call's own deadline.
+
+    ``abandon_on_cancel=False`` waits for the call to return; on a
+    ProcessExecutor its timeout still ends the process when it passes.
+    """
+    if (
+        isinstance(pool, WorkerPool)
+        or not pool.can_end_calls
+        or policy.deadline is None
+    ):
+        return None
+    timer = threading.Timer(
+        max(0.0, policy.deadline - now),
+        pool._end,  # pyright: ignore[reportPrivateUsage]
+        (job,),
+    )
+    timer.name, timer.daemon = "syncbridge-deadline", True
+    timer.start()
+    return timer
 
 
 async def _await_trio(
@@ -233,6 +263,11 @@ async def _await_trio(
     except trio.Cancelled:
         if _abandon_or_wait(pool, job, policy, trio.current_time()):
             raise
-        await wait_through_cancellation(event.wait)
+        deadline = _end_at_deadline(pool, job, policy, trio.current_time())
+        try:
+            await wait_through_cancellation(event.wait)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
         raise
     return job.result()

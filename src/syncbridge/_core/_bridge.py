@@ -493,13 +493,19 @@ class Bridge:
         """The pool for ``to_async(executor=...)`` calls to *executor*.
 
         One per executor and bridge, kept while the bridge lives, so its calls
-        are counted in :meth:`stats` (as ``"<ExecutorClass>-<n>"``).
+        are counted in :meth:`stats` (as ``"<ExecutorClass>-<n>"``); the
+        bridge's default or named pool, if it runs on *executor*.
         """
         pool = self._adhoc.get(executor)
         if pool is not None:
             return pool
         with self._lock:
             pool = self._adhoc.get(executor)
+            for known in (self._default_pool, *self._pools.values()):
+                # The same executor is one pool: a nested call must find its
+                # blocked ancestor's slot there (_delegate), not wait behind it.
+                if isinstance(known, ExecutorPool) and known.executor is executor:
+                    return known
             if pool is None:
                 self._check_open("to_async(executor=...)")
                 name = f"{type(executor).__name__}-{len(self._adhoc) + 1}"

@@ -78,6 +78,10 @@ class ExecutorPool:
             executor, concurrent.futures.ThreadPoolExecutor
         )
         """Whether the executor runs calls in this process's threads."""
+        # These take (fn, /, *args, **kwargs): nothing of the call's is theirs.
+        self._positional_only = isinstance(
+            executor, (ProcessExecutor, concurrent.futures.ProcessPoolExecutor)
+        )
         self._lock = threading.Lock()
         self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
         self._counts = Counts()
@@ -219,9 +223,16 @@ class ExecutorPool:
         try:
             if self.in_process:
                 future = self.executor.submit(job.run)
-            else:
+            elif self._positional_only:
                 future = self.executor.submit(
                     _sendable(job.func), *job.args, **job.kwargs
+                )
+            else:
+                # loky's and dask's submit() take options of their own (fn=,
+                # key=, pure=, retries=...): the call travels as one object, so
+                # the function's keyword arguments cannot be taken for them.
+                future = self.executor.submit(
+                    functools.partial(job.func, *job.args, **job.kwargs)
                 )
         except (SerializationError, BridgeClosed):
             raise
@@ -278,17 +289,29 @@ class ExecutorPool:
         if job.state is JobState.FINISHED:
             return
         if future.cancelled():
-            job.fail(
-                BridgeClosed(closed_message("run_blocking()"))
-                if job.cancel is CancelReason.CLOSED
-                else WorkerCancelled("cancelled before it started")
-            )
+            job.fail(self._cancelled_error(job))
             return
         error = future.exception()
         if error is None:
             job.settle(Value(future.result()))
         else:
             job.fail(self._explain(job, error))
+
+    def _cancelled_error(self, job: Job) -> BaseException:
+        """What the awaiter of a call whose future was cancelled gets."""
+        name = callable_name(job.func)
+        if job.cancel is CancelReason.CLOSED:
+            return BridgeClosed(
+                f"the bridge was closed while {name}() was still queued in "
+                f"{self.executor!r}; it never ran"
+            )
+        if job.cancel is CancelReason.AWAITER:
+            return WorkerCancelled("cancelled before it started")
+        return SyncBridgeError(
+            f"{self.label}: {self.executor!r} cancelled {name}() itself (it was "
+            "shut down with cancel_futures=True, or its cluster client closed); "
+            "keep the executor open while calls are awaited on it"
+        )
 
     def _explain(self, job: Job, error: BaseException) -> BaseException:
         """The exception the awaiter gets for *error*, raised out of process."""
@@ -326,7 +349,8 @@ def _sendable(func: Callable[..., Any]) -> Callable[..., Any]:
     ``@to_async(executor=...)`` on a module-level function leaves the module's
     name bound to the wrapper, and pickle sends functions by name: it would
     refuse the original ("not the same object"). The reference makes the other
-    process import the module and call what the wrapper wraps.
+    process import the module and unwrap as many ``__wrapped__`` layers as lie
+    between that name and *func* here, so decorators below syncbridge's still run.
     """
     module = sys.modules.get(getattr(func, "__module__", None) or "")
     qualname = getattr(func, "__qualname__", "")
@@ -337,22 +361,36 @@ def _sendable(func: Callable[..., Any]) -> Callable[..., Any]:
         found = getattr(found, part, None)
     if found is func or found is None:
         return func
-    inner: object = found
-    while inner is not func and hasattr(inner, "__wrapped__"):
-        inner = cast("object", getattr(inner, "__wrapped__"))  # noqa: B009
-    if inner is not func:
+    depth = 0
+    while found is not func and hasattr(found, "__wrapped__"):
+        found = cast("object", getattr(found, "__wrapped__"))  # noqa: B009
+        depth += 1
+    if found is not func:
         return func
-    return functools.partial(call_unwrapped, module.__name__, qualname)
+    return ByName(module.__name__, qualname, depth)
 
 
-def call_unwrapped(module: str, qualname: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Call what the decorated ``module.qualname`` wraps (in another process)."""
-    found: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
-    while hasattr(found, "__wrapped__"):
-        found = found.__wrapped__
-    return found(*args, **kwargs)
+class ByName:
+    """A function sent by name: ``module.qualname``, unwrapped *depth* times.
+
+    Named like the function itself, so messages about the call name it.
+    """
+
+    def __init__(self, module: str, qualname: str, depth: int) -> None:
+        self.module = module
+        self.__qualname__ = qualname
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"<function {self.module}.{self.__qualname__}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        found: Any = importlib.import_module(self.module)
+        for part in self.__qualname__.split("."):
+            found = getattr(found, part)
+        for _ in range(self.depth):
+            found = found.__wrapped__
+        return found(*args, **kwargs)
 
 
 def _looks_like_pickling(error: BaseException) -> bool:
