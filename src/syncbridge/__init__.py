@@ -32,8 +32,8 @@ from ._stats import BridgeStats as BridgeStats
 from ._stats import PoolStats as PoolStats
 from ._stats import PortalStats as PortalStats
 from ._sync_call_async import sync_call_async as sync_call_async
-from ._validate import SupportsGetExecutor as SupportsGetExecutor
 from ._sync_call_async import to_sync as to_sync
+from ._validate import SupportsGetExecutor as SupportsGetExecutor
 from ._watch import BlockReport as BlockReport
 from ._watch import LoopWatch as LoopWatch
 from ._watch import watch_loop as watch_loop

@@ -200,3 +200,51 @@ async def _start_when_cancelled(handle: TrioLoop, call: Call[None]) -> None:
         await trio.sleep_forever()
     finally:
         handle._start(call)
+
+
+# -- found by review -----------------------------------------------------------
+
+
+class _Big:
+    """A result whose lifetime the test watches."""
+
+
+def test_a_parked_host_keeps_no_result_of_its_last_call(trio_bridge: Bridge) -> None:
+    async def make() -> _Big:
+        return _Big()
+
+    result = trio_bridge.sync_call_async(make)
+    ref = weakref.ref(result)
+    del result
+    gc.collect()
+    assert ref() is None  # the host that made it is parked, holding nothing
+
+
+def test_a_cancelled_call_with_a_nursery_open_is_a_cancellation() -> None:
+    # A nursery gathers the host's Cancelled into a group: the caller must see
+    # its cancellation (BridgeClosed here), not trio's internals in a group.
+    entered = threading.Event()
+
+    async def with_nursery() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            entered.set()
+            await trio.sleep_forever()
+
+    bridge = Bridge(backend="trio", shutdown_grace=0.1)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            bridge.sync_call_async(with_nursery)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert entered.wait(10)
+    bridge.close()
+    caller.join(10)
+    (error,) = outcome
+    assert type(error).__name__ == "BridgeClosed", repr(error)
+    assert bridge.stats().portal.cancellations == 1

@@ -114,15 +114,34 @@ async def _host(call: Call[Any] | None, idle: list[_Host]) -> None:
                         call.finish(Cancelled(exc))
                         raise
                     except BaseException as exc:
+                        if scope.cancel_called and _only_cancelled(exc):
+                            # A nursery in the call gathered our cancellation
+                            # into a group: it is still a cancellation, and
+                            # trio's Cancelled must not leave this thread.
+                            call.finish(Cancelled())
+                            return
                         call.finish(Error(exc))
                     else:
                         call.finish(Value(value))
+                        value = None  # a parked host keeps nothing of its call
                 host.call = call = None
                 if scope.cancel_called or len(idle) >= _MAX_IDLE:
                     return
                 call = await host.park()
     except trio.Cancelled:  # the run is ending; every call here has its outcome
         return
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """Whether *exc* is trio's Cancelled, or a group of nothing else."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    inner = getattr(exc, "exceptions", None)
+    return (
+        isinstance(inner, tuple)
+        and bool(inner)
+        and all(isinstance(e, BaseException) and _only_cancelled(e) for e in inner)
+    )
 
 
 def _gone_message(call: Call[Any]) -> str:

@@ -101,6 +101,7 @@ class WorkerPool:
         self._pending: deque[tuple[float, Job]] = deque()  # (when queued, job)
         self._idle: list[_Worker] = []
         self._active: set[_Worker] = set()  # workers running a call of this pool
+        self._last_handed: _Worker | None = None  # the worker handed a call last
         self._threads: set[threading.Thread] = set()
         self._running: set[Job] = set()
         self._spawned = 0
@@ -203,8 +204,14 @@ class WorkerPool:
         """Whether a call may wait for a running worker (called with the lock held)."""
         if self._long >= _LONG_SHARE:
             return False
-        handoff = self._handoff
-        return any(now - worker.since < handoff for worker in self._active)
+        # The worker handed a call last, not a scan of every busy worker: with
+        # thousands blocked, a scan under the lock would cost every call.
+        last = self._last_handed
+        return (
+            last is not None
+            and last in self._active
+            and now - last.since < self._handoff
+        )
 
     def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
@@ -234,6 +241,7 @@ class WorkerPool:
         new = not self._idle
         worker = _Worker() if new else self._idle.pop()
         worker.since = now
+        self._last_handed = worker
         self._active.add(worker)
         return job, worker, new
 
@@ -307,6 +315,7 @@ class WorkerPool:
                 job = self._pending.popleft()[1]
                 self._running.add(job)
                 worker.since = now
+                self._last_handed = worker
                 return job
             self._busy -= 1
             self._active.discard(worker)
@@ -500,6 +509,7 @@ class WorkerPool:
         self._pending = deque()
         self._idle = []
         self._active = set()
+        self._last_handed = None
         self._threads = set()
         self._running = set()
         self._long, self._finished = 1.0, 0
