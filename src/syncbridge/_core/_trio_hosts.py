@@ -17,7 +17,7 @@ __all__ = ("start_call",)
 
 import contextvars
 import functools
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import outcome
 import trio
@@ -136,12 +136,11 @@ def _only_cancelled(exc: BaseException) -> bool:
     """Whether *exc* is trio's Cancelled, or a group of nothing else."""
     if isinstance(exc, trio.Cancelled):
         return True
-    inner = getattr(exc, "exceptions", None)
-    return (
-        isinstance(inner, tuple)
-        and bool(inner)
-        and all(isinstance(e, BaseException) and _only_cancelled(e) for e in inner)
-    )
+    inner: object = getattr(exc, "exceptions", None)
+    if not isinstance(inner, tuple) or not inner:
+        return False
+    members = cast("tuple[object, ...]", inner)
+    return all(isinstance(e, BaseException) and _only_cancelled(e) for e in members)
 
 
 def _gone_message(call: Call[Any]) -> str:
