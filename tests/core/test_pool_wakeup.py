@@ -98,6 +98,9 @@ async def test_a_call_queued_behind_a_blocked_worker_still_starts(
         async with anyio.create_task_group() as tg:
             tg.start_soon(bridge.run_blocking, blocked)
             await anyio.to_thread.run_sync(started.wait, WAIT)
+            # Learning may have left an idle thread or two (a worker wakes its
+            # awaiter before it is idle again, so the next call may start another).
+            threads = pool.threads
             done = anyio.Event()
 
             async def short() -> None:
@@ -113,7 +116,7 @@ async def test_a_call_queued_behind_a_blocked_worker_still_starts(
             # A worker gives its slot back just after waking its awaiter; the
             # blocked call still holds its own.
             await wait_until(lambda: pool.busy == 1)
-            assert pool.threads == 2
+            assert pool.threads <= threads + 1  # at most the one the lookout woke
             release.set()
     finally:
         release.set()
