@@ -105,7 +105,7 @@ async def test_gather_with_timeout_on_the_cluster_cancels_the_queued_calls(
     with pytest.raises(GatherTimeout) as caught:
         await gather_with_timeout(
             *(run(str(tmp_path / f"job{i}"), str(release)) for i in range(8)),
-            timeout=1.0,
+            timeout=2.0,
         )
     assert len(caught.value.pending) == 8
     # dask's cancel is a message: wait until the workers have dropped the tasks

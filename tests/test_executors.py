@@ -302,6 +302,7 @@ async def test_a_timeout_cancels_a_call_still_queued_in_a_process_pool(
     bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
+    await to_async(_jobs.pid, executor=processes, bridge=bridge)()  # started, warm
     run = to_async(
         _jobs.started_then_wait, executor=processes, bridge=bridge, timeout=0.2
     )
@@ -332,6 +333,7 @@ async def test_gather_with_timeout_on_a_process_pool_cancels_the_queued_calls(
     bridge: Bridge, processes: concurrent.futures.ProcessPoolExecutor, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
+    await to_async(_jobs.pid, executor=processes, bridge=bridge)()  # started, warm
     run = to_async(_jobs.started_then_wait, executor=processes, bridge=bridge)
     with pytest.raises(GatherTimeout):
         await gather_with_timeout(
@@ -413,7 +415,7 @@ async def test_a_timeout_ends_the_process_running_the_call(
     bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path
 ) -> None:
     first = await to_async(_jobs.pid, executor=one_process, bridge=bridge)()
-    stuck = to_async(_jobs.hang, executor=one_process, bridge=bridge, timeout=0.3)
+    stuck = to_async(_jobs.hang, executor=one_process, bridge=bridge, timeout=1.0)
     with pytest.raises(SyncBridgeTimeout, match=r"hang\(\) did not finish within"):
         await stuck(str(tmp_path / "started"))
     assert (tmp_path / "started").exists()
@@ -467,6 +469,7 @@ async def test_gather_with_timeout_on_a_process_executor_starts_no_queued_call(
     bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
+    await to_async(_jobs.pid, executor=one_process, bridge=bridge)()  # started, warm
     run = to_async(_jobs.started_then_wait, executor=one_process, bridge=bridge)
     with pytest.raises(GatherTimeout):
         await gather_with_timeout(
@@ -574,11 +577,12 @@ async def test_a_nested_call_to_the_executor_of_its_own_pool_runs_on_its_thread(
 async def test_a_timeout_still_ends_the_process_of_a_call_awaited_after_a_cancel(
     bridge: Bridge, one_process: ProcessExecutor, tmp_path: Path
 ) -> None:
+    await to_async(_jobs.pid, executor=one_process, bridge=bridge)()  # started, warm
     stuck = to_async(
         _jobs.hang,
         executor=one_process,
         bridge=bridge,
-        timeout=0.5,
+        timeout=2.0,
         abandon_on_cancel=False,
     )
     started = tmp_path / "started"

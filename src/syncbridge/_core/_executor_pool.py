@@ -399,8 +399,10 @@ def _looks_like_pickling(error: BaseException) -> bool:
     if isinstance(error, pickle.PicklingError):
         return True
     text = str(error).lower()
-    return isinstance(error, (TypeError, AttributeError)) and (
-        "pickle" in text or "serializ" in text
+    # "cannot pickle '_thread.lock' object", "Can't pickle local object ..."
+    # (3.12), "Can't get local object ..." (3.13), dask's "Could not serialize".
+    return isinstance(error, (TypeError, AttributeError)) and any(
+        word in text for word in ("pickle", "serializ", "local object")
     )
 
 
