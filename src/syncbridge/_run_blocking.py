@@ -68,7 +68,8 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
 
     .. versionadded:: 0.1
     """
-    return await get_bridge().run_blocking(func, *args, **kwargs)
+    result: T = await get_bridge()._run_blocking(func, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+    return result
 
 
 def check_cancelled() -> None:

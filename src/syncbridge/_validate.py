@@ -43,6 +43,7 @@ from types import CoroutineType, FunctionType, MethodType
 from typing import (
     TYPE_CHECKING,
     Any,
+    Final,
     Literal,
     Protocol,
     TypeGuard,
@@ -57,6 +58,13 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
 T = TypeVar("T")
+
+_ASYNC_CODE: Final = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+_PLAIN_RESULTS: Final = frozenset(
+    (type(None), bool, int, float, complex, str, bytes, bytearray, tuple, list, dict)
+)
+"""Result types that are never awaitable: checked on every call, so first."""
 
 # Code flags of functions whose calls can be known not to return an awaitable.
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -345,6 +353,12 @@ def check_blocking_callable(func: object, what: str) -> None:
 
     *what* names the function the user called, e.g. ``"to_async()"``.
     """
+    if (
+        type(func) is FunctionType
+        and not func.__dict__  # no marker, nothing wrapped
+        and not func.__code__.co_flags & _ASYNC_CODE
+    ):
+        return  # a plain function, checked on every call: keep it cheap
     if not callable(func):
         if isinstance(func, CoroutineType):
             func.close()
@@ -434,6 +448,8 @@ def refuse_coroutine(result: T, func: object, what: str) -> T:
     :class:`TypeError` raised.
     """
     kind = type(result)
+    if kind in _PLAIN_RESULTS:
+        return result
     if hasattr(kind, "__await__") or hasattr(kind, "__anext__"):
         if isinstance(result, CoroutineType):
             result.close()

@@ -12,13 +12,16 @@ __all__ = ("run_in_pool",)
 
 import asyncio
 import functools
+import sys
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
 
 from .._exceptions import SyncBridgeTimeout, callable_name, timeout_message
+from .._validate import refuse_coroutine
 from ._context import copy_context_for_thread
 from ._delegate import submit
 from ._jobs import CancelReason, Ending, Job, JobState
@@ -28,7 +31,7 @@ from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     import contextvars
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Container
     from typing import TypeAlias
 
     from ._executor_pool import ExecutorPool
@@ -45,6 +48,7 @@ async def run_in_pool(
     timeout: float | None = None,  # noqa: ASYNC109 - counted here as a timeout
     *,
     terminate_on_cancel: bool = False,
+    what: str | None = None,
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in *pool* and await its outcome.
 
@@ -63,8 +67,55 @@ async def run_in_pool(
         process running the call (and so does a cancellation, with
         *terminate_on_cancel*): its slot is free at once.
 
-    Each call is counted in *pool*'s stats once, by how it ended here.
+    Each call is counted in *pool*'s stats once, by how it ended here. With
+    *what* (the user's call, ``"run_blocking()"``), a result that is a
+    coroutine is refused (:func:`~.._validate.refuse_coroutine`).
     """
+    loop = asyncio._get_running_loop()
+    if loop is None or timeout is not None:
+        result = await _run_in_pool(
+            pool, func, args, kwargs, abandon_on_cancel, timeout, terminate_on_cancel
+        )
+        return result if what is None else refuse_coroutine(result, func, what)
+    # The hot path, asyncio without a timeout, in this one frame: each extra
+    # coroutine level costs about as much as the loop's own hand-off.
+    counts = pool.counts
+    counts.call()
+    try:
+        if _may_be_cancelled(loop):
+            # anyio and trio check first: a call in a cancelled scope never starts.
+            await _asyncio_checkpoint_if_cancelled()()
+        fut: asyncio.Future[None] = loop.create_future()
+        job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
+        job.notify = _wakeups(loop).notifier(fut)
+        submit(pool, job)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
+            await _asyncio_cancelled(loop, pool, job, policy)
+            raise
+        result = job.result()
+    except asyncio.CancelledError:
+        counts.ended(Ending.CANCELLED)
+        raise
+    except BaseException:
+        counts.ended(Ending.ERROR)
+        raise
+    counts.ended(Ending.COMPLETED)
+    return result if what is None else refuse_coroutine(result, func, what)
+
+
+async def _run_in_pool(
+    pool: Pool,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    abandon_on_cancel: bool,
+    timeout: float | None,  # noqa: ASYNC109 - counted here as a timeout
+    terminate_on_cancel: bool,
+) -> Any:
+    """:func:`run_in_pool` with a timeout, or on trio."""
     native = loop_running_in_this_thread()
     if native is None:
         raise RuntimeError(
@@ -72,7 +123,7 @@ async def run_in_pool(
             "event loop; from synchronous code, call the function directly"
         )
     ctx = copy_context_for_thread()
-    pool._count_call()  # pyright: ignore[reportPrivateUsage]
+    pool.counts.call()
     ending = Ending.ERROR
     try:
         policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
@@ -94,7 +145,7 @@ async def run_in_pool(
         ending = Ending.CANCELLED
         raise
     finally:
-        pool._count_outcome(ending)  # pyright: ignore[reportPrivateUsage]
+        pool.counts.ended(ending)
 
 
 class _OnCancel(NamedTuple):
@@ -143,21 +194,89 @@ def _asyncio_checkpoint_if_cancelled() -> Callable[[], Awaitable[None]]:
     return check
 
 
-def _set_result(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+@functools.cache
+def _anyio_task_states() -> Container[object] | None:
+    """The asyncio tasks anyio manages (those that may be in its cancel scopes)."""
+    try:
+        from anyio._backends._asyncio import _task_states
+    except ImportError:  # pragma: no cover - anyio reorganised its internals
+        return None
+    states: Container[object] = _task_states
+    return states
 
 
-def _asyncio_notifier(
-    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]
-) -> Callable[[], None]:
-    def notify() -> None:
+def _may_be_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the current task may sit in an anyio cancel scope.
+
+    Only tasks anyio knows have scopes; asking the backend about any other task
+    costs a raised and caught KeyError, a tenth of a whole call.
+    """
+    if "anyio._backends._asyncio" not in sys.modules:
+        return False  # no anyio task has run on asyncio in this process
+    states = _anyio_task_states()
+    return states is None or asyncio.current_task(loop) in states
+
+
+class _Wakeups:
+    """Wake-ups of one asyncio loop's awaiting tasks, from worker threads.
+
+    A worker that finishes a call adds its future here; only the first of a
+    burst calls ``call_soon_threadsafe``, whose callback resolves them all. On
+    asyncio every ``call_soon_threadsafe`` writes to the loop's self-pipe (a
+    system call, with the GIL dropped and fought for again), so under load one
+    per burst instead of one per call is most of a worker's cost.
+    """
+
+    __slots__ = ("_ready", "_scheduled", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ready: deque[asyncio.Future[None]] = deque()
+        self._scheduled = False  # a _drain is on its way (cleared by _drain)
+
+    def notifier(self, fut: asyncio.Future[None]) -> Callable[[], None]:
+        """The ``Job.notify`` that resolves *fut* on the loop (callable once)."""
+        return functools.partial(self.wake, fut)
+
+    def wake(self, fut: asyncio.Future[None]) -> None:
+        """Resolve *fut* on the loop soon; any thread."""
+        # Append before reading the flag, which _drain clears before popping:
+        # either this sees no drain on its way, or that drain sees the future.
+        self._ready.append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop closed after abandoning the call
+                pass
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        ready = self._ready
         try:
-            loop.call_soon_threadsafe(_set_result, fut)
-        except RuntimeError:  # the loop closed after abandoning this call
-            pass
+            while ready:
+                fut = ready.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+        finally:
+            if ready and not self._scheduled:  # interrupted: the rest later
+                self._scheduled = True
+                self.loop.call_soon(self._drain)
 
-    return notify
+
+class _LoopWakeups(threading.local):
+    current: _Wakeups | None = None
+
+
+_here = _LoopWakeups()
+
+
+def _wakeups(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    """The wake-ups of *loop*, the loop running in this thread."""
+    wakeups = _here.current
+    if wakeups is None or wakeups.loop is not loop:
+        wakeups = _here.current = _Wakeups(loop)
+    return wakeups
 
 
 async def _await_asyncio(
@@ -171,30 +290,41 @@ async def _await_asyncio(
 ) -> Any:
     fut: asyncio.Future[None] = loop.create_future()
     job = Job(func, args, kwargs, ctx, loop, pool)
-    job.notify = _asyncio_notifier(loop, fut)
+    job.notify = _wakeups(loop).notifier(fut)
     submit(pool, job)
     try:
         await fut
     except asyncio.CancelledError:
-        if _abandon_or_wait(pool, job, policy, loop.time()):
-            raise
-        deadline = _end_at_deadline(pool, job, policy, loop.time())
-
-        def finished() -> asyncio.Future[None]:
-            # A fresh future per wait: a cancelled one cannot be awaited again.
-            fut = loop.create_future()
-            job.notify = _asyncio_notifier(loop, fut)
-            if job.state is JobState.FINISHED:
-                fut.set_result(None)
-            return fut
-
-        try:
-            await wait_through_cancellation(finished)
-        finally:
-            if deadline is not None:
-                deadline.cancel()
+        await _asyncio_cancelled(loop, pool, job, policy)
         raise
     return job.result()
+
+
+async def _asyncio_cancelled(
+    loop: asyncio.AbstractEventLoop, pool: Pool, job: Job, policy: _OnCancel
+) -> None:
+    """The await of *job* was cancelled: withdraw it, abandon it or wait for it.
+
+    The caller re-raises its cancellation when this returns.
+    """
+    if _abandon_or_wait(pool, job, policy, loop.time()):
+        return
+    deadline = _end_at_deadline(pool, job, policy, loop.time())
+    wakeups = _wakeups(loop)
+
+    def finished() -> asyncio.Future[None]:
+        # A fresh future per wait: a cancelled one cannot be awaited again.
+        fut = loop.create_future()
+        job.notify = wakeups.notifier(fut)
+        if job.state is JobState.FINISHED:
+            fut.set_result(None)
+        return fut
+
+    try:
+        await wait_through_cancellation(finished)
+    finally:
+        if deadline is not None:
+            deadline.cancel()
 
 
 def _abandon_or_wait(pool: Pool, job: Job, policy: _OnCancel, now: float) -> bool:

@@ -33,7 +33,6 @@ from .._validate import (
     check_name,
     check_pools,
     check_seconds,
-    refuse_coroutine,
 )
 from ._await_job import run_in_pool
 from ._context import copy_context_for_thread
@@ -46,7 +45,7 @@ from ._wakeup import run_on_own_thread
 from ._workers import WorkerPool
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
     from types import FrameType, TracebackType
 
     from typing_extensions import Self
@@ -452,14 +451,25 @@ class Bridge:
 
         See :func:`syncbridge.run_blocking`, which calls this on the default bridge.
         """
+        result: T = await self._run_blocking(func, args, kwargs)
+        return result
+
+    def _run_blocking(
+        self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, T]:
+        """Check a ``run_blocking()`` call and return the coroutine that makes it.
+
+        Not a coroutine itself, so both ``run_blocking`` functions await the
+        call's one coroutine directly (a level fewer on the hottest path).
+        """
         self._check_open("run_blocking()")
         check_blocking_callable(func, "run_blocking()")
-        result: T = await run_in_pool(
-            self._default_pool, func, args, kwargs, self.abandon_on_cancel
-        )
-        return refuse_coroutine(result, func, "run_blocking()")
+        return run_in_pool(
+            self._default_pool, func, args, kwargs, self.abandon_on_cancel,
+            what="run_blocking()",
+        )  # fmt: skip
 
-    async def _run_in(
+    def _run_in(
         self,
         pool: WorkerPool | ExecutorPool,
         abandon_on_cancel: bool | None,
@@ -470,24 +480,24 @@ class Bridge:
         timeout: float | None = None,
         what: str | None = "to_async()",
         terminate_on_cancel: bool = False,
-    ) -> T:
-        """Run a blocking call in *pool*; the engine behind ``to_async`` options.
+    ) -> Coroutine[Any, Any, T]:
+        """The coroutine that runs a blocking call in *pool*: ``to_async``'s engine.
 
         Private: its untyped argument tuples are for the package's own typed
         wrappers (``to_async``), which check the arguments against *func*.
         *what* names the caller in the error if *func* returns a coroutine;
         ``None`` returns whatever it returns (an iterator's items). After
         *timeout* seconds the await raises :class:`~syncbridge.SyncBridgeTimeout`.
+        Raises :class:`BridgeClosed` at once on a closed bridge.
         """
         self._check_open("run_blocking()")
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
-        result: T = await run_in_pool(
+        return run_in_pool(
             pool, func, args, kwargs, abandon, timeout,
-            terminate_on_cancel=terminate_on_cancel,
+            terminate_on_cancel=terminate_on_cancel, what=what,
         )  # fmt: skip
-        return result if what is None else refuse_coroutine(result, func, what)
 
     def _executor_pool(self, executor: concurrent.futures.Executor) -> ExecutorPool:
         """The pool for ``to_async(executor=...)`` calls to *executor*.

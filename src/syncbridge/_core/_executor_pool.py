@@ -43,7 +43,7 @@ from .._exceptions import (
 from .._stats import PoolStats
 from .._validate import EXECUTOR_KIND, check_instance, check_name
 from ._counts import Counts
-from ._jobs import CancelReason, Ending, Job, JobState
+from ._jobs import CancelReason, Job, JobState
 from ._outcome import Value
 from ._pickling import check_picklable
 from ._process_executor import ProcessExecutor
@@ -84,7 +84,8 @@ class ExecutorPool:
         )
         self._lock = threading.Lock()
         self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
-        self._counts = Counts()
+        self.counts = Counts()
+        """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
         self._closed = False
 
     def __repr__(self) -> str:
@@ -156,7 +157,7 @@ class ExecutorPool:
         with self._lock:
             items = list(self._futures.items())
         running = sum(1 for _, f in items if f.running())
-        counts = self._counts.snapshot()
+        counts = self.counts.snapshot()
         return PoolStats(
             capacity=self.capacity,
             busy=running,
@@ -209,12 +210,6 @@ class ExecutorPool:
         return [callable_name(job.func) for job, f in items if ex.terminate(f)]
 
     # -- used by _await_job ----------------------------------------------------
-
-    def _count_call(self) -> None:
-        self._counts.call()
-
-    def _count_outcome(self, outcome: Ending) -> None:
-        self._counts.ended(outcome)
 
     def _submit(self, job: Job) -> None:
         """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
@@ -340,7 +335,7 @@ class ExecutorPool:
         """Forget the parent's calls and totals (the child counts anew)."""
         self._lock = threading.Lock()
         self._futures = {}
-        self._counts = Counts()
+        self.counts = Counts()
 
 
 def _sendable(func: Callable[..., Any]) -> Callable[..., Any]:

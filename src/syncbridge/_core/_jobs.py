@@ -9,6 +9,7 @@ awaiting side and the worker meet through :attr:`Job.notify` and
 from __future__ import annotations
 
 __all__ = (
+    "PROCESS",
     "CancelReason",
     "Ending",
     "Job",
@@ -19,7 +20,7 @@ __all__ = (
 
 import enum
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
 from ._context import role
@@ -33,6 +34,27 @@ if TYPE_CHECKING:
     from ._loops import Call
     from ._outcome import Outcome
     from ._workers import WorkerPool
+
+
+class _Process:
+    """This process's id, kept current in forked children.
+
+    ``os.getpid()`` is a system call; a job reads its process twice per call.
+    """
+
+    __slots__ = ("pid",)
+
+    def __init__(self) -> None:
+        self.pid: int = os.getpid()
+
+    def _forked(self) -> None:
+        self.pid = os.getpid()
+
+
+PROCESS: Final = _Process()
+if hasattr(os, "register_at_fork"):
+    # Registered at import, before any hook that could make a job in the child.
+    os.register_at_fork(after_in_child=PROCESS._forked)  # pyright: ignore[reportPrivateUsage]
 
 
 class JobState(enum.Enum):
@@ -96,7 +118,7 @@ class Job:
         self.ctx = ctx
         self.origin = origin  # the asyncio loop or trio token that awaits this job
         self.pool = pool
-        self.pid = os.getpid()
+        self.pid = PROCESS.pid
         # Written by the thread that runs (or refuses) the job.
         self.state = JobState.QUEUED
         self.outcome: Outcome | None = None
@@ -148,7 +170,7 @@ class Job:
         # state before notify: the awaiting side reads state after swapping
         # notify (see _await_job), so one of the two always sees the other.
         self.state = JobState.FINISHED
-        if self.pid == os.getpid():  # in a forked child, the awaiter is the parent's
+        if self.pid == PROCESS.pid:  # in a forked child, the awaiter is the parent's
             self.notify()
 
     def request_cancel(self, reason: CancelReason) -> None:

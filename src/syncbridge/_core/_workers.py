@@ -28,7 +28,6 @@ from __future__ import annotations
 
 __all__ = ("WorkerPool",)
 
-import os
 import threading
 from collections import deque
 from queue import Empty, SimpleQueue
@@ -38,7 +37,8 @@ from typing import Final
 from .._exceptions import BridgeClosed, callable_name, closed_message
 from .._stats import PoolStats
 from .._validate import check_capacity, check_name, check_seconds
-from ._jobs import CancelReason, Ending, Job
+from ._counts import Counts
+from ._jobs import PROCESS, CancelReason, Job
 
 _STOP: Final = object()
 
@@ -117,12 +117,8 @@ class WorkerPool:
         self._seen = 0  # _finished as the lookout last saw it
         self._ramp = 1  # workers to wake at the next look that finds no progress
         self._lingered = 0  # looks in a row that found nothing queued
-        # Outcomes as the awaiters saw them (see PoolStats), also under _lock.
-        self._calls = 0
-        self._completed = 0
-        self._errors = 0
-        self._cancellations = 0
-        self._timeouts = 0
+        self.counts = Counts()
+        """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
 
     @property
     def capacity(self) -> int:
@@ -419,7 +415,7 @@ class WorkerPool:
                 job.call()
                 end = monotonic()
                 job.finish()
-                if job.pid != os.getpid():
+                if job.pid != PROCESS.pid:
                     # Forked during the job: this pool was reset in the child and
                     # never counted it. The thread leaves the pool (#11).
                     return
@@ -430,39 +426,24 @@ class WorkerPool:
 
     def stats(self) -> PoolStats:
         """A snapshot of this pool: capacity, occupancy and outcome totals."""
+        counts = self.counts.snapshot()
         with self._lock:
             return PoolStats(
                 capacity=self._capacity,
                 busy=self._busy,
                 waiting=len(self._pending),
                 threads=len(self._threads),
-                calls=self._calls,
-                completed=self._completed,
-                errors=self._errors,
-                cancellations=self._cancellations,
-                timeouts=self._timeouts,
+                calls=counts.calls,
+                completed=counts.completed,
+                errors=counts.errors,
+                cancellations=counts.cancellations,
+                timeouts=counts.timeouts,
                 abandoned=self._abandoned_running() if self._running else 0,
             )
 
     def _abandoned_running(self) -> int:
         # Called with the lock held.
         return sum(1 for job in self._running if job.abandoned)
-
-    def _count_call(self) -> None:
-        with self._lock:
-            self._calls += 1
-
-    def _count_outcome(self, outcome: Ending) -> None:
-        """Count how a call ended for its awaiter (after :meth:`_count_call`)."""
-        with self._lock:
-            if outcome is Ending.COMPLETED:
-                self._completed += 1
-            elif outcome is Ending.ERROR:
-                self._errors += 1
-            elif outcome is Ending.CANCELLED:
-                self._cancellations += 1
-            else:
-                self._timeouts += 1
 
     def running_functions(self) -> list[str]:
         """Names of the functions running in this pool right now."""
@@ -503,8 +484,7 @@ class WorkerPool:
         """Forget the parent's threads, jobs and totals (the child counts anew)."""
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._calls = self._completed = self._errors = 0
-        self._cancellations = self._timeouts = 0
+        self.counts = Counts()
         self._busy = 0
         self._pending = deque()
         self._idle = []
