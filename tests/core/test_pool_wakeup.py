@@ -9,13 +9,17 @@ racing the clock; none asserts a duration.
 
 from __future__ import annotations
 
+import contextvars
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 from syncbridge import Bridge, WorkerPool
+from syncbridge._core import _workers
+from syncbridge._core._jobs import Job
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -288,3 +292,76 @@ async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
         release.set()
     assert refused, "no lookout was needed"
     assert pool._lookout is None
+
+
+def _arranged_pool(pace: float) -> tuple[WorkerPool, Job]:
+    """A pool in short mode whose one running worker was handed its call long ago.
+
+    White-box: the state a pool reaches when the loop thread holds the GIL for
+    longer than HANDOFF, so a worker cycling through short calls looks stuck.
+    """
+    pool = WorkerPool("pace", 8)
+    pool._handoff = 0.05
+    worker = _workers._Worker()
+    now = time.monotonic()
+    with pool._lock:
+        pool._long = 0.0
+        pool._pace = pace
+        pool._busy = 1
+        pool._active.add(worker)
+        pool._last_handed = worker
+        worker.since = now - 100 * pool._handoff
+    return pool, Job(int, (), {}, contextvars.copy_context(), None, pool)
+
+
+def test_in_a_burst_a_call_queues_while_running_workers_empty_the_queue_soon() -> None:
+    pool, job = _arranged_pool(pace=0.05 / 100)  # calls take a hundredth of HANDOFF
+    try:
+        with pool._lock:
+            now = time.monotonic()
+            assert not pool._defers(now), (
+                "a lone call waited for a worker handed long ago"
+            )
+            pool._pending.append((now, job))  # a burst: calls queued already
+            assert pool._defers(now), "a call in a burst woke another thread"
+            pool._pace = pool._handoff  # the queue would not empty within HANDOFF
+            assert not pool._defers(now)
+            pool._pending.clear()
+    finally:
+        pool.close()
+
+
+def test_the_lookout_wakes_no_worker_while_running_ones_empty_the_queue_soon() -> None:
+    """Calls keep returning and the queue is short: no thread added until they stop."""
+    pool, job = _arranged_pool(pace=0.05 / 100)
+    starts: list[object] = []
+    stop = threading.Event()
+
+    def look() -> None:
+        with pool._lock:
+            pool._lookout = threading.current_thread()
+            starts.append(pool._due())
+
+    with pool._lock:
+        pool._pending.append((time.monotonic() - 1.0, job))  # waited long enough
+        pool._finished += 1  # a call returned since the lookout last looked
+    lookout = threading.Thread(target=look, daemon=True)
+    try:
+        lookout.start()
+        # Calls keep returning (as running workers would) for 20 HANDOFFs.
+        for _ in range(100):
+            with pool._lock:
+                pool._finished += 1
+            stop.wait(pool._handoff / 5)
+        assert starts == [], "the lookout woke a worker while calls kept returning"
+        # None returns any more: the workers may all be blocked; one is woken.
+        lookout.join(WAIT)
+        assert not lookout.is_alive()
+        [due] = starts
+        assert isinstance(due, list)
+        assert [start[0] for start in due] == [job]
+    finally:
+        with pool._lock:
+            pool._lookout = None
+        pool.close()
+        lookout.join(WAIT)

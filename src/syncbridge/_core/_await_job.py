@@ -12,6 +12,7 @@ __all__ = ("run_in_pool",)
 
 import asyncio
 import functools
+import os
 import sys
 import threading
 from collections import deque
@@ -266,9 +267,19 @@ class _Wakeups:
 
 class _LoopWakeups(threading.local):
     current: _Wakeups | None = None
+    """The wake-ups of the loop that last ran here (kept until the next one)."""
 
 
 _here = _LoopWakeups()
+
+
+def _forget_parent_wakeups() -> None:
+    # A drain the parent had on its way never runs in the child.
+    _here.current = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_wakeups)
 
 
 def _wakeups(loop: asyncio.AbstractEventLoop) -> _Wakeups:

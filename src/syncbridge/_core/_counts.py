@@ -23,12 +23,12 @@ class CountsSnapshot(NamedTuple):
 class Counts:
     """Thread-safe totals: calls made, and how each ended for its awaiter."""
 
-    __slots__ = ("_calls", "_ended", "_lock")
+    __slots__ = ("_calls", "_cancelled", "_completed", "_errors", "_lock", "_timed_out")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls = 0
-        self._ended = dict.fromkeys(Ending, 0)
+        self._calls = self._completed = self._errors = 0
+        self._cancelled = self._timed_out = 0
 
     def call(self) -> None:
         """Count a call made (its ending is counted by :meth:`ended`)."""
@@ -37,17 +37,25 @@ class Counts:
 
     def ended(self, how: Ending) -> None:
         """Count how a call ended, after :meth:`call`."""
+        # Identity tests, not a dict keyed by the members: Enum.__hash__ is
+        # Python code, and this runs on every call.
         with self._lock:
-            self._ended[how] += 1
+            if how is Ending.COMPLETED:
+                self._completed += 1
+            elif how is Ending.ERROR:
+                self._errors += 1
+            elif how is Ending.CANCELLED:
+                self._cancelled += 1
+            else:
+                self._timed_out += 1
 
     def snapshot(self) -> CountsSnapshot:
         """The totals now, read together."""
         with self._lock:
-            ended = self._ended
             return CountsSnapshot(
                 self._calls,
-                ended[Ending.COMPLETED],
-                ended[Ending.ERROR],
-                ended[Ending.CANCELLED],
-                ended[Ending.TIMED_OUT],
+                self._completed,
+                self._errors,
+                self._cancelled,
+                self._timed_out,
             )

@@ -11,11 +11,14 @@ idle worker or a new thread, unless the pool's recent calls were short and a
 worker handed its call less than :data:`HANDOFF` ago is still running it: then
 the call is queued for that worker, which takes it when it returns, so a burst
 of short calls is served by a few threads instead of waking one per call (on a
-GIL build, more runnable threads than cores only fight over the GIL). A
-*lookout* thread keeps that promise honest: a queued call that has waited
-:data:`HANDOFF` with a slot free gets a worker of its own, one more each
-:data:`HANDOFF` while running workers still finish calls, twice as many each
-time while none does (they may all be blocked), so every queued call starts in
+GIL build, more runnable threads than cores only fight over the GIL). In a
+burst, a call also queues while the running workers would empty the queue
+within :data:`HANDOFF` at the recent pace of calls (a worker "running" for
+longer is then mostly waiting for the GIL). A *lookout* thread keeps that
+promise honest: a queued call that has waited :data:`HANDOFF` with a slot free
+gets a worker of its own, one more each :data:`HANDOFF` while running workers
+still finish calls but would not empty the queue soon, twice as many each time
+while none returns (they may all be blocked), so every queued call starts in
 bounded time and a slot never stays free while a call waits for it for long.
 
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
@@ -52,6 +55,9 @@ _LONG_SHARE: Final = 0.5
 
 _LONG_WEIGHT: Final = 0.125
 """Weight of the latest call in the moving share of long calls."""
+
+_PACE_CAP: Final = 4
+"""HANDOFFs: the longest a call counts for in the moving mean of call times."""
 
 _LINGER: Final = 8
 """HANDOFFs the lookout keeps looking, with workers running, before it sleeps."""
@@ -109,6 +115,7 @@ class WorkerPool:
         # Waking by need (see the module docstring).
         self._handoff = HANDOFF  # tests stretch it to see one step at a time
         self._long = 1.0  # moving share of calls that took HANDOFF or longer
+        self._pace = HANDOFF  # moving mean of how long calls take (capped)
         self._finished = 0  # calls that returned: the lookout's sign of progress
         self._lookout: threading.Thread | None = None
         self._lookout_waiting = False  # in a wait that only a notify ends early
@@ -203,11 +210,20 @@ class WorkerPool:
         # The worker handed a call last, not a scan of every busy worker: with
         # thousands blocked, a scan under the lock would cost every call.
         last = self._last_handed
-        return (
-            last is not None
-            and last in self._active
-            and now - last.since < self._handoff
-        )
+        if last is None or last not in self._active:
+            return False
+        if now - last.since < self._handoff:
+            return True
+        # Handed its call a while ago. In a burst (calls queued already) that
+        # is mostly a worker waiting for the GIL, which a new thread would wait
+        # for too: queue this call as well while the running workers, at the
+        # recent pace, empty the queue within HANDOFF (the lookout wakes one if
+        # it waits longer). A lone call may be behind a blocked worker: start it.
+        return bool(self._pending) and self._drains_soon(len(self._pending) + 1)
+
+    def _drains_soon(self, queued: int) -> bool:
+        """Whether *queued* calls take the running workers under HANDOFF (lock held)."""
+        return queued * self._pace < self._handoff * len(self._active)
 
     def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
@@ -305,6 +321,9 @@ class WorkerPool:
             self._running.discard(done)
             self._finished += 1
             self._long += ((took >= self._handoff) - self._long) * _LONG_WEIGHT
+            # A long call counts as a few HANDOFFs: enough to never look short.
+            took = min(took, _PACE_CAP * self._handoff)
+            self._pace += (took - self._pace) * _LONG_WEIGHT
             # busy still counts *done*: keep the slot for a queued job only
             # while that stays within capacity (it may have been lowered).
             if self._pending and not self._closed and self._busy <= self._capacity:
@@ -375,8 +394,13 @@ class WorkerPool:
             if now < due:
                 self._wake.wait(due - now)
                 continue
-            if self._finished != self._seen:  # workers still return: one more
-                wanted, self._ramp = 1, 1
+            if self._finished != self._seen:  # workers still return
+                if self._drains_soon(len(self._pending)):
+                    # They empty the queue soon: another thread would only
+                    # fight them for the GIL. Look again in a HANDOFF.
+                    self._seen, self._looked, self._ramp = self._finished, now, 1
+                    continue
+                wanted, self._ramp = 1, 1  # one more
             else:  # none returned for HANDOFF: they may all be blocked
                 wanted, self._ramp = self._ramp, self._ramp * 2
             self._seen, self._looked = self._finished, now
@@ -492,6 +516,6 @@ class WorkerPool:
         self._last_handed = None
         self._threads = set()
         self._running = set()
-        self._long, self._finished = 1.0, 0
+        self._long, self._pace, self._finished = 1.0, HANDOFF, 0
         self._lookout, self._lookout_waiting = None, False
         self._looked, self._seen, self._ramp, self._lingered = 0.0, 0, 1, 0

@@ -1,0 +1,126 @@
+"""Awaiting a worker call from asyncio: wake-ups batched per loop (#15).
+
+A worker that finishes a call resolves its awaiter's future through the loop's
+:class:`~syncbridge._core._await_job._Wakeups`: the first of a burst calls
+``call_soon_threadsafe`` and one callback resolves them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from syncbridge import Bridge
+from syncbridge._core import _await_job
+
+WAIT = 10.0  # seconds; only reached when a test is failing
+
+
+def _count_threadsafe_calls(loop: asyncio.AbstractEventLoop) -> list[object]:
+    """Record every ``call_soon_threadsafe`` made to *loop* (a Python loop)."""
+    calls: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        calls.append(callback)
+        return original(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    return calls
+
+
+def test_calls_finishing_together_wake_the_loop_once() -> None:
+    """Ten calls that finish while the loop is busy cost one loop wake-up."""
+    n = 10
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with Bridge(max_workers=n) as b:
+            release = threading.Event()
+            started = threading.Semaphore(0)
+
+            def work(i: int) -> int:
+                started.release()
+                release.wait(WAIT)
+                return i
+
+            tasks = [asyncio.ensure_future(b.run_blocking(work, i)) for i in range(n)]
+            for _ in range(n):
+                assert await asyncio.to_thread(started.acquire, True, WAIT)
+            wakeups = _count_threadsafe_calls(loop)
+            release.set()
+            # Hold the loop (on purpose) until every call has finished, so all
+            # of them finish while no drain can run.
+            deadline = time.monotonic() + WAIT
+            while b.pool().busy and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert b.pool().busy == 0
+            assert await asyncio.gather(*tasks) == list(range(n))
+            assert len(wakeups) == 1, f"{len(wakeups)} wake-ups for {n} calls"
+
+    asyncio.run(main())
+
+
+def test_a_wake_up_after_its_loop_closed_is_dropped() -> None:
+    """A worker finishing a call abandoned by a closed loop raises nothing."""
+    loop = asyncio.new_event_loop()
+    fut = loop.create_future()
+    wakeups = _await_job._Wakeups(loop)
+    loop.close()
+    wakeups.notifier(fut)()  # what the worker calls
+    assert not fut.done()
+
+
+def test_each_loop_of_a_thread_gets_its_own_wake_ups() -> None:
+    """A new loop in the same thread is not woken through the last one's."""
+    seen: list[object] = []
+
+    async def call() -> int:
+        seen.append(_await_job._wakeups(asyncio.get_running_loop()))
+        with Bridge(max_workers=1) as b:
+            return await b.run_blocking(int, "7")
+
+    assert asyncio.run(call()) == 7
+    assert asyncio.run(call()) == 7
+    first, second = seen
+    assert first is not second
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_no_wake_ups_of_the_parent() -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        import syncbridge
+        from syncbridge._core import _await_job
+
+        async def main():
+            return await syncbridge.run_blocking(int, "3")
+
+        assert asyncio.run(main()) == 3
+        assert _await_job._here.current is not None
+        pid = os.fork()
+        if pid == 0:
+            ok = _await_job._here.current is None and asyncio.run(main()) == 3
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
