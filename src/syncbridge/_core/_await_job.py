@@ -199,10 +199,10 @@ def _asyncio_checkpoint_if_cancelled() -> Callable[[], Awaitable[None]]:
 def _anyio_task_states() -> Container[object] | None:
     """The asyncio tasks anyio manages (those that may be in its cancel scopes)."""
     try:
-        from anyio._backends._asyncio import _task_states
+        from anyio._backends import _asyncio
     except ImportError:  # pragma: no cover - anyio reorganised its internals
         return None
-    states: Container[object] = _task_states
+    states: Container[object] | None = getattr(_asyncio, "_task_states", None)
     return states
 
 
