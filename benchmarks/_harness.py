@@ -307,6 +307,8 @@ class Target:
     value: float
     limit: float
     at_most: bool = True
+    unit: str = "x"
+    """What ``value`` and ``limit`` are in: ``"x"`` for a ratio, ``" ms"``..."""
 
     @property
     def met(self) -> bool:
@@ -331,9 +333,10 @@ def print_targets(targets: Sequence[Target], *, rounds: int | None = None) -> No
     print("## targets (ratios of medians)")
     width = max(len(t.label) for t in targets) + 2
     for t in targets:
-        goal = f"{'<=' if t.at_most else '>='} {t.limit:g}"
+        goal = f"{'<=' if t.at_most else '>='} {t.limit:g}{'' if t.unit == 'x' else t.unit}"
         verdict = "MET" if t.met else "NOT MET"
-        print(f"   {t.label:<{width}}{t.value:>7.2f}x  (goal {goal:<7}) {verdict}")
+        measured = f"{t.value:.2f}{t.unit}"
+        print(f"   {t.label:<{width}}{measured:>9}  (goal {goal:<9}) {verdict}")
     print()
     path = os.environ.get(SUMMARY_ENV)
     if path:
@@ -346,6 +349,7 @@ def print_targets(targets: Sequence[Target], *, rounds: int | None = None) -> No
                     "value": t.value,
                     "limit": t.limit,
                     "at_most": t.at_most,
+                    "unit": t.unit,
                     "rounds": rounds if rounds is not None else _rounds,
                 }
                 out.write(json.dumps(row) + "\n")

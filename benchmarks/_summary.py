@@ -24,18 +24,20 @@ def table(lines: list[str]) -> str:
         "## summary: every target of this run (ratios of medians)",
         (
             f"   {'script':<{script_width}}{'target':<{label_width}}"
-            f"{'measured':>9}  {'goal':<9}{'rounds':>7}  verdict"
+            f"{'measured':>9}  {'goal':<11}{'rounds':>7}  verdict"
         ),
     ]
     met = 0
     for r in rows:
         ok = r["value"] <= r["limit"] if r["at_most"] else r["value"] >= r["limit"]
         met += ok
-        goal = f"{'<=' if r['at_most'] else '>='} {r['limit']:g}"
+        unit = r.get("unit", "x")
+        goal = f"{'<=' if r['at_most'] else '>='} {r['limit']:g}{'' if unit == 'x' else unit}"
         rounds = "?" if r["rounds"] is None else str(r["rounds"])
+        measured = f"{r['value']:.2f}{unit}"
         out.append(
             f"   {r['script']:<{script_width}}{r['label']:<{label_width}}"
-            f"{r['value']:>8.2f}x  {goal:<9}{rounds:>7}  "
+            f"{measured:>9}  {goal:<11}{rounds:>7}  "
             f"{'MET' if ok else 'NOT MET'}"
         )
     out.append(f"   {met} of {len(rows)} targets met")

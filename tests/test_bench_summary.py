@@ -18,6 +18,7 @@ from _harness import Target, parse_args, print_targets
 parse_args("x", ["--repeats", "4"])
 print_targets([Target("fast vs peer", 0.8, 1.0), Target("slow vs peer", 1.5, 1.2)])
 print_targets([Target("rps vs stock", 1.1, 1.0, at_most=False)], rounds=3)
+print_targets([Target("ms added", 0.18, 0.05, unit=" ms")], rounds=3)
 """
 
 
@@ -48,11 +49,13 @@ def test_targets_of_every_script_reach_one_closing_table(tmp_path: Path) -> None
         ["bench_one.py", "fast vs peer", "0.80x", "<= 1", "4", "MET"],
         ["bench_one.py", "slow vs peer", "1.50x", "<= 1.2", "4", "NOT MET"],
         ["bench_one.py", "rps vs stock", "1.10x", ">= 1", "3", "MET"],
+        ["bench_one.py", "ms added", "0.18 ms", "<= 0.05 ms", "3", "NOT MET"],
         ["bench_two.py", "fast vs peer", "0.80x", "<= 1", "4", "MET"],
         ["bench_two.py", "slow vs peer", "1.50x", "<= 1.2", "4", "NOT MET"],
         ["bench_two.py", "rps vs stock", "1.10x", ">= 1", "3", "MET"],
+        ["bench_two.py", "ms added", "0.18 ms", "<= 0.05 ms", "3", "NOT MET"],
     ]
-    assert out.rstrip().endswith("4 of 6 targets met")
+    assert out.rstrip().endswith("4 of 8 targets met")
 
 
 @pytest.mark.parametrize("content", ["", None])
