@@ -247,6 +247,9 @@ def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
         import syncbridge
 
         cancelled = threading.Event()
+        # The caller waits up to the grace for the cancelled coroutine; the
+        # default second was seen to run out on a loaded machine.
+        syncbridge.get_bridge().shutdown_grace = 30.0
 
         async def slow():
             loop = asyncio.get_running_loop()
