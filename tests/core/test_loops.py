@@ -12,7 +12,12 @@ import pytest
 import trio
 import trio.testing
 
-from syncbridge._core._loops import AsyncioLoop, Call, TrioLoop
+from syncbridge._core._loops import (
+    AsyncioLoop,
+    Call,
+    TrioLoop,
+    loop_running_in_this_thread,
+)
 from syncbridge._core._outcome import Cancelled, Value
 
 
@@ -149,3 +154,81 @@ def test_asyncio_cancel_during_an_eager_first_step_finishes_the_call_once() -> N
 
     asyncio.run(main())
     assert outcomes == [True]
+
+
+def test_the_trio_run_check_answers_per_thread() -> None:
+    """The cheap check (trio's thread-local, read without raising) is per thread.
+
+    In the run's thread it finds the token; in that run's worker thread, and in
+    a plain thread while the run goes on elsewhere, nothing; after the run,
+    nothing. It answers as trio's own ``in_trio_run`` does, where trio has one.
+    """
+    from syncbridge._core import _loops
+
+    seen: dict[str, object] = {}
+
+    def elsewhere() -> None:
+        seen["plain thread"] = loop_running_in_this_thread()
+        seen["plain thread, trio says"] = _in_trio_run_says()
+
+    async def main() -> None:
+        seen["run"] = loop_running_in_this_thread()
+        seen["token"] = trio.lowlevel.current_trio_token()
+        seen["run, trio says"] = _in_trio_run_says()
+        seen["worker"] = await trio.to_thread.run_sync(loop_running_in_this_thread)
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        await trio.to_thread.run_sync(thread.join)
+
+    seen["before"] = loop_running_in_this_thread()
+    trio.run(main)
+    seen["after"] = loop_running_in_this_thread()
+    assert seen["run"] is seen["token"]
+    assert seen["worker"] is None
+    assert seen["plain thread"] is None
+    assert seen["before"] is None
+    assert seen["after"] is None
+    assert seen["run, trio says"] in (True, None)
+    assert seen["plain thread, trio says"] in (False, None)
+    assert _loops._trio_run_here is not None  # loaded once trio was imported
+
+
+def _in_trio_run_says() -> bool | None:
+    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)
+    return None if in_trio_run is None else bool(in_trio_run())
+
+
+def test_the_trio_run_check_falls_back_when_trio_changes_its_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trio whose run context is not where it was uses trio's own check."""
+    from syncbridge._core import _loops
+
+    monkeypatch.setattr(trio._core._run, "GLOBAL_RUN_CONTEXT", object())
+    monkeypatch.setattr(_loops, "_trio_run_here", None)
+    check = _loops._load_trio_check()
+    assert check is getattr(trio.lowlevel, "in_trio_run", _loops._in_trio_run)
+    monkeypatch.undo()
+    answers: list[object] = []
+
+    async def main() -> None:
+        answers.append(check())
+
+    trio.run(main)
+    assert answers == [True]
+    assert not check()
+
+
+def test_a_calls_name_is_its_qualified_name_and_a_partial_names_its_function() -> None:
+    import functools
+
+    async def body(x: int = 0) -> None:
+        pass
+
+    ctx = contextvars.copy_context()
+    assert Call(body, (), {}, ctx, None).name == body.__qualname__
+    partial = functools.partial(body, 1)
+    partial.__qualname__ = "ignored"  # type: ignore[attr-defined]
+    assert Call(partial, (), {}, ctx, None).name == (
+        f"functools.partial({body.__qualname__}, ...)"
+    )
