@@ -17,18 +17,21 @@ __all__ = (
     "CallState",
     "LoopGone",
     "LoopHandle",
+    "PortalAsyncioLoop",
     "TrioLoop",
     "handle_for",
     "loop_running_in_this_thread",
 )
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import functools
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from queue import SimpleQueue
 from types import CoroutineType
@@ -305,6 +308,54 @@ class AsyncioLoop:
             # so nothing there would record the outcome. (An eager task factory
             # may already have run that first step; finish() is once only.)
             call.finish(Cancelled())
+
+
+class PortalAsyncioLoop(AsyncioLoop):
+    """The portal's own asyncio loop: calls sent at once share one wake-up.
+
+    ``call_soon_threadsafe`` writes to the loop's self-pipe on every call, so
+    many threads calling at once each pay a system call (and the loop a
+    callback) for a loop that is already awake. Here a call joins an intake
+    and only a call that finds no wake-up pending wakes the loop. Only the
+    portal uses it: a call that its loop never starts (the loop closed with
+    calls in the intake) is still answered, by ``Portal.close``.
+
+    No lock: appending to and popping from a deque are atomic, and the loop
+    clears :attr:`_wake_pending` *before* it empties the intake, so a call
+    that still saw the flag set was appended before the loop looked.
+    """
+
+    __slots__ = ("_intake", "_start_intake_cb", "_wake_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._intake: deque[Call[Any]] = deque()
+        self._wake_pending = False
+        self._start_intake_cb = self._start_intake  # bound once
+
+    def submit(self, call: Call[Any]) -> None:
+        call.loop = self
+        self._intake.append(call)
+        if self._wake_pending:
+            return  # the loop will start it with the calls before it
+        self._wake_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._start_intake_cb)
+        except RuntimeError:  # the loop is closed
+            self._wake_pending = False
+            with contextlib.suppress(ValueError):
+                self._intake.remove(call)
+            raise LoopGone from None
+
+    def _start_intake(self) -> None:
+        self._wake_pending = False  # first: see the class docstring
+        intake = self._intake
+        while intake:
+            call = intake.popleft()
+            try:
+                self._start(call)
+            except Exception as exc:  # never leave the calls after it waiting
+                call.finish(Error(exc))
 
 
 async def _run_asyncio(call: Call[Any]) -> None:
