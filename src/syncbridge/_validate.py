@@ -470,6 +470,8 @@ def check_async_callable(func: object, what: str) -> None:
     "never awaited" warning follows. A plain function may still return an
     awaitable, so it is accepted here; what it returns is checked when it runs.
     """
+    if type(func) is FunctionType and func.__code__.co_flags & inspect.CO_COROUTINE:
+        return  # an ``async def`` function, the common case: on every call
     if not callable(func):
         close_if_coroutine(func)
         if inspect.isawaitable(func):

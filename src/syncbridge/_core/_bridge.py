@@ -544,7 +544,14 @@ class Bridge:
         See :func:`syncbridge.sync_call_async`, which calls this on the default
         bridge.
         """
-        return self._call_with_timeout(None, func, args, kwargs)
+        # _call_with_timeout(None, ...) inlined: this runs on every call.
+        if self._closed:
+            raise BridgeClosed(closed_message("sync_call_async()"))
+        check_async_callable(func, "sync_call_async()")
+        result: T = call_async_from_thread(
+            self._portal, func, args, kwargs, None, self.shutdown_grace
+        )
+        return result
 
     def _call_with_timeout(
         self,

@@ -58,11 +58,17 @@ def _choose(func: object) -> tuple[LoopHandle | None, Job | None]:
         handle = handle_for(job.origin)
         if handle.is_alive():
             return handle, job
-    for native in (role.loop_served(), anyio_worker_loop()):
-        if native is not None:
-            handle = handle_for(native)
-            if handle.is_alive():
-                return handle, None
+    # Each looked up only when the one before gave nothing: this runs per call.
+    native = role.loop_served() if role.served_loop is not None else None
+    if native is not None:
+        handle = handle_for(native)
+        if handle.is_alive():
+            return handle, None
+    native = anyio_worker_loop()
+    if native is not None:
+        handle = handle_for(native)
+        if handle.is_alive():
+            return handle, None
     return None, job
 
 
@@ -146,13 +152,21 @@ def call_async_from_thread(
 
 
 def _wait(call: Call[Any], handle: LoopHandle, grace: float) -> None:
+    replies = call.replies
     try:
-        while not _serve(call, _POLL_SECONDS):
-            if not handle.still_running():
-                raise SyncBridgeError(
-                    f"the event loop running {call.name}() stopped before the "
-                    "call finished"
-                )
+        while True:  # _serve(call, _POLL_SECONDS), inlined: it runs per call
+            try:
+                item = replies.get(timeout=_POLL_SECONDS)
+            except Empty:
+                if not handle.still_running():
+                    raise SyncBridgeError(
+                        f"the event loop running {call.name}() stopped before the "
+                        "call finished"
+                    ) from None
+                continue
+            if item is DONE:
+                return
+            item.run()  # type: ignore[attr-defined]
     except BaseException:
         call.request_cancel()  # if it has not started yet, it never will
         _serve(call, grace)

@@ -23,7 +23,14 @@ from .._exceptions import (
     closed_message,
 )
 from .._stats import PortalStats
-from ._loops import AsyncioLoop, Call, LoopGone, LoopHandle, TrioLoop
+from ._loops import (
+    AsyncioLoop,
+    Call,
+    LoopGone,
+    LoopHandle,
+    PortalAsyncioLoop,
+    TrioLoop,
+)
 from ._outcome import Cancelled, Value
 
 if TYPE_CHECKING:
@@ -306,7 +313,7 @@ class Portal:
     def _run_asyncio(self, ready: threading.Event) -> None:
         loop = self._new_asyncio_loop()
         asyncio.set_event_loop(loop)
-        handle = AsyncioLoop(loop)
+        handle = PortalAsyncioLoop(loop)
 
         def started() -> None:
             self._handle = handle

@@ -23,6 +23,7 @@ import outcome
 import trio
 
 from .._exceptions import SyncBridgeError
+from ._loops import CALL_DONE
 from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
@@ -40,9 +41,14 @@ _BLANK: Final = contextvars.Context()
 def start_call(call: Call[Any]) -> None:
     """Start *call* on a parked host of the current run, or on a new one.
 
-    On the run's thread (a ``run_sync_soon`` callback). A run that is ending
-    refuses new tasks: *call* then gets an error saying its loop stopped.
+    On the run's thread (a ``run_sync_soon`` callback, posted by
+    ``TrioLoop.submit``). A call cancelled (or answered by a closing bridge)
+    before it could start never starts. A run that is ending refuses new tasks:
+    *call* then gets an error saying its loop stopped.
     """
+    if call.cancel_requested or call.state is CALL_DONE:
+        call.finish(Cancelled())
+        return
     idle: list[_Host]
     try:
         idle = _IDLE.get()
@@ -66,17 +72,22 @@ def start_call(call: Call[Any]) -> None:
 class _Host:
     """One host task: the call it runs now, and the scope that cancels it."""
 
-    __slots__ = ("call", "idle", "scope", "task")
+    __slots__ = ("_abort_parked", "call", "cancelled", "idle", "scope", "task")
 
     def __init__(self, idle: list[_Host], scope: trio.CancelScope) -> None:
         self.task = trio.lowlevel.current_task()
         self.idle = idle
         self.scope = scope
         self.call: Call[Any] | None = None
+        # Whether this host cancelled its scope: ``scope.cancel_called`` asks
+        # the clock too (for a deadline, which this scope never has), per call.
+        self.cancelled = False
+        self._abort_parked = self._abort  # bound once, not once per call
 
     def cancel(self, call: Call[Any]) -> None:
         """Cancel *call* if this host still runs it (a cancel may arrive late)."""
         if self.call is call:
+            self.cancelled = True
             self.scope.cancel()
 
     def resume(self, call: Call[Any]) -> None:
@@ -90,7 +101,7 @@ class _Host:
         """Wait for the next call; raises ``trio.Cancelled`` if the run ends."""
         self.task.context = _BLANK
         self.idle.append(self)
-        call: Call[Any] = await trio.lowlevel.wait_task_rescheduled(self._abort)
+        call: Call[Any] = await trio.lowlevel.wait_task_rescheduled(self._abort_parked)
         return call
 
     def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
@@ -114,7 +125,7 @@ async def _host(call: Call[Any] | None, idle: list[_Host]) -> None:
                         call.finish(Cancelled(exc))
                         raise
                     except BaseException as exc:
-                        if scope.cancel_called and _only_cancelled(exc):
+                        if host.cancelled and _only_cancelled(exc):
                             # A nursery in the call gathered our cancellation
                             # into a group: it is still a cancellation, and
                             # trio's Cancelled must not leave this thread.
@@ -125,7 +136,7 @@ async def _host(call: Call[Any] | None, idle: list[_Host]) -> None:
                         call.finish(Value(value))
                         value = None  # a parked host keeps nothing of its call
                 host.call = call = None
-                if scope.cancel_called or len(idle) >= _MAX_IDLE:
+                if host.cancelled or len(idle) >= _MAX_IDLE:
                     return
                 call = await host.park()
     except trio.Cancelled:  # the run is ending; every call here has its outcome
