@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 import traceback
+from typing import Any
 
 import anyio
 import pytest
@@ -255,3 +257,36 @@ async def test_run_blocking_concurrency_never_exceeds_capacity() -> None:
                     tg.start_soon(b.run_blocking, work)
         assert b.pool().threads <= 3
     assert 1 <= peak <= 3
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Task.cancelling() is new in Python 3.11"
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("timeout", [None, 60.0], ids=["no-timeout", "timeout"])
+async def test_a_task_cancelled_before_its_call_never_hands_it_to_a_worker(
+    timeout: float | None,
+) -> None:
+    """``task.cancel()`` not yet delivered: the call is cancelled, never run."""
+    ran: list[str] = []
+    with Bridge() as b:
+        pool = b._worker_pool
+        submitted: list[object] = []
+        real_submit = pool._submit
+
+        def counting_submit(job: Any) -> None:
+            submitted.append(job)
+            real_submit(job)
+
+        pool._submit = counting_submit  # type: ignore[method-assign]
+        call = syncbridge.to_async(ran.append, bridge=b, timeout=timeout)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call("ran")
+        task.uncancel()  # type: ignore[attr-defined,unused-ignore]  # 3.11+
+        assert submitted == [], "a cancelled task handed its call to a worker"
+        assert ran == []
+        stats = pool.stats()
+        assert (stats.calls, stats.cancellations) == (1, 1)

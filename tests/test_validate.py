@@ -16,6 +16,7 @@ import inspect
 import math
 import re
 import threading
+import types
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         AsyncIterator,
         Callable,
         Coroutine,
+        Generator,
         Iterator,
     )
 
@@ -373,6 +375,29 @@ async def test_run_blocking_refuses_a_coroutine_returned_by_a_blocking_function(
     ):
         _ = await run_blocking(make)  # what a type checker sees: a coroutine
     assert closed(made[0])
+
+
+@pytest.mark.anyio
+async def test_run_blocking_refuses_a_generator_based_coroutine_it_returned() -> None:
+    """A ``@types.coroutine`` generator is awaitable without ``__await__``."""
+
+    @types.coroutine
+    def legacy() -> Generator[None, None, int]:
+        yield
+        return 1
+
+    made: list[Generator[None, None, int]] = []
+
+    def make() -> Generator[None, None, int]:
+        made.append(legacy())
+        return made[0]
+
+    with pytest.raises(
+        TypeError, match="returned 'generator', async work that never ran"
+    ):
+        await run_blocking(make)
+    assert inspect.getgeneratorstate(made[0]) == "GEN_CLOSED"
+    assert await run_blocking(lambda: iter([1]).__next__()) == 1  # plain: fine
 
 
 @pytest.mark.anyio

@@ -39,7 +39,7 @@ import numbers
 import operator
 import sys
 from collections.abc import Mapping
-from types import CoroutineType, FunctionType, MethodType
+from types import CoroutineType, FunctionType, GeneratorType, MethodType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -439,6 +439,13 @@ def check_iterable(value: object, what: str, *, is_async: bool) -> None:
     raise TypeError(f"{what} takes {kind}, got {value!r}: {fix}")
 
 
+def _is_generator_coroutine(value: object) -> bool:
+    """A ``@types.coroutine`` generator: awaitable, though it has no ``__await__``."""
+    return isinstance(value, GeneratorType) and bool(
+        value.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE
+    )
+
+
 def refuse_coroutine(result: T, func: object, what: str) -> T:
     """Return *result*, unless the blocking *func* returned something async.
 
@@ -450,8 +457,12 @@ def refuse_coroutine(result: T, func: object, what: str) -> T:
     kind = type(result)
     if kind in _PLAIN_RESULTS:
         return result
-    if hasattr(kind, "__await__") or hasattr(kind, "__anext__"):
-        if isinstance(result, CoroutineType):
+    if (
+        hasattr(kind, "__await__")
+        or hasattr(kind, "__anext__")
+        or _is_generator_coroutine(result)
+    ):
+        if isinstance(result, (CoroutineType, GeneratorType)):
             result.close()
         name = callable_name(func)
         raise TypeError(

@@ -285,3 +285,20 @@ def test_set_pool_creates_then_resizes() -> None:
             TypeError, match=r"Bridge.set_pool\('db', capacity=\.\.\.\)"
         ):
             b.set_pool("db", 2.5)  # type: ignore[arg-type]
+
+
+def test_close_racing_a_worker_being_started_raises_nothing() -> None:
+    """A pool lists a new worker just before starting it: close() may find it then."""
+    b = Bridge(shutdown_grace=0.1)
+    pool = b._worker_pool
+    release = threading.Event()
+    starting = threading.Thread(target=release.wait, args=(10.0,), daemon=True)
+    with pool._lock:
+        pool._threads.add(starting)  # as _hand_over does, before start()
+    try:
+        b.close()  # found it unstarted for its whole grace: no RuntimeError
+    finally:
+        release.set()
+        with pool._lock:
+            pool._threads.discard(starting)
+    assert b.closed

@@ -294,28 +294,37 @@ async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
     assert pool._lookout is None
 
 
-def _arranged_pool(pace: float) -> tuple[WorkerPool, Job]:
-    """A pool in short mode whose one running worker was handed its call long ago.
+def _arranged_pool(pace: float, blocked: int = 0) -> tuple[WorkerPool, list[Job]]:
+    """A pool in short mode whose one cycling worker was handed its call long ago.
 
     White-box: the state a pool reaches when the loop thread holds the GIL for
-    longer than HANDOFF, so a worker cycling through short calls looks stuck.
+    longer than HANDOFF, so a worker cycling through short calls looks stuck;
+    *blocked* more workers are in calls that never return. Returns the pool and
+    jobs to queue in it.
     """
-    pool = WorkerPool("pace", 8)
+    pool = WorkerPool("pace", 200)
     pool._handoff = 0.05
-    worker = _workers._Worker()
     now = time.monotonic()
     with pool._lock:
         pool._long = 0.0
         pool._pace = pace
-        pool._busy = 1
+        for _ in range(blocked):
+            stuck = _workers._Worker()
+            stuck.since = now - 1000 * pool._handoff
+            pool._active.add(stuck)
+        worker = _workers._Worker()
+        worker.since = now - 100 * pool._handoff
         pool._active.add(worker)
         pool._last_handed = worker
-        worker.since = now - 100 * pool._handoff
-    return pool, Job(int, (), {}, contextvars.copy_context(), None, pool)
+        pool._busy = blocked + 1
+        pool._returned = now  # calls keep returning
+        pool._seen, pool._looked = pool._finished, now  # the lookout's last look
+    jobs = [Job(int, (), {}, contextvars.copy_context(), None, pool) for _ in range(50)]
+    return pool, jobs
 
 
-def test_in_a_burst_a_call_queues_while_running_workers_empty_the_queue_soon() -> None:
-    pool, job = _arranged_pool(pace=0.05 / 100)  # calls take a hundredth of HANDOFF
+def test_in_a_burst_a_call_queues_while_a_worker_empties_the_queue_soon() -> None:
+    pool, [job, *_] = _arranged_pool(pace=0.05 / 100)  # a hundredth of HANDOFF
     try:
         with pool._lock:
             now = time.monotonic()
@@ -331,9 +340,36 @@ def test_in_a_burst_a_call_queues_while_running_workers_empty_the_queue_soon() -
         pool.close()
 
 
-def test_the_lookout_wakes_no_worker_while_running_ones_empty_the_queue_soon() -> None:
-    """Calls keep returning and the queue is short: no thread added until they stop."""
-    pool, job = _arranged_pool(pace=0.05 / 100)
+def test_blocked_workers_are_not_counted_as_emptying_the_queue() -> None:
+    """100 workers blocked, no call returned lately: a burst starts new threads."""
+    pool, jobs = _arranged_pool(pace=0.05 / 20, blocked=100)  # 20 per HANDOFF
+    try:
+        with pool._lock:
+            now = time.monotonic()
+            pool._pending.extend((now, job) for job in jobs[:4])
+            assert pool._defers(now)  # calls still return: a few may queue
+            pool._returned = now - 10 * pool._handoff  # none has for a while
+            assert not pool._defers(now), "calls queued behind blocked workers"
+            pool._returned = now
+            pool._pending.extend((now, job) for job in jobs[4:])  # 50 queued
+            # One worker needs 2.5 HANDOFFs for them; 101 "running" would not.
+            assert not pool._defers(now), "blocked workers counted as emptying it"
+            pool._pending.clear()
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize(
+    ("queued", "returns_per_handoff", "wakes_while_returning"),
+    [(1, 5, False), (50, 1, True)],
+    ids=["queue-emptied-soon", "queue-too-long-for-the-rate"],
+)
+def test_the_lookout_wakes_a_worker_only_if_the_queue_is_not_emptied_soon(
+    queued: int, returns_per_handoff: int, wakes_while_returning: bool
+) -> None:
+    """Calls keep returning: a worker is woken only if, at that rate, the queue
+    would not empty within HANDOFF; once none returns, one is woken anyway."""
+    pool, jobs = _arranged_pool(pace=0.05 / 100, blocked=100)
     starts: list[object] = []
     stop = threading.Event()
 
@@ -343,25 +379,28 @@ def test_the_lookout_wakes_no_worker_while_running_ones_empty_the_queue_soon() -
             starts.append(pool._due())
 
     with pool._lock:
-        pool._pending.append((time.monotonic() - 1.0, job))  # waited long enough
+        waited = time.monotonic() - 1.0  # long enough to be due a worker
+        pool._pending.extend((waited, job) for job in jobs[:queued])
         pool._finished += 1  # a call returned since the lookout last looked
     lookout = threading.Thread(target=look, daemon=True)
     try:
         lookout.start()
-        # Calls keep returning (as running workers would) for 20 HANDOFFs.
-        for _ in range(100):
+        for _ in range(20 * returns_per_handoff):  # calls return for 20 HANDOFFs
+            if starts:
+                break
             with pool._lock:
                 pool._finished += 1
-            stop.wait(pool._handoff / 5)
-        assert starts == [], "the lookout woke a worker while calls kept returning"
+            stop.wait(pool._handoff / returns_per_handoff)
+        assert bool(starts) == wakes_while_returning
         # None returns any more: the workers may all be blocked; one is woken.
         lookout.join(WAIT)
         assert not lookout.is_alive()
         [due] = starts
         assert isinstance(due, list)
-        assert [start[0] for start in due] == [job]
+        assert [start[0] for start in due] == [jobs[0]]
     finally:
         with pool._lock:
             pool._lookout = None
+            pool._pending.clear()
         pool.close()
         lookout.join(WAIT)

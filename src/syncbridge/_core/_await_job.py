@@ -84,8 +84,8 @@ async def run_in_pool(
     counts.call()
     try:
         if _may_be_cancelled(loop):
-            # anyio and trio check first: a call in a cancelled scope never starts.
-            await _asyncio_checkpoint_if_cancelled()()
+            # A call whose task is cancelled already never starts.
+            await _asyncio_cancelled_yet(loop)
         fut: asyncio.Future[None] = loop.create_future()
         job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
         job.notify = _wakeups(loop).notifier(fut)
@@ -173,8 +173,9 @@ async def _run(
     policy: _OnCancel,
 ) -> Any:
     if isinstance(native, asyncio.AbstractEventLoop):
-        # anyio and trio check first: a call in a cancelled scope never starts.
-        await _asyncio_checkpoint_if_cancelled()()
+        # A call whose task is cancelled already never starts.
+        if _may_be_cancelled(native):
+            await _asyncio_cancelled_yet(native)
         return await _await_asyncio(native, pool, func, args, kwargs, ctx, policy)
     import trio
 
@@ -206,16 +207,49 @@ def _anyio_task_states() -> Container[object] | None:
     return states
 
 
-def _may_be_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether the current task may sit in an anyio cancel scope.
+if sys.version_info >= (3, 11):
 
-    Only tasks anyio knows have scopes; asking the backend about any other task
-    costs a raised and caught KeyError, a tenth of a whole call.
+    def _cancelling(task: asyncio.Task[Any]) -> bool:
+        """Whether *task* was asked to cancel (delivered or not) and not uncancelled."""
+        return task.cancelling() > 0
+
+else:  # pragma: no cover - Python 3.10 cannot tell
+
+    def _cancelling(task: asyncio.Task[Any]) -> bool:
+        return False
+
+
+def _may_be_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the current task may be cancelled already, before its call starts.
+
+    True if it was asked to cancel (``task.cancel()``, a native timeout; seen
+    on Python 3.11+) or may sit in an anyio cancel scope. Only tasks anyio
+    knows have scopes; asking the backend about any other task costs a raised
+    and caught KeyError, a tenth of a whole call.
     """
+    task = asyncio.current_task(loop)
+    if task is None:
+        return False
+    if _cancelling(task):
+        return True
     if "anyio._backends._asyncio" not in sys.modules:
         return False  # no anyio task has run on asyncio in this process
     states = _anyio_task_states()
-    return states is None or asyncio.current_task(loop) in states
+    return states is None or task in states
+
+
+async def _asyncio_cancelled_yet(loop: asyncio.AbstractEventLoop) -> None:
+    """Raise the cancellation the current task has waiting, if any.
+
+    A ``task.cancel()`` is delivered at the task's next await, which would be
+    the call's own, after the call was handed to a worker: one ``sleep(0)``
+    delivers it first. (A task still handling a delivered cancel, in cleanup,
+    counts as cancelling too: there the sleep just yields.)
+    """
+    task = asyncio.current_task(loop)
+    if task is not None and _cancelling(task):
+        await asyncio.sleep(0)
+    await _asyncio_checkpoint_if_cancelled()()
 
 
 class _Wakeups:

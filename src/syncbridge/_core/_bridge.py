@@ -687,7 +687,7 @@ class Bridge:
         deadline = start + stop_bound(self.shutdown_grace)
         for thread in threads:
             if thread is not me:
-                thread.join(max(0.0, deadline - time.monotonic()))
+                _join(thread, deadline)
         on_executors = [p for p in pools if isinstance(p, ExecutorPool)]
         running = [f for p in on_executors for f in p.in_flight()]
         if running:
@@ -796,6 +796,23 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
 
 _default: Bridge | None = None
 _default_lock = threading.Lock()
+
+
+def _join(thread: threading.Thread, deadline: float) -> None:
+    """Join *thread* by *deadline*, also if it is still being started.
+
+    A pool lists a new worker before starting it (outside its lock), so a close
+    racing a burst may find one that cannot be joined yet, for a moment.
+    """
+    while True:
+        try:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        except RuntimeError:  # "cannot join thread before it is started"
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)  # polled: a Thread has no public "started" event
+        else:
+            return
 
 
 def get_bridge() -> Bridge:

@@ -12,14 +12,15 @@ worker handed its call less than :data:`HANDOFF` ago is still running it: then
 the call is queued for that worker, which takes it when it returns, so a burst
 of short calls is served by a few threads instead of waking one per call (on a
 GIL build, more runnable threads than cores only fight over the GIL). In a
-burst, a call also queues while the running workers would empty the queue
-within :data:`HANDOFF` at the recent pace of calls (a worker "running" for
-longer is then mostly waiting for the GIL). A *lookout* thread keeps that
-promise honest: a queued call that has waited :data:`HANDOFF` with a slot free
-gets a worker of its own, one more each :data:`HANDOFF` while running workers
-still finish calls but would not empty the queue soon, twice as many each time
-while none returns (they may all be blocked), so every queued call starts in
-bounded time and a slot never stays free while a call waits for it for long.
+burst, while calls keep returning, a call also queues while one worker would
+empty the queue within :data:`HANDOFF` at the recent pace of calls (a worker
+"running" for longer is then mostly waiting for the GIL). A *lookout* thread
+keeps that promise honest: a queued call that has waited :data:`HANDOFF` with a
+slot free gets a worker of its own, one more each :data:`HANDOFF` while running
+workers still return calls but, at the rate they do, would not empty the queue
+within :data:`HANDOFF`, twice as many each time while none returns (they may
+all be blocked), so every queued call starts in bounded time and a slot never
+stays free while a call waits for it for long.
 
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
 of the process (the portal loop, an ASGI server's loop, ``anyio.run`` in tests).
@@ -116,6 +117,7 @@ class WorkerPool:
         self._handoff = HANDOFF  # tests stretch it to see one step at a time
         self._long = 1.0  # moving share of calls that took HANDOFF or longer
         self._pace = HANDOFF  # moving mean of how long calls take (capped)
+        self._returned = 0.0  # when a call last returned
         self._finished = 0  # calls that returned: the lookout's sign of progress
         self._lookout: threading.Thread | None = None
         self._lookout_waiting = False  # in a wait that only a notify ends early
@@ -201,6 +203,8 @@ class WorkerPool:
         self._lookout = threading.Thread(
             target=self._look, name=f"syncbridge-{self.name}-lookout", daemon=True
         )
+        # Its first look measures the rate calls return from now on.
+        self._seen, self._looked = self._finished, monotonic()
         return self._lookout
 
     def _defers(self, now: float) -> bool:
@@ -214,16 +218,17 @@ class WorkerPool:
             return False
         if now - last.since < self._handoff:
             return True
-        # Handed its call a while ago. In a burst (calls queued already) that
-        # is mostly a worker waiting for the GIL, which a new thread would wait
-        # for too: queue this call as well while the running workers, at the
-        # recent pace, empty the queue within HANDOFF (the lookout wakes one if
-        # it waits longer). A lone call may be behind a blocked worker: start it.
-        return bool(self._pending) and self._drains_soon(len(self._pending) + 1)
-
-    def _drains_soon(self, queued: int) -> bool:
-        """Whether *queued* calls take the running workers under HANDOFF (lock held)."""
-        return queued * self._pace < self._handoff * len(self._active)
+        # Handed its call a while ago. In a burst (calls queued already) while
+        # calls keep returning, that is mostly a worker waiting for the GIL,
+        # which a new thread would wait for too: queue this call as well while
+        # one worker, at the recent pace, empties the queue within HANDOFF (the
+        # lookout wakes another if it waits longer). Blocked workers return
+        # nothing, so they never count; a lone call may be behind one: start it.
+        return (
+            bool(self._pending)
+            and now - self._returned < self._handoff
+            and (len(self._pending) + 1) * self._pace < self._handoff
+        )
 
     def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
@@ -320,6 +325,7 @@ class WorkerPool:
         with self._lock:
             self._running.discard(done)
             self._finished += 1
+            self._returned = now
             self._long += ((took >= self._handoff) - self._long) * _LONG_WEIGHT
             # A long call counts as a few HANDOFFs: enough to never look short.
             took = min(took, _PACE_CAP * self._handoff)
@@ -394,10 +400,12 @@ class WorkerPool:
             if now < due:
                 self._wake.wait(due - now)
                 continue
-            if self._finished != self._seen:  # workers still return
-                if self._drains_soon(len(self._pending)):
-                    # They empty the queue soon: another thread would only
-                    # fight them for the GIL. Look again in a HANDOFF.
+            returned = self._finished - self._seen
+            if returned:  # workers still return
+                if len(self._pending) * (now - self._looked) < returned * self._handoff:
+                    # At the rate they returned since the last look, they empty
+                    # the queue within HANDOFF: another thread would only fight
+                    # them for the GIL. Look again in a HANDOFF.
                     self._seen, self._looked, self._ramp = self._finished, now, 1
                     continue
                 wanted, self._ramp = 1, 1  # one more
@@ -517,5 +525,6 @@ class WorkerPool:
         self._threads = set()
         self._running = set()
         self._long, self._pace, self._finished = 1.0, HANDOFF, 0
+        self._returned = 0.0
         self._lookout, self._lookout_waiting = None, False
         self._looked, self._seen, self._ramp, self._lingered = 0.0, 0, 1, 0
