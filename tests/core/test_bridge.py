@@ -9,12 +9,16 @@ import sys
 import textwrap
 import threading
 import time
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 import pytest
 
 import syncbridge
 from syncbridge import Bridge, BridgeClosed
+
+if TYPE_CHECKING:
+    from syncbridge._core._loops import Call
 
 
 async def _loop() -> object:
@@ -302,3 +306,38 @@ def test_close_racing_a_worker_being_started_raises_nothing() -> None:
         with pool._lock:
             pool._threads.discard(starting)
     assert b.closed
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_interrupt_before_the_wait_began_still_cancels_the_call(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing just after the call reached the loop, before the caller
+    started waiting (the loop may send the signal itself that fast): the
+    coroutine is cancelled and awaited before KeyboardInterrupt propagates."""
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    async def slow() -> None:
+        started.set()
+        try:
+            await anyio.sleep(3600)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+
+    with Bridge(backend=backend, shutdown_grace=30.0) as b:  # type: ignore[arg-type]
+        portal = b._portal
+        real_submit = portal.submit
+
+        def submit_then_interrupt(call: Call[None], what: str = "") -> NoReturn:
+            real_submit(call, what or "sync_call_async()")
+            assert started.wait(10.0)
+            raise KeyboardInterrupt  # where a signal handler would raise it
+
+        monkeypatch.setattr(portal, "submit", submit_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            b.sync_call_async(slow)
+        assert cancelled.is_set(), "the interrupted call was left running"
+        monkeypatch.undo()
+        assert b.stats().portal.tasks == 0

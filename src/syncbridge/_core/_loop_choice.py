@@ -104,28 +104,38 @@ def call_async_from_thread(
     ctx = copy_context_for_thread()
     call = Call(func, args, kwargs, ctx, timeout)
     delegate = None
-    if job is not None:
-        # The slot this worker holds is lent to nested work of its pool.
-        if role.blocked is None:
-            role.blocked = []
-        delegate = Delegate(job.pool, call.replies, role.blocked)
-        ctx.run(delegates.set, (*delegates.get(), delegate))
-    if handle is not None:
-        try:
-            handle.submit(call)
-        except LoopGone:
-            handle = None
-    is_portal = handle is None
-    if handle is None:
-        handle = portal.submit(call)
-    if job is not None and not cleanup:
-        # Written before cancel is read; Job.request_cancel writes cancel and
-        # then reads this: one of the two sees the other.
-        job.waiting_on = call
-        if job.cancel is not None:
-            call.request_cancel()
+    is_portal = False
     try:
-        _wait(call, handle, cancel_grace)
+        if job is not None:
+            # The slot this worker holds is lent to nested work of its pool.
+            if role.blocked is None:
+                role.blocked = []
+            delegate = Delegate(job.pool, call.replies, role.blocked)
+            ctx.run(delegates.set, (*delegates.get(), delegate))
+        try:
+            if handle is not None:
+                try:
+                    handle.submit(call)
+                except LoopGone:
+                    handle = None
+            is_portal = handle is None
+            if handle is None:
+                handle = portal.submit(call)
+            if job is not None and not cleanup:
+                # Written before cancel is read; Job.request_cancel writes cancel
+                # and then reads this: one of the two sees the other.
+                job.waiting_on = call
+                if job.cancel is not None:
+                    call.request_cancel()
+            _wait(call, handle)
+        except BaseException:
+            # From the moment the call reached a loop, which may be running it
+            # already: a KeyboardInterrupt landing even before the wait began
+            # cancels it, and waits for that.
+            if call.loop is not None:
+                call.request_cancel()  # if it has not started yet, it never will
+                _serve(call, cancel_grace)
+            raise
     finally:
         if job is not None and not cleanup:
             job.waiting_on = None
@@ -151,26 +161,22 @@ def call_async_from_thread(
     outcome.unwrap()
 
 
-def _wait(call: Call[Any], handle: LoopHandle, grace: float) -> None:
+def _wait(call: Call[Any], handle: LoopHandle) -> None:
+    """Serve delegated jobs until *call* is done; raise if its loop stops first."""
     replies = call.replies
-    try:
-        while True:  # _serve(call, _POLL_SECONDS), inlined: it runs per call
-            try:
-                item = replies.get(timeout=_POLL_SECONDS)
-            except Empty:
-                if not handle.still_running():
-                    raise SyncBridgeError(
-                        f"the event loop running {call.name}() stopped before the "
-                        "call finished"
-                    ) from None
-                continue
-            if item is DONE:
-                return
-            item.run()  # type: ignore[attr-defined]
-    except BaseException:
-        call.request_cancel()  # if it has not started yet, it never will
-        _serve(call, grace)
-        raise
+    while True:  # _serve(call, _POLL_SECONDS), inlined: it runs per call
+        try:
+            item = replies.get(timeout=_POLL_SECONDS)
+        except Empty:
+            if not handle.still_running():
+                raise SyncBridgeError(
+                    f"the event loop running {call.name}() stopped before the "
+                    "call finished"
+                ) from None
+            continue
+        if item is DONE:
+            return
+        item.run()  # type: ignore[attr-defined]
 
 
 def _serve(call: Call[Any], timeout: float | None) -> bool:

@@ -141,7 +141,7 @@ class Call(Generic[T]):
         self.outcome: Value[T] | Error | Cancelled | None = None
         self.cancel_requested = False
         self._cancel_on_loop: Callable[[], object] | None = None
-        self.loop: LoopHandle | None = None
+        self.loop: LoopHandle | None = None  # set once it is handed to a loop
         self.on_done: Callable[[Call[T]], object] | None = None
         self.tracker: Tracker | None = None
         self.timed_out = False  # its own deadline passed (counted as a timeout)
@@ -285,6 +285,7 @@ class AsyncioLoop:
         try:
             self.loop.call_soon_threadsafe(self._start, call)
         except RuntimeError:  # the loop is closed
+            call.loop = None
             raise LoopGone from None
 
     def post(self, callback: Callable[[], object]) -> None:
@@ -345,6 +346,7 @@ class PortalAsyncioLoop(AsyncioLoop):
             self._wake_pending = False
             with contextlib.suppress(ValueError):
                 self._intake.remove(call)
+            call.loop = None
             raise LoopGone from None
 
     def _start_intake(self) -> None:
@@ -420,6 +422,7 @@ class TrioLoop:
         try:
             self.token.run_sync_soon(start, call)
         except _RunFinished:
+            call.loop = None
             raise LoopGone from None
 
     def _start(self, call: Call[Any]) -> None:
