@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -16,6 +17,9 @@ from syncbridge import BridgeClosed, DeadlockError
 from syncbridge._core._loops import Call
 from syncbridge._core._outcome import Cancelled, Value
 from syncbridge._core._portal import Portal, stop_bound
+
+if sys.platform == "linux":
+    from syncbridge._core._selector import PreciseEpollSelector
 
 
 def _call(func: Any, *args: Any) -> Call[Any]:
@@ -148,3 +152,19 @@ def test_close_on_the_portal_thread_is_refused_with_no_side_effect() -> None:
     thread = portal.thread
     assert thread is not None
     assert not thread.is_alive()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="epoll is Linux's")
+def test_the_asyncio_portal_runs_on_the_precise_selector() -> None:
+    """Its timers are waited for to the microsecond, not the millisecond (#15)."""
+    portal = Portal("precise", "asyncio", use_uvloop=False)
+
+    async def selector_type() -> type:
+        return type(asyncio.get_running_loop()._selector)  # type: ignore[attr-defined]
+
+    call = _call(selector_type)
+    portal.submit(call)
+    _wait_done(call)
+    portal.close(0.1)
+    assert isinstance(call.outcome, Value)
+    assert call.outcome.value is PreciseEpollSelector

@@ -32,6 +32,7 @@ from ._loops import (
     TrioLoop,
 )
 from ._outcome import Cancelled, Value
+from ._selector import new_event_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -308,7 +309,7 @@ class Portal:
             else:
                 loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
                 return loop
-        return asyncio.new_event_loop()
+        return new_event_loop()
 
     def _run_asyncio(self, ready: threading.Event) -> None:
         loop = self._new_asyncio_loop()
