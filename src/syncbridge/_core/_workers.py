@@ -198,6 +198,9 @@ class WorkerPool:
         """
         if self._lookout is not None:
             if self._lookout_waiting:
+                # Once: until it runs, the calls after this one need no notify
+                # (Condition.notify is Python code, costly on this path).
+                self._lookout_waiting = False
                 self._wake.notify()
             return None
         self._lookout = threading.Thread(
