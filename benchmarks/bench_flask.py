@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> None:
                         at_most=False,
                     ),
                     Target(
-                        f"Flask {ms} ms: ms added per request over the sync view",
+                        f"Flask {ms} ms: added per request over the sync view",
                         added_ms,
                         most_added,
+                        unit=" ms",
                     ),
                 ]
             else:

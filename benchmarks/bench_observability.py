@@ -19,12 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from _harness import Target, print_targets
 from _http import Row, find_wrk, free_port, measure, print_rows, server
+from bench_flask import gunicorn
 
 import syncbridge
 
@@ -52,14 +52,6 @@ def stats_cost(repeat: int = 7, number: int = 20_000) -> tuple[float, float]:
     return statistics.median(per_stats), statistics.median(per_call)
 
 
-def gunicorn(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-        "--worker-class", "gthread", "--workers", "1", "--threads", "8",
-        "--log-level", "warning", "benchmarks._flask_apps:bridged",
-    ]  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -82,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.ExitStack() as stack:
         for name, port in ports.items():
             env = {"SYNCBRIDGE_BENCH_UNWATCHED": "1"} if name == "unwatched" else {}
-            stack.enter_context(server(gunicorn(port), port, env=env, cwd=str(ROOT)))
+            stack.enter_context(
+                server(gunicorn("bridged", port), port, env=env, cwd=str(ROOT))
+            )
         targets: list[Target] = []
         for ms in (0, 10):
             rows = [
