@@ -251,8 +251,8 @@ def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
         import syncbridge
 
         cancelled = threading.Event()
-        # The caller waits up to the grace for the cancelled coroutine; the
-        # default second was seen to run out on a loaded machine.
+        # The caller waits up to the grace for the cancelled coroutine: a
+        # generous one, so only a lost cancellation can fail this.
         syncbridge.get_bridge().shutdown_grace = 30.0
 
         async def slow():
