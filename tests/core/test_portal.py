@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import sys
@@ -168,3 +169,117 @@ def test_the_asyncio_portal_runs_on_the_precise_selector() -> None:
     portal.close(0.1)
     assert isinstance(call.outcome, Value)
     assert call.outcome.value is PreciseEpollSelector
+
+
+# -- the asyncio portal's intake (calls sent at once share one wake-up) ------
+
+
+def _noop() -> Any:
+    async def noop() -> int:
+        return 1
+
+    return noop
+
+
+def test_calls_after_the_loop_ended_with_a_wake_up_pending_are_refused_at_once() -> (
+    None
+):
+    """The loop dies (a SystemExit out of a callback) with calls in its intake:
+    those are answered, and later calls are refused, none left waiting."""
+    from syncbridge import Bridge
+
+    with Bridge(shutdown_grace=0.5) as b:
+        noop = _noop()
+        assert b.sync_call_async(noop) == 1
+        late: list[Any] = []
+
+        async def kill_the_loop() -> None:
+            def die() -> None:
+                raise SystemExit("the loop dies")
+
+            asyncio.get_running_loop().call_soon(die)
+            # Queued into the intake from another thread while this runs, so
+            # its wake-up is pending when the loop dies.
+            t = threading.Thread(target=lambda: late.append(b.start_soon(noop)))
+            t.start()
+            t.join()
+
+        logging.disable(logging.CRITICAL)  # the crash is logged: expected
+        try:
+            b.start_soon(kill_the_loop)
+            b._portal.thread.join(10.0)  # type: ignore[union-attr]
+        finally:
+            logging.disable(logging.NOTSET)
+        assert not b._portal.thread.is_alive()  # type: ignore[union-attr]
+        [queued] = late
+        with pytest.raises(concurrent.futures.CancelledError):
+            queued.result(timeout=10.0)  # answered, not left pending
+        for _ in range(3):
+            with pytest.raises(BridgeClosed):
+                b.sync_call_async(noop)
+        stats = b.stats().portal
+        assert stats.tasks == 0, "calls are left waiting on a loop that ended"
+        ended = stats.completed + stats.errors + stats.cancellations + stats.timeouts
+        assert stats.calls == ended, "refused calls were counted as calls"
+
+
+def test_a_ctrl_c_while_posting_the_wake_up_leaves_the_portal_working(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KeyboardInterrupt inside call_soon_threadsafe: that call is refused, and
+    the next calls (from any thread) still wake the loop."""
+    from syncbridge import Bridge
+
+    with Bridge() as b:
+        noop = _noop()
+        assert b.sync_call_async(noop) == 1
+        loop = b._portal.handle().native
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        real = loop.call_soon_threadsafe
+        interrupted: list[bool] = []
+
+        def interrupt_once(*args: Any, **kwargs: Any) -> Any:
+            if not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", interrupt_once)
+        with pytest.raises(KeyboardInterrupt):
+            b.sync_call_async(noop)
+        results: list[int] = []
+        t = threading.Thread(target=lambda: results.append(b.sync_call_async(noop)))
+        t.start()
+        t.join(10.0)
+        assert results == [1], "the portal stopped waking up after the interrupt"
+        assert b.sync_call_async(noop) == 1
+        assert b.stats().portal.tasks == 0
+
+
+def test_one_wake_up_starts_one_batch_and_posts_the_rest_for_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop runs its timers and I/O between batches of a long intake."""
+    from syncbridge._core import _loops
+
+    started: list[Call[Any]] = []
+    monkeypatch.setattr(
+        _loops.PortalAsyncioLoop, "_start", lambda self, call: started.append(call)
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        handle = _loops.PortalAsyncioLoop(loop)
+        calls = [_call(_noop()) for _ in range(3 * _loops._INTAKE_SHORT + 5)]
+        for call in calls:
+            call.loop = handle
+            handle._intake.append(call)
+        handle._start_intake()  # what one wake-up runs
+        assert started == calls[: _loops._INTAKE_SHORT]
+        assert handle._wake_pending, "the rest were not posted for later"
+        loop.run_until_complete(asyncio.sleep(0))  # the loop's next rounds
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0))
+        assert started == calls
+        assert not handle._intake
+    finally:
+        loop.close()

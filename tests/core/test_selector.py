@@ -198,10 +198,19 @@ def test_the_new_loop_runs_on_the_precise_selector() -> None:
 
 @linux_only
 def test_the_loop_asks_the_selector_for_its_timer_unrounded(spy: _SelectSpy) -> None:
-    """A 50 ms sleep ends in select(), with what epoll's whole ms leave of it."""
+    """A 50 ms sleep ends in select(), with what epoll's whole ms leave of it.
+
+    Ten sleeps: on a loaded machine one epoll wait may end past the deadline,
+    leaving nothing for select(); all ten cannot.
+    """
+
+    async def sleeps() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+
     loop = new_event_loop()
     try:
-        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.run_until_complete(sleeps())
     finally:
         loop.close()
     assert spy.timeouts

@@ -24,7 +24,6 @@ __all__ = (
 )
 
 import asyncio
-import contextlib
 import contextvars
 import enum
 import functools
@@ -311,6 +310,10 @@ class AsyncioLoop:
             call.finish(Cancelled())
 
 
+_INTAKE_SHORT: Final = 64
+"""Calls queued for the portal loop that share one wake-up; past it, each posts."""
+
+
 class PortalAsyncioLoop(AsyncioLoop):
     """The portal's own asyncio loop: calls sent at once share one wake-up.
 
@@ -326,38 +329,72 @@ class PortalAsyncioLoop(AsyncioLoop):
     that still saw the flag set was appended before the loop looked.
     """
 
-    __slots__ = ("_intake", "_start_intake_cb", "_wake_pending")
+    __slots__ = ("_gone", "_intake", "_start_intake_cb", "_wake_pending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self._intake: deque[Call[Any]] = deque()
         self._wake_pending = False
+        self._gone = False  # the loop has ended: see close_intake
         self._start_intake_cb = self._start_intake  # bound once
 
     def submit(self, call: Call[Any]) -> None:
         call.loop = self
         self._intake.append(call)
-        if self._wake_pending:
+        if self._gone:  # read after the append; close_intake writes it before
+            self._withdraw(call)
+            raise LoopGone
+        if self._wake_pending and len(self._intake) <= _INTAKE_SHORT:
             return  # the loop will start it with the calls before it
-        self._wake_pending = True
+        # A long intake means callers outrun the loop (start_soon() in a loop
+        # never blocks): each then posts its own wake-up, whose system call
+        # lets the loop thread have the GIL, as every call did before intakes.
         try:
+            # Set inside the try: whatever stops the wake-up being posted (a
+            # closed loop, a Ctrl-C in call_soon_threadsafe) must clear it, or
+            # no later call would wake the loop.
+            self._wake_pending = True
             self.loop.call_soon_threadsafe(self._start_intake_cb)
-        except RuntimeError:  # the loop is closed
-            self._wake_pending = False
-            with contextlib.suppress(ValueError):
-                self._intake.remove(call)
-            call.loop = None
-            raise LoopGone from None
+        except BaseException as exc:
+            self._wake_pending = False  # at worst, one wake-up too many later
+            if not self._withdraw(call) or not isinstance(exc, RuntimeError):
+                raise  # a call the loop took already is cancelled by its caller
+            raise LoopGone from None  # RuntimeError: the loop is closed
+
+    def _withdraw(self, call: Call[Any]) -> bool:
+        """Take back *call* if the loop has not taken it; True if it was."""
+        try:
+            self._intake.remove(call)
+        except ValueError:
+            return False
+        call.loop = None  # it reached no loop
+        return True
 
     def _start_intake(self) -> None:
         self._wake_pending = False  # first: see the class docstring
         intake = self._intake
-        while intake:
+        # A batch, not all: the loop runs its timers and I/O between batches,
+        # however fast calls arrive.
+        for _ in range(min(len(intake), _INTAKE_SHORT)):
             call = intake.popleft()
             try:
                 self._start(call)
             except Exception as exc:  # never leave the calls after it waiting
                 call.finish(Error(exc))
+        if intake and not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon(self._start_intake_cb)
+
+    def close_intake(self) -> None:
+        """Answer the calls the ended loop never started; refuse new ones.
+
+        Called by the portal thread once its loop has ended, however it
+        ended (``close()``, a ``loop.stop()`` in user code, a crash).
+        """
+        self._gone = True
+        intake = self._intake
+        while intake:
+            intake.popleft().finish(Cancelled())
 
 
 async def _run_asyncio(call: Call[Any]) -> None:

@@ -148,9 +148,19 @@ class Portal:
         try:
             handle.submit(call)
         except LoopGone:
-            self._calls.discard(call)
+            self._forget(call)
             raise BridgeClosed(closed_message(what)) from None
+        except BaseException:
+            if call.loop is None:  # it never reached the loop (a Ctrl-C)
+                self._forget(call)
+            raise
         return handle
+
+    def _forget(self, call: Call[Any]) -> None:
+        """Un-track a call its loop never took: counted as no call at all."""
+        self._calls.discard(call)
+        with self._lock:
+            self._submitted -= 1
 
     def finished(self, call: Call[Any]) -> None:
         """Forget *call*, which has its outcome, and count how it ended."""
@@ -334,6 +344,7 @@ class Portal:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+            handle.close_intake()
 
     def _run_trio(self, ready: threading.Event) -> None:
         try:
