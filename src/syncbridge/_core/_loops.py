@@ -321,8 +321,8 @@ class PortalAsyncioLoop(AsyncioLoop):
     many threads calling at once each pay a system call (and the loop a
     callback) for a loop that is already awake. Here a call joins an intake
     and only a call that finds no wake-up pending wakes the loop. Only the
-    portal uses it: a call that its loop never starts (the loop closed with
-    calls in the intake) is still answered, by ``Portal.close``.
+    portal uses it: a call that its loop never starts (the loop ended with
+    calls in the intake) is still answered, by :meth:`close_intake`.
 
     No lock: appending to and popping from a deque are atomic, and the loop
     clears :attr:`_wake_pending` *before* it empties the intake, so a call
@@ -342,8 +342,9 @@ class PortalAsyncioLoop(AsyncioLoop):
         call.loop = self
         self._intake.append(call)
         if self._gone:  # read after the append; close_intake writes it before
-            self._withdraw(call)
-            raise LoopGone
+            if self._withdraw(call):
+                raise LoopGone
+            return  # close_intake took it first, and answered it
         if self._wake_pending and len(self._intake) <= _INTAKE_SHORT:
             return  # the loop will start it with the calls before it
         # A long intake means callers outrun the loop (start_soon() in a loop
