@@ -279,11 +279,14 @@ class _Wakeups:
         # either this sees no drain on its way, or that drain sees the future.
         self._ready.append(fut)
         if not self._scheduled:
-            self._scheduled = True
             try:
+                self._scheduled = True  # in the try: see PortalAsyncioLoop.submit
                 self.loop.call_soon_threadsafe(self._drain)
             except RuntimeError:  # the loop closed after abandoning the call
                 pass
+            except BaseException:
+                self._scheduled = False  # at worst, one drain too many later
+                raise
 
     def _drain(self) -> None:
         self._scheduled = False
