@@ -84,7 +84,7 @@ class ExecutorPool:
         )
         self._lock = threading.Lock()
         self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
-        self.counts = Counts()
+        self.counts: Counts = Counts()
         """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
         self._closed = False
 

@@ -126,7 +126,7 @@ class WorkerPool:
         self._seen = 0  # _finished as the lookout last saw it
         self._ramp = 1  # workers to wake at the next look that finds no progress
         self._lingered = 0  # looks in a row that found nothing queued
-        self.counts = Counts()
+        self.counts: Counts = Counts()
         """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
 
     @property
