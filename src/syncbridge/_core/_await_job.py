@@ -103,7 +103,7 @@ async def run_in_pool(
     except BaseException:
         counts.ended(Ending.ERROR)
         raise
-    counts.ended(Ending.COMPLETED)
+    counts.completed()
     return result if what is None else refuse_coroutine(result, func, what)
 
 

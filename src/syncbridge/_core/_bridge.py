@@ -462,7 +462,8 @@ class Bridge:
         Not a coroutine itself, so both ``run_blocking`` functions await the
         call's one coroutine directly (a level fewer on the hottest path).
         """
-        self._check_open("run_blocking()")
+        if self._closed:
+            raise BridgeClosed(closed_message("run_blocking()"))
         check_blocking_callable(func, "run_blocking()")
         return run_in_pool(
             self._default_pool, func, args, kwargs, self.abandon_on_cancel,

@@ -67,6 +67,13 @@ class JobState(enum.Enum):
     """It has an outcome (it ran, or it was refused before running)."""
 
 
+# Read on every call. A member is a slower lookup than a global on Python 3.10
+# and 3.11 (about 90 ns against 10), and a job reads three.
+_QUEUED: Final = JobState.QUEUED
+_RUNNING: Final = JobState.RUNNING
+_FINISHED: Final = JobState.FINISHED
+
+
 class Ending(enum.Enum):
     """How a call ended for its awaiter, as the stats count it."""
 
@@ -120,7 +127,7 @@ class Job:
         self.pool = pool
         self.pid = PROCESS.pid
         # Written by the thread that runs (or refuses) the job.
-        self.state = JobState.QUEUED
+        self.state = _QUEUED
         self.outcome: Outcome | None = None
         # Written by the awaiting task's loop, or by close(): first reason wins.
         self.cancel: CancelReason | None = None
@@ -142,7 +149,7 @@ class Job:
         if self.cancel is not None:  # given up before it started: skip it
             self.outcome = Error(WorkerCancelled("cancelled before it started"))
         else:
-            self.state = JobState.RUNNING
+            self.state = _RUNNING
             previous, role.job = role.job, self
             try:
                 self.outcome = Value(self.ctx.run(self.func, *self.args, **self.kwargs))
@@ -169,7 +176,7 @@ class Job:
         self.kwargs = {}
         # state before notify: the awaiting side reads state after swapping
         # notify (see _await_job), so one of the two always sees the other.
-        self.state = JobState.FINISHED
+        self.state = _FINISHED
         if self.pid == PROCESS.pid:  # in a forked child, the awaiter is the parent's
             self.notify()
 
