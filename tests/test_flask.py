@@ -24,6 +24,7 @@ from flask.views import MethodView
 from werkzeug.exceptions import GatewayTimeout, ImATeapot
 
 import syncbridge
+from _scripts import run_script
 from syncbridge.flask import SyncBridge, stream
 
 if TYPE_CHECKING:
@@ -735,13 +736,7 @@ time.sleep(0.2)
 print("exiting")
 """
         started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        proc = run_script(script)
         assert proc.returncode == 0, proc.stderr
         assert time.monotonic() - started < 20
         assert "exiting background task" in proc.stdout

@@ -360,43 +360,40 @@ async def test_run_blocking_refuses_async_functions_at_the_call(kind: str) -> No
     assert "sync_call_async()" in message
 
 
-@pytest.mark.anyio
-async def test_run_blocking_refuses_a_coroutine_returned_by_a_blocking_function() -> (
-    None
-):
-    made: list[Coroutine[Any, Any, int]] = []
+@types.coroutine
+def legacy_coroutine() -> Generator[None, None, int]:
+    """A ``@types.coroutine`` generator: awaitable, though it has no ``__await__``."""
+    yield
+    return 1
 
-    def make() -> Coroutine[Any, Any, int]:
-        made.append(fetch())
+
+def generator_closed(gen: Generator[Any, Any, Any]) -> bool:
+    return inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED
+
+
+ASYNC_RESULTS: dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]] = {
+    "coroutine": (fetch, closed),
+    "generator": (legacy_coroutine, generator_closed),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", list(ASYNC_RESULTS))
+async def test_run_blocking_refuses_async_work_a_blocking_function_returned(
+    kind: str,
+) -> None:
+    make_async, is_closed = ASYNC_RESULTS[kind]
+    made: list[Any] = []
+
+    def make() -> Any:
+        made.append(make_async())
         return made[0]
 
     with pytest.raises(
-        TypeError, match="returned 'coroutine', async work that never ran"
-    ):
-        _ = await run_blocking(make)  # what a type checker sees: a coroutine
-    assert closed(made[0])
-
-
-@pytest.mark.anyio
-async def test_run_blocking_refuses_a_generator_based_coroutine_it_returned() -> None:
-    """A ``@types.coroutine`` generator is awaitable without ``__await__``."""
-
-    @types.coroutine
-    def legacy() -> Generator[None, None, int]:
-        yield
-        return 1
-
-    made: list[Generator[None, None, int]] = []
-
-    def make() -> Generator[None, None, int]:
-        made.append(legacy())
-        return made[0]
-
-    with pytest.raises(
-        TypeError, match="returned 'generator', async work that never ran"
+        TypeError, match=f"returned {kind!r}, async work that never ran"
     ):
         await run_blocking(make)
-    assert inspect.getgeneratorstate(made[0]) == "GEN_CLOSED"
+    assert is_closed(made[0])
     assert await run_blocking(lambda: iter([1]).__next__()) == 1  # plain: fine
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from _scripts import run_script
 from syncbridge import Bridge
 from syncbridge._core import _await_job
 
@@ -116,11 +115,5 @@ def test_a_forked_child_starts_with_no_wake_ups_of_the_parent() -> None:
         sys.exit(os.waitstatus_to_exitcode(status))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_script(script, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,9 +4,6 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -15,6 +12,7 @@ import anyio
 import pytest
 
 import syncbridge
+from _scripts import run_script
 from syncbridge import Bridge, BridgeClosed
 
 if TYPE_CHECKING:
@@ -23,16 +21,6 @@ if TYPE_CHECKING:
 
 async def _loop() -> object:
     return asyncio.get_running_loop()
-
-
-def _run_script(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 class TestBridge:
@@ -165,7 +153,7 @@ class TestBridge:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_child_gets_a_fresh_default_bridge() -> None:
-    result = _run_script(
+    result = run_script(
         """
         import asyncio, os, sys, threading, warnings
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
@@ -198,7 +186,7 @@ def test_fork_child_gets_a_fresh_default_bridge() -> None:
 
 def test_exit_with_pending_portal_task_does_not_hang_and_logs() -> None:
     started = time.monotonic()
-    result = _run_script(
+    result = run_script(
         """
         import asyncio, logging, threading
         logging.basicConfig(level=logging.WARNING)
@@ -227,7 +215,7 @@ def test_exit_after_the_portal_used_its_default_executor_is_quiet() -> None:
     Python 3.12 starts no thread at interpreter exit, and shutting that executor
     down starts one: the portal must still close without a traceback.
     """
-    result = _run_script(
+    result = run_script(
         """
         import asyncio
         import syncbridge
@@ -245,7 +233,7 @@ def test_exit_after_the_portal_used_its_default_executor_is_quiet() -> None:
 
 
 def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
-    result = _run_script(
+    result = run_script(
         """
         import asyncio, os, signal, threading
         import syncbridge

@@ -8,10 +8,11 @@ A process that leaves a portal task running and a worker in a long blocking call
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from _scripts import run_script
 
 pytestmark = pytest.mark.faults
 
@@ -43,13 +44,7 @@ SCRIPT = textwrap.dedent(
 def test_interpreter_exit_with_pending_work_is_quick_and_quiet() -> None:
     """Exit with a portal task and an abandoned worker: < 10 s, code 0, no noise."""
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", SCRIPT],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        proc = run_script(SCRIPT, timeout=10)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the process did not exit within 10 s (stderr: {exc.stderr!r})")
     assert "main: done" in proc.stdout, proc.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import textwrap
 import threading
@@ -20,6 +19,7 @@ import anyio
 import pytest
 
 import syncbridge
+from _scripts import run_script
 from syncbridge import Bridge, BridgeClosed
 
 if TYPE_CHECKING:
@@ -125,12 +125,8 @@ def test_a_child_forked_in_a_nested_call_uses_no_parent_thread() -> None:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        done = subprocess.run(
-            [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        done = run_script(
+            script, timeout=60, flags=["-W", "ignore::DeprecationWarning"]
         )
     assert "rc 0" in done.stdout, (done.stdout, done.stderr[-2000:])
 
@@ -281,13 +277,7 @@ def test_an_executor_thread_blocked_in_a_call_never_holds_up_exit() -> None:
         """
     )
     start = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_script(script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "answered" in done.stdout
     assert time.monotonic() - start < 15

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
+from _scripts import run_script
 from syncbridge import Bridge, BridgeClosed
 
 if TYPE_CHECKING:
@@ -224,13 +225,7 @@ def test_interpreter_exit_answers_a_non_daemon_thread_blocked_in_the_bridge() ->
         """
     )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        proc = run_script(script, timeout=10)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(
             "the process did not exit within 10 s: interpreter exit waits for the "
