@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -13,9 +16,11 @@ import pytest
 
 import syncbridge
 from _scripts import run_script
-from syncbridge import Bridge, BridgeClosed
+from syncbridge import Bridge, BridgeClosed, SyncBridgeError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from syncbridge._core._loops import Call
 
 
@@ -329,3 +334,131 @@ def test_an_interrupt_before_the_wait_began_still_cancels_the_call(
         assert cancelled.is_set(), "the interrupted call was left running"
         monkeypatch.undo()
         assert b.stats().portal.tasks == 0
+
+
+def _stop_by_loop_stop() -> None:
+    asyncio.get_running_loop().stop()
+
+
+def _stop_by_system_exit() -> None:
+    asyncio.get_running_loop().call_soon(sys.exit, 3)  # escapes run_forever()
+
+
+def _stop_by_interrupt() -> None:
+    def interrupt() -> NoReturn:
+        raise KeyboardInterrupt
+
+    asyncio.get_running_loop().call_soon(interrupt)
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [_stop_by_loop_stop, _stop_by_system_exit, _stop_by_interrupt],
+    ids=["loop.stop()", "SystemExit", "KeyboardInterrupt"],
+)
+def test_a_portal_loop_stopped_by_user_code_answers_its_calls_and_is_replaced(
+    stop: Callable[[], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its calls fail at once with an error naming the cause; the next call works."""
+    bridge = Bridge(name="stopped", blocking_threshold=30.0)
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    def wait_forever() -> None:
+        try:
+            bridge.sync_call_async(forever)
+        except BaseException as exc:  # checked below
+            errors.append(exc)
+
+    async def stopper() -> None:
+        stop()
+        await asyncio.sleep(3600)  # cancelled: the loop ends under it
+
+    waiter = threading.Thread(target=wait_forever)
+    try:
+        with caplog.at_level(logging.WARNING, logger="syncbridge"):
+            bridge.sync_call_async(asyncio.sleep, 0)
+            first = bridge._portal.thread  # pyright: ignore[reportPrivateUsage]
+            old_watch = bridge.portal_watch
+            waiter.start()
+            assert started.wait(10)
+            with pytest.raises(
+                SyncBridgeError, match=r"portal loop stopped while \S*stopper\(\)"
+            ):
+                bridge.sync_call_async(stopper)
+            waiter.join(30)  # a lost answer would leave it waiting for an hour
+            assert not waiter.is_alive()
+            assert len(errors) == 1
+            assert isinstance(errors[0], SyncBridgeError)
+            assert "next call starts a new portal loop" in str(errors[0])
+
+            assert bridge.sync_call_async(asyncio.sleep, 0, "again") == "again"
+            second = bridge._portal.thread  # pyright: ignore[reportPrivateUsage]
+            assert first is not None
+            assert second is not None
+            assert second is not first
+            assert second.is_alive()
+            first.join(10)
+            assert not first.is_alive()
+            new_watch = bridge.portal_watch  # the new loop is watched too
+            assert new_watch is not None
+            assert new_watch is not old_watch
+            assert new_watch.running
+            assert new_watch.threshold == 30.0
+            stats = bridge.stats().portal
+            assert (stats.tasks, stats.cancellations, stats.completed) == (0, 2, 2)
+    finally:
+        bridge.close()
+        waiter.join(10)
+    gc.collect()  # asyncio logs a pending task it drops when it is collected
+    events = [getattr(r, "syncbridge_event", None) for r in caplog.records]
+    assert events.count("portal-stopped") == 1
+    assert "task-abandoned-at-close" not in events  # every call was answered
+    assert "Task was destroyed" not in caplog.text
+
+
+def test_calls_racing_a_portal_loop_that_stops_get_an_answer_and_never_bridge_closed() -> (
+    None
+):
+    """Calls sent while the loop stops, again and again, finish or fail clearly."""
+    bridge = Bridge(name="restarts")
+    outcomes: list[object] = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def caller() -> None:
+        go.wait()
+        for _ in range(100):
+            try:
+                got: object = bridge.sync_call_async(asyncio.sleep, 0, "ok")
+            except BaseException as exc:  # SyncBridgeError, and nothing else
+                got = exc
+            with lock:
+                outcomes.append(got)
+
+    async def stop_it() -> None:
+        asyncio.get_running_loop().stop()
+
+    callers = [threading.Thread(target=caller) for _ in range(8)]
+    try:
+        for t in callers:
+            t.start()
+        go.set()
+        for _ in range(5):
+            with contextlib.suppress(SyncBridgeError):
+                bridge.sync_call_async(stop_it)
+        for t in callers:
+            t.join(60)  # a lost answer would hang
+            assert not t.is_alive()
+        wrong = [
+            o for o in outcomes if o != "ok" and not isinstance(o, SyncBridgeError)
+        ]
+        assert wrong == []
+        assert len(outcomes) == 800
+        assert bridge.sync_call_async(asyncio.sleep, 0, "after") == "after"
+    finally:
+        bridge.close()

@@ -148,10 +148,17 @@ def call_async_from_thread(
         del outcome
         if job is not None and job.cancel is not None and not cleanup:
             check_cancelled()
-        if is_portal and not portal.running:
+        if is_portal and portal.closed:
             raise BridgeClosed(
                 f"the bridge was closed while {call.name}() was running on its portal "
                 "loop, so the call was cancelled"
+            ) from None
+        if is_portal:
+            raise SyncBridgeError(
+                f"the bridge's portal loop stopped while {call.name}() was running on "
+                "it (a coroutine or callback stopped the loop, or SystemExit or "
+                "KeyboardInterrupt escaped one), so the call was cancelled; the next "
+                "call starts a new portal loop. Do not stop a loop you did not start."
             ) from None
         raise SyncBridgeError(
             f"{call.name}() was cancelled by the event loop running it, which is "

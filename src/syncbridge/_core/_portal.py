@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ("Portal", "stop_bound")
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -149,7 +150,11 @@ class Portal:
             handle.submit(call)
         except LoopGone:
             self._forget(call)
-            raise BridgeClosed(closed_message(what)) from None
+            if self._closed:
+                raise BridgeClosed(closed_message(what)) from None
+            # The loop stopped on its own just before (see _loop_ended): the
+            # next loop takes the call.
+            return self.submit(call, what)
         except BaseException:
             if call.loop is None:  # it never reached the loop (a Ctrl-C)
                 self._forget(call)
@@ -287,12 +292,16 @@ class Portal:
     def _run(
         self, target: Callable[[threading.Event], None], ready: threading.Event
     ) -> None:
+        how = "a coroutine or callback on it called loop.stop()"
         try:
             target(ready)
         except BaseException as exc:
             if not ready.is_set():  # failed before the loop ran: tell _start
                 self._startup_error = exc
+            elif isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                how = f"{type(exc).__name__} escaped a callback on it"
             else:
+                how = "it crashed"
                 logger.exception(
                     "the syncbridge portal loop %r crashed",
                     self.name,
@@ -302,7 +311,50 @@ class Portal:
                     },
                 )
         finally:
+            ran = ready.is_set()
             ready.set()  # never leave _start waiting, whatever happened
+            if ran:  # (a failed start is _start's to report: it joins this thread)
+                self._loop_ended(how)
+
+    def _loop_ended(self, how: str) -> None:
+        """On the portal thread, its loop ended: if close() did not end it, recover.
+
+        Its calls are answered with a cancellation (their callers raise
+        :class:`~syncbridge.SyncBridgeError`), and the next call starts a new
+        loop: one coroutine that stops the loop must not leave the bridge (the
+        default one, say) refusing every later call.
+        """
+        me = threading.current_thread()
+        with self._lock:
+            # _start holds the lock until it has set _thread (it joins this
+            # thread only when the loop never ran): this waits for it.
+            if self._closed or self._thread is not me or self._handle is None:
+                return  # close() ends it and answers its calls; or it never ran
+            handle, self._handle, self._thread = self._handle, None, None
+            watch = self._watch
+        if (
+            watch is not None
+        ):  # a watch starts once: its loop's successor gets a new one
+            self.watch(watch.threshold, watch.describers)
+        ended = [call for call in list(self._calls) if call.loop is handle]
+        logger.warning(
+            "the syncbridge portal loop %r stopped while its bridge was open (%s); "
+            "%d call(s) on it were cancelled, and the next call starts a new loop",
+            self.name,
+            how,
+            len(ended),
+            extra={
+                "syncbridge_event": "portal-stopped",
+                "syncbridge_portal": self.name,
+            },
+        )
+        for call in ended:
+            call.finish(Cancelled())
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def _new_asyncio_loop(self) -> asyncio.AbstractEventLoop:
         if self.use_uvloop:
@@ -342,6 +394,8 @@ class Portal:
                 # to join the executor; close() below shuts it down unjoined.
                 pass
         finally:
+            if not self._closed:  # it stopped on its own: see _loop_ended
+                _drop_tasks(loop)
             asyncio.set_event_loop(None)
             loop.close()
             handle.close_intake()
@@ -490,6 +544,23 @@ class Portal:
         if watch is not None:  # its monitor thread is the parent's: start anew
             self.watch(watch.threshold, watch.describers)
             self._retired_blocks = 0
+
+
+def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the tasks of a loop that stopped on its own go without noise.
+
+    Their calls are answered, and the stop logged, in ``Portal._loop_ended``:
+    asyncio's "Task was destroyed but it is pending!" would only repeat it. A
+    task that never took its first step holds a coroutine that never ran:
+    closed here, it does not warn "never awaited" when collected.
+    """
+    for task in asyncio.all_tasks(loop):
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        coro = task.get_coro()
+        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == (
+            inspect.CORO_CREATED
+        ):
+            coro.close()
 
 
 def _log_cancelled(name: str) -> None:
