@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import gc
 import threading
+import weakref
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -10,6 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncbridge import Bridge, WorkerPool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Gauge:
@@ -174,3 +182,49 @@ def test_many_threads_calling_sync_call_async_with_nested_run_blocking() -> None
         assert not errors
         assert not any(t.is_alive() for t in threads)
     assert gauge.peak <= 4
+
+
+class _Payload:
+    """Something a call holds: in its context, its function, its result."""
+
+
+_held: contextvars.ContextVar[_Payload] = contextvars.ContextVar("held")
+
+
+def test_an_idle_worker_keeps_nothing_of_the_calls_it_ran_alive() -> None:
+    """A worker thread lives on after its calls (10 s idle, or for ever in the
+    thread-sensitive lane): it must not keep their context, function or result."""
+    bridge = Bridge(max_workers=1)  # one thread: its first call, then the inbox
+    refs: list[weakref.ref[_Payload]] = []
+
+    def make_call() -> Callable[[], _Payload]:
+        captured = _Payload()
+        refs.append(weakref.ref(captured))
+
+        def call() -> _Payload:
+            assert captured is not None
+            result = _Payload()
+            refs.append(weakref.ref(result))
+            return result
+
+        return call
+
+    async def main() -> None:
+        for _ in range(2):  # a new thread's first call, then a call handed to it
+            payload = _Payload()
+            refs.append(weakref.ref(payload))
+            token = _held.set(payload)
+            del payload
+            try:
+                await bridge.run_blocking(make_call())
+            finally:
+                _held.reset(token)
+
+    try:
+        asyncio.run(main())
+        assert bridge.stats().pools["default"].threads == 1  # alive, idle
+        gc.collect()
+        alive = [ref() for ref in refs if ref() is not None]
+        assert alive == [], f"{len(alive)} of {len(refs)} payloads still referenced"
+    finally:
+        bridge.close()

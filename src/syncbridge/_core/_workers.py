@@ -283,7 +283,9 @@ class WorkerPool:
             self._spawned += 1
             thread = threading.Thread(
                 target=self._work,
-                args=(worker, job),
+                # In a box the thread empties: Thread keeps its args until the
+                # thread ends, and with them the job's context and function.
+                args=(worker, [job]),
                 name=f"syncbridge-{self.name}-{self._spawned}",
                 daemon=True,
             )
@@ -433,8 +435,9 @@ class WorkerPool:
             return starts
         return None
 
-    def _work(self, worker: _Worker, job: Job | None) -> None:
+    def _work(self, worker: _Worker, first: list[Job]) -> None:
         me = threading.current_thread()
+        job: Job | None = first.pop()
         try:
             while True:
                 if job is None:
@@ -451,6 +454,7 @@ class WorkerPool:
                     if not isinstance(item, Job):  # _STOP
                         return
                     job = item
+                    del item  # an idle worker keeps nothing of its last call
                 # The function alone is timed: waking the awaiter may wait for
                 # the GIL, which says nothing about how long calls take.
                 start = monotonic()
