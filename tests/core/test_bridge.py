@@ -387,7 +387,8 @@ def test_a_portal_loop_stopped_by_user_code_answers_its_calls_and_is_replaced(
             waiter.start()
             assert started.wait(10)
             with pytest.raises(
-                SyncBridgeError, match=r"portal loop stopped while \S*stopper\(\)"
+                SyncBridgeError,
+                match=r"portal loop stopped before \S*stopper\(\) finished",
             ):
                 bridge.sync_call_async(stopper)
             waiter.join(30)  # a lost answer would leave it waiting for an hour
@@ -448,7 +449,7 @@ def test_calls_racing_a_portal_loop_that_stops_get_an_answer_and_never_bridge_cl
         for t in callers:
             t.start()
         go.set()
-        for _ in range(5):
+        for _ in range(20):
             with contextlib.suppress(SyncBridgeError):
                 bridge.sync_call_async(stop_it)
         for t in callers:
@@ -460,5 +461,49 @@ def test_calls_racing_a_portal_loop_that_stops_get_an_answer_and_never_bridge_cl
         assert wrong == []
         assert len(outcomes) == 800
         assert bridge.sync_call_async(asyncio.sleep, 0, "after") == "after"
+    finally:
+        bridge.close()
+
+
+def test_the_tasks_of_a_stopped_portal_loop_are_cancelled_and_clean_up_on_it() -> None:
+    """As asyncio.run() ends its loop: each task is cancelled and its cleanup,
+    awaits included, runs on the loop's thread before the caller is answered."""
+    bridge = Bridge(name="cleanup")
+    started = threading.Event()
+    seen: list[str] = []
+
+    async def holds_a_resource() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        finally:
+            await asyncio.sleep(0)  # an async cleanup step: needs a running loop
+            seen.append(f"cleaned up on {threading.current_thread().name}")
+
+    async def stop_it() -> None:
+        asyncio.get_running_loop().stop()
+
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            bridge.sync_call_async(holds_a_resource)
+        except BaseException as exc:  # checked below
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=call)
+    try:
+        waiter.start()
+        assert started.wait(10)
+        bridge.sync_call_async(stop_it)
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert seen == ["cancelled", "cleaned up on syncbridge-portal-cleanup"]
+        [error] = outcome
+        assert isinstance(error, SyncBridgeError)
+        assert "portal loop stopped before" in str(error)
     finally:
         bridge.close()

@@ -155,7 +155,7 @@ def call_async_from_thread(
             ) from None
         if is_portal:
             raise SyncBridgeError(
-                f"the bridge's portal loop stopped while {call.name}() was running on "
+                f"the bridge's portal loop stopped before {call.name}() finished on "
                 "it (a coroutine or callback stopped the loop, or SystemExit or "
                 "KeyboardInterrupt escaped one), so the call was cancelled; the next "
                 "call starts a new portal loop. Do not stop a loop you did not start."

@@ -150,6 +150,11 @@ class Call(Generic[T]):
         """Whether the call has its outcome."""
         return self.state is CALL_DONE
 
+    @property
+    def running(self) -> bool:
+        """Whether a task on its loop runs the call (begun, no outcome yet)."""
+        return self.state is _RUNNING
+
     async def invoke(self) -> T:
         awaitable: object = self.func(*self.args, **self.kwargs)
         if awaitable.__class__ is not CoroutineType and not isinstance(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from .._exceptions import (
     BridgeClosed,
     DeadlockError,
+    SyncBridgeError,
     closed_message,
 )
 from .._stats import PortalStats
@@ -47,6 +48,12 @@ Backend = Literal["asyncio", "trio"]
 
 _MIN_CLEANUP: Final = 0.1
 """Seconds cancelled tasks get to finish their cleanup, at the least."""
+_STOPPED_CLEANUP: Final = 1.0
+"""Seconds the tasks of a loop stopped by code on it get to end, once cancelled."""
+_RESUBMITS: Final = 3
+"""Loops a call is sent to, when each stops before it takes the call."""
+_DETACH_WAIT: Final = 1.0
+"""Seconds a call waits for the portal thread to let go of a stopped loop."""
 _STOP_MARGIN: Final = 0.25
 """Seconds for the loop to stop and its thread to end once tasks are done."""
 
@@ -134,32 +141,51 @@ class Portal:
 
         Raises:
             BridgeClosed: If the portal is closed (or closing).
+            SyncBridgeError: If loops keep stopping under the call (code on
+                them stops them), so none took it.
         """
-        handle = self._handle
-        if handle is None:
-            handle = self.handle()
         call.tracker = self
-        with self._lock:
-            if self._closed:
-                raise BridgeClosed(closed_message(what))
-            # Added before close() can list the calls, submitted after: a call
-            # the loop never starts is still answered by close() (#11).
-            self._calls.add(call)
-            self._submitted += 1
-        try:
-            handle.submit(call)
-        except LoopGone:
-            self._forget(call)
-            if self._closed:
-                raise BridgeClosed(closed_message(what)) from None
-            # The loop stopped on its own just before (see _loop_ended): the
-            # next loop takes the call.
-            return self.submit(call, what)
-        except BaseException:
-            if call.loop is None:  # it never reached the loop (a Ctrl-C)
+        for _ in range(_RESUBMITS):
+            handle = self._handle
+            if handle is None:
+                handle = self.handle()
+            with self._lock:
+                if self._closed:
+                    raise BridgeClosed(closed_message(what))
+                # Added before close() can list the calls, submitted after: a
+                # call the loop never starts is still answered by close() (#11).
+                self._calls.add(call)
+                self._submitted += 1
+            try:
+                handle.submit(call)
+            except LoopGone:
+                # The loop stopped on its own (see _detach) before it took the
+                # call: the next loop takes it, once the old one let go.
                 self._forget(call)
-            raise
-        return handle
+                if self._closed:
+                    raise BridgeClosed(closed_message(what)) from None
+                self._wait_detached(handle)
+                continue
+            except BaseException:
+                if call.loop is None:  # it never reached the loop (a Ctrl-C)
+                    self._forget(call)
+                raise
+            return handle
+        raise SyncBridgeError(
+            f"{call.name}() was not started: the bridge's portal loop stopped "
+            f"{_RESUBMITS} times in a row as it was sent (code on the loop stops it). "
+            "Do not stop a loop you did not start."
+        )
+
+    def _wait_detached(self, handle: LoopHandle) -> None:
+        """Wait (briefly) until the portal has let go of *handle*, which is gone."""
+        thread = self._thread
+        if (
+            self._handle is handle
+            and thread is not None
+            and thread is not threading.current_thread()
+        ):
+            thread.join(_DETACH_WAIT)
 
     def _forget(self, call: Call[Any]) -> None:
         """Un-track a call its loop never took: counted as no call at all."""
@@ -281,27 +307,27 @@ class Portal:
             name=f"syncbridge-portal-{self.name}",
             daemon=True,
         )
+        # Set first: a Ctrl-C in the wait below must not leave a running loop
+        # with no thread on record (close() and _detach go by it).
+        self._thread = thread
         thread.start()
         ready.wait()
         if self._handle is None:
+            self._thread = None
             thread.join()
             error, self._startup_error = self._startup_error, None
             raise error or RuntimeError("the syncbridge portal loop failed to start")
-        self._thread = thread
 
     def _run(
         self, target: Callable[[threading.Event], None], ready: threading.Event
     ) -> None:
-        how = "a coroutine or callback on it called loop.stop()"
         try:
             target(ready)
         except BaseException as exc:
             if not ready.is_set():  # failed before the loop ran: tell _start
                 self._startup_error = exc
-            elif isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                how = f"{type(exc).__name__} escaped a callback on it"
-            else:
-                how = "it crashed"
+            elif not isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                # (Those two come from user code on the loop: logged as a stop.)
                 logger.exception(
                     "the syncbridge portal loop %r crashed",
                     self.name,
@@ -311,32 +337,31 @@ class Portal:
                     },
                 )
         finally:
-            ran = ready.is_set()
             ready.set()  # never leave _start waiting, whatever happened
-            if ran:  # (a failed start is _start's to report: it joins this thread)
-                self._loop_ended(how)
 
-    def _loop_ended(self, how: str) -> None:
-        """On the portal thread, its loop ended: if close() did not end it, recover.
+    def _detach(self, handle: LoopHandle) -> bool:
+        """The loop behind *handle* stopped: unless close() stops it, let go of it.
 
-        Its calls are answered with a cancellation (their callers raise
-        :class:`~syncbridge.SyncBridgeError`), and the next call starts a new
-        loop: one coroutine that stops the loop must not leave the bridge (the
-        default one, say) refusing every later call.
+        On the portal thread, as soon as its loop stops. From then on new calls
+        start a new loop: one coroutine that stops the loop must not leave the
+        bridge (the default one, say) refusing every later call. True if it
+        let go (the loop stopped on its own).
         """
-        me = threading.current_thread()
         with self._lock:
-            # _start holds the lock until it has set _thread (it joins this
-            # thread only when the loop never ran): this waits for it.
-            if self._closed or self._thread is not me or self._handle is None:
-                return  # close() ends it and answers its calls; or it never ran
-            handle, self._handle, self._thread = self._handle, None, None
+            if self._closed or self._handle is not handle:
+                return False  # close() ends it and answers its calls
+            self._handle = self._thread = None
+            self._probe_posted = None  # one posted to this loop never runs
             watch = self._watch
-        if (
-            watch is not None
-        ):  # a watch starts once: its loop's successor gets a new one
+        if watch is not None:  # a watch starts once: the next loop gets a new one
             self.watch(watch.threshold, watch.describers)
-        ended = [call for call in list(self._calls) if call.loop is handle]
+        return True
+
+    def _answer_stopped(self, handle: LoopHandle, how: str) -> None:
+        """Answer the calls still running on the stopped loop; log the stop."""
+        # Only calls that began there: one still being submitted to it gets
+        # LoopGone and goes to the next loop (see submit).
+        ended = [c for c in list(self._calls) if c.loop is handle and c.running]
         logger.warning(
             "the syncbridge portal loop %r stopped while its bridge was open (%s); "
             "%d call(s) on it were cancelled, and the next call starts a new loop",
@@ -384,8 +409,19 @@ class Portal:
             self._start_watch()
 
         loop.call_soon(started)
+        how = "a coroutine or callback on it called loop.stop()"
         try:
-            loop.run_forever()
+            try:
+                loop.run_forever()
+            except (SystemExit, KeyboardInterrupt) as exc:
+                how = f"{type(exc).__name__} escaped a callback on it"
+                raise
+            except BaseException:
+                how = "it crashed"
+                raise
+            finally:
+                if self._detach(handle):
+                    self._end_stopped(loop, handle, how)
             loop.run_until_complete(loop.shutdown_asyncgens())
             try:
                 loop.run_until_complete(loop.shutdown_default_executor())
@@ -394,11 +430,31 @@ class Portal:
                 # to join the executor; close() below shuts it down unjoined.
                 pass
         finally:
-            if not self._closed:  # it stopped on its own: see _loop_ended
-                _drop_tasks(loop)
             asyncio.set_event_loop(None)
             loop.close()
             handle.close_intake()
+
+    def _end_stopped(
+        self, loop: asyncio.AbstractEventLoop, handle: PortalAsyncioLoop, how: str
+    ) -> None:
+        """End a loop that stopped on its own, as ``asyncio.run()`` ends its loop.
+
+        Calls it never started are answered; its tasks are cancelled and get
+        :data:`_STOPPED_CLEANUP` seconds to finish
+        (their callers are answered as they do); what is still running then is
+        answered and dropped.
+        """
+        handle.close_intake()  # answered; later calls are refused: to the next loop
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            try:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=_STOPPED_CLEANUP))
+            except BaseException:  # it stopped again: no more cleanup
+                pass
+        self._answer_stopped(handle, how)
+        _drop_tasks(loop)
 
     def _run_trio(self, ready: threading.Event) -> None:
         try:
@@ -407,7 +463,16 @@ class Portal:
             raise ImportError(
                 "Bridge(backend='trio') needs trio: pip install 'syncbridge[trio]'"
             ) from None
-        trio.run(self._trio_main, ready)
+        how = "its trio.run() ended"
+        try:
+            trio.run(self._trio_main, ready)
+        except BaseException as exc:
+            how = f"{type(exc).__name__} ended its trio.run()"
+            raise
+        finally:
+            handle = self._handle
+            if handle is not None and self._detach(handle):
+                self._answer_stopped(handle, how)
 
     async def _trio_main(self, ready: threading.Event) -> None:
         import trio
@@ -549,7 +614,7 @@ class Portal:
 def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:
     """Let the tasks of a loop that stopped on its own go without noise.
 
-    Their calls are answered, and the stop logged, in ``Portal._loop_ended``:
+    Their calls are answered, and the stop logged, in ``Portal._answer_stopped``:
     asyncio's "Task was destroyed but it is pending!" would only repeat it. A
     task that never took its first step holds a coroutine that never ran:
     closed here, it does not warn "never awaited" when collected.
