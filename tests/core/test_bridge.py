@@ -507,3 +507,47 @@ def test_the_tasks_of_a_stopped_portal_loop_are_cancelled_and_clean_up_on_it() -
         assert "portal loop stopped before" in str(error)
     finally:
         bridge.close()
+
+
+def test_close_during_the_cleanup_of_a_stopped_portal_loop_answers_its_callers() -> (
+    None
+):
+    """close() waits for the old loop within its bound, then answers what is left:
+    no caller may still wait once close() returned."""
+    bridge = Bridge(name="closing", shutdown_grace=0.25)
+    started, cleaning, release = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[BaseException] = []
+
+    async def victim() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(3600)
+        finally:
+            cleaning.set()
+            release.wait(30)  # cleanup that blocks the old loop
+
+    def call() -> None:
+        try:
+            bridge.sync_call_async(victim)
+        except BaseException as exc:  # checked below
+            outcome.append(exc)
+
+    async def stop_it() -> None:
+        asyncio.get_running_loop().stop()
+
+    waiter = threading.Thread(target=call)
+    try:
+        waiter.start()
+        assert started.wait(10)
+        with contextlib.suppress(SyncBridgeError):
+            bridge.sync_call_async(stop_it)
+        assert cleaning.wait(10)
+        bridge.close()
+        waiter.join(10)  # answered by close(), not by the cleanup's end
+        assert not waiter.is_alive()
+        [error] = outcome
+        assert isinstance(error, BridgeClosed)
+    finally:
+        release.set()
+        bridge.close()
+        waiter.join(10)

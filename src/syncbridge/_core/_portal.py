@@ -94,6 +94,7 @@ class Portal:
         self._lock = threading.Lock()
         self._handle: LoopHandle | None = None
         self._thread: threading.Thread | None = None
+        self._ending: list[threading.Thread] = []  # of loops that stopped on their own
         self._closed = False
         self._calls: set[Call[Any]] = set()
         # Outcome totals (see PortalStats), guarded by _count_lock; calls by _lock.
@@ -351,6 +352,10 @@ class Portal:
         with self._lock:
             if self._closed or self._handle is not handle:
                 return False  # close() ends it and answers its calls
+            # Still the loop's thread while it ends: close() waits for it.
+            self._ending = [t for t in self._ending if t.is_alive()]
+            if self._thread is not None:
+                self._ending.append(self._thread)
             self._handle = self._thread = None
             self._probe_posted = None  # one posted to this loop never runs
             watch = self._watch
@@ -503,9 +508,17 @@ class Portal:
                 return
             self._closed = True
             handle, thread = self._handle, self._thread
-        if handle is None or thread is None:
-            return
+            ending = [t for t in self._ending if t.is_alive()]
         start = time.monotonic()
+        deadline = start + stop_bound(grace)
+        if handle is None or thread is None:
+            if ending:  # only loops that stopped on their own, still ending
+                self._join_ending(ending, deadline)
+                for left in ending:
+                    if left.is_alive():
+                        _log_left_running(left, stop_bound(grace))
+                self._answer_leftovers(log=True)
+            return
         cleanup = max(grace, _MIN_CLEANUP)
         if isinstance(handle, AsyncioLoop):
             handle.post(
@@ -513,21 +526,21 @@ class Portal:
             )
         else:
             handle.post(lambda: self._start_trio_drain(grace, cleanup))
-        thread.join(max(0.0, start + stop_bound(grace) - time.monotonic()))
-        if thread.is_alive():
-            logger.warning(
-                "syncbridge portal thread %r did not stop within %.2f s (a "
-                "coroutine on it ignores cancellation or blocks the loop); it is "
-                "left behind as a daemon thread",
-                thread.name,
-                stop_bound(grace),
-                extra={
-                    "syncbridge_event": "portal-left-running",
-                    "syncbridge_thread": thread.name,
-                },
-            )
+        thread.join(max(0.0, deadline - time.monotonic()))
+        self._join_ending(ending, deadline)
+        for left in (thread, *ending):
+            if left.is_alive():
+                _log_left_running(left, stop_bound(grace))
         self._answer_leftovers(log=True)
         self._stop_watch(start + stop_bound(grace))
+
+    @staticmethod
+    def _join_ending(threads: list[threading.Thread], deadline: float) -> None:
+        # A loop that stopped on its own cleans up for a bounded time (see
+        # _end_stopped); close() waits for it within its own bound, then
+        # answers whatever it left, like the calls of its current loop.
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _answer_leftovers(self, log: bool) -> None:
         """Finish every call without an outcome, so its caller wakes up."""
@@ -537,7 +550,8 @@ class Portal:
 
     def refuse_own_thread(self) -> None:
         """Raise :class:`DeadlockError` on the portal loop's own thread."""
-        if self._thread is threading.current_thread():
+        me = threading.current_thread()
+        if self._thread is me or me in self._ending:
             raise DeadlockError(
                 "Bridge.close() was called from a coroutine running on the "
                 "bridge's own portal loop, which would have to wait for itself "
@@ -599,6 +613,7 @@ class Portal:
         self._lock = threading.Lock()
         self._handle = None
         self._thread = None
+        self._ending = []
         self._calls = set()
         self._count_lock = threading.Lock()
         self._counts = [0, 0, 0, 0]  # indexed by _COMPLETED, _ERROR, ...
@@ -627,6 +642,20 @@ def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:
             inspect.CORO_CREATED
         ):
             coro.close()
+
+
+def _log_left_running(thread: threading.Thread, bound: float) -> None:
+    logger.warning(
+        "syncbridge portal thread %r did not stop within %.2f s (a coroutine on "
+        "it ignores cancellation or blocks the loop); it is left behind as a "
+        "daemon thread",
+        thread.name,
+        bound,
+        extra={
+            "syncbridge_event": "portal-left-running",
+            "syncbridge_thread": thread.name,
+        },
+    )
 
 
 def _log_cancelled(name: str) -> None:
