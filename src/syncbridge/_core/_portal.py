@@ -3,9 +3,10 @@
 Sync code that has no loop of its own runs its coroutines here, so successive
 calls share one loop (and the clients, pools and locks bound to it). The thread
 starts on first use and stops in :meth:`Portal.close`; a loop that code on it
-stops is replaced by a new one at the next call (see :meth:`Portal._detach`). Every call sent to the
-portal is tracked until it has an outcome, so that closing can answer each one,
-even a call whose coroutine ignores cancellation (#11).
+stops is replaced by a new one at the next call (see :meth:`Portal._detach`).
+Every call sent to the portal is tracked until it has an outcome, so that
+closing can answer each one, even a call whose coroutine ignores cancellation
+(#11).
 """
 
 from __future__ import annotations
@@ -446,9 +447,8 @@ class Portal:
         """End a loop that stopped on its own, as ``asyncio.run()`` ends its loop.
 
         Calls it never started are answered; its tasks are cancelled and get
-        :data:`_STOPPED_CLEANUP` seconds to finish
-        (their callers are answered as they do); what is still running then is
-        answered and dropped.
+        :data:`_STOPPED_CLEANUP` seconds to finish (their callers are answered
+        as they do); what is still running then is answered and dropped.
         """
         handle.close_intake()  # answered; later calls are refused: to the next loop
         tasks = asyncio.all_tasks(loop)
@@ -532,7 +532,7 @@ class Portal:
             if left.is_alive():
                 _log_left_running(left, stop_bound(grace))
         self._answer_leftovers(log=True)
-        self._stop_watch(start + stop_bound(grace))
+        self._stop_watch(deadline)
 
     @staticmethod
     def _join_ending(threads: list[threading.Thread], deadline: float) -> None:
