@@ -19,7 +19,7 @@ from _scripts import run_script
 from syncbridge import Bridge, BridgeClosed, SyncBridgeError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from syncbridge._core._loops import Call
 
@@ -101,19 +101,12 @@ class TestBridge:
     ) -> None:
         b = Bridge(shutdown_grace=0.05)
         started = threading.Event()
-        outcome: list[BaseException] = []
 
         async def forever() -> None:
             started.set()
             await asyncio.sleep(100)
 
-        def caller() -> None:
-            try:
-                b.sync_call_async(forever)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        t = threading.Thread(target=caller)
+        t, outcome = _caller(b, forever)
         t.start()
         started.wait(5)
         with caplog.at_level(logging.WARNING, logger="syncbridge"):
@@ -336,6 +329,26 @@ def test_an_interrupt_before_the_wait_began_still_cancels_the_call(
         assert b.stats().portal.tasks == 0
 
 
+def _caller(
+    bridge: Bridge, func: Callable[[], Awaitable[object]]
+) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread (not started) that calls *func* on *bridge*; what it raises lands
+    in the list, for the test to check."""
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            bridge.sync_call_async(func)
+        except BaseException as exc:  # the test checks it
+            raised.append(exc)
+
+    return threading.Thread(target=call), raised
+
+
+async def _stop_running_loop() -> None:
+    asyncio.get_running_loop().stop()
+
+
 def _stop_by_loop_stop() -> None:
     asyncio.get_running_loop().stop()
 
@@ -362,23 +375,16 @@ def test_a_portal_loop_stopped_by_user_code_answers_its_calls_and_is_replaced(
     """Its calls fail at once with an error naming the cause; the next call works."""
     bridge = Bridge(name="stopped", blocking_threshold=30.0)
     started = threading.Event()
-    errors: list[BaseException] = []
 
     async def forever() -> None:
         started.set()
         await asyncio.sleep(3600)
 
-    def wait_forever() -> None:
-        try:
-            bridge.sync_call_async(forever)
-        except BaseException as exc:  # checked below
-            errors.append(exc)
-
     async def stopper() -> None:
         stop()
         await asyncio.sleep(3600)  # cancelled: the loop ends under it
 
-    waiter = threading.Thread(target=wait_forever)
+    waiter, errors = _caller(bridge, forever)
     try:
         with caplog.at_level(logging.WARNING, logger="syncbridge"):
             bridge.sync_call_async(asyncio.sleep, 0)
@@ -441,9 +447,6 @@ def test_calls_racing_a_portal_loop_that_stops_get_an_answer_and_never_bridge_cl
             with lock:
                 outcomes.append(got)
 
-    async def stop_it() -> None:
-        asyncio.get_running_loop().stop()
-
     callers = [threading.Thread(target=caller) for _ in range(8)]
     try:
         for t in callers:
@@ -451,7 +454,7 @@ def test_calls_racing_a_portal_loop_that_stops_get_an_answer_and_never_bridge_cl
         go.set()
         for _ in range(20):
             with contextlib.suppress(SyncBridgeError):
-                bridge.sync_call_async(stop_it)
+                bridge.sync_call_async(_stop_running_loop)
         for t in callers:
             t.join(60)  # a lost answer would hang
             assert not t.is_alive()
@@ -483,22 +486,11 @@ def test_the_tasks_of_a_stopped_portal_loop_are_cancelled_and_clean_up_on_it() -
             await asyncio.sleep(0)  # an async cleanup step: needs a running loop
             seen.append(f"cleaned up on {threading.current_thread().name}")
 
-    async def stop_it() -> None:
-        asyncio.get_running_loop().stop()
-
-    outcome: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            bridge.sync_call_async(holds_a_resource)
-        except BaseException as exc:  # checked below
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=call)
+    waiter, outcome = _caller(bridge, holds_a_resource)
     try:
         waiter.start()
         assert started.wait(10)
-        bridge.sync_call_async(stop_it)
+        bridge.sync_call_async(_stop_running_loop)
         waiter.join(30)
         assert not waiter.is_alive()
         assert seen == ["cancelled", "cleaned up on syncbridge-portal-cleanup"]
@@ -516,7 +508,6 @@ def test_close_during_the_cleanup_of_a_stopped_portal_loop_answers_its_callers()
     no caller may still wait once close() returned."""
     bridge = Bridge(name="closing", shutdown_grace=0.25)
     started, cleaning, release = threading.Event(), threading.Event(), threading.Event()
-    outcome: list[BaseException] = []
 
     async def victim() -> None:
         try:
@@ -526,21 +517,12 @@ def test_close_during_the_cleanup_of_a_stopped_portal_loop_answers_its_callers()
             cleaning.set()
             release.wait(30)  # cleanup that blocks the old loop
 
-    def call() -> None:
-        try:
-            bridge.sync_call_async(victim)
-        except BaseException as exc:  # checked below
-            outcome.append(exc)
-
-    async def stop_it() -> None:
-        asyncio.get_running_loop().stop()
-
-    waiter = threading.Thread(target=call)
+    waiter, outcome = _caller(bridge, victim)
     try:
         waiter.start()
         assert started.wait(10)
         with contextlib.suppress(SyncBridgeError):
-            bridge.sync_call_async(stop_it)
+            bridge.sync_call_async(_stop_running_loop)
         assert cleaning.wait(10)
         bridge.close()
         waiter.join(10)  # answered by close(), not by the cleanup's end
