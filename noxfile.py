@@ -34,7 +34,12 @@ nox.options.sessions = [
 ]
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+SUPPORTED_PYTHONS = ["3.11", "3.12", "3.13", "3.14", "3.15", "3.13t", "3.14t"]
+FREE_THREADED = [p for p in SUPPORTED_PYTHONS if p.endswith("t")]
+# The interpreters this run tests: every supported one unless SYNCBRIDGE_PYTHONS
+# names some (.ci/run tests the ones Debian 12 has on the host and the others in
+# a chroot, each run erroring on any of its own that is missing).
+PYTHONS = os.environ.get("SYNCBRIDGE_PYTHONS", " ".join(SUPPORTED_PYTHONS)).split()
 
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -45,6 +50,15 @@ def install(session: nox.Session, *groups: str, extras: str = "") -> None:
     requirements: list[str] = []
     for group in groups:
         requirements += nox.project.dependency_groups(PYPROJECT, group)
+    if str(session.python).endswith("t"):
+        # Their source builds need a Rust toolchain and crates; the wheels they
+        # publish for free-threaded builds (older releases) import without the GIL.
+        requirements += [
+            "--only-binary",
+            "pydantic-core",
+            "--only-binary",
+            "hypothesis",
+        ]
     session.install("-e", f".[{extras}]" if extras else ".", *requirements)
 
 
@@ -85,6 +99,32 @@ def faults(session: nox.Session) -> None:
         *session.posargs,
         env={"SYNCBRIDGE_FAULT_ROUNDS": os.environ.get("SYNCBRIDGE_FAULT_ROUNDS", "5")},
     )
+
+
+@nox.session(python=[p for p in PYTHONS if p in FREE_THREADED] or FREE_THREADED)
+def free_threaded(session: nox.Session) -> None:
+    """Hammer the core on a free-threaded build, where the GIL hides no race.
+
+    The fault suite at 3 rounds per fault, then the stress suite at full scale
+    (50 caller threads on top of the workers, on however few cores) three
+    times in a row, then a soak of 200,000 calls a direction whose counts must
+    add up exactly. Each pytest run fails if the GIL came back on. ``.ci/run``
+    runs it; positional arguments go to every pytest run.
+    """
+    install(session, "test", extras="trio,uvloop")
+    session.run(
+        "pytest", "tests/faults", "-m", "faults", *session.posargs,
+        env={"SYNCBRIDGE_FAULT_ROUNDS": "3"},
+    )  # fmt: skip
+    for _ in range(3):
+        session.run(
+            "pytest", "tests/stress", "-m", "stress", *session.posargs,
+            env={"SYNCBRIDGE_STRESS_SCALE": "full"},
+        )  # fmt: skip
+    session.run(
+        "pytest", "tests/soak", "-m", "soak", *session.posargs,
+        env={"SYNCBRIDGE_SOAK_CALLS": "200000"},
+    )  # fmt: skip
 
 
 @nox.session(python="3.11")

@@ -5,6 +5,7 @@ import importlib.util
 import logging
 import os
 import sys
+import sysconfig
 import threading
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,28 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         return (yield)
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a free-threaded build, fail the run if anything turned the GIL back on.
+
+    CPython re-enables the GIL when it imports an extension module that does
+    not declare free-threading support; everything the suite imports has by
+    now been imported, so the tests must have run without it.
+    """
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if (
+        sysconfig.get_config_var("Py_GIL_DISABLED")
+        and is_gil_enabled is not None
+        and is_gil_enabled()
+    ):
+        assert sys.__stderr__ is not None
+        sys.__stderr__.write(
+            "\nThe GIL is enabled on this free-threaded build: an imported extension "
+            "module does not declare free-threading support (CPython's RuntimeWarning "
+            "names it).\n"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_enter_pdb() -> None:

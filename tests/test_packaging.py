@@ -78,6 +78,8 @@ def test_project_urls(metadata: email.message.Message) -> None:
         "Framework :: Trio",
         "Intended Audience :: Developers",
         "Operating System :: OS Independent",
+        *(f"Programming Language :: Python :: 3.{minor}" for minor in range(11, 16)),
+        "Programming Language :: Python :: Free Threading :: 3 - Stable",
         "Topic :: Internet :: WWW/HTTP",
         "Topic :: Software Development :: Libraries",
         "Typing :: Typed",
@@ -85,6 +87,13 @@ def test_project_urls(metadata: email.message.Message) -> None:
 )
 def test_classifiers(metadata: email.message.Message, classifier: str) -> None:
     assert classifier in (metadata.get_all("Classifier") or [])
+
+
+def test_python_310_is_not_supported(metadata: email.message.Message) -> None:
+    assert metadata["Requires-Python"] == ">=3.11"
+    assert "Programming Language :: Python :: 3.10" not in (
+        metadata.get_all("Classifier") or []
+    )
 
 
 def test_the_wheel_has_the_typing_marker(wheel: Path) -> None:
