@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = (
     "EXECUTOR_KIND",
+    "LONGEST_WAIT",
     "SupportsGetExecutor",
     "as_executor",
     "check_async_callable",
@@ -38,6 +39,7 @@ import math
 import numbers
 import operator
 import sys
+import threading
 from collections.abc import Mapping
 from types import CoroutineType, FunctionType, GeneratorType, MethodType
 from typing import (
@@ -65,6 +67,15 @@ _PLAIN_RESULTS: Final = frozenset(
     (type(None), bool, int, float, complex, str, bytes, bytearray, tuple, list, dict)
 )
 """Result types that are never awaitable: checked on every call, so first."""
+
+LONGEST_WAIT: Final = threading.TIMEOUT_MAX / 4
+"""The most seconds :func:`check_seconds` returns: what a thread can wait, with room.
+
+A thread cannot wait past :data:`threading.TIMEOUT_MAX` (about 292 years on
+Linux, 49 days on Windows: a wait beyond raises :exc:`OverflowError`), and a
+setting may be doubled and added to (``Bridge.close()`` waits up to
+``2 * shutdown_grace + 0.5`` s): a quarter of it leaves that room.
+"""
 
 # Code flags of functions whose calls can be known not to return an awaitable.
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -146,7 +157,8 @@ def check_seconds(
 ) -> float | None:
     """Return *value* if it is a finite number of seconds > 0 (>= 0 with *zero*).
 
-    With *none* (what ``None`` means, e.g. ``"no detection"``), ``None`` is
+    A value past :data:`LONGEST_WAIT` is returned as that: "as long as the
+    platform can wait", never an :exc:`OverflowError` in a thread later. With *none* (what ``None`` means, e.g. ``"no detection"``), ``None`` is
     accepted and returned; without it, ``None`` is refused.
     """
     bound = ">= 0" if zero else "> 0"
@@ -162,7 +174,7 @@ def check_seconds(
         )
     if not (math.isfinite(seconds) and (seconds >= 0 if zero else seconds > 0)):
         raise ValueError(f"{what} must be {accepted}; got {value!r}")
-    return seconds
+    return min(seconds, LONGEST_WAIT)
 
 
 @overload

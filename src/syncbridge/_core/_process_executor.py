@@ -150,6 +150,13 @@ class ProcessExecutor(concurrent.futures.Executor):
             )
         self._ctx: BaseContext = mp_context
         self._init_payload: bytes | None = None
+        if isinstance(initargs, (str, bytes)) or not hasattr(
+            type(initargs), "__iter__"
+        ):
+            raise TypeError(
+                "ProcessExecutor(initargs=...) must be a tuple of the initializer's "
+                f"arguments, such as (path,) for one; got {initargs!r}"
+            )
         if initializer is not None:
             if not callable(initializer):
                 raise TypeError(
