@@ -32,6 +32,7 @@ __all__ = (
     "refuse_coroutine",
 )
 
+import collections.abc
 import concurrent.futures
 import functools
 import inspect
@@ -51,6 +52,7 @@ from typing import (
     TypeGuard,
     TypeVar,
     cast,
+    get_origin,
     overload,
 )
 
@@ -490,8 +492,11 @@ def check_async_callable(func: object, what: str) -> None:
     """Refuse what cannot return an awaitable: non-callables, generator functions.
 
     A coroutine object passed instead of its function is closed first, so no
-    "never awaited" warning follows. A plain function may still return an
-    awaitable, so it is accepted here; what it returns is checked when it runs.
+    "never awaited" warning follows. A plain function (or method, or partial of
+    one) whose return annotation names what cannot be awaited (``-> None``,
+    ``-> int``, ``-> Response``) is refused too. Other plain functions may
+    return an awaitable (``lambda: client.get(url)``), so they are accepted
+    here; what they return is checked when they have run.
     """
     if type(func) is FunctionType and func.__code__.co_flags & inspect.CO_COROUTINE:
         return  # an ``async def`` function, the common case: on every call
@@ -526,3 +531,47 @@ def check_async_callable(func: object, what: str) -> None:
         raise TypeError(
             f"{what} takes an async function, but {name} is a generator function: {fix}"
         )
+    if flags & _AWAITABLE_FLAGS or is_async_callable(func):
+        return
+    returns = _declared_return(_unwrap(func))
+    if returns is not _UNKNOWN and not _may_be_awaitable(returns):
+        shown = "None" if returns is None else _annotation_name(returns)
+        raise TypeError(
+            f"{what} takes an async function, but {callable_name(func)} is a "
+            f"plain function declared to return {shown} (`-> {shown}`), which "
+            "cannot be awaited: call it directly in sync code (no event loop "
+            "needed), or make it `async def`"
+        )
+
+
+_UNKNOWN: Final = object()
+
+
+def _declared_return(func: object) -> object:
+    """The evaluated return annotation of a plain function or method, or _UNKNOWN."""
+    if isinstance(func, MethodType):
+        func = func.__func__
+    if not isinstance(func, FunctionType):
+        return _UNKNOWN  # a callable object, a builtin (anext() returns awaitables)
+    try:
+        hints = inspect.get_annotations(func, eval_str=True)
+    except Exception:  # a forward reference that does not resolve: cannot tell
+        return _UNKNOWN
+    return hints.get("return", _UNKNOWN)
+
+
+def _may_be_awaitable(annotation: object) -> bool:
+    """Whether a value of this annotation may be awaitable; True unless known not."""
+    if annotation is None or annotation is type(None):
+        return False
+    cls = get_origin(annotation) or annotation
+    if not isinstance(cls, type) or cls is object:
+        return True  # Any, a Union, a TypeVar...: cannot tell
+    # A generator may be a @types.coroutine one, awaitable without __await__.
+    return hasattr(cls, "__await__") or issubclass(cls, collections.abc.Generator)
+
+
+def _annotation_name(annotation: object) -> str:
+    if isinstance(annotation, type) and get_origin(annotation) is None:
+        return annotation.__qualname__
+    return repr(annotation).removeprefix("typing.")

@@ -57,9 +57,9 @@ class BridgeCollector(Collector):
         for bridge in bridges:
             if not isinstance(bridge, Bridge):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
                 raise TypeError(
-                    "syncbridge.prometheus.register(*bridges) takes syncbridge.Bridge "
-                    f"objects, got {bridge!r}; call register() with no bridge to "
-                    "expose the default one"
+                    "syncbridge.prometheus.register(*bridges) must be a "
+                    f"syncbridge.Bridge each, got {bridge!r}; call register() with "
+                    "no bridge to expose the default one"
                 )
         names = [bridge.name for bridge in bridges]
         if len(set(names)) != len(names):
