@@ -8,6 +8,8 @@ import functools
 from typing import TYPE_CHECKING, overload
 
 from ._core._bridge import Bridge, get_bridge
+from ._core._loops import loop_running_in_this_thread
+from ._exceptions import DeadlockError, callable_name
 from ._validate import check_async_callable, check_instance, check_timeout
 
 if TYPE_CHECKING:
@@ -127,10 +129,27 @@ def to_sync(
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
-            return b._call_with_timeout(timeout, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+            try:
+                return b._call_with_timeout(timeout, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+            except DeadlockError:
+                if loop_running_in_this_thread() is None:
+                    raise  # the coroutine's own: this thread runs no loop
+                raise DeadlockError(_deadlock_message(fn)) from None
 
         return wrapper
 
     if func is None:
         return decorate
     return decorate(func)
+
+
+def _deadlock_message(func: object) -> str:
+    name = callable_name(func)
+    return (
+        f"{name}() is a to_sync() function, called from a thread that is running "
+        "an event loop: blocking here would stop that loop and never return. In "
+        f"async code, await the coroutine function it wraps: `await "
+        f"{name}.__wrapped__(...)` (or keep the async function undecorated and "
+        "await it), or call it from a worker thread (a function run with "
+        "syncbridge.run_blocking)."
+    )

@@ -28,6 +28,7 @@ __all__ = (
     "check_seconds",
     "check_timeout",
     "close_if_coroutine",
+    "explain_option",
     "is_async_callable",
     "refuse_coroutine",
 )
@@ -396,6 +397,75 @@ def check_blocking_callable(func: object, what: str) -> None:
             "directly in async code, or use syncbridge.sync_call_async() to call "
             "it from sync code"
         )
+
+
+TO_ASYNC_OPTIONS: Final = frozenset(
+    (
+        "pool",
+        "thread_sensitive",
+        "timeout",
+        "abandon_on_cancel",
+        "bridge",
+        "executor",
+        "terminate_on_cancel",
+    )
+)
+TO_SYNC_OPTIONS: Final = frozenset(("timeout", "bridge"))
+
+
+def explain_option(
+    func: object,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    what: str,
+    decorator: str,
+    *,
+    extra: str = "",
+) -> TypeError | None:
+    """A clearer error if *func* refused a keyword that is one of *decorator*'s options.
+
+    For the ``TypeError`` path of *what* (``"run_blocking()"``), which passes
+    every keyword on to *func*: the user meant it as an option. ``None`` if
+    the call binds to *func*'s signature (the error came from inside it) or
+    no option was refused. *extra* is added to the suggested options
+    (``"bridge=bridge"``).
+    """
+    options = TO_ASYNC_OPTIONS if decorator == "to_async" else TO_SYNC_OPTIONS
+    given = [key for key in kwargs if key in options]
+    if not given:
+        return None
+    try:
+        signature = inspect.signature(func)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    params = signature.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    refused = [
+        key
+        for key in given
+        if key not in params or params[key].kind is inspect.Parameter.POSITIONAL_ONLY
+    ]
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        pass
+    else:
+        return None
+    if not refused:
+        return None
+    shown = ", ".join(f"{key}={kwargs[key]!r}" for key in refused)
+    name = callable_name(func)
+    options_text = f"{shown}, {extra}" if extra else shown
+    call = (
+        f"await syncbridge.to_async({_call_name(func)}, {options_text})(...)"
+        if decorator == "to_async"
+        else f"syncbridge.to_sync({_call_name(func)}, {options_text})(...)"
+    )
+    return TypeError(
+        f"{what} takes no options: it passed {shown} on to {name}(), which has "
+        f"no such parameter. Set options with {decorator}(): `{call}`"
+    )
 
 
 def _has(value: object, *names: str) -> bool:

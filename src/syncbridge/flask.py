@@ -61,7 +61,12 @@ _CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
 _CONFIG_THREADS: Final = "SYNCBRIDGE_THREADS"
 _CONFIG_POOLS: Final = "SYNCBRIDGE_POOLS"
 _CONFIG_BLOCKING: Final = "SYNCBRIDGE_BLOCKING_THRESHOLD"
-_CONFIG_KEYS: Final = (_CONFIG_TIMEOUT, _CONFIG_THREADS, _CONFIG_POOLS, _CONFIG_BLOCKING)
+_CONFIG_KEYS: Final = (
+    _CONFIG_TIMEOUT,
+    _CONFIG_THREADS,
+    _CONFIG_POOLS,
+    _CONFIG_BLOCKING,
+)
 DEFAULT_BLOCKING_THRESHOLD: Final = 0.25
 """Seconds the portal loop may be blocked before ``SyncBridge`` warns (the default)."""
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
@@ -355,7 +360,8 @@ def _check_app(app: object, what: str) -> None:
 
 def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
     """Warn about each ``SYNCBRIDGE_*`` key that is no setting: it would be ignored."""
-    for key in config:
+    keys: list[object] = list(config)  # a dict: any key can be set
+    for key in keys:
         if not isinstance(key, str) or key in _CONFIG_KEYS:
             continue
         if not key.upper().replace("_", "").startswith("SYNCBRIDGE"):
@@ -443,6 +449,10 @@ class _Settings:
             bridge.max_workers = self.threads
         for name, capacity in self.pools.items():
             bridge.set_pool(name, capacity)
+        # An unknown pool's error then names the app's setting, not Bridge(...).
+        bridge._pools_configured_by = (  # pyright: ignore[reportPrivateUsage]
+            f"app.config[{_CONFIG_POOLS!r}] = {{{{{{name!r}}: n}}}}"
+        )
 
     @staticmethod
     def apply_in_forked_child() -> None:

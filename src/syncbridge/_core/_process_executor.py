@@ -150,9 +150,8 @@ class ProcessExecutor(concurrent.futures.Executor):
             )
         self._ctx: BaseContext = mp_context
         self._init_payload: bytes | None = None
-        if isinstance(initargs, (str, bytes)) or not hasattr(
-            type(initargs), "__iter__"
-        ):
+        given: object = initargs  # typed as a tuple, but not checked by callers
+        if isinstance(given, (str, bytes)) or not hasattr(type(given), "__iter__"):
             raise TypeError(
                 "ProcessExecutor(initargs=...) must be a tuple of the initializer's "
                 f"arguments, such as (path,) for one; got {initargs!r}"
