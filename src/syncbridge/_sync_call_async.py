@@ -55,8 +55,14 @@ def sync_call_async(
         DeadlockError: If called from a thread running an event loop.
         BridgeClosed: If the default bridge is closed, or closes during the call.
         TypeError: If *func* is not callable (a coroutine object passed instead of
-            the function is closed first) or is a generator function, checked
-            before anything runs; or if what *func* returned cannot be awaited.
+            the function is closed first), a generator function, or a plain
+            function whose return annotation says it returns what cannot be
+            awaited (``-> None``, ``-> int``), checked before anything runs; or
+            if what *func* returned cannot be awaited (a plain function without
+            such an annotation may return an awaitable, so it is run, on the
+            loop's thread, and the message says so). A keyword meant as an
+            option (``timeout=``) that *func* refuses is named with the
+            ``to_sync(...)`` form that sets it.
 
     Whatever the coroutine raises propagates unchanged (the same object).
 
@@ -114,8 +120,10 @@ def to_sync(
         without *func*, a decorator that makes one.
 
     Raises:
-        TypeError: If *func* is not callable, or a generator function; or an
-            option has the wrong type. Checked at decoration.
+        TypeError: If *func* is not callable, a generator function, or a
+            plain function declared to return what cannot be awaited
+            (``-> int``); or an option has the wrong type. Checked at
+            decoration.
         ValueError: If *timeout* is negative or NaN.
 
     .. versionadded:: 0.1
