@@ -14,8 +14,11 @@ import fractions
 import functools
 import inspect
 import math
+import os
 import re
+import sys
 import threading
+import time
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -740,3 +743,613 @@ def test_a_function_passed_uncalled_is_told_to_call_it() -> None:
         to_async_cm(plain_cm)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=re.escape("call it, sync_iter(aticks(...))")):
         sync_iter(aticks)  # type: ignore[arg-type]
+
+
+# -- issue 24: every accepted value works ----------------------------------------
+
+
+def test_a_grace_past_what_a_thread_can_wait_waits_and_answers_every_caller() -> None:
+    """5e9 s is "as long as the platform can wait": close() used to overflow."""
+    bridge = Bridge(shutdown_grace=5e9)
+    assert 2 * bridge.shutdown_grace + 1 < threading.TIMEOUT_MAX
+    release = threading.Event()
+
+    async def cleanup_then_answer() -> int:
+        while not release.is_set():  # a portal task still running at close
+            await anyio.sleep(0.005)
+        return 7
+
+    future = bridge.start_soon(cleanup_then_answer)
+
+    def release_once_closing() -> None:
+        while not bridge.closed:
+            time.sleep(0.001)
+        release.set()
+
+    helper = threading.Thread(target=release_once_closing)
+    helper.start()
+    bridge.close()  # waits for the task: the grace has not run out
+    helper.join()
+    assert future.result(timeout=0) == 7
+
+
+@pytest.mark.anyio
+async def test_a_watch_threshold_past_what_a_thread_can_wait_keeps_watching() -> None:
+    async with watch_loop(1e11) as watch:
+        monitor = next(
+            t for t in threading.enumerate() if t.name.startswith("syncbridge-watch-")
+        )
+        monitor.join(0.2)  # it used to die at once with OverflowError
+        assert monitor.is_alive()
+        assert watch.running
+    assert not monitor.is_alive()
+
+
+def test_a_portal_watch_threshold_past_what_a_thread_can_wait_keeps_watching() -> None:
+    with Bridge(blocking_threshold=1e11) as b:
+        assert b.sync_call_async(fetch, 3) == 3
+        watch = b.portal_watch
+        assert watch is not None
+        monitor = next(
+            t
+            for t in threading.enumerate()
+            if t.name == f"syncbridge-watch-portal {b.name}"
+        )
+        monitor.join(0.2)
+        assert monitor.is_alive()
+        assert watch.running
+
+
+def _flask_app(**config: object) -> Any:
+    import flask
+
+    app = flask.Flask("validate")
+    app.config.update(TESTING=True, **config)
+    return app
+
+
+async def _async_lines() -> AsyncIterator[str]:
+    yield "x"
+
+
+# (public parameter, misuse, error, words of the message)
+NEWER_ARGUMENTS: list[tuple[str, Callable[[Bridge], object], type[Exception], str]] = [
+    (
+        "Bridge.set_pool(name)",
+        lambda b: b.set_pool(3, 2),  # type: ignore[arg-type]
+        TypeError,
+        "Bridge.set_pool(name=...) must be a str",
+    ),
+    (
+        "Bridge.set_pool(capacity)",
+        lambda b: b.set_pool("db", 1.5),  # type: ignore[arg-type]
+        TypeError,
+        "Bridge.set_pool('db', capacity=...) must be an int >= 1",
+    ),
+    (
+        "Bridge.run_blocking(func)",
+        lambda b: anyio.run(b.run_blocking, fetch),
+        TypeError,
+        "run_blocking() runs blocking functions in a worker thread, but fetch is async",
+    ),
+    (
+        "to_async(terminate_on_cancel)",
+        lambda b: to_async(terminate_on_cancel="yes"),  # type: ignore[call-overload]
+        TypeError,
+        "to_async(terminate_on_cancel=...) must be True or False",
+    ),
+    (
+        "sync_gather_with_timeout(aws)",
+        lambda b: sync_gather_with_timeout(5, timeout=1),  # type: ignore[call-overload]
+        TypeError,
+        "got 5 as argument #0, which cannot be awaited",
+    ),
+    (
+        "sync_gather_with_timeout(return_exceptions)",
+        lambda b: sync_gather_with_timeout(timeout=1, return_exceptions="yes"),  # type: ignore[call-overload]
+        TypeError,
+        "return_exceptions=...) must be True or False",
+    ),
+    (
+        "ProcessExecutor(initializer)",
+        lambda b: syncbridge.ProcessExecutor(1, initializer=5),  # type: ignore[arg-type]
+        TypeError,
+        "ProcessExecutor(initializer=...) must be a function or None, got 5",
+    ),
+    (
+        "ProcessExecutor(initargs)",
+        lambda b: syncbridge.ProcessExecutor(1, initializer=print, initargs=5),  # type: ignore[arg-type]
+        TypeError,
+        "ProcessExecutor(initargs=...) must be a tuple of the initializer's arguments",
+    ),
+    (
+        "ProcessExecutor(initargs)",
+        lambda b: syncbridge.ProcessExecutor(
+            1,
+            initializer=print,
+            initargs="db.sqlite",  # type: ignore[arg-type]
+        ),
+        TypeError,
+        "such as (path,) for one; got 'db.sqlite'",
+    ),
+    (
+        "prometheus.register(bridges)",
+        lambda b: __import__("syncbridge.prometheus").prometheus.register(None),
+        TypeError,
+        "must be a syncbridge.Bridge each, got None; call register() with no bridge",
+    ),
+    (
+        "prometheus.register(registry)",
+        lambda b: __import__("syncbridge.prometheus").prometheus.register(
+            b, registry={}
+        ),
+        TypeError,
+        "register(registry=...) must be a prometheus_client.CollectorRegistry or None",
+    ),
+    (
+        "WorkerPool(label)",
+        lambda b: WorkerPool("w", 1, label=5),  # type: ignore[arg-type]
+        TypeError,
+        "WorkerPool(label=...) must be a str",
+    ),
+    (
+        "flask.SyncBridge(app)",
+        lambda b: __import__("syncbridge.flask").flask.SyncBridge("app"),
+        TypeError,
+        "SyncBridge(app=...) must be a flask.Flask application, got 'app'",
+    ),
+    (
+        "flask.SyncBridge.init_app(app)",
+        lambda b: __import__("syncbridge.flask").flask.SyncBridge().init_app(None),
+        TypeError,
+        "SyncBridge.init_app(app=...) must be a flask.Flask application, got None",
+    ),
+    (
+        "flask.stream(aiterable)",
+        lambda b: __import__("syncbridge.flask").flask.stream(["x"]),
+        TypeError,
+        "syncbridge.flask.stream() takes an async iterable",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "misuse", "error", "words"),
+    NEWER_ARGUMENTS,
+    ids=[f"{row[0]}-{i}" for i, row in enumerate(NEWER_ARGUMENTS)],
+)
+def test_newer_arguments_are_refused_where_given(
+    key: str, misuse: Callable[[Bridge], object], error: type[Exception], words: str
+) -> None:
+    with Bridge() as b, pytest.raises(error) as info:
+        misuse(b)
+    assert words in str(info.value)
+
+
+# Where each public parameter's misuse is tested: a row key of a table here, or
+# "file::test" elsewhere. What is exempt says why.
+COVERED_ELSEWHERE: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Bridge(max_workers)",
+            "Bridge(pools)",
+            "Bridge.max_workers=",
+            "Bridge.add_pool(capacity)",
+            "WorkerPool(capacity)",
+            "WorkerPool.capacity=",
+        ),
+        "test_validate.py::test_a_capacity_is_an_int_of_at_least_one",
+    ),
+    **dict.fromkeys(
+        (
+            "Bridge(backend)",
+            "Bridge(use_uvloop)",
+            "Bridge(abandon_on_cancel)",
+            "Bridge(shutdown_grace)",
+            "Bridge(name)",
+        ),
+        "test_validate.py::test_bridge_options_are_checked_at_construction",
+    ),
+    **dict.fromkeys(
+        (
+            "Bridge(blocking_threshold)",
+            "Bridge.watch_portal(threshold)",
+            "watch_loop(threshold)",
+        ),
+        "test_validate.py::test_watch_thresholds_are_finite_positive_seconds",
+    ),
+    **dict.fromkeys(
+        ("Bridge.watch_portal(describe)", "watch_loop(describe)"),
+        "test_validate.py::test_watch_describers_must_be_callable",
+    ),
+    **dict.fromkeys(
+        ("Bridge.abandon_on_cancel=", "Bridge.shutdown_grace=", "Bridge.pool(name)"),
+        "test_validate.py::test_bridge_settings_changed_later_are_checked_too",
+    ),
+    "Bridge(executor)": "test_executors.py::test_named_pools_on_executors_and_their_misuse",
+    "Bridge.add_pool(executor)": "test_executors.py::test_named_pools_on_executors_and_their_misuse",
+    "ExecutorPool.capacity=": "test_executors.py::test_named_pools_on_executors_and_their_misuse",
+    "to_async(executor)": "test_executors.py::test_named_pools_on_executors_and_their_misuse",
+    "Bridge.add_pool(name)": "test_validate.py::test_add_pool_checks_the_name",
+    "Bridge.sync_call_async(func)": (
+        "test_validate.py::test_sync_call_async_refuses_a_coroutine_object_and_closes_it"
+    ),
+    "Bridge.start_soon(func)": (
+        "test_validate.py::test_start_soon_refuses_a_coroutine_object_and_closes_it"
+    ),
+    **dict.fromkeys(
+        ("WorkerPool(name)", "WorkerPool(idle_timeout)"),
+        "test_validate.py::test_worker_pool_arguments_are_checked",
+    ),
+    **dict.fromkeys(
+        (
+            "to_async(func)",
+            "to_async(pool)",
+            "to_async(thread_sensitive)",
+            "to_async(abandon_on_cancel)",
+            "to_async(bridge)",
+            "to_sync(func)",
+            "to_sync(bridge)",
+        ),
+        "test_validate.py::test_decorators_refuse_bad_arguments_at_decoration",
+    ),
+    **dict.fromkeys(
+        (
+            "to_async(timeout)",
+            "to_sync(timeout)",
+            "sync_gather_with_timeout(timeout)",
+        ),
+        "test_validate.py::test_a_timeout_is_none_or_seconds",
+    ),
+    "gather_with_timeout(timeout)": (
+        "test_validate.py::test_gather_refuses_a_string_timeout_and_closes_the_coroutines"
+    ),
+    "gather_with_timeout(limit)": (
+        "test_validate.py::test_gather_limit_is_refused_before_anything_starts"
+    ),
+    "sync_gather_with_timeout(limit)": (
+        "test_validate.py::test_sync_gather_limit_is_refused_and_closes_the_coroutines"
+    ),
+    **dict.fromkeys(
+        ("gather_with_timeout(aws)", "gather_with_timeout(return_exceptions)"),
+        "test_validate.py::test_gather_refuses_what_is_not_awaitable_before_anything_runs",
+    ),
+    "iterate_in_thread(iterable)": (
+        "test_validate.py::test_iterate_in_thread_refuses_an_async_iterable"
+    ),
+    "sync_iter(aiterable)": "test_validate.py::test_sync_iter_refuses_a_plain_iterable",
+    "run_blocking(func)": (
+        "test_validate.py::test_run_blocking_refuses_async_functions_at_the_call"
+    ),
+    "sync_call_async(func)": (
+        "test_validate.py::test_the_default_sync_call_async_refuses_a_coroutine_object_too"
+    ),
+    "to_async_cm(cm)": (
+        "test_validate.py::test_to_async_cm_refuses_what_is_not_a_context_manager"
+    ),
+    "to_sync_cm(acm)": (
+        "test_validate.py::test_to_sync_cm_refuses_what_is_not_an_async_context_manager"
+    ),
+    "ProcessExecutor(max_workers)": "test_process_executor.py::test_max_workers_is_checked",
+    "ProcessExecutor(mp_context)": "test_process_executor.py::test_mp_context_is_checked",
+    "ProcessExecutor.submit(fn)": "test_process_executor.py::test_async_function_is_refused",
+    # Not this executor's future: False, as documented.
+    "ProcessExecutor.terminate(future)": (
+        "test_process_executor.py::test_terminate_of_a_foreign_future_is_false"
+    ),
+    "flask.SyncBridge.timeout(seconds)": "test_flask.py::test_bad_seconds_are_refused",
+    "flask.SyncBridge.background(func)": (
+        "test_flask.py::test_arguments_with_a_coroutine_object_are_refused_and_it_is_closed"
+    ),
+    **dict.fromkeys(
+        (
+            "fastapi.install(app)",
+            "fastapi.install(threads)",
+            "fastapi.install(pools)",
+            "fastapi.install(blocking_threshold)",
+            "fastapi.install(bridge)",
+        ),
+        "test_fastapi.py::test_install_rejects_bad_arguments_at_once",
+    ),
+    "prometheus.BridgeCollector(bridges)": (
+        "test_prometheus.py::test_register_refuses_what_is_not_a_bridge"
+    ),
+    **dict.fromkeys(
+        (
+            "flask.config['SYNCBRIDGE_TIMEOUT']",
+            "flask.config['SYNCBRIDGE_THREADS']",
+            "flask.config['SYNCBRIDGE_POOLS']",
+            "flask.config['SYNCBRIDGE_BLOCKING_THRESHOLD']",
+        ),
+        "test_flask_config.py::test_bad_value_fails_at_init_app_naming_the_key_and_the_fix",
+    ),
+    "testing.marker(seconds)": (
+        "test_testing.py::test_a_bad_threshold_is_an_error_naming_the_marker"
+    ),
+}
+
+EXEMPT: dict[str, str] = {
+    **dict.fromkeys(
+        ("ProcessExecutor.shutdown(wait)", "ProcessExecutor.shutdown(cancel_futures)"),
+        "the concurrent.futures.Executor API: truthy values, as the standard library",
+    ),
+    **dict.fromkeys(
+        ("ExecutorPool(name)", "ExecutorPool(executor)", "ExecutorPool(label)"),
+        "made by the bridge from checked options; users get it from bridge.pool()",
+    ),
+    **dict.fromkeys(
+        ("LoopWatch(threshold)", "LoopWatch(name)", "LoopWatch(describe)"),
+        "made by watch_loop() and Bridge(blocking_threshold=...), which check",
+    ),
+    "SyncIterator(aiterable)": "made by sync_iter(), which checks",
+    "ThreadIterator(iterator)": "made by iterate_in_thread(), which checks",
+    **dict.fromkeys(
+        (
+            "testing.pytest_addoption(parser)",
+            "testing.pytest_configure(config)",
+            "testing.pytest_runtest_call(item)",
+        ),
+        "pytest hooks: pytest passes these",
+    ),
+    "testing.option(seconds)": "argparse's type=float refuses non-numbers; then as the marker",
+}
+
+
+def public_parameters() -> list[str]:
+    """Every parameter a user passes to the public API, as ``callable(name)``."""
+    import dataclasses
+    import importlib
+
+    def names(fn: Callable[..., object]) -> Iterator[str]:
+        for p in inspect.signature(fn).parameters.values():
+            passed_on = p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name in (
+                "args",
+                "kwargs",
+            )  # the user's function's own arguments
+            if p.name not in ("self", "cls") and not passed_on:
+                yield p.name
+
+    found: list[str] = []
+    modules = {
+        "": "syncbridge",
+        "flask.": "syncbridge.flask",
+        "fastapi.": "syncbridge.fastapi",
+        "prometheus.": "syncbridge.prometheus",
+        "testing.": "syncbridge.testing",
+    }
+    for prefix, module_name in modules.items():
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj):
+                made_by_syncbridge = (
+                    issubclass(obj, BaseException)
+                    or dataclasses.is_dataclass(obj)
+                    or issubclass(obj, enum.Enum)
+                    or getattr(obj, "_is_protocol", False)
+                )
+                if made_by_syncbridge:
+                    continue
+                if "__init__" in vars(obj):
+                    found += [f"{prefix}{name}({p})" for p in names(obj.__init__)]
+                for attr, value in vars(obj).items():
+                    if attr.startswith("_"):
+                        continue
+                    if isinstance(value, property) and value.fset is not None:
+                        found.append(f"{prefix}{name}.{attr}=")
+                    elif inspect.isfunction(value):
+                        found += [f"{prefix}{name}.{attr}({p})" for p in names(value)]
+            elif inspect.isfunction(obj):
+                found += [f"{prefix}{name}({p})" for p in names(obj)]
+    flask_module = importlib.import_module("syncbridge.flask")
+    found += [f"flask.config[{key!r}]" for key in flask_module._CONFIG_KEYS]
+    found += ["testing.marker(seconds)", "testing.option(seconds)"]
+    return found
+
+
+def test_every_public_parameter_is_in_a_validation_table() -> None:
+    """A new public parameter must get its misuse row (or a stated exemption)."""
+    tables = {row[0] for row in NEWER_ARGUMENTS}
+    missing = [
+        key
+        for key in public_parameters()
+        if key not in tables and key not in COVERED_ELSEWHERE and key not in EXEMPT
+    ]
+    assert missing == []
+    here = os.path.dirname(__file__)
+    for where in set(COVERED_ELSEWHERE.values()):
+        file, _, test = where.partition("::")
+        with open(os.path.join(here, file), encoding="utf-8") as f:
+            assert f"def {test}(" in f.read(), where
+
+
+# -- issue 24: misuse that still surprised a user ----------------------------------
+
+
+class Response:
+    def close(self) -> None:
+        pass
+
+
+def declared_int(x: int = 0) -> int:
+    return x
+
+
+def declared_response() -> Response:
+    return Response()
+
+
+def declared_awaitable(x: int = 0) -> Coroutine[Any, Any, int]:
+    return fetch(x)
+
+
+@pytest.mark.parametrize(
+    ("func", "declared"),
+    [
+        (declared_int, "int"),
+        (declared_response, "Response"),
+        (functools.partial(declared_int, 1), "int"),
+        (Response().close, "None"),
+    ],
+    ids=["int", "class", "partial", "method"],
+)
+def test_a_function_declared_not_async_is_refused_before_it_runs(
+    func: Any, declared: str
+) -> None:
+    with Bridge() as b:
+        for call in (b.sync_call_async, b.start_soon):
+            with pytest.raises(
+                TypeError, match=re.escape(f"declared to return {declared}")
+            ):
+                call(func)
+        assert not portal_threads(b)  # refused before the loop was needed
+    with pytest.raises(TypeError, match=r"^to_sync\(\) takes an async function"):
+        to_sync(func)
+
+
+def test_what_may_return_an_awaitable_is_still_accepted() -> None:
+    marked = functools.partial(fetch, 4)
+    with Bridge() as b:
+        assert b.sync_call_async(declared_awaitable, 2) == 2
+        assert b.sync_call_async(marked) == 4
+        assert b.sync_call_async(AsyncCallable(), 3) == 3
+        assert b.sync_call_async(anext, aticks()) == 1  # a builtin: cannot tell
+        if sys.version_info >= (3, 12):
+
+            def plain() -> int:
+                return fetch(6)  # type: ignore[return-value]
+
+            assert b.sync_call_async(inspect.markcoroutinefunction(plain)) == 6
+
+
+def undeclared(x=0):  # type: ignore[no-untyped-def]
+    return x
+
+
+def test_a_plain_function_that_ran_on_the_portal_says_where_it_ran() -> None:
+    with Bridge() as b, pytest.raises(TypeError) as info:
+        b.sync_call_async(undeclared)
+    message = str(info.value)
+    assert (
+        f"undeclared() is not async: it already ran, on the event loop thread "
+        f"'syncbridge-portal-{b.name}'"
+    ) in message
+    assert "which cannot be awaited" in message
+
+
+def keyword_only(x: int) -> int:
+    return x
+
+
+def takes_anything(x: int, **options: object) -> tuple[int, dict[str, object]]:
+    return x, options
+
+
+@pytest.mark.anyio
+async def test_run_blocking_says_it_takes_no_options() -> None:
+    with pytest.raises(TypeError) as info:
+        await run_blocking(keyword_only, 1, pool="db")  # type: ignore[call-arg]
+    assert str(info.value) == (
+        "run_blocking() takes no options: it passed pool='db' on to keyword_only(), "
+        "which has no such parameter. Set options with to_async(): "
+        "`await syncbridge.to_async(keyword_only, pool='db')(...)`"
+    )
+    async with Bridge() as b:
+        with pytest.raises(
+            TypeError, match=r"to_async\(keyword_only, timeout=3, bridge=bridge\)"
+        ):
+            await b.run_blocking(keyword_only, 1, timeout=3)  # type: ignore[call-arg]
+    # A function that takes the keyword gets it; its own TypeError passes unchanged.
+    assert await run_blocking(takes_anything, 1, pool="db") == (1, {"pool": "db"})
+    own = TypeError("the function's own")
+
+    def raises(pool: str) -> None:
+        raise own
+
+    with pytest.raises(TypeError) as raised:
+        await run_blocking(raises, pool="db")
+    assert raised.value is own
+
+
+def test_sync_call_async_says_it_takes_no_options() -> None:
+    with (
+        Bridge() as b,
+        pytest.raises(
+            TypeError,
+            match=re.escape(
+                "Set options with to_sync(): `syncbridge.to_sync(fetch, timeout=3)(...)`"
+            ),
+        ),
+    ):
+        b.sync_call_async(fetch, 1, timeout=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.anyio
+async def test_a_closed_bridge_reached_through_to_async_names_the_function() -> None:
+    b = Bridge()
+    b.close()
+    with pytest.raises(syncbridge.BridgeClosed) as info:
+        await to_async(blocking, bridge=b)(1)
+    message = str(info.value)
+    assert message.startswith(
+        "blocking(), a to_async() function, was called on a closed syncbridge.Bridge"
+    )
+    assert "Give to_async(bridge=...) an open bridge" in message
+    assert "run_blocking()" not in message
+
+
+@pytest.mark.anyio
+async def test_a_to_sync_function_called_on_a_loop_names_itself() -> None:
+    wrapped = to_sync(fetch)
+    with pytest.raises(syncbridge.DeadlockError) as info:
+        wrapped(1)
+    message = str(info.value)
+    assert message.startswith("fetch() is a to_sync() function, called from a thread")
+    assert "`await fetch.__wrapped__(...)`" in message
+    assert "sync_call_async(" not in message
+
+
+def test_an_unknown_pool_in_a_fastapi_app_names_install() -> None:
+    from fastapi import FastAPI
+
+    import syncbridge.fastapi
+
+    with Bridge() as b:
+        syncbridge.fastapi.install(FastAPI(), pools={"db": 2}, bridge=b)
+        with pytest.raises(KeyError) as info:
+            b.pool("reports")
+    message = str(info.value)
+    assert "syncbridge.fastapi.install(app, pools={'reports': n})" in message
+    assert "Bridge(pools=" not in message
+
+
+def test_a_misspelt_flask_setting_is_named_with_the_known_ones() -> None:
+    from syncbridge.flask import SyncBridge
+
+    default = syncbridge.get_bridge()
+    capacity, threshold = default.max_workers, default.portal_watch
+    app = _flask_app(SYNCBRIDGE_THREAD=8, SYNCBRIDGE_BLOCKING_THRESHOLD=None)
+    try:
+        with pytest.warns(UserWarning, match="SYNCBRIDGE_THREAD") as warned:
+            SyncBridge(app)
+    finally:
+        default.max_workers = capacity
+        assert threshold is None or default.portal_watch is None
+    (warning,) = warned
+    message = str(warning.message)
+    assert message.startswith(
+        "app.config['SYNCBRIDGE_THREAD'] is not a syncbridge setting and is "
+        "ignored: did you mean 'SYNCBRIDGE_THREADS'?"
+    )
+    assert "SYNCBRIDGE_TIMEOUT, SYNCBRIDGE_THREADS, SYNCBRIDGE_POOLS" in message
+    assert warning.filename == __file__  # points at the app's SyncBridge(app)
+
+
+def test_an_integer_flask_setting_says_convert_with_int() -> None:
+    from syncbridge.flask import SyncBridge
+
+    with pytest.raises(TypeError) as info:
+        SyncBridge(_flask_app(SYNCBRIDGE_THREADS="8"))
+    message = str(info.value)
+    assert "int(os.environ['SYNCBRIDGE_THREADS'])" in message
+    assert "float(" not in message

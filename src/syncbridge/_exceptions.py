@@ -138,10 +138,11 @@ def deadlock_message(func_name: str) -> str:
     )
 
 
-def closed_message(what: str) -> str:
+def closed_message(what: str, fix: str | None = None) -> str:
     """Build the message of the :class:`BridgeClosed` raised when calling *what*."""
-    return (
-        f"{what} was called on a closed syncbridge.Bridge. Create a new Bridge(), or "
-        "use the default one (syncbridge.get_bridge()) and close only bridges you "
-        "created yourself."
-    )
+    if fix is None:
+        fix = (
+            "Create a new Bridge(), or use the default one (syncbridge.get_bridge()) "
+            "and close only bridges you created yourself."
+        )
+    return f"{what} was called on a closed syncbridge.Bridge. {fix}"

@@ -18,6 +18,7 @@ from ._validate import (
     check_instance,
     check_name,
     check_timeout,
+    explain_option,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +69,17 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
 
     .. versionadded:: 0.1
     """
-    result: T = await get_bridge()._run_blocking(func, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+    try:
+        result: T = await get_bridge()._run_blocking(func, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+    except TypeError as exc:  # only this path pays: a try costs nothing until raised
+        better = (
+            explain_option(func, args, kwargs, "run_blocking()", "to_async")
+            if kwargs
+            else None
+        )
+        if better is not None:
+            raise better from exc
+        raise
     return result
 
 

@@ -8,6 +8,8 @@ import functools
 from typing import TYPE_CHECKING, overload
 
 from ._core._bridge import Bridge, get_bridge
+from ._core._loops import loop_running_in_this_thread
+from ._exceptions import DeadlockError, callable_name
 from ._validate import check_async_callable, check_instance, check_timeout
 
 if TYPE_CHECKING:
@@ -53,8 +55,14 @@ def sync_call_async(
         DeadlockError: If called from a thread running an event loop.
         BridgeClosed: If the default bridge is closed, or closes during the call.
         TypeError: If *func* is not callable (a coroutine object passed instead of
-            the function is closed first) or is a generator function, checked
-            before anything runs; or if what *func* returned cannot be awaited.
+            the function is closed first), a generator function, or a plain
+            function whose return annotation says it returns what cannot be
+            awaited (``-> None``, ``-> int``), checked before anything runs; or
+            if what *func* returned cannot be awaited (a plain function without
+            such an annotation may return an awaitable, so it is run, on the
+            loop's thread, and the message says so). A keyword meant as an
+            option (``timeout=``) that *func* refuses is named with the
+            ``to_sync(...)`` form that sets it.
 
     Whatever the coroutine raises propagates unchanged (the same object).
 
@@ -112,8 +120,10 @@ def to_sync(
         without *func*, a decorator that makes one.
 
     Raises:
-        TypeError: If *func* is not callable, or a generator function; or an
-            option has the wrong type. Checked at decoration.
+        TypeError: If *func* is not callable, a generator function, or a
+            plain function declared to return what cannot be awaited
+            (``-> int``); or an option has the wrong type. Checked at
+            decoration.
         ValueError: If *timeout* is negative or NaN.
 
     .. versionadded:: 0.1
@@ -127,10 +137,27 @@ def to_sync(
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
-            return b._call_with_timeout(timeout, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+            try:
+                return b._call_with_timeout(timeout, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+            except DeadlockError:
+                if loop_running_in_this_thread() is None:
+                    raise  # the coroutine's own: this thread runs no loop
+                raise DeadlockError(_deadlock_message(fn)) from None
 
         return wrapper
 
     if func is None:
         return decorate
     return decorate(func)
+
+
+def _deadlock_message(func: object) -> str:
+    name = callable_name(func)
+    return (
+        f"{name}() is a to_sync() function, called from a thread that is running "
+        "an event loop: blocking here would stop that loop and never return. In "
+        f"async code, await the coroutine function it wraps: `await "
+        f"{name}.__wrapped__(...)` (or keep the async function undecorated and "
+        "await it), or call it from a worker thread (a function run with "
+        "syncbridge.run_blocking)."
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = (
     "EXECUTOR_KIND",
+    "LONGEST_WAIT",
     "SupportsGetExecutor",
     "as_executor",
     "check_async_callable",
@@ -27,10 +28,12 @@ __all__ = (
     "check_seconds",
     "check_timeout",
     "close_if_coroutine",
+    "explain_option",
     "is_async_callable",
     "refuse_coroutine",
 )
 
+import collections.abc
 import concurrent.futures
 import functools
 import inspect
@@ -38,6 +41,7 @@ import math
 import numbers
 import operator
 import sys
+import threading
 from collections.abc import Mapping
 from types import CoroutineType, FunctionType, GeneratorType, MethodType
 from typing import (
@@ -49,6 +53,7 @@ from typing import (
     TypeGuard,
     TypeVar,
     cast,
+    get_origin,
     overload,
 )
 
@@ -65,6 +70,15 @@ _PLAIN_RESULTS: Final = frozenset(
     (type(None), bool, int, float, complex, str, bytes, bytearray, tuple, list, dict)
 )
 """Result types that are never awaitable: checked on every call, so first."""
+
+LONGEST_WAIT: Final = threading.TIMEOUT_MAX / 4
+"""The most seconds :func:`check_seconds` returns: what a thread can wait, with room.
+
+A thread cannot wait past :data:`threading.TIMEOUT_MAX` (about 292 years on
+Linux, 49 days on Windows: a wait beyond raises :exc:`OverflowError`), and a
+setting may be doubled and added to (``Bridge.close()`` waits up to
+``2 * shutdown_grace + 0.5`` s): a quarter of it leaves that room.
+"""
 
 # Code flags of functions whose calls can be known not to return an awaitable.
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -146,7 +160,8 @@ def check_seconds(
 ) -> float | None:
     """Return *value* if it is a finite number of seconds > 0 (>= 0 with *zero*).
 
-    With *none* (what ``None`` means, e.g. ``"no detection"``), ``None`` is
+    A value past :data:`LONGEST_WAIT` is returned as that: "as long as the
+    platform can wait", never an :exc:`OverflowError` in a thread later. With *none* (what ``None`` means, e.g. ``"no detection"``), ``None`` is
     accepted and returned; without it, ``None`` is refused.
     """
     bound = ">= 0" if zero else "> 0"
@@ -162,7 +177,7 @@ def check_seconds(
         )
     if not (math.isfinite(seconds) and (seconds >= 0 if zero else seconds > 0)):
         raise ValueError(f"{what} must be {accepted}; got {value!r}")
-    return seconds
+    return min(seconds, LONGEST_WAIT)
 
 
 @overload
@@ -384,6 +399,75 @@ def check_blocking_callable(func: object, what: str) -> None:
         )
 
 
+TO_ASYNC_OPTIONS: Final = frozenset(
+    (
+        "pool",
+        "thread_sensitive",
+        "timeout",
+        "abandon_on_cancel",
+        "bridge",
+        "executor",
+        "terminate_on_cancel",
+    )
+)
+TO_SYNC_OPTIONS: Final = frozenset(("timeout", "bridge"))
+
+
+def explain_option(
+    func: object,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    what: str,
+    decorator: str,
+    *,
+    extra: str = "",
+) -> TypeError | None:
+    """A clearer error if *func* refused a keyword that is one of *decorator*'s options.
+
+    For the ``TypeError`` path of *what* (``"run_blocking()"``), which passes
+    every keyword on to *func*: the user meant it as an option. ``None`` if
+    the call binds to *func*'s signature (the error came from inside it) or
+    no option was refused. *extra* is added to the suggested options
+    (``"bridge=bridge"``).
+    """
+    options = TO_ASYNC_OPTIONS if decorator == "to_async" else TO_SYNC_OPTIONS
+    given = [key for key in kwargs if key in options]
+    if not given:
+        return None
+    try:
+        signature = inspect.signature(func)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    params = signature.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    refused = [
+        key
+        for key in given
+        if key not in params or params[key].kind is inspect.Parameter.POSITIONAL_ONLY
+    ]
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        pass
+    else:
+        return None
+    if not refused:
+        return None
+    shown = ", ".join(f"{key}={kwargs[key]!r}" for key in refused)
+    name = callable_name(func)
+    options_text = f"{shown}, {extra}" if extra else shown
+    call = (
+        f"await syncbridge.to_async({_call_name(func)}, {options_text})(...)"
+        if decorator == "to_async"
+        else f"syncbridge.to_sync({_call_name(func)}, {options_text})(...)"
+    )
+    return TypeError(
+        f"{what} takes no options: it passed {shown} on to {name}(), which has "
+        f"no such parameter. Set options with {decorator}(): `{call}`"
+    )
+
+
 def _has(value: object, *names: str) -> bool:
     return all(hasattr(type(value), name) for name in names)
 
@@ -478,8 +562,11 @@ def check_async_callable(func: object, what: str) -> None:
     """Refuse what cannot return an awaitable: non-callables, generator functions.
 
     A coroutine object passed instead of its function is closed first, so no
-    "never awaited" warning follows. A plain function may still return an
-    awaitable, so it is accepted here; what it returns is checked when it runs.
+    "never awaited" warning follows. A plain function (or method, or partial of
+    one) whose return annotation names what cannot be awaited (``-> None``,
+    ``-> int``, ``-> Response``) is refused too. Other plain functions may
+    return an awaitable (``lambda: client.get(url)``), so they are accepted
+    here; what they return is checked when they have run.
     """
     if type(func) is FunctionType and func.__code__.co_flags & inspect.CO_COROUTINE:
         return  # an ``async def`` function, the common case: on every call
@@ -514,3 +601,47 @@ def check_async_callable(func: object, what: str) -> None:
         raise TypeError(
             f"{what} takes an async function, but {name} is a generator function: {fix}"
         )
+    if flags & _AWAITABLE_FLAGS or is_async_callable(func):
+        return
+    returns = _declared_return(_unwrap(func))
+    if returns is not _UNKNOWN and not _may_be_awaitable(returns):
+        shown = "None" if returns is None else _annotation_name(returns)
+        raise TypeError(
+            f"{what} takes an async function, but {callable_name(func)} is a "
+            f"plain function declared to return {shown} (`-> {shown}`), which "
+            "cannot be awaited: call it directly in sync code (no event loop "
+            "needed), or make it `async def`"
+        )
+
+
+_UNKNOWN: Final = object()
+
+
+def _declared_return(func: object) -> object:
+    """The evaluated return annotation of a plain function or method, or _UNKNOWN."""
+    if isinstance(func, MethodType):
+        func = func.__func__
+    if not isinstance(func, FunctionType):
+        return _UNKNOWN  # a callable object, a builtin (anext() returns awaitables)
+    try:
+        hints = inspect.get_annotations(func, eval_str=True)
+    except Exception:  # a forward reference that does not resolve: cannot tell
+        return _UNKNOWN
+    return hints.get("return", _UNKNOWN)
+
+
+def _may_be_awaitable(annotation: object) -> bool:
+    """Whether a value of this annotation may be awaitable; True unless known not."""
+    if annotation is None or annotation is type(None):
+        return False
+    cls = get_origin(annotation) or annotation
+    if not isinstance(cls, type) or cls is object:
+        return True  # Any, a Union, a TypeVar...: cannot tell
+    # A generator may be a @types.coroutine one, awaitable without __await__.
+    return hasattr(cls, "__await__") or issubclass(cls, collections.abc.Generator)
+
+
+def _annotation_name(annotation: object) -> str:
+    if isinstance(annotation, type) and get_origin(annotation) is None:
+        return annotation.__qualname__
+    return repr(annotation).removeprefix("typing.")

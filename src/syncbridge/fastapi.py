@@ -275,6 +275,10 @@ def _configure(settings: _Settings) -> Bridge:
         bridge.max_workers = settings.threads
     for name, capacity in settings.pools.items():
         bridge.set_pool(name, capacity)
+    # An unknown pool's error then names the app's setting, not Bridge(...).
+    bridge._pools_configured_by = (
+        "syncbridge.fastapi.install(app, pools={{{name!r}: n}})"  # pyright: ignore[reportPrivateUsage]
+    )
     return bridge
 
 

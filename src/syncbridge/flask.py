@@ -16,12 +16,14 @@ from __future__ import annotations
 __all__ = ("DEFAULT_BLOCKING_THRESHOLD", "SyncBridge", "stream")
 
 import contextvars
+import difflib
 import functools
 import importlib.metadata
 import inspect
 import os
 import re
 import threading
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, AnyStr, Final, TypeVar, cast, overload
@@ -37,7 +39,12 @@ from syncbridge import (
     to_async,
 )
 from syncbridge._exceptions import callable_name
-from syncbridge._validate import check_capacity, check_pools, check_seconds
+from syncbridge._validate import (
+    check_capacity,
+    check_iterable,
+    check_pools,
+    check_seconds,
+)
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -54,6 +61,12 @@ _CONFIG_TIMEOUT: Final = "SYNCBRIDGE_TIMEOUT"
 _CONFIG_THREADS: Final = "SYNCBRIDGE_THREADS"
 _CONFIG_POOLS: Final = "SYNCBRIDGE_POOLS"
 _CONFIG_BLOCKING: Final = "SYNCBRIDGE_BLOCKING_THRESHOLD"
+_CONFIG_KEYS: Final = (
+    _CONFIG_TIMEOUT,
+    _CONFIG_THREADS,
+    _CONFIG_POOLS,
+    _CONFIG_BLOCKING,
+)
 DEFAULT_BLOCKING_THRESHOLD: Final = 0.25
 """Seconds the portal loop may be blocked before ``SyncBridge`` warns (the default)."""
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
@@ -113,6 +126,8 @@ class SyncBridge:
         # Weak: app.extensions refers to this object, and a strong reference
         # back would make a cycle that keeps the app alive until the cyclic GC
         # runs; Flask frees an app as soon as its refcount drops to zero (#16).
+        if app is not None:
+            _check_app(app, "SyncBridge(app=...)")
         self._app_ref = None if app is None else weakref.ref(app)
         if app is not None:
             self.init_app(app)
@@ -128,9 +143,14 @@ class SyncBridge:
         Raises:
             RuntimeError: If *app* already has a ``SyncBridge``, or Flask is
                 older than 3.1.2.
-            TypeError: If a ``SYNCBRIDGE_*`` config value has the wrong type.
+            TypeError: If *app* is not a Flask app, or a ``SYNCBRIDGE_*``
+                config value has the wrong type.
             ValueError: If a ``SYNCBRIDGE_*`` config value is out of range.
+
+        A ``SYNCBRIDGE_*`` key that is not one of these settings (a misspelt
+        one) is named in a :class:`UserWarning`, with the settings it may mean.
         """
+        _check_app(app, "SyncBridge.init_app(app=...)")
         _require_flask_version()
         if "syncbridge" in app.extensions:
             raise RuntimeError(
@@ -143,6 +163,7 @@ class SyncBridge:
         if _CONFIG_BLOCKING not in app.config:
             app.config[_CONFIG_BLOCKING] = DEFAULT_BLOCKING_THRESHOLD
         settings = _Settings.from_config(app.config)
+        _warn_unknown_keys(app.config)
         settings.apply()
         app.extensions["syncbridge"] = self
         # Flask's documented hook for running coroutines: an instance attribute
@@ -307,6 +328,7 @@ def stream(aiterable: AsyncIterable[AnyStr], /) -> Iterator[AnyStr]:
     """
     import flask
 
+    check_iterable(aiterable, "syncbridge.flask.stream()", is_async=True)
     # Flask >= 3.1.2 records the request and app contexts here and pushes them
     # only when the server starts sending, in its own thread: so this works when
     # called on the loop (in an async view) as well as in the request's thread.
@@ -329,12 +351,37 @@ def _require_flask_version() -> None:
         )
 
 
-def _config_error(exc: Exception) -> Exception:
-    """Say where the bad value came from and when it must be fixed."""
+def _check_app(app: object, what: str) -> None:
+    import flask
+
+    if not isinstance(app, flask.Flask):
+        raise TypeError(f"{what} must be a flask.Flask application, got {app!r}")
+
+
+def _warn_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Warn about each ``SYNCBRIDGE_*`` key that is no setting: it would be ignored."""
+    keys: list[object] = list(config)  # a dict: any key can be set
+    for key in keys:
+        if not isinstance(key, str) or key in _CONFIG_KEYS:
+            continue
+        if not key.upper().replace("_", "").startswith("SYNCBRIDGE"):
+            continue
+        close = difflib.get_close_matches(key.upper(), _CONFIG_KEYS, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        warnings.warn(
+            f"app.config[{key!r}] is not a syncbridge setting and is ignored: "
+            f"{guess}The settings are {', '.join(_CONFIG_KEYS)}",
+            UserWarning,
+            stacklevel=4,  # the app's SyncBridge(app) or init_app(app)
+        )
+
+
+def _config_error(exc: Exception, key: str, convert: str) -> Exception:
+    """Say where the bad value came from, when to fix it and how to convert it."""
     return type(exc)(
         f"{exc}. Fix the app config before SyncBridge(app) or init_app(app) reads "
         "it (a value from the environment must be converted first, e.g. "
-        "float(os.environ['...']))"
+        f"{convert}(os.environ[{key!r}]))"
     )
 
 
@@ -365,25 +412,25 @@ class _Settings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> _Settings:
+        key, convert = _CONFIG_TIMEOUT, "float"
         try:
             timeout = check_seconds(
-                config[_CONFIG_TIMEOUT],
-                f"app.config[{_CONFIG_TIMEOUT!r}]",
-                none="no timeout",
+                config[key], f"app.config[{key!r}]", none="no timeout"
             )
-            threads = config[_CONFIG_THREADS]
+            key, convert = _CONFIG_THREADS, "int"
+            threads = config[key]
             if threads is not None:
-                threads = check_capacity(threads, f"app.config[{_CONFIG_THREADS!r}]")
-            checked = check_pools(
-                config[_CONFIG_POOLS], f"app.config[{_CONFIG_POOLS!r}]"
-            )
-            blocking = config[_CONFIG_BLOCKING]
+                threads = check_capacity(threads, f"app.config[{key!r}]")
+            key, convert = _CONFIG_POOLS, "json.loads"
+            checked = check_pools(config[key], f"app.config[{key!r}]")
+            key, convert = _CONFIG_BLOCKING, "float"
+            blocking = config[key]
             if blocking is not False:  # False, like None, switches the watch off
                 blocking = check_seconds(
-                    blocking, f"app.config[{_CONFIG_BLOCKING!r}]", none="no watch"
+                    blocking, f"app.config[{key!r}]", none="no watch"
                 )
         except (TypeError, ValueError) as exc:
-            raise _config_error(exc) from None
+            raise _config_error(exc, key, convert) from None
         return cls(timeout, threads, checked, blocking or None)
 
     def apply(self) -> None:
@@ -402,6 +449,10 @@ class _Settings:
             bridge.max_workers = self.threads
         for name, capacity in self.pools.items():
             bridge.set_pool(name, capacity)
+        # An unknown pool's error then names the app's setting, not Bridge(...).
+        bridge._pools_configured_by = (  # pyright: ignore[reportPrivateUsage]
+            f"app.config[{_CONFIG_POOLS!r}] = {{{{{{name!r}}: n}}}}"
+        )
 
     @staticmethod
     def apply_in_forked_child() -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from ._core._bridge import Bridge, get_bridge
 from ._validate import check_instance
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from prometheus_client.metrics_core import Metric
-    from prometheus_client.registry import CollectorRegistry
 
 _OUTCOMES = ("completed", "error", "cancelled", "timeout")
 
@@ -56,7 +55,12 @@ class BridgeCollector(Collector):
 
     def __init__(self, *bridges: Bridge) -> None:
         for bridge in bridges:
-            check_instance(bridge, Bridge, "syncbridge.prometheus.register(*bridges)")
+            if not isinstance(bridge, Bridge):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
+                raise TypeError(
+                    "syncbridge.prometheus.register(*bridges) must be a "
+                    f"syncbridge.Bridge each, got {bridge!r}; call register() with "
+                    "no bridge to expose the default one"
+                )
         names = [bridge.name for bridge in bridges]
         if len(set(names)) != len(names):
             raise ValueError(
@@ -149,12 +153,19 @@ def register(
         The registered collector (``registry.unregister(collector)`` removes it).
 
     Raises:
-        TypeError: If a bridge is not a :class:`~syncbridge.Bridge`.
+        TypeError: If a bridge is not a :class:`~syncbridge.Bridge`, or
+            *registry* not a ``CollectorRegistry`` or ``None``.
         ValueError: From ``prometheus_client``, if the registry already has
             these metrics (one ``register(a, b)`` exposes several bridges).
 
     .. versionadded:: 0.1
     """
+    check_instance(
+        registry,
+        CollectorRegistry,
+        "syncbridge.prometheus.register(registry=...)",
+        "prometheus_client.CollectorRegistry",
+    )
     collector = BridgeCollector(*bridges)
     (registry if registry is not None else REGISTRY).register(collector)
     return collector

@@ -15,7 +15,7 @@ import weakref
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .._exceptions import BridgeClosed, closed_message
+from .._exceptions import BridgeClosed, callable_name, closed_message
 from .._stats import (
     DEFAULT_POOL,
     THREAD_SENSITIVE_POOL,
@@ -33,6 +33,7 @@ from .._validate import (
     check_name,
     check_pools,
     check_seconds,
+    explain_option,
 )
 from ._await_job import run_in_pool
 from ._context import copy_context_for_thread
@@ -95,7 +96,9 @@ class Bridge:
             down. The worker threads still serve the iterator and
             context-manager bridges (``"threads"`` in :meth:`stats`).
         shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
-            finish before cancelling or leaving them (a finite number >= 0).
+            finish before cancelling or leaving them (a finite number >= 0;
+            one past what a thread can wait, such as ``5e9``, means as long
+            as the platform allows).
         name: Shown in thread names (a non-empty ``str``).
         blocking_threshold: Watch the portal loop: each time a coroutine on it
             blocks it for longer than this many seconds, log a warning with the
@@ -163,6 +166,9 @@ class Bridge:
         self._lock = threading.Lock()
         self._closed = False
         self._closed_event = threading.Event()
+        # How the app's integration creates named pools, if one does: where
+        # an unknown pool's error tells the user to add it.
+        self._pools_configured_by: str | None = None
         for pool_name, capacity in named_pools.items():
             if isinstance(capacity, int):
                 self.add_pool(pool_name, capacity)
@@ -333,10 +339,14 @@ class Bridge:
         try:
             return self._pools[name]
         except KeyError:
+            fix = (
+                f"Bridge(pools={{{name!r}: n}}) or bridge.add_pool({name!r}, n)"
+                if self._pools_configured_by is None
+                else self._pools_configured_by.format(name=name)
+            )
             raise KeyError(
                 f"no pool named {name!r} on {self!r}; known pools: "
-                f"{sorted(self._pools) or 'none'} (create it with "
-                f"Bridge(pools={{{name!r}: n}}) or bridge.add_pool({name!r}, n))"
+                f"{sorted(self._pools) or 'none'} (create it with {fix})"
             ) from None
 
     # -- what it is doing ----------------------------------------------------
@@ -451,7 +461,24 @@ class Bridge:
 
         See :func:`syncbridge.run_blocking`, which calls this on the default bridge.
         """
-        result: T = await self._run_blocking(func, args, kwargs)
+        try:
+            result: T = await self._run_blocking(func, args, kwargs)
+        except TypeError as exc:
+            better = (
+                explain_option(
+                    func,
+                    args,
+                    kwargs,
+                    "Bridge.run_blocking()",
+                    "to_async",
+                    extra="bridge=bridge",
+                )
+                if kwargs
+                else None
+            )
+            if better is not None:
+                raise better from exc
+            raise
         return result
 
     def _run_blocking(
@@ -491,7 +518,8 @@ class Bridge:
         *timeout* seconds the await raises :class:`~syncbridge.SyncBridgeTimeout`.
         Raises :class:`BridgeClosed` at once on a closed bridge.
         """
-        self._check_open("run_blocking()")
+        if self._closed:
+            raise self._closed_error(func, what)
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
@@ -499,6 +527,25 @@ class Bridge:
             pool, func, args, kwargs, abandon, timeout,
             terminate_on_cancel=terminate_on_cancel, what=what,
         )  # fmt: skip
+
+    def _closed_error(
+        self, func: Callable[..., object], what: str | None
+    ) -> BridgeClosed:
+        """The error for a call of *func* on this closed bridge, named as the user made it."""
+        if what is None:
+            return BridgeClosed(closed_message("iterate_in_thread()"))
+        if what != "to_async()":
+            return BridgeClosed(closed_message(what))
+        fix = None
+        if self is not _default:
+            fix = (
+                "Give to_async(bridge=...) an open bridge (one that lives as long "
+                "as the code that calls the function), or omit bridge= to use the "
+                "default one."
+            )
+        return BridgeClosed(
+            closed_message(f"{callable_name(func)}(), a to_async() function,", fix)
+        )
 
     def _executor_pool(self, executor: concurrent.futures.Executor) -> ExecutorPool:
         """The pool for ``to_async(executor=...)`` calls to *executor*.
@@ -549,9 +596,21 @@ class Bridge:
         if self._closed:
             raise BridgeClosed(closed_message("sync_call_async()"))
         check_async_callable(func, "sync_call_async()")
-        result: T = call_async_from_thread(
-            self._portal, func, args, kwargs, None, self.shutdown_grace
-        )
+        try:
+            result: T = call_async_from_thread(
+                self._portal, func, args, kwargs, None, self.shutdown_grace
+            )
+        except (
+            TypeError
+        ) as exc:  # only this path pays: a try costs nothing until raised
+            better = (
+                explain_option(func, args, kwargs, "sync_call_async()", "to_sync")
+                if kwargs
+                else None
+            )
+            if better is not None:
+                raise better from exc
+            raise
         return result
 
     def _call_with_timeout(

@@ -161,9 +161,13 @@ class Call(Generic[T]):
             awaitable, Awaitable
         ):  # pyright: ignore[reportUnnecessaryIsInstance] - func is typed, not checked
             raise TypeError(
-                f"{self.name}() returned {type(awaitable).__name__!r}, which cannot "
-                "be awaited: sync_call_async(), to_sync() and Bridge.start_soon() "
-                "run async functions; call a plain function directly instead."
+                f"{self.name}() is not async: it already ran, on the event loop "
+                f"thread {threading.current_thread().name!r} (blocking every other "
+                f"task there until it returned), and returned "
+                f"{type(awaitable).__name__!r}, which cannot be awaited. "
+                "sync_call_async(), to_sync() and Bridge.start_soon() run async "
+                "functions: call a plain function directly in sync code, or with "
+                "`await syncbridge.run_blocking(func, ...)` in async code."
             )
         result: T
         if self.timeout is None:

@@ -150,6 +150,12 @@ class ProcessExecutor(concurrent.futures.Executor):
             )
         self._ctx: BaseContext = mp_context
         self._init_payload: bytes | None = None
+        given: object = initargs  # typed as a tuple, but not checked by callers
+        if isinstance(given, (str, bytes)) or not hasattr(type(given), "__iter__"):
+            raise TypeError(
+                "ProcessExecutor(initargs=...) must be a tuple of the initializer's "
+                f"arguments, such as (path,) for one; got {initargs!r}"
+            )
         if initializer is not None:
             if not callable(initializer):
                 raise TypeError(
