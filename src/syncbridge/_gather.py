@@ -588,8 +588,10 @@ async def gather_with_timeout(
         awaited until it has really finished, then :class:`GatherTimeout` is
         raised; no task outlives the call. The deadline also covers the time a
         coroutine waits for a *limit* slot. Cancelling the caller does the same,
-        then re-raises the cancellation. An input task is cancelled once and then
-        waited for. A thread cannot be stopped: an awaitable waiting on
+        then re-raises the cancellation. On asyncio each coroutine and input
+        task is cancelled once (its cleanup may await) and then waited for; on
+        trio the coroutines are in a cancel scope (cleanup that awaits is
+        shielded, as trio code expects). A thread cannot be stopped: an awaitable waiting on
         :func:`~syncbridge.run_blocking` stops waiting when cancelled, while its
         thread runs on.
 

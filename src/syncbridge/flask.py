@@ -83,8 +83,9 @@ class SyncBridge:
     Cancellation:
         ``SYNCBRIDGE_TIMEOUT`` in the app config (seconds, default ``None``) bounds
         each coroutine; :meth:`timeout` sets it per function. On overrun the
-        coroutine is cancelled on the loop and Flask gets a
-        ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
+        coroutine is cancelled once on the loop (its cleanup may await) and,
+        once it has stopped (or the bridge's ``shutdown_grace`` later), Flask
+        gets a ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
         ``@app.errorhandler(504)`` can replace).
 
     Configuration is read from ``app.config`` by :meth:`init_app`, so set it
@@ -157,8 +158,9 @@ class SyncBridge:
         ``SYNCBRIDGE_TIMEOUT`` for this function.
 
         Cancellation:
-            On overrun the coroutine is cancelled on the loop (its ``finally``
-            blocks run there) and a 504 ``GatewayTimeout`` is raised in the request.
+            On overrun the coroutine is cancelled once on the loop (its
+            ``finally`` blocks run there and may await) and, once it has
+            stopped, a 504 ``GatewayTimeout`` is raised in the request.
 
         Raises:
             TypeError: If *seconds* is not a number or ``None``, or the decorated

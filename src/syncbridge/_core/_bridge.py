@@ -95,7 +95,9 @@ class Bridge:
             down. The worker threads still serve the iterator and
             context-manager bridges (``"threads"`` in :meth:`stats`).
         shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
-            finish before cancelling or leaving them (a finite number >= 0).
+            finish before cancelling or leaving them (a finite number >= 0);
+            also how long past a ``to_sync(timeout=...)`` deadline the caller
+            waits for the cancelled coroutine's cleanup before it is answered.
         name: Shown in thread names (a non-empty ``str``).
         blocking_threshold: Watch the portal loop: each time a coroutine on it
             blocks it for longer than this many seconds, log a warning with the
