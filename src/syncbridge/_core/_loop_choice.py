@@ -112,11 +112,12 @@ def call_async_from_thread(
     if job is not None and not cleanup:
         check_cancelled()  # a cancelled worker starts no new async call
     ctx = copy_context_for_thread()
-    call: Call[Any] = (
-        Call(func, args, kwargs, ctx, None)
-        if timeout is None
-        else TimedCall(func, args, kwargs, ctx, timeout, timeout_error)
-    )
+    call: Call[Any]
+    timed: TimedCall[Any] | None = None
+    if timeout is None:
+        call = Call(func, args, kwargs, ctx, None)
+    else:
+        call = timed = TimedCall(func, args, kwargs, ctx, timeout, timeout_error)
     delegate = None
     is_portal = False
     try:
@@ -141,10 +142,10 @@ def call_async_from_thread(
                 job.waiting_on = call
                 if job.cancel is not None:
                     call.request_cancel()
-            if isinstance(call, TimedCall):
-                _wait_timed(call, handle, cancel_grace)
-            else:
+            if timed is None:
                 _wait(call, handle)
+            else:
+                _wait_timed(timed, handle, cancel_grace)
         except BaseException:
             # From the moment the call reached a loop, which may be running it
             # already: a KeyboardInterrupt landing even before the wait began
