@@ -391,6 +391,37 @@ class TestTimeouts:
             await wait_until(lambda: bridge.pool().busy == 0)
         assert [type(e) for e in stopped] == [syncbridge.WorkerCancelled]
 
+    @pytest.mark.anyio
+    async def test_a_to_sync_deadline_in_a_route_lets_cleanup_await_before_504(
+        self, bridge: Bridge, anyio_backend: str
+    ) -> None:
+        """A def route's to_sync(timeout=) runs on the app's loop, cancelled once (#24)."""
+        closed = threading.Event()
+
+        async def query() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                if anyio_backend == "trio":  # trio code shields awaiting cleanup
+                    with anyio.CancelScope(shield=True):
+                        await anyio.sleep(0)
+                else:
+                    await asyncio.sleep(0)  # asyncio code needs no shield
+                closed.set()
+
+        def route() -> None:
+            syncbridge.to_sync(query, timeout=0.05, bridge=bridge)()
+
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+        app.get("/query")(route)
+
+        async with serve(app) as client:
+            with anyio.fail_after(WAIT):
+                response = await client.get("/query")
+            assert response.status_code == 504
+            assert closed.is_set(), "the 504 came before the cleanup ended"
+
     @pytest.mark.parametrize("when", ["before", "after"])
     @pytest.mark.anyio
     async def test_user_timeout_handler_wins(self, bridge: Bridge, when: str) -> None:

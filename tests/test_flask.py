@@ -380,6 +380,28 @@ class TestTimeout:
         assert cancelled.is_set()
         assert time.monotonic() - started < 10  # not the 30 s sleep
 
+    def test_overrun_lets_cleanup_await_before_the_504(
+        self, app: Flask, ext: SyncBridge, client: FlaskClient
+    ) -> None:
+        """The view is cancelled once: its cleanup may await, then the 504 (#24)."""
+        closed = threading.Event()
+
+        @app.get("/slow")
+        @ext.timeout(0.05)
+        async def slow() -> str:
+            try:
+                await asyncio.sleep(30)
+            finally:
+                await asyncio.sleep(0)  # closing a connection, say
+                await asyncio.sleep(0)
+                closed.set()
+            return "late"
+
+        r = client.get("/slow")
+        assert r.status_code == 504
+        assert "slow() did not finish within 0.05 s" in r.text
+        assert closed.is_set(), "the 504 came before the view's cleanup ended"
+
     def test_decorator_order_does_not_matter(
         self, app: Flask, ext: SyncBridge, client: FlaskClient
     ) -> None:

@@ -6,17 +6,24 @@ import asyncio
 
 import syncbridge
 
-cleaned_up = False
+steps: list[str] = []
+
+
+async def close_connection() -> None:
+    await asyncio.sleep(0.01)  # cleanup that awaits: say goodbye to a server
+    steps.append("connection closed")
 
 
 @syncbridge.to_sync(timeout=0.1)
 async def slow_query() -> str:
-    global cleaned_up
     try:
         await asyncio.sleep(5)
         return "rows"
+    except asyncio.CancelledError:
+        steps.append("cancelled once")
+        raise
     finally:
-        cleaned_up = True  # runs on the loop when the timeout cancels the task
+        await close_connection()  # not cancelled again: it runs to its end
 
 
 def main() -> None:
@@ -25,8 +32,8 @@ def main() -> None:
     except TimeoutError:
         print("timed out after 0.1 s")
     # TimeoutError is raised once the coroutine has really stopped.
-    assert cleaned_up
-    print("the coroutine was cancelled and cleaned up")
+    assert steps == ["cancelled once", "connection closed"], steps
+    print("the coroutine was cancelled once and its cleanup ran to its end")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 import anyio
+import anyio.abc
 
 from ._core._bridge import get_bridge
 from ._core._loops import loop_running_in_this_thread
@@ -211,17 +212,44 @@ class _Gather:
         self.others: list[tuple[int, BaseException]] = []
         self.scope = anyio.CancelScope()
         self.cancelled_exc = anyio.get_cancelled_exc_class()
+        # asyncio only: the tasks running children now, each cancelled once (by
+        # cancel_children) instead of at every await by the anyio scope, so a
+        # child's cleanup may await (#24). trio code expects trio's own rules.
+        self.once: dict[int, asyncio.Task[Any]] | None = (
+            {} if asyncio._get_running_loop() is not None else None
+        )
+        self.cancelling = False  # cancel_children ran: start no more children
+        self.running = 0  # children started and not yet ended
+        self.all_started = False
+        self.idle = anyio.Event()  # set once all started and none running
+
+    def start(
+        self, tg: anyio.abc.TaskGroup, i: int, limiter: anyio.Semaphore | None
+    ) -> None:
+        """Start awaitable *i* in *tg*; counted as running from now."""
+        self.running += 1
+        tg.start_soon(self.run, i, limiter)
 
     async def run(self, i: int, limiter: anyio.Semaphore | None) -> None:
-        self.started[i] = True
         aw = self.aws[i]
+        once = self.once
         try:
+            if self.cancelling:
+                return  # never started: close_unstarted() closes it
+            self.started[i] = True
             if asyncio.isfuture(aw):
                 value = await _await_future(aw)
-            else:
+            elif once is None:
                 value = await aw
+            else:
+                with anyio.CancelScope(shield=True):  # cancel_children's to cancel
+                    once[i] = asyncio.current_task()  # type: ignore[assignment]
+                    try:
+                        value = await aw
+                    finally:
+                        del once[i]
         except self.cancelled_exc as exc:
-            if not _raised_by_the_child(exc):
+            if self.cancelling or not _raised_by_the_child(exc):
                 raise
             # The child's own CancelledError is its outcome, like any other (#11).
             self._failed(i, exc, outcome=True)
@@ -236,6 +264,22 @@ class _Gather:
         finally:
             if limiter is not None:
                 limiter.release()
+            self.running -= 1
+            if self.all_started and not self.running:
+                self.idle.set()
+
+    async def wait_children(self) -> None:
+        """Wait until every child started has ended (all are started by now)."""
+        self.all_started = True
+        if self.running:
+            await self.idle.wait()
+
+    def cancel_children(self) -> None:
+        """Cancel each running child once (asyncio); start no new one."""
+        self.cancelling = True
+        if self.once is not None:
+            for task in self.once.values():
+                task.cancel()
 
     def _failed(self, i: int, exc: BaseException, outcome: bool = False) -> None:
         # A child never raises into the task group: the user's exception object
@@ -544,8 +588,10 @@ async def gather_with_timeout(
         awaited until it has really finished, then :class:`GatherTimeout` is
         raised; no task outlives the call. The deadline also covers the time a
         coroutine waits for a *limit* slot. Cancelling the caller does the same,
-        then re-raises the cancellation. An input task is cancelled once and then
-        waited for. A thread cannot be stopped: an awaitable waiting on
+        then re-raises the cancellation. On asyncio each coroutine and input
+        task is cancelled once (its cleanup may await) and then waited for; on
+        trio the coroutines are in a cancel scope (cleanup that awaits is
+        shielded, as trio code expects). A thread cannot be stopped: an awaitable waiting on
         :func:`~syncbridge.run_blocking` stops waiting when cancelled, while its
         thread runs on.
 
@@ -594,14 +640,22 @@ async def gather_with_timeout(
     try:
         with state.scope:
             async with anyio.create_task_group() as tg:
-                for i, aw in enumerate(aws):
-                    if asyncio.isfuture(aw):
-                        tg.start_soon(state.run, i, None)
-                for i, aw in enumerate(aws):
-                    if not asyncio.isfuture(aw):
-                        if limiter is not None:
-                            await limiter.acquire()
-                        tg.start_soon(state.run, i, limiter)
+                try:
+                    for i, aw in enumerate(aws):
+                        if asyncio.isfuture(aw):
+                            state.start(tg, i, None)
+                    for i, aw in enumerate(aws):
+                        if not asyncio.isfuture(aw):
+                            if limiter is not None:
+                                await limiter.acquire()
+                            state.start(tg, i, limiter)
+                    # Waited for here, not in the group's exit, so that the
+                    # deadline, a first failure or the caller's cancellation
+                    # reaches this handler.
+                    await state.wait_children()
+                except BaseException:
+                    state.cancel_children()
+                    raise
     except BaseException:
         # The caller is being cancelled (or interrupted): its exception wins
         # over the children's errors, which would vanish with it, so log them;

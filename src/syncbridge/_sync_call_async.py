@@ -105,8 +105,12 @@ def to_sync(
 
     Cancellation:
         With *timeout*, the coroutine is cancelled on its loop after that
-        many seconds and :class:`TimeoutError` is raised in the caller once it has
-        stopped. ``KeyboardInterrupt`` behaves as in :func:`sync_call_async`.
+        many seconds (on asyncio once, like :func:`asyncio.timeout`, so its
+        cleanup may await; on trio by a cancel scope, trio's own rules) and
+        :class:`~syncbridge.SyncBridgeTimeout` is raised in the caller once it
+        has stopped, or, if it is still running the bridge's ``shutdown_grace``
+        seconds after the deadline, then, with a warning logged.
+        ``KeyboardInterrupt`` behaves as in :func:`sync_call_async`.
 
     Args:
         func: The coroutine function (omit it to get a decorator).

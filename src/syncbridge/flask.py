@@ -96,8 +96,9 @@ class SyncBridge:
     Cancellation:
         ``SYNCBRIDGE_TIMEOUT`` in the app config (seconds, default ``None``) bounds
         each coroutine; :meth:`timeout` sets it per function. On overrun the
-        coroutine is cancelled on the loop and Flask gets a
-        ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
+        coroutine is cancelled once on the loop (its cleanup may await) and,
+        once it has stopped (or the bridge's ``shutdown_grace`` later), Flask
+        gets a ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
         ``@app.errorhandler(504)`` can replace).
 
     Configuration is read from ``app.config`` by :meth:`init_app`, so set it
@@ -178,8 +179,9 @@ class SyncBridge:
         ``SYNCBRIDGE_TIMEOUT`` for this function.
 
         Cancellation:
-            On overrun the coroutine is cancelled on the loop (its ``finally``
-            blocks run there) and a 504 ``GatewayTimeout`` is raised in the request.
+            On overrun the coroutine is cancelled once on the loop (its
+            ``finally`` blocks run there and may await) and, once it has
+            stopped, a 504 ``GatewayTimeout`` is raised in the request.
 
         Raises:
             TypeError: If *seconds* is not a number or ``None``, or the decorated
@@ -498,9 +500,20 @@ def _run_coroutine(
     settings.apply_if_forked()
     timeout = getattr(func, _TIMEOUT_ATTR, settings.timeout)
     contexts: list[contextvars.Context] = []  # as the coroutine started, ended
+    request = _current_request()
     try:
-        return get_bridge().sync_call_async(
-            _run_view, func, args, kwargs, timeout, contexts, _current_request()
+        if timeout is None:
+            return get_bridge().sync_call_async(
+                _run_view, func, args, kwargs, contexts, request
+            )
+        # A deadline like to_sync's: the view is cancelled once, and the 504
+        # comes once its cleanup has ended (or the bridge's grace has passed).
+        return get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
+            timeout,
+            _run_view,
+            (func, args, kwargs, contexts, request),
+            {},
+            functools.partial(_gateway_timeout, func, timeout),
         )
     except DeadlockError:
         name = getattr(func, "__qualname__", repr(func))
@@ -519,22 +532,22 @@ async def _run_view(
     func: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    seconds: float | None,
     contexts: list[contextvars.Context],
     request: object,  # only read by _describe_view, if this blocks the loop
 ) -> T:
     contexts.append(contextvars.copy_context())
     try:
-        if seconds is None:
-            return await func(*args, **kwargs)
-        with anyio.move_on_after(seconds):
-            return await func(*args, **kwargs)
-        from werkzeug.exceptions import GatewayTimeout
-
-        name = getattr(func, "__qualname__", repr(func))
-        raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
+        return await func(*args, **kwargs)
     finally:
         contexts.append(contextvars.copy_context())
+
+
+def _gateway_timeout(func: Callable[..., Awaitable[Any]], seconds: float) -> Exception:
+    """The 504 a view (or hook) gets when its timeout ended it."""
+    from werkzeug.exceptions import GatewayTimeout
+
+    name = getattr(func, "__qualname__", repr(func))
+    return GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
 
 
 _RUN_VIEW_CODE: Final = _run_view.__code__

@@ -98,7 +98,9 @@ class Bridge:
         shutdown_grace: Seconds :meth:`close` lets portal tasks and busy workers
             finish before cancelling or leaving them (a finite number >= 0;
             one past what a thread can wait, such as ``5e9``, means as long
-            as the platform allows).
+            as the platform allows); also how long past a
+            ``to_sync(timeout=...)`` deadline the caller waits for the
+            cancelled coroutine's cleanup before it is answered.
         name: Shown in thread names (a non-empty ``str``).
         blocking_threshold: Watch the portal loop: each time a coroutine on it
             blocks it for longer than this many seconds, log a warning with the
@@ -619,15 +621,26 @@ class Bridge:
         func: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        timeout_error: Callable[[], BaseException] | None = None,
     ) -> T:
         """Like :meth:`sync_call_async`, cancelling the call after *timeout* s.
 
-        Private, like :meth:`_run_in`: for ``to_sync``'s typed wrapper.
+        The coroutine is cancelled once; its caller gets
+        :class:`~syncbridge.SyncBridgeTimeout` (or what *timeout_error* returns)
+        once it has ended, or :attr:`shutdown_grace` seconds after the deadline.
+        Private, like :meth:`_run_in`: for ``to_sync``'s typed wrapper and the
+        Flask integration's timeouts.
         """
         self._check_open("sync_call_async()")
         check_async_callable(func, "sync_call_async()")
         result: T = call_async_from_thread(
-            self._portal, func, args, kwargs, timeout, self.shutdown_grace
+            self._portal,
+            func,
+            args,
+            kwargs,
+            timeout,
+            self.shutdown_grace,
+            timeout_error=timeout_error,
         )
         return result
 

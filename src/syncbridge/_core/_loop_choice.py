@@ -15,7 +15,9 @@ from __future__ import annotations
 
 __all__ = ("call_async_from_thread",)
 
+import logging
 import os
+import time
 from queue import Empty
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,16 +36,19 @@ from ._loops import (
     Call,
     LoopGone,
     LoopHandle,
+    TimedCall,
     handle_for,
     loop_running_in_this_thread,
 )
-from ._outcome import Cancelled, Value
+from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ._jobs import Job
     from ._portal import Portal
+
+logger: Final = logging.getLogger("syncbridge")
 
 _POLL_SECONDS: Final = 1.0
 """How often a blocked caller checks that the loop running its call still runs."""
@@ -80,6 +85,7 @@ def call_async_from_thread(
     timeout: float | None,
     cancel_grace: float,
     cleanup: bool = False,
+    timeout_error: Callable[[], BaseException] | None = None,
 ) -> Any:
     """Run ``await func(*args, **kwargs)`` on the chosen loop; block until done.
 
@@ -89,8 +95,12 @@ def call_async_from_thread(
     Cancellation:
         A ``KeyboardInterrupt`` (or any exception raised in the waiting
         thread) cancels the coroutine, waits up to *cancel_grace* seconds for it to
-        finish, and propagates. *timeout* cancels the coroutine on its loop and raises
-        :class:`TimeoutError` here. In a worker whose job is cancelled (its
+        finish, and propagates. *timeout* cancels the coroutine once on its loop
+        (see :class:`~._deadline.Deadline`) and, once it has ended, raises
+        :class:`~syncbridge.SyncBridgeTimeout` here (or what *timeout_error*
+        returns); a coroutine still running *cancel_grace* seconds after its
+        deadline is logged and left running, and the caller gets that error at
+        once. In a worker whose job is cancelled (its
         awaiter was cancelled, or its bridge closed) the coroutine is cancelled
         too, and :class:`WorkerCancelled` is raised here — unless *cleanup*
         is set (closing a context manager or an iterator): cleanup runs to its
@@ -102,7 +112,12 @@ def call_async_from_thread(
     if job is not None and not cleanup:
         check_cancelled()  # a cancelled worker starts no new async call
     ctx = copy_context_for_thread()
-    call = Call(func, args, kwargs, ctx, timeout)
+    call: Call[Any]
+    timed: TimedCall[Any] | None = None
+    if timeout is None:
+        call = Call(func, args, kwargs, ctx, None)
+    else:
+        call = timed = TimedCall(func, args, kwargs, ctx, timeout, timeout_error)
     delegate = None
     is_portal = False
     try:
@@ -127,7 +142,10 @@ def call_async_from_thread(
                 job.waiting_on = call
                 if job.cancel is not None:
                     call.request_cancel()
-            _wait(call, handle)
+            if timed is None:
+                _wait(call, handle)
+            else:
+                _wait_timed(timed, handle, cancel_grace)
         except BaseException:
             # From the moment the call reached a loop, which may be running it
             # already: a KeyboardInterrupt landing even before the wait began
@@ -184,6 +202,55 @@ def _wait(call: Call[Any], handle: LoopHandle) -> None:
         if item is DONE:
             return
         item.run()  # type: ignore[attr-defined]
+
+
+def _wait_timed(call: TimedCall[Any], handle: LoopHandle, grace: float) -> None:
+    """:func:`_wait`, answering *call* itself *grace* s after its deadline passed."""
+    replies = call.replies
+    assert call.timeout is not None
+    overdue = call.timeout + grace
+    # It cannot start before now, so its bound is no sooner than this.
+    bound = time.monotonic() + overdue
+    while True:
+        started = call.started  # set once by the loop thread, see TimedCall
+        if started is not None:
+            bound = started + overdue
+        now = time.monotonic()
+        if started is not None and now >= bound:
+            _give_up(call, grace)
+            return
+        wait = min(_POLL_SECONDS, bound - now) if now < bound else _POLL_SECONDS
+        try:
+            item = replies.get(timeout=wait)
+        except Empty:
+            if not handle.still_running():
+                raise SyncBridgeError(
+                    f"the event loop running {call.name}() stopped before the "
+                    "call finished"
+                ) from None
+            continue
+        if item is DONE:
+            return
+        item.run()  # type: ignore[attr-defined]
+
+
+def _give_up(call: TimedCall[Any], grace: float) -> None:
+    """Answer *call*, still running *grace* s after its deadline, with its timeout."""
+    call.timed_out = True
+    if call.finish(Error(call.timeout_error())):
+        logger.warning(
+            "%s() was still running %g s past its %g s deadline, which cancelled "
+            "it (its cleanup awaits that long, or it ignores cancellation, or its "
+            "loop is blocked); its caller got the timeout, and the coroutine is "
+            "left running on its loop",
+            call.name,
+            grace,
+            call.timeout,
+            extra={
+                "syncbridge_event": "timeout-cleanup-overran",
+                "syncbridge_function": call.name,
+            },
+        )
 
 
 def _serve(call: Call[Any], timeout: float | None) -> bool:

@@ -18,6 +18,7 @@ __all__ = (
     "LoopGone",
     "LoopHandle",
     "PortalAsyncioLoop",
+    "TimedCall",
     "TrioLoop",
     "handle_for",
     "loop_running_in_this_thread",
@@ -30,13 +31,12 @@ import functools
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from queue import SimpleQueue
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
-
-import anyio
 
 from .._exceptions import (
     SyncBridgeTimeout,
@@ -44,6 +44,7 @@ from .._exceptions import (
     timeout_message,
 )
 from .._typing import T
+from ._deadline import Deadline
 from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
@@ -172,15 +173,9 @@ class Call(Generic[T]):
         result: T
         if self.timeout is None:
             result = await awaitable
-        else:
-            with anyio.move_on_after(self.timeout):
-                result = await awaitable
-                return result
-            # Its own class, so handlers can tell it from the function's own (#16).
-            self.timed_out = True
-            what = "to_sync(timeout=...)"
-            raise SyncBridgeTimeout(timeout_message(what, self.name, self.timeout))
-        return result
+            return result
+        assert isinstance(self, TimedCall)
+        return await _by_deadline(self, awaitable)
 
     def begin(self, cancel_on_loop: Callable[[], object]) -> bool:
         """Register how to cancel the task now running the call (loop thread).
@@ -230,6 +225,53 @@ class Call(Generic[T]):
         if self.on_done is not None:
             self.on_done(self)
         return True
+
+
+class TimedCall(Call[T]):
+    """A call with a deadline (its *timeout*), from ``to_sync(timeout=...)`` and kin.
+
+    The loop cancels it once at the deadline (see :class:`~._deadline.Deadline`)
+    and its outcome is then :meth:`timeout_error`. The blocked caller reads
+    :attr:`started` to bound its wait (see ``_loop_choice``).
+    """
+
+    __slots__ = ("make_error", "started")
+
+    def __init__(
+        self,
+        func: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+        timeout: float,
+        make_error: Callable[[], BaseException] | None = None,
+    ) -> None:
+        super().__init__(func, args, kwargs, ctx, timeout)
+        self.make_error = make_error
+        # time.monotonic() when the loop started it; written once by the loop
+        # thread and read by the caller's: a single reference store and load,
+        # atomic without the GIL too (a free-threaded build locks the object).
+        self.started: float | None = None
+
+    def timeout_error(self) -> BaseException:
+        """The exception its caller gets once the deadline has ended it."""
+        if self.make_error is not None:
+            return self.make_error()
+        assert self.timeout is not None
+        # Its own class, so handlers can tell it from the function's own (#16).
+        what = "to_sync(timeout=...)"
+        return SyncBridgeTimeout(timeout_message(what, self.name, self.timeout))
+
+
+async def _by_deadline(call: TimedCall[T], awaitable: Awaitable[T]) -> T:
+    call.started = time.monotonic()
+    assert call.timeout is not None
+    # Cancelled once, as the loop's users expect: cleanup that awaits ends.
+    with Deadline(call.timeout):
+        result = await awaitable
+        return result
+    call.timed_out = True
+    raise call.timeout_error()
 
 
 async def _spent(*args: Any, **kwargs: Any) -> Any:
