@@ -269,7 +269,9 @@ class Child:
             code = self.process.wait()
             sys.exit(
                 f"the {self.label} child ({self.process.args!r}) exited with "
-                f"status {code} during {what!r}; its error is above"
+                f"status {code} during {what!r}; its error is above. The "
+                "interpreters must import syncbridge and anyio: pass --gil-python "
+                "PATH (or set SYNCBRIDGE_GIL_PYTHON) to one that does"
             )
         return json.loads(line)
 
