@@ -1,4 +1,4 @@
-"""Soak: many calls in each direction leave memory, threads and fds flat.
+"""Soak: many calls in each direction leave memory, threads and fds flat, and add up.
 
 Each direction makes ``SYNCBRIDGE_SOAK_CALLS`` calls (default 20,000, a few
 seconds; ``nox -s soak`` makes 1,000,000) through an isolated bridge, after a
@@ -7,6 +7,11 @@ queue). After the warm-up and after every further 10 % of the calls, with no
 call in flight and after ``gc.collect()``, it samples RSS, allocated blocks,
 live threads and open fds, and logs the table on the ``tests.soak`` logger
 (``nox -s soak`` shows it live; a failing test shows it with the failure).
+
+Every count must add up exactly, at each sample (all callers have their
+results then): each caller got as many results as it made calls, each the value
+expected, and ``Bridge.stats()`` counts every call made, each as completed,
+with no slot busy, nothing waiting and no task pending.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from syncbridge import Bridge
+from syncbridge import Bridge, BridgeStats
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -101,6 +106,8 @@ class Soak:
         )
 
     def table(self) -> str:
+        if not self.samples:  # it failed before the warm-up's end
+            return f"soak {self.name}: no sample taken"
         first = self.samples[0]
         lines = [
             f"soak {self.name}: {CALLS:,} calls after a {WARMUP:,}-call warm-up, "
@@ -142,6 +149,68 @@ def _chunks() -> Iterator[range]:
 def _share(chunk: range, k: int) -> range:
     """Caller *k*'s share of *chunk*."""
     return chunk[k::CONCURRENCY]
+
+
+class Tally:
+    """What each caller got back: results and their sum, one slot per caller.
+
+    Each caller writes only its own slot (no lock needed on any build); the
+    test reads them once every caller is done.
+    """
+
+    def __init__(self) -> None:
+        self.calls = [0] * CONCURRENCY  # calls each caller was given
+        self.results = [0] * CONCURRENCY
+        self.sums = [0] * CONCURRENCY
+
+    def share(self, chunk: range, k: int) -> range:
+        """Caller *k*'s share of *chunk*, counted as calls it must make."""
+        share = _share(chunk, k)
+        self.calls[k] += len(share)
+        return share
+
+    def got(self, k: int, i: int, value: int) -> None:
+        """Caller *k* got *value* for its call with argument *i*."""
+        assert value == 2 * i + 1, f"call {i} returned {value!r}, not {2 * i + 1}"
+        self.results[k] += 1
+        self.sums[k] += value
+
+    def check(self, made: int) -> None:
+        """After *made* calls in all (each ``_double(i)``, ``i < made``)."""
+        assert sum(self.calls) == made
+        for k in range(CONCURRENCY):
+            assert self.results[k] == self.calls[k], (
+                f"caller {k} got {self.results[k]} results for {self.calls[k]} calls"
+            )
+        # The values of _double(0 .. made - 1) add up to made ** 2.
+        assert sum(self.sums) == made**2, f"results add up to {sum(self.sums)}"
+
+
+def _check_stats(bridge: Bridge, made: int, counted_in: str) -> BridgeStats:
+    """*bridge* counted *made* calls, all completed, in *counted_in* alone.
+
+    *counted_in* is a pool's name or ``"portal"``. Called with no call in flight
+    (every caller has its result): nothing busy, waiting, pending or abandoned.
+    """
+    stats = bridge.stats()
+    expected = {"calls": made, "completed": made, "errors": 0, "cancellations": 0}
+    expected |= {"timeouts": 0}
+    where = {"portal": stats.portal, **stats.pools}
+    assert counted_in in where, f"no {counted_in!r} in {stats}"
+    for name, part in where.items():
+        want = expected if name == counted_in else dict.fromkeys(expected, 0)
+        got = {key: getattr(part, key) for key in want}
+        assert got == want, f"{name} after {made:,} calls: {got}, not {want}\n{stats}"
+    for name, pool in stats.pools.items():
+        idle = {"busy": pool.busy, "waiting": pool.waiting, "abandoned": pool.abandoned}
+        assert idle == dict.fromkeys(idle, 0), (
+            f"pool {name} after {made:,} calls, none in flight: {idle}\n{stats}"
+        )
+    assert stats.portal.tasks == 0, f"portal tasks pending: {stats}"
+    totals = {key: getattr(stats, key) for key in expected}
+    assert totals == expected, f"bridge totals {totals}, not {expected}\n{stats}"
+    assert stats.abandoned == 0, f"abandoned calls: {stats}"
+    return stats
 
 
 def _double(i: int) -> int:
@@ -193,16 +262,20 @@ def test_run_blocking_stays_flat(
     soak = Soak(f"run_blocking-{backend}", extra_threads=CAPACITY + 1)
     soak_log.append(soak)
     bridge = Bridge(max_workers=CAPACITY, shutdown_grace=2.0)
+    tally = Tally()
 
-    async def caller(share: range) -> None:
+    async def caller(k: int, share: range) -> None:
         for i in share:
-            assert await bridge.run_blocking(_double, i) == 2 * i + 1
+            tally.got(k, i, await bridge.run_blocking(_double, i))
 
     async def main() -> None:
         for chunk in _chunks():
             async with anyio.create_task_group() as tg:
                 for k in range(CONCURRENCY):
-                    tg.start_soon(caller, _share(chunk, k))
+                    tg.start_soon(caller, k, tally.share(chunk, k))
+            # Every awaiter has its result: each slot must be free already.
+            _check_stats(bridge, chunk.stop, "default")
+            tally.check(chunk.stop)
             soak.take(chunk.stop - WARMUP)
 
     try:
@@ -221,18 +294,21 @@ def test_sync_call_async_stays_flat(
     soak_log.append(soak)
     bridge = Bridge(max_workers=CAPACITY, backend=backend, shutdown_grace=2.0)
     errors: list[BaseException] = []
+    tally = Tally()
 
-    def caller(share: range) -> None:
+    def caller(k: int, share: range) -> None:
         try:
             for i in share:
-                assert bridge.sync_call_async(_double_async, i) == 2 * i + 1
+                tally.got(k, i, bridge.sync_call_async(_double_async, i))
         except BaseException as exc:
             errors.append(exc)
 
     try:
         for chunk in _chunks():
             threads = [
-                threading.Thread(target=caller, args=(_share(chunk, k),), daemon=True)
+                threading.Thread(
+                    target=caller, args=(k, tally.share(chunk, k)), daemon=True
+                )
                 for k in range(CONCURRENCY)
             ]
             for thread in threads:
@@ -243,6 +319,8 @@ def test_sync_call_async_stays_flat(
             assert not any(t.is_alive() for t in threads), "callers hung"
             if errors:
                 raise errors[0]
+            _check_stats(bridge, chunk.stop, "portal")
+            tally.check(chunk.stop)
             soak.take(chunk.stop - WARMUP)
     finally:
         bridge.close()
