@@ -233,6 +233,41 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/_summary.py", str(summary))
 
 
+@nox.session(python=FREE_THREADED)
+def bench_free_threaded(session: nox.Session) -> None:
+    """Benchmark a free-threaded build beside the GIL build of the same Python.
+
+    Not a default session. ``SYNCBRIDGE_GIL_PYTHON`` names the GIL interpreter
+    (``.ci/pythons`` builds one from 3.13t's own source with the same flags:
+    ``/opt/python3.13/bin/python3.13`` in its chroot), else ``python3.X`` on
+    PATH; the session gives it a venv of its own with the same dependencies.
+    Appends its targets to the summary, as the ``bench`` scripts do.
+    """
+    install(session, "bench", extras="trio,uvloop")
+    assert isinstance(session.python, str)
+    minor = session.python.removesuffix("t")
+    gil = os.environ.get("SYNCBRIDGE_GIL_PYTHON") or shutil.which(f"python{minor}")
+    if gil is None:
+        session.error(f"no GIL build of {minor}: set SYNCBRIDGE_GIL_PYTHON")
+    has_uv, uv, _ = nox.virtualenv.find_uv()
+    if not has_uv:
+        session.error("needs uv (pip install 'nox[uv]')")
+    venv = Path(session.create_tmp(), "gil")
+    session.run(uv, "venv", "-q", "-p", gil, str(venv), external=True)
+    python = str(venv / "bin" / "python")
+    session.run(
+        uv, "pip", "install", "-q", "-p", python, "-e", ".[trio,uvloop]",
+        "--group", "bench", external=True,
+    )  # fmt: skip
+    summary = Path(session.create_tmp()) / "bench-summary.jsonl"
+    summary.unlink(missing_ok=True)
+    session.run(
+        "python", "benchmarks/bench_free_threaded.py", "--gil-python", python,
+        *session.posargs, env={"SYNCBRIDGE_BENCH_SUMMARY": str(summary)},
+    )  # fmt: skip
+    session.run("python", "benchmarks/_summary.py", str(summary))
+
+
 # The frameworks whose own released test suites ``compat`` runs: the distribution,
 # the wrapped runs (SYNCBRIDGE_COMPAT_MODE values), the suite's dependency groups
 # and the extras its tests import. Test plugins that change how pytest reports
