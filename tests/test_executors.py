@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import gc
 import multiprocessing
 import os
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,7 @@ import _jobs
 from syncbridge import (
     Bridge,
     BridgeClosed,
+    ExecutorPool,
     GatherTimeout,
     ProcessExecutor,
     SerializationError,
@@ -40,11 +43,14 @@ from syncbridge import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    from syncbridge._typing import T
 
 pytestmark = pytest.mark.anyio
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+WAIT = 10.0  # seconds; only reached when a test is failing
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -225,6 +231,159 @@ async def test_an_executor_shut_down_says_so(bridge: Bridge) -> None:
     ex.shutdown()
     with pytest.raises(SyncBridgeError, match=r"shut down or is broken: give the"):
         await to_async(int, executor=ex, bridge=bridge)()
+
+
+# -- executors made and dropped by their user (#24) ------------------------
+
+
+class _Inline(concurrent.futures.Executor):
+    """Runs each call in submit(): an executor that costs nothing to make."""
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: object, **kwargs: object
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # the future carries it
+            future.set_exception(exc)
+        return future
+
+
+def _executor_pools(bridge: Bridge) -> list[str]:
+    """The names of the pools *bridge* made for to_async(executor=...).
+
+    Every pool but the built-in two: the bridges here have no named pool.
+    """
+    builtin = ("default", "thread_sensitive")
+    return [name for name in bridge.stats().pools if name not in builtin]
+
+
+def _executor_pools_alive() -> int:
+    return sum(isinstance(o, ExecutorPool) for o in gc.get_objects())
+
+
+async def test_an_executor_made_per_call_is_not_kept_and_leaves_stats(
+    bridge: Bridge,
+) -> None:
+    """300 requests, each with its own ThreadPoolExecutor: none is left behind."""
+    made: list[weakref.ref[concurrent.futures.ThreadPoolExecutor]] = []
+
+    async def request(i: int) -> int:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            made.append(weakref.ref(ex))
+            return await to_async(int, executor=ex, bridge=bridge)(str(i))
+
+    for i in range(300):
+        assert await request(i) == i
+    gc.collect()
+    assert [ref for ref in made if ref() is not None] == []
+    assert _executor_pools(bridge) == []
+    stats = bridge.stats()
+    # Their calls stay in the bridge's totals: counters never go down.
+    assert (stats.calls, stats.completed, stats.errors) == (300, 300, 0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_pools_and_memory_stay_flat_over_10000_executors_made_per_call(
+    backend: str,
+) -> None:
+    """Per-call executors from four threads' loops while stats() is read."""
+    per_thread, warmup = 2_250, 1_000
+    errors: list[BaseException] = []
+
+    async def calls(bridge: Bridge, n: int) -> None:
+        for i in range(n):
+            assert await to_async(int, executor=_Inline(), bridge=bridge)(i) == i
+
+    def caller(bridge: Bridge) -> None:
+        try:
+            anyio.run(calls, bridge, per_thread, backend=backend)
+        except BaseException as exc:  # raised in the test
+            errors.append(exc)
+
+    with Bridge() as bridge:
+        anyio.run(calls, bridge, warmup, backend=backend)
+        gc.collect()
+        pools, alive = _executor_pools(bridge), _executor_pools_alive()
+        blocks = sys.getallocatedblocks()
+        callers = [threading.Thread(target=caller, args=(bridge,)) for _ in range(4)]
+        for thread in callers:
+            thread.start()
+        seen: list[int] = []  # the totals as stats() read them meanwhile
+        pause = threading.Event()  # never set: a sampling interval
+        while any(thread.is_alive() for thread in callers):
+            seen.append(bridge.stats().completed)
+            pause.wait(0.001)
+        for thread in callers:
+            thread.join()
+        if errors:
+            raise errors[0]
+        gc.collect()
+        grown = sys.getallocatedblocks() - blocks
+        assert _executor_pools(bridge) == pools == []
+        assert _executor_pools_alive() <= alive
+        # A pool and its executor leaked per call are ~10 blocks each.
+        assert grown < 3_000, f"{grown} blocks more after 9,000 calls"
+        stats = bridge.stats()
+        assert stats.calls == stats.completed == warmup + 4 * per_thread
+        assert seen == sorted(seen), "the bridge's totals went down"
+
+
+async def test_a_call_still_running_keeps_its_executor_alive_until_it_ends(
+    bridge: Bridge,
+) -> None:
+    """Its awaiter is gone and its user dropped the executor: the call goes on."""
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        release.wait(WAIT)
+        return "done"
+
+    ex = concurrent.futures.ThreadPoolExecutor(1)
+    ref = weakref.ref(ex)
+    run = to_async(work, executor=ex, bridge=bridge, abandon_on_cancel=True)
+    del ex
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        await anyio.to_thread.run_sync(started.wait, WAIT)
+        tg.cancel_scope.cancel()  # abandoned: the await ends, the call runs
+    del run
+    gc.collect()
+    assert ref() is not None, "the executor of a running call was dropped"
+    [name] = _executor_pools(bridge)
+    pool = bridge.stats().pools[name]
+    assert (pool.busy, pool.abandoned, pool.cancellations) == (1, 1, 1)
+    release.set()
+    executor = ref()
+    assert executor is not None
+    executor.shutdown(wait=True)  # its thread completed the call's future
+    del executor
+    gc.collect()
+    assert ref() is None, "the bridge kept the executor after its call ended"
+    assert _executor_pools(bridge) == []
+    assert bridge.stats().cancellations == 1
+
+
+async def test_a_shut_down_executor_keeps_its_pool_while_its_user_holds_it(
+    bridge: Bridge,
+) -> None:
+    """The documented choice: a pool leaves stats() once its executor is gone."""
+    ex = concurrent.futures.ThreadPoolExecutor(1)
+    assert await to_async(int, executor=ex, bridge=bridge)("7") == 7
+    ex.shutdown()
+    [name] = _executor_pools(bridge)
+    with pytest.raises(SyncBridgeError, match=r"shut down or is broken"):
+        await to_async(int, executor=ex, bridge=bridge)()
+    pool = bridge.stats().pools[name]  # the same pool: its totals go on
+    assert (pool.calls, pool.completed, pool.errors) == (2, 1, 1)
+    del ex
+    gc.collect()
+    assert _executor_pools(bridge) == []
+    stats = bridge.stats()
+    assert (stats.calls, stats.completed, stats.errors) == (2, 1, 1)
 
 
 # -- configuration -----------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import gc
 import subprocess
 import sys
 import threading
@@ -13,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import syncbridge.prometheus
-from syncbridge import Bridge
+from syncbridge import Bridge, to_async
 
 WAIT = 10.0
 
@@ -81,6 +83,36 @@ async def test_a_scrape_shows_the_bridges_state_with_conventional_names() -> Non
         ]
         == 0
     )
+
+
+@pytest.mark.anyio
+async def test_an_executor_made_per_request_leaves_no_label_set_behind() -> None:
+    """Its pool is scraped while the executor lives, then no more (#24)."""
+    registry = CollectorRegistry()
+
+    def pools() -> set[str]:
+        return {
+            dict(labels)["pool"]
+            for name, labels in scrape(registry)
+            if name == "syncbridge_pool_capacity"
+        }
+
+    async def request(b: Bridge, i: int) -> set[str]:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            assert await to_async(int, executor=ex, bridge=b)(i) == i
+            return pools()
+
+    async with Bridge(name="app") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+        for i in range(50):
+            during = await request(b, i)
+            assert during == {
+                "default",
+                "thread_sensitive",
+                f"ThreadPoolExecutor-{i + 1}",
+            }
+        gc.collect()
+        assert pools() == {"default", "thread_sensitive"}
 
 
 def test_the_metrics_have_help_and_types() -> None:

@@ -180,7 +180,9 @@ def to_async(
             loky...) instead of a pool; a ``distributed.Client`` stands for
             ``client.get_executor(pure=False)``.
             Out of process, the function and its arguments must pickle, and
-            context variables do not travel.
+            context variables do not travel. Make it once and reuse it: its
+            capacity and its stats are per executor. The bridge holds it only
+            while calls are in it.
         terminate_on_cancel: On a :class:`~syncbridge.ProcessExecutor`, end the
             worker process when the awaiting task is cancelled, as *timeout*
             always does (the slot is free at once). Ignored elsewhere.

@@ -19,7 +19,10 @@ Metric                                Type    Labels
 ``syncbridge_portal_blocks_total``    counter ``bridge`` (stalls of a watched portal)
 ===================================== ======= ============================================
 
-``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``.
+``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``. ``pool``
+is a pool of :meth:`Bridge.stats() <syncbridge.Bridge.stats>`: the pool of a
+``to_async(executor=...)`` executor is there while the executor lives, so
+make executors once, not per request (each would be a series of its own).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -294,17 +295,20 @@ async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
     assert pool._lookout is None
 
 
-def _arranged_pool(pace: float, blocked: int = 0) -> tuple[WorkerPool, list[Job]]:
+def _arranged_pool(
+    pace: float, blocked: int = 0, now: float | None = None
+) -> tuple[WorkerPool, list[Job]]:
     """A pool in short mode whose one cycling worker was handed its call long ago.
 
     White-box: the state a pool reaches when the loop thread holds the GIL for
     longer than HANDOFF, so a worker cycling through short calls looks stuck;
     *blocked* more workers are in calls that never return. Returns the pool and
-    jobs to queue in it.
+    jobs to queue in it. *now* is the time of the arrangement (default: real).
     """
     pool = WorkerPool("pace", 200)
     pool._handoff = 0.05
-    now = time.monotonic()
+    if now is None:
+        now = time.monotonic()
     with pool._lock:
         pool._long = 0.0
         pool._pace = pace
@@ -359,6 +363,41 @@ def test_blocked_workers_are_not_counted_as_emptying_the_queue() -> None:
         pool.close()
 
 
+def _look_while_calls_return(
+    pool: WorkerPool, now: float, returns_per_handoff: int, handoffs: int
+) -> list[tuple[float, list[Job] | None]]:
+    """Drive the lookout's policy on a clock of our own, never real time.
+
+    From *now*, a call returns every ``1 / returns_per_handoff`` HANDOFF for
+    *handoffs* HANDOFFs, then none does. The lookout looks when it would (at
+    ``_next_look()``), seeing the calls returned by then, until it wakes a
+    worker while none returns any more. Returns each look: when, and the jobs
+    it started (None: it waited for the running workers). Stops early if every
+    queued call started.
+    """
+    handoff = pool._handoff
+    returns = deque(
+        now + (k + 1) * handoff / returns_per_handoff
+        for k in range(handoffs * returns_per_handoff)
+    )
+    last_return = returns[-1]
+    looks: list[tuple[float, list[Job] | None]] = []
+    with pool._lock:
+        pool._lookout = threading.current_thread()  # as on the lookout thread
+        while len(looks) < 1000:
+            if not pool._pending:  # every call started: no look due
+                return looks
+            at = pool._next_look()
+            while returns and returns[0] <= at:
+                pool._finished += 1
+                pool._returned = returns.popleft()
+            starts = pool._look_at(at)
+            looks.append((at, None if starts is None else [s[0] for s in starts]))
+            if starts is not None and at > last_return:
+                return looks
+    raise AssertionError("the lookout never woke a worker once calls stopped")
+
+
 @pytest.mark.parametrize(
     ("queued", "returns_per_handoff", "wakes_while_returning"),
     [(1, 5, False), (50, 1, True)],
@@ -368,39 +407,61 @@ def test_the_lookout_wakes_a_worker_only_if_the_queue_is_not_emptied_soon(
     queued: int, returns_per_handoff: int, wakes_while_returning: bool
 ) -> None:
     """Calls keep returning: a worker is woken only if, at that rate, the queue
-    would not empty within HANDOFF; once none returns, one is woken anyway."""
-    pool, jobs = _arranged_pool(pace=0.05 / 100, blocked=100)
-    starts: list[object] = []
-    stop = threading.Event()
+    would not empty within HANDOFF; once none returns, one is woken anyway.
 
-    def look() -> None:
-        with pool._lock:
-            pool._lookout = threading.current_thread()
-            starts.append(pool._due())
-
-    with pool._lock:
-        waited = time.monotonic() - 1.0  # long enough to be due a worker
-        pool._pending.extend((waited, job) for job in jobs[:queued])
-        pool._finished += 1  # a call returned since the lookout last looked
-    lookout = threading.Thread(target=look, daemon=True)
+    The policy is driven on a clock of the test's own: a loaded machine that
+    delays a thread cannot pass for "no call returned" (it once did, #24).
+    """
+    now = 1000.0
+    pool, jobs = _arranged_pool(pace=0.05 / 100, blocked=100, now=now)
     try:
-        lookout.start()
-        for _ in range(20 * returns_per_handoff):  # calls return for 20 HANDOFFs
-            if starts:
-                break
-            with pool._lock:
-                pool._finished += 1
-            stop.wait(pool._handoff / returns_per_handoff)
-        assert bool(starts) == wakes_while_returning
-        # None returns any more: the workers may all be blocked; one is woken.
-        lookout.join(WAIT)
-        assert not lookout.is_alive()
-        [due] = starts
-        assert isinstance(due, list)
-        assert [start[0] for start in due] == [jobs[0]]
+        with pool._lock:
+            waited = now - 1.0  # long enough to be due a worker
+            pool._pending.extend((waited, job) for job in jobs[:queued])
+        looks = _look_while_calls_return(pool, now, returns_per_handoff, 20)
+        last_return = now + 20 * pool._handoff
+        while_returning = [(at, s) for at, s in looks if at <= last_return]
+        woken = [s for _, s in while_returning if s is not None]
+        if wakes_while_returning:
+            # The first look wakes one worker for the oldest call, no more.
+            assert while_returning[0] == (now + pool._handoff, [jobs[0]])
+        else:
+            assert len(while_returning) >= 20, "the lookout did not look each HANDOFF"
+            assert woken == [], "a worker was woken while the queue emptied soon"
+        # None returns any more: the workers may all be blocked; one is woken,
+        # by the second look after the last return at most.
+        at, started = looks[-1]
+        assert at <= last_return + 2 * pool._handoff
+        assert started == [jobs[len(woken)]]
     finally:
         with pool._lock:
             pool._lookout = None
             pool._pending.clear()
         pool.close()
-        lookout.join(WAIT)
+
+
+def test_while_none_returns_the_lookout_wakes_twice_as_many_each_look() -> None:
+    """No call returns: the workers may all be blocked; 1, 2, 4, 8 are woken."""
+    now = 1000.0
+    pool, jobs = _arranged_pool(pace=0.05 / 100, blocked=100, now=now)
+    try:
+        with pool._lock:
+            pool._lookout = threading.current_thread()
+            pool._pending.extend((now - 1.0, job) for job in jobs)
+            woken = []
+            for _ in range(4):
+                at = pool._next_look()
+                starts = pool._look_at(at)
+                assert starts is not None
+                woken.append(len(starts))
+            assert woken == [1, 2, 4, 8]
+            # A call returned: the next look wakes one, and the ramp starts anew.
+            pool._finished += 1
+            assert len(pool._look_at(pool._next_look()) or ()) == 1
+            assert len(pool._look_at(pool._next_look()) or ()) == 1
+            assert len(pool._look_at(pool._next_look()) or ()) == 2
+    finally:
+        with pool._lock:
+            pool._lookout = None
+            pool._pending.clear()
+        pool.close()

@@ -37,6 +37,7 @@ from .._validate import (
 )
 from ._await_job import run_in_pool
 from ._context import copy_context_for_thread
+from ._counts import CountsSnapshot
 from ._executor_pool import ExecutorPool
 from ._loop_choice import call_async_from_thread
 from ._loops import Call
@@ -60,6 +61,7 @@ DEFAULT_MAX_WORKERS: Final = 40
 """Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
 
 _bridges: weakref.WeakSet[Bridge] = weakref.WeakSet()
+_NO_CALLS: Final = CountsSnapshot(0, 0, 0, 0, 0)
 _counter = 0
 _counter_lock = threading.Lock()
 
@@ -164,7 +166,15 @@ class Bridge:
         )
         self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
         self._pools: dict[str, WorkerPool | ExecutorPool] = {}
-        self._adhoc: dict[concurrent.futures.Executor, ExecutorPool] = {}
+        # The pools of to_async(executor=...) calls (see _executor_pool), all
+        # under _lock: by id() of their executor while it lives (a dict read
+        # outside the lock is atomic, and its result checked); then, while an
+        # awaiter still has to count its call, in _gone; then their totals
+        # are folded into _retired, so the bridge's totals never go down.
+        self._adhoc: dict[int, ExecutorPool] = {}
+        self._gone: list[ExecutorPool] = []
+        self._retired = _NO_CALLS
+        self._adhoc_made = 0
         self._lock = threading.Lock()
         self._closed = False
         self._closed_event = threading.Event()
@@ -358,14 +368,16 @@ class Bridge:
 
         Runs on:
             Any thread, the portal's own included; it never blocks (about 10 µs
-            with a few pools: each pool's lock is taken once). It posts the probe
-            that measures the portal loop's lag (at most one per 10 ms), read
-            by a later call.
+            with a few pools: each pool's lock, and the bridge's, is taken
+            once). It posts the probe that measures the portal loop's lag (at
+            most one per 10 ms), read by a later call.
 
         Returns:
             An immutable :class:`~syncbridge.BridgeStats`; its ``pools`` maps
-            ``"default"``, ``"thread_sensitive"`` and each named pool to a
-            :class:`~syncbridge.PoolStats`.
+            ``"default"``, ``"thread_sensitive"``, each named pool and the
+            executor of each ``to_async(executor=...)`` still alive (as
+            ``"ThreadPoolExecutor-1"``...) to a :class:`~syncbridge.PoolStats`.
+            The totals include the calls of executors gone since.
 
         .. versionadded:: 0.1
         """
@@ -377,15 +389,18 @@ class Bridge:
             pools[WORKER_THREADS_POOL] = self._worker_pool.stats()
         for name, pool in list(self._pools.items()):
             pools[name] = pool.stats()
-        for pool in list(self._adhoc.values()):
+        with self._lock:
+            self._forget_gone_executors()
+            adhoc = [*self._adhoc.values(), *self._gone]
+            retired = self._retired
+        for pool in adhoc:
             pools[pool.name] = pool.stats()
         portal = self._portal.stats()
-        calls, completed = portal.calls, portal.completed
-        errors, cancellations, timeouts = (
-            portal.errors,
-            portal.cancellations,
-            portal.timeouts,
-        )
+        calls = portal.calls + retired.calls
+        completed = portal.completed + retired.completed
+        errors = portal.errors + retired.errors
+        cancellations = portal.cancellations + retired.cancellations
+        timeouts = portal.timeouts + retired.timeouts
         abandoned = 0
         for p in pools.values():  # one pass: stats() may be called per request
             calls += p.calls
@@ -552,26 +567,67 @@ class Bridge:
     def _executor_pool(self, executor: concurrent.futures.Executor) -> ExecutorPool:
         """The pool for ``to_async(executor=...)`` calls to *executor*.
 
-        One per executor and bridge, kept while the bridge lives, so its calls
-        are counted in :meth:`stats` (as ``"<ExecutorClass>-<n>"``); the
-        bridge's default or named pool, if it runs on *executor*.
+        The bridge's default or named pool, if it runs on *executor*; else one
+        per executor and bridge, counted in :meth:`stats` as
+        ``"<ExecutorClass>-<n>"`` for as long as the executor lives. The
+        bridge holds the executor only while calls of its own are in it: once
+        its user dropped it, its pool leaves :meth:`stats` (its calls stay in
+        the bridge's totals). The caller must hold *executor* until it has
+        submitted its call.
         """
-        pool = self._adhoc.get(executor)
-        if pool is not None:
+        pool = self._adhoc.get(id(executor))
+        # An id is reused once its object is gone: check it is this executor.
+        if pool is not None and pool._holds(executor):  # pyright: ignore[reportPrivateUsage]
             return pool
         with self._lock:
-            pool = self._adhoc.get(executor)
             for known in (self._default_pool, *self._pools.values()):
                 # The same executor is one pool: a nested call must find its
                 # blocked ancestor's slot there (_delegate), not wait behind it.
-                if isinstance(known, ExecutorPool) and known.executor is executor:
+                if isinstance(known, ExecutorPool) and known._holds(executor):  # pyright: ignore[reportPrivateUsage]
                     return known
-            if pool is None:
-                self._check_open("to_async(executor=...)")
-                name = f"{type(executor).__name__}-{len(self._adhoc) + 1}"
-                pool = ExecutorPool(name, executor, label="to_async(executor=...)")
-                self._adhoc[executor] = pool
+            pool = self._adhoc.get(id(executor))
+            if pool is not None and pool._holds(executor):  # pyright: ignore[reportPrivateUsage]
+                return pool
+            self._check_open("to_async(executor=...)")
+            self._forget_gone_executors()  # the one a reused id names too
+            self._adhoc_made += 1
+            name = f"{type(executor).__name__}-{self._adhoc_made}"
+            pool = ExecutorPool._for_calls(  # pyright: ignore[reportPrivateUsage]
+                name, executor, label="to_async(executor=...)"
+            )
+            self._adhoc[id(executor)] = pool
         return pool
+
+    def _forget_gone_executors(self) -> None:
+        """Drop the pools whose executor is gone once their calls are counted.
+
+        Called with :attr:`_lock` held. Nothing can reach such a pool any more
+        but the awaiters of its last calls, and their count only goes down: a
+        pool whose calls all ended stays ended, and its totals move to
+        :attr:`_retired`.
+        """
+        for key, pool in list(self._adhoc.items()):
+            if pool._gone():  # pyright: ignore[reportPrivateUsage]
+                del self._adhoc[key]
+                self._gone.append(pool)
+        if not self._gone:
+            return
+        retired, still = self._retired, list[ExecutorPool]()
+        for pool in self._gone:
+            counts = pool.counts.snapshot()
+            ended = (
+                counts.completed
+                + counts.errors
+                + counts.cancellations
+                + counts.timeouts
+            )
+            if ended < counts.calls:
+                still.append(pool)
+                continue
+            retired = CountsSnapshot(
+                *(a + b for a, b in zip(retired, counts, strict=True))
+            )
+        self._retired, self._gone = retired, still
 
     def sync_call_async(
         self,
@@ -749,7 +805,9 @@ class Bridge:
         ]
         if self._default_pool is not self._worker_pool:
             pools.append(self._default_pool)
-        return [*pools, *self._pools.values(), *self._adhoc.values()]
+        with self._lock:
+            adhoc = [*self._adhoc.values(), *self._gone]
+        return [*pools, *self._pools.values(), *adhoc]
 
     def _close(self) -> None:
         start = time.monotonic()
@@ -843,6 +901,7 @@ class Bridge:
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._retired = _NO_CALLS  # the child counts anew, as its pools do
         self._portal.reset_after_fork()
         for pool in self._all_pools():
             pool._reset_after_fork()  # pyright: ignore[reportPrivateUsage]

@@ -18,6 +18,10 @@ Two kinds of executor:
 A call still queued in the executor is cancelled through its future (it never
 runs). A running one cannot be stopped by a future, except on a
 :class:`~syncbridge.ProcessExecutor`, which can end the process running it.
+
+The pool a bridge makes for ``to_async(executor=...)`` holds its executor only
+while calls of ours are in it (:meth:`ExecutorPool._for_calls`): an executor
+its user dropped is not kept alive by the bridge, which then forgets the pool.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import functools
 import importlib
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, cast
 
 from .._exceptions import (
@@ -57,7 +62,11 @@ class ExecutorPool:
 
     syncbridge never shuts the executor down: it is yours (use it in a ``with``
     block, or call its ``shutdown()``). Closing the bridge cancels the calls it
-    queued there and stops waiting for the ones running.
+    queued there and stops waiting for the ones running. A default or named
+    pool holds its executor for the bridge's life; the pool a bridge makes for
+    ``to_async(executor=...)`` holds it only while the bridge's calls are in
+    it, and leaves :meth:`Bridge.stats() <syncbridge.Bridge.stats>` once the
+    executor is gone.
 
     Args:
         name: The pool's name in :meth:`Bridge.stats() <syncbridge.Bridge.stats>`.
@@ -73,7 +82,12 @@ class ExecutorPool:
         check_instance(executor, concurrent.futures.Executor, label, EXECUTOR_KIND)
         self.name: str = check_name(name, "ExecutorPool(name=...)")
         self.label: str = label
-        self.executor: concurrent.futures.Executor = executor
+        # Every Executor takes weak references (the base class has no
+        # __slots__). _held is the strong one: for good, or, in a pool made by
+        # _for_calls, while _futures is not empty (under _lock).
+        self._ref = weakref.ref(executor)
+        self._held: concurrent.futures.Executor | None = executor
+        self._weak = False
         self.in_process: bool = isinstance(
             executor, concurrent.futures.ThreadPoolExecutor
         )
@@ -88,8 +102,50 @@ class ExecutorPool:
         """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
         self._closed = False
 
+    @classmethod
+    def _for_calls(
+        cls, name: str, executor: concurrent.futures.Executor, *, label: str
+    ) -> ExecutorPool:
+        """A pool that keeps *executor* alive only while calls of ours are in it.
+
+        What a bridge makes for ``to_async(executor=...)``: an executor made
+        per request and dropped by its user is not kept alive by the bridge.
+        The caller holds *executor* from finding the pool to submitting to it;
+        then the pool holds it until the executor completes the call's future.
+        """
+        pool = cls(name, executor, label=label)
+        pool._weak = True
+        pool._held = None
+        return pool
+
     def __repr__(self) -> str:
-        return f"<syncbridge.ExecutorPool {self.name!r} on {self.executor!r}>"
+        return f"<syncbridge.ExecutorPool {self.name!r} on {self._ref()!r}>"
+
+    @property
+    def executor(self) -> concurrent.futures.Executor:
+        """Where the calls run.
+
+        Raises:
+            ReferenceError: If the executor is gone: only in the pool of a
+                ``to_async(executor=...)`` call, which the bridge holds while
+                calls of its own are in the executor, and forgets once its
+                user dropped it.
+        """
+        executor = self._ref()
+        if executor is None:
+            raise ReferenceError(
+                f"{self.label}: the executor of pool {self.name!r} is gone (its "
+                "user dropped it while no call of the bridge's was in it)"
+            )
+        return executor
+
+    def _gone(self) -> bool:
+        """Whether the executor is gone (see :attr:`executor`)."""
+        return self._ref() is None
+
+    def _holds(self, executor: concurrent.futures.Executor) -> bool:
+        """Whether this pool's calls run on *executor* (that very object)."""
+        return self._ref() is executor
 
     # -- what WorkerPool offers too ------------------------------------------
 
@@ -99,7 +155,7 @@ class ExecutorPool:
 
         Read-only: size the executor itself. Setting it raises :class:`TypeError`.
         """
-        ex = self.executor
+        ex = self._ref()
         if isinstance(ex, ProcessExecutor):
             return ex.max_workers
         size = getattr(ex, "_max_workers", None)  # stdlib and loky executors
@@ -108,7 +164,7 @@ class ExecutorPool:
     @capacity.setter
     def capacity(self, value: int) -> None:
         raise TypeError(
-            f"{self.label} runs on {self.executor!r}, which sizes itself: create "
+            f"{self.label} runs on {self._ref()!r}, which sizes itself: create "
             f"the executor with the capacity you want (max_workers={value!r}) and "
             "give the bridge that one"
         )
@@ -128,7 +184,7 @@ class ExecutorPool:
     @property
     def threads(self) -> int:
         """The executor's worker threads or processes alive, where it says."""
-        ex = self.executor
+        ex = self._ref()
         if isinstance(ex, ProcessExecutor):
             return ex.processes
         workers = getattr(ex, "_threads", None) or getattr(ex, "_processes", None)
@@ -140,7 +196,7 @@ class ExecutorPool:
     @property
     def can_end_calls(self) -> bool:
         """Whether a running call can be stopped (a ProcessExecutor ends its process)."""
-        return isinstance(self.executor, ProcessExecutor)
+        return isinstance(self._ref(), ProcessExecutor)
 
     @property
     def closed(self) -> bool:
@@ -202,7 +258,7 @@ class ExecutorPool:
         period is over; their awaiters get :class:`~syncbridge.BridgeClosed`.
         Returns the functions' names; nothing is ended on other executors.
         """
-        ex = self.executor
+        ex = self._ref()
         if not isinstance(ex, ProcessExecutor):
             return []
         with self._lock:
@@ -215,18 +271,17 @@ class ExecutorPool:
         """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
         if self._closed:
             raise BridgeClosed(closed_message("run_blocking()"))
+        executor = self.executor  # the caller holds it: never gone here
         try:
             if self.in_process:
-                future = self.executor.submit(job.run)
+                future = executor.submit(job.run)
             elif self._positional_only:
-                future = self.executor.submit(
-                    _sendable(job.func), *job.args, **job.kwargs
-                )
+                future = executor.submit(_sendable(job.func), *job.args, **job.kwargs)
             else:
                 # loky's and dask's submit() take options of their own (fn=,
                 # key=, pure=, retries=...): the call travels as one object, so
                 # the function's keyword arguments cannot be taken for them.
-                future = self.executor.submit(
+                future = executor.submit(
                     functools.partial(job.func, *job.args, **job.kwargs)
                 )
         except (SerializationError, BridgeClosed):
@@ -234,22 +289,25 @@ class ExecutorPool:
         except Exception as exc:
             if self.in_process or not _looks_like_pickling(exc):
                 if isinstance(exc, RuntimeError):  # shut down, or broken
-                    raise self._refused(job, exc) from exc
+                    raise self._refused(job, exc, executor) from exc
                 raise
             # dask serializes in submit(): name the piece that cannot be sent.
-            named = self._explain(job, exc)
+            named = self._explain(job, exc, executor)
             if named is exc:
                 raise
             raise named from exc
         with self._lock:
             self._futures[job] = future
+            self._held = executor  # until its future is done (see _done)
         # Registered first: the callback (maybe run at once) removes it again.
         future.add_done_callback(functools.partial(self._done, job))
 
-    def _refused(self, job: Job, exc: RuntimeError) -> SyncBridgeError:
+    def _refused(
+        self, job: Job, exc: RuntimeError, executor: concurrent.futures.Executor
+    ) -> SyncBridgeError:
         return SyncBridgeError(
             f"{self.label} could not take {callable_name(job.func)}(): "
-            f"{self.executor!r} refused it ({exc}). The executor was shut down "
+            f"{executor!r} refused it ({exc}). The executor was shut down "
             "or is broken: give the bridge a working one"
         )
 
@@ -267,7 +325,7 @@ class ExecutorPool:
 
     def _end(self, job: Job) -> bool:
         """End the process running *job*, if the executor can; True if ended."""
-        ex = self.executor
+        ex = self._ref()
         if not isinstance(ex, ProcessExecutor):
             return False
         with self._lock:
@@ -279,36 +337,46 @@ class ExecutorPool:
         # event loop, or the thread that cancelled the future.
         with self._lock:
             self._futures.pop(job, None)
+            executor = self._held  # this frame holds it: the messages name it
+            if self._weak and not self._futures:
+                self._held = None
         if self.in_process and not future.cancelled():
             return  # job.run() recorded the outcome and woke the awaiter
         if job.state is JobState.FINISHED:
             return
         if future.cancelled():
-            job.fail(self._cancelled_error(job))
+            job.fail(self._cancelled_error(job, executor))
             return
         error = future.exception()
         if error is None:
             job.settle(Value(future.result()))
         else:
-            job.fail(self._explain(job, error))
+            job.fail(self._explain(job, error, executor))
 
-    def _cancelled_error(self, job: Job) -> BaseException:
+    def _cancelled_error(
+        self, job: Job, executor: concurrent.futures.Executor | None
+    ) -> BaseException:
         """What the awaiter of a call whose future was cancelled gets."""
         name = callable_name(job.func)
         if job.cancel is CancelReason.CLOSED:
             return BridgeClosed(
                 f"the bridge was closed while {name}() was still queued in "
-                f"{self.executor!r}; it never ran"
+                f"{executor!r}; it never ran"
             )
         if job.cancel is CancelReason.AWAITER:
             return WorkerCancelled("cancelled before it started")
         return SyncBridgeError(
-            f"{self.label}: {self.executor!r} cancelled {name}() itself (it was "
+            f"{self.label}: {executor!r} cancelled {name}() itself (it was "
             "shut down with cancel_futures=True, or its cluster client closed); "
             "keep the executor open while calls are awaited on it"
         )
 
-    def _explain(self, job: Job, error: BaseException) -> BaseException:
+    def _explain(
+        self,
+        job: Job,
+        error: BaseException,
+        executor: concurrent.futures.Executor | None,
+    ) -> BaseException:
         """The exception the awaiter gets for *error*, raised out of process."""
         if isinstance(error, WorkerProcessDied) and job.cancel is CancelReason.CLOSED:
             closed = BridgeClosed(
@@ -323,7 +391,7 @@ class ExecutorPool:
         # feeder thread): name the piece that cannot be pickled, if it is one.
         try:
             check_picklable(
-                job.func, job.args, job.kwargs, dumps=_dumps_for(self.executor),
+                job.func, job.args, job.kwargs, dumps=_dumps_for(executor),
                 what=self.label,
             )  # fmt: skip
         except SerializationError as named:
@@ -335,6 +403,8 @@ class ExecutorPool:
         """Forget the parent's calls and totals (the child counts anew)."""
         self._lock = threading.Lock()
         self._futures = {}
+        if self._weak:
+            self._held = None  # no call of the child's is in it
         self.counts = Counts()
 
 
@@ -401,7 +471,9 @@ def _looks_like_pickling(error: BaseException) -> bool:
     )
 
 
-def _dumps_for(executor: concurrent.futures.Executor) -> Callable[[object], bytes]:
+def _dumps_for(
+    executor: concurrent.futures.Executor | None,
+) -> Callable[[object], bytes]:
     """How *executor* serializes a call: loky and dask use cloudpickle."""
     import pickle
 

@@ -408,32 +408,53 @@ class WorkerPool:
                 continue
             self._lingered = 0
             now = monotonic()
-            due = max(self._pending[0][0], self._looked) + self._handoff
+            due = self._next_look()
             if now < due:
                 self._wake.wait(due - now)
                 continue
-            returned = self._finished - self._seen
-            if returned:  # workers still return
-                if len(self._pending) * (now - self._looked) < returned * self._handoff:
-                    # At the rate they returned since the last look, they empty
-                    # the queue within HANDOFF: another thread would only fight
-                    # them for the GIL. Look again in a HANDOFF.
-                    self._seen, self._looked, self._ramp = self._finished, now, 1
-                    continue
-                wanted, self._ramp = 1, 1  # one more
-            else:  # none returned for HANDOFF: they may all be blocked
-                wanted, self._ramp = self._ramp, self._ramp * 2
-            self._seen, self._looked = self._finished, now
-            starts: list[tuple[Job, _Worker, bool]] = []
-            while (
-                len(starts) < wanted
-                and self._pending
-                and self._pending[0][0] <= now - self._handoff
-                and self._busy < self._capacity
-            ):
-                starts.append(self._admit(self._pending.popleft()[1], now))
-            return starts
+            starts = self._look_at(now)
+            if starts is not None:
+                return starts
         return None
+
+    def _next_look(self) -> float:
+        """When the lookout looks next at the queued calls (lock held, a call queued).
+
+        A HANDOFF after the oldest call was queued or after the last look,
+        whichever is later.
+        """
+        return max(self._pending[0][0], self._looked) + self._handoff
+
+    def _look_at(self, now: float) -> list[tuple[Job, _Worker, bool]] | None:
+        """The lookout's look at *now* (lock held, a call queued, a slot free).
+
+        Returns the workers to start (admitted already), or None while the
+        running workers, at the rate they returned calls since the last look,
+        empty the queue soon. Pure policy on the pool's state and *now*, so a
+        test can drive it with a clock of its own (the lookout passes the real
+        one, at :meth:`_next_look`).
+        """
+        returned = self._finished - self._seen
+        if returned:  # workers still return
+            if len(self._pending) * (now - self._looked) < returned * self._handoff:
+                # At the rate they returned since the last look, they empty
+                # the queue within HANDOFF: another thread would only fight
+                # them for the GIL. Look again in a HANDOFF.
+                self._seen, self._looked, self._ramp = self._finished, now, 1
+                return None
+            wanted, self._ramp = 1, 1  # one more
+        else:  # none returned for HANDOFF: they may all be blocked
+            wanted, self._ramp = self._ramp, self._ramp * 2
+        self._seen, self._looked = self._finished, now
+        starts: list[tuple[Job, _Worker, bool]] = []
+        while (
+            len(starts) < wanted
+            and self._pending
+            and self._pending[0][0] <= now - self._handoff
+            and self._busy < self._capacity
+        ):
+            starts.append(self._admit(self._pending.popleft()[1], now))
+        return starts
 
     def _work(self, worker: _Worker, first: list[Job]) -> None:
         me = threading.current_thread()
