@@ -10,7 +10,6 @@ were right.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shlex
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from _shown_output import matches, mismatch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -36,21 +37,6 @@ _INCLUDE = re.compile(r"\{literalinclude\} \.\./examples/(\S+\.py)")
 _RUN = re.compile(r"\$ python (?P<script>\S+\.py)(?P<args>[^\n]*)")
 NOT_OUTPUT = "% not the example's output:"
 """A MyST comment right above a text block that illustrates something else."""
-
-# What may differ from one run to the next, and nothing else: a page shows one
-# run's figures. Each pattern is replaced on both sides before comparing.
-NORMALISE = [
-    # A measured duration as the examples print it: "in 0.20 s", "1.01 s".
-    (re.compile(r"\b\d+\.\d\d s\b"), "N.NN s"),
-    # An object's address in a repr.
-    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "0xADDR"),
-    # A Prometheus gauge measured in seconds (the portal loop's lag).
-    (re.compile(r"(_seconds\{[^}]*\}) \S+$"), r"\1 N"),
-    # Where this checkout is: a traceback names files by their absolute path.
-    (re.compile(re.escape(ROOT.as_posix() + "/")), ""),
-]
-ELLIPSIS = "..."
-"""A page line that is just this stands for any number of output lines."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +60,7 @@ def shown_outputs(
     the example included last above it, whatever name the page saves it under.
     A text block that shows something else is marked by a :data:`NOT_OUTPUT`
     comment on the line above it. An example's blocks on one page, in order,
-    show its whole output, with :data:`ELLIPSIS` lines for what they leave out.
+    show its whole output, with ``...`` lines for what they leave out.
     """
     found: dict[tuple[str, tuple[str, ...]], list[Shown]] = {}
     example: str | None = None
@@ -119,34 +105,6 @@ def _all_shown() -> dict[tuple[str, tuple[str, ...]], list[Shown]]:
 
 
 SHOWN = _all_shown()
-
-
-def normalise(line: str) -> str:
-    """*line* with the figures that vary between runs (:data:`NORMALISE`) replaced."""
-    line = line.rstrip()
-    for pattern, replacement in NORMALISE:
-        line = pattern.sub(replacement, line)
-    return line
-
-
-def matches(shown: list[str], real: list[str]) -> bool:
-    """Whether *real* is *shown*, where an :data:`ELLIPSIS` line stands for any lines.
-
-    Both sides are normalised first.
-    """
-    expected = [normalise(s) for s in shown]
-    actual = [normalise(r) for r in real]
-    # reachable[j]: expected[:i] can match actual[:j]
-    reachable = [True] + [False] * len(actual)
-    for want in expected:
-        if want.strip() == ELLIPSIS:
-            for j in range(1, len(actual) + 1):
-                reachable[j] = reachable[j] or reachable[j - 1]
-        else:
-            reachable = [False] + [
-                reachable[j] and actual[j] == want for j in range(len(actual))
-            ]
-    return reachable[-1]
 
 
 def run_example(script: Path, args: tuple[str, ...] = ()) -> str:
@@ -200,23 +158,14 @@ def test_docs_example_runs_and_prints_what_its_page_shows(script: Path) -> None:
         if not blocks:
             continue
         shown = [line for block in blocks for line in block.lines]
-        if not matches(shown, real):
-            where = ", ".join(f"{b.page}:{b.line}" for b in blocks)
-            diff = "\n".join(
-                difflib.unified_diff(
-                    [normalise(s) for s in shown],
-                    [normalise(r) for r in real],
-                    f"shown ({where})",
-                    f"printed by python {script.name} {shlex.join(args)}".rstrip(),
-                    lineterm="",
-                )
-            )
-            pytest.fail(
-                f"{where} does not show what {script.name} prints (after "
-                f"normalising timings and addresses; a '{ELLIPSIS}' line on the page "
-                f"stands for any lines):\n{diff}",
-                pytrace=False,
-            )
+        problem = mismatch(
+            shown,
+            real,
+            ", ".join(f"{b.page}:{b.line}" for b in blocks),
+            f"python {script.name} {shlex.join(args)}".rstrip(),
+        )
+        if problem:
+            pytest.fail(problem, pytrace=False)
 
 
 # -- the comparison itself ---------------------------------------------------
