@@ -7,11 +7,14 @@ Build with ``nox -s docs`` (warnings are errors, every reference must resolve), 
 from __future__ import annotations
 
 import shutil
-import subprocess
+import sys
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))
+
+import _diagrams  # found through the line above
 
 project = "syncbridge"
 author = "syncbridge developers"
@@ -100,14 +103,12 @@ if _DOT is None:
         "install graphviz, choco install graphviz)"
     )
 # The diagrams are drawn here, not by sphinx.ext.graphviz, so that each page
-# shows them as a figure linking to the full-size SVG (#16).
+# shows them as a figure linking to the full-size SVG (#16); the build fails if
+# one is too wide for the page or its labels too small to read.
 _GENERATED = _HERE / "_generated"
 _GENERATED.mkdir(exist_ok=True)
 for _source in sorted((_HERE / "explanation" / "diagrams").glob("*.dot")):
-    subprocess.run(
-        [_DOT, "-Tsvg", str(_source), "-o", str(_GENERATED / f"{_source.stem}.svg")],
-        check=True,
-    )
+    _diagrams.draw(_DOT, _source, _GENERATED / f"{_source.stem}.svg")
 
 # -- HTML ------------------------------------------------------------------
 html_theme = "furo"

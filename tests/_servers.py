@@ -51,6 +51,7 @@ def running_server(
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     ready_timeout: float = 30.0,
+    output: list[str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv`` in a new session; yield it once 127.0.0.1:*port* accepts.
 
@@ -64,6 +65,8 @@ def running_server(
         env: Variables added to (or replacing those of) this process's environment.
         cwd: Working directory of the server.
         ready_timeout: Seconds to wait for the port to accept connections.
+        output: If given, the server's whole output is appended to it once the
+            server has stopped.
 
     Raises:
         ServerError: If the server exits or is not ready in time, or its process
@@ -87,6 +90,8 @@ def running_server(
             yield proc
         finally:
             _stop(proc, log)
+            if output is not None:
+                output.append(_output(log))
 
 
 def _output(log: IO[bytes]) -> str:

@@ -169,3 +169,22 @@ def test_tutorial_apps_under_flask_run_and_uvicorn() -> None:
         where = http.get(f"http://127.0.0.1:{uvicorn_port}/where/Lisbon")
     assert [r.json() for r in baskets] == [{"loops_so_far": 1, "total": 14.49}] * 3
     assert where.json() == {"city": "Lisbon", "lat": 38.7, "lon": -9.1}
+
+
+def test_gunicorn_worker_exit_hook_closes_the_shared_client() -> None:
+    """docs/howto/flask.md: the client is closed on its loop as each worker exits."""
+    examples = ROOT / "docs" / "examples"
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-c", "flask_gunicorn_conf.py"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    argv += ["--graceful-timeout", "5", "flask_shared_client:app"]
+    output: list[str] = []
+    with (
+        running_server(argv, port, cwd=examples, output=output),
+        httpx.Client(trust_env=False) as http,
+    ):
+        answers = [http.get(f"http://127.0.0.1:{port}/users/{n}") for n in range(8)]
+    assert [a.text for a in answers] == [f"GET /users/{n}: 200" for n in range(8)]
+    (log,) = output
+    assert log.count("closed the shared client") == 2, log
+    assert "Exception during worker exit" not in log, log

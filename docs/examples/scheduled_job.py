@@ -88,8 +88,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp, "job.log")
-        # Every second, a deadline of 0.3 s (a minute and 30 s in real life).
-        app = create_app(str(log), every=1.0, timeout=0.3)
+        # Every 3 s, a deadline of 1 s (a minute and 30 s in real life): the
+        # process replacing an ended one has 2 s to start and import, even on
+        # a loaded machine.
+        app = create_app(str(log), every=3.0, timeout=1.0)
         scheduler: Scheduler = app.extensions["scheduler"]
         scheduler.run(runs=2)
         print(log.read_text(), end="")
