@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+from typing import Literal
 
+import anyio
 import pytest
 
 from _scripts import run_script
+from syncbridge import Bridge, BridgeClosed
+from syncbridge._core import _loop_choice
+from syncbridge._core._loops import LoopHandle, PortalAsyncioLoop, TrioLoop
 
 pytestmark = pytest.mark.faults
 
@@ -51,3 +56,41 @@ def test_interpreter_exit_with_pending_work_is_quick_and_quiet() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "Task was destroyed but it is pending" not in proc.stderr, proc.stderr
+
+
+# -- issue 22: a caller blocked at exit gets BridgeClosed, on every interpreter --
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_close_landing_between_the_callers_poll_and_its_loop_check_is_bridge_closed(
+    backend: Literal["asyncio", "trio"], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The closing portal answers the call, then stops: its answer wins.
+
+    A blocked caller polls its loop every ``_POLL_SECONDS``; the exit hook's
+    close (grace 1 s) used to land in the moment between a poll giving up and
+    the check that the loop still runs, which then saw a stopped loop and
+    raised "stopped before the call finished" over the BridgeClosed waiting
+    in its mailbox. Here the close is made to land exactly there.
+    """
+    bridge = Bridge(name="poll-race", backend=backend, shutdown_grace=0.05)
+    handle_type = PortalAsyncioLoop if backend == "asyncio" else TrioLoop
+    real_check = handle_type.still_running
+    closes: list[None] = []
+
+    def close_then_check(handle: LoopHandle) -> bool:
+        if not closes:
+            closes.append(None)
+            bridge.close()  # answers the call and stops the loop
+        return real_check(handle)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_loop_choice, "_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(handle_type, "still_running", close_then_check)
+    try:
+        with pytest.raises(
+            BridgeClosed, match=r"closed while \S*sleep\(\) was running"
+        ):
+            bridge.sync_call_async(anyio.sleep, 3600)
+    finally:
+        bridge.close()
+    assert closes == [None]

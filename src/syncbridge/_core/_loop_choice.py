@@ -175,7 +175,12 @@ def _wait(call: Call[Any], handle: LoopHandle) -> None:
         try:
             item = replies.get(timeout=_POLL_SECONDS)
         except Empty:
-            if not handle.still_running():
+            # The outcome is read after the loop: a loop that answers its calls
+            # before it stops (a closing portal does) may have done both since
+            # the wait above gave up, and its answer is the caller's, not this.
+            # Call.finish() sets state (under the call's lock) before DONE is
+            # put, so a done call's DONE is at most a moment away.
+            if not handle.still_running() and not call.done:
                 raise SyncBridgeError(
                     f"the event loop running {call.name}() stopped before the "
                     "call finished"
