@@ -140,8 +140,20 @@ def deadlock_message(func_name: str) -> str:
 
 def closed_message(what: str) -> str:
     """Build the message of the :class:`BridgeClosed` raised when calling *what*."""
+    if interpreter_exiting:
+        return (
+            f"{what} was called on a closed syncbridge.Bridge while the interpreter "
+            "exits: the default bridge is closed before Python waits for the threads "
+            "still running, so a call from one of them is refused. Make the call "
+            "before the main thread returns, or wait for the thread making it "
+            "(join it, or shut its executor down) before then."
+        )
     return (
         f"{what} was called on a closed syncbridge.Bridge. Create a new Bridge(), or "
         "use the default one (syncbridge.get_bridge()) and close only bridges you "
         "created yourself."
     )
+
+
+interpreter_exiting = False
+"""Set once, by the exit hook that closes the default bridge (see ``_bridge``)."""

@@ -94,3 +94,88 @@ def test_a_close_landing_between_the_callers_poll_and_its_loop_check_is_bridge_c
     finally:
         bridge.close()
     assert closes == [None]
+
+
+# A hook that runs after syncbridge's exit hook and before concurrent.futures
+# joins its threads: registered after concurrent.futures' hook and before
+# syncbridge's (the last registered runs first). It lets the executor thread go.
+_AFTER_THE_EXIT_HOOK = """
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+go = threading.Event()
+threading._register_atexit(go.set)
+import syncbridge
+"""
+
+
+def _run_past_exit(script: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return run_script(_AFTER_THE_EXIT_HOOK + textwrap.dedent(script), timeout=20)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the process did not exit within 20 s (stderr: {exc.stderr!r})")
+
+
+def test_the_default_bridge_first_used_after_the_exit_hook_never_holds_up_exit() -> (
+    None
+):
+    """A thread Python waits for makes the default bridge after the hook ran:
+    it is made closed, and the call gets BridgeClosed saying why (it used to
+    start a portal loop no one would close, and wait on it for ever)."""
+    done = _run_past_exit(
+        """
+        def blocked():
+            go.wait()
+            try:
+                syncbridge.sync_call_async(asyncio.sleep, 3600)
+            except syncbridge.BridgeClosed as exc:
+                print("answered:", exc, flush=True)
+
+        ThreadPoolExecutor(1).submit(blocked)
+        """
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "answered: sync_call_async() was called on a closed" in done.stdout, (
+        done.stdout + done.stderr
+    )
+    assert "while the interpreter exits" in done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_bridge_made_and_left_open_after_the_exit_hook_never_holds_up_exit() -> None:
+    """Its threads are daemons: a task left on its portal loop and a worker
+    left in a blocking call end with the process."""
+    done = _run_past_exit(
+        """
+        import time
+
+        def late():
+            go.wait()
+            bridge = syncbridge.Bridge(name="late")
+            bridge.start_soon(asyncio.sleep, 3600)  # left running
+
+            async def abandon_a_worker():
+                worker_started = threading.Event()
+
+                def sleeper():
+                    worker_started.set()
+                    time.sleep(3600)
+
+                task = asyncio.ensure_future(bridge.run_blocking(sleeper))
+                while not worker_started.is_set():  # executors refuse work now
+                    await asyncio.sleep(0.01)
+                task.cancel()
+
+            asyncio.run(abandon_a_worker())
+            assert bridge.sync_call_async(asyncio.sleep, 0, "works") == "works"
+            print("left open", flush=True)
+
+        ThreadPoolExecutor(1).submit(late).add_done_callback(
+            lambda f: f.exception() and print("failed:", repr(f.exception()))
+        )
+        """
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "left open" in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
