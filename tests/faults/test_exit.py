@@ -7,8 +7,10 @@ A process that leaves a portal task running and a worker in a long blocking call
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import textwrap
+import threading
 from typing import Literal
 
 import anyio
@@ -178,4 +180,86 @@ def test_a_bridge_made_and_left_open_after_the_exit_hook_never_holds_up_exit() -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "left open" in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+# -- issue 24: a worker's call back to its loop, cancelled at close, is named --
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_names_the_coroutine_a_worker_was_blocked_on(
+    backend: Literal["asyncio", "trio"], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled as close flags the worker, it is named like a portal task."""
+    bridge = Bridge(name="named", shutdown_grace=0.2)
+    started = threading.Event()
+    outcome: list[BaseException] = []
+
+    async def waited_on_by_a_worker() -> None:
+        started.set()
+        await anyio.sleep(3600)
+
+    def worker() -> None:
+        bridge.sync_call_async(waited_on_by_a_worker)  # back to the awaiter's loop
+
+    def awaiter() -> None:
+        try:
+            anyio.run(bridge.run_blocking, worker, backend=backend)
+        except BaseException as exc:  # the test checks it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=awaiter)
+    caplog.set_level(logging.WARNING, logger="syncbridge")
+    try:
+        thread.start()
+        assert started.wait(10)
+        bridge.close()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        bridge.close()
+    assert [type(e) for e in outcome] == [BridgeClosed]
+    named = [
+        r
+        for r in caplog.records
+        if getattr(r, "syncbridge_event", None) == "task-cancelled-at-close"
+    ]
+    assert len(named) == 1, caplog.text
+    assert getattr(named[0], "syncbridge_task", "").endswith("waited_on_by_a_worker")
+    assert getattr(named[0], "syncbridge_pool", None) == "named"
+    assert "a worker thread of pool 'named' was blocked on it" in named[0].getMessage()
+
+
+def test_interpreter_exit_names_the_coroutine_a_worker_was_blocked_on() -> None:
+    """A portal task awaits a worker that waits on a coroutine on that loop:
+    the exit log names both the portal task and the worker's coroutine."""
+    script = """
+        import asyncio, threading, syncbridge
+
+        started = threading.Event()
+
+        async def waited_on_by_a_worker():
+            started.set()
+            await asyncio.sleep(3600)
+
+        def worker():
+            syncbridge.sync_call_async(waited_on_by_a_worker)
+
+        async def background_job():
+            await syncbridge.run_blocking(worker)
+
+        syncbridge.get_bridge().start_soon(background_job)
+        assert started.wait(10)
+        print("main: returning", flush=True)
+        """
+    try:
+        done = run_script(script, timeout=20)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the process did not exit within 20 s (stderr: {exc.stderr!r})")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "main: returning" in done.stdout, done.stderr
+    assert (
+        "cancelled task 'waited_on_by_a_worker': a worker thread of pool 'default' "
+        "was blocked on it when its bridge closed"
+    ) in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr

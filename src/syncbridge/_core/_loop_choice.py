@@ -126,7 +126,7 @@ def call_async_from_thread(
                 # and then reads this: one of the two sees the other.
                 job.waiting_on = call
                 if job.cancel is not None:
-                    call.request_cancel()
+                    job.cancel_waited_on(call)
             _wait(call, handle)
         except BaseException:
             # From the moment the call reached a loop, which may be running it
