@@ -13,6 +13,7 @@ __all__ = (
     "callable_name",
     "closed_message",
     "deadlock_message",
+    "note_interpreter_exit",
     "timeout_message",
 )
 
@@ -140,7 +141,7 @@ def deadlock_message(func_name: str) -> str:
 
 def closed_message(what: str) -> str:
     """Build the message of the :class:`BridgeClosed` raised when calling *what*."""
-    if interpreter_exiting:
+    if _interpreter_exiting:
         return (
             f"{what} was called on a closed syncbridge.Bridge while the interpreter "
             "exits: the default bridge is closed before Python waits for the threads "
@@ -155,5 +156,13 @@ def closed_message(what: str) -> str:
     )
 
 
-interpreter_exiting = False
-"""Set once, by the exit hook that closes the default bridge (see ``_bridge``)."""
+_interpreter_exiting = False
+
+
+def note_interpreter_exit() -> None:
+    """From now on, :func:`closed_message` says the interpreter is exiting.
+
+    Called once, by the exit hook that closes the default bridge (``_bridge``).
+    """
+    global _interpreter_exiting
+    _interpreter_exiting = True

@@ -15,8 +15,7 @@ import weakref
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .. import _exceptions
-from .._exceptions import BridgeClosed, closed_message
+from .._exceptions import BridgeClosed, closed_message, note_interpreter_exit
 from .._stats import (
     DEFAULT_POOL,
     THREAD_SENSITIVE_POOL,
@@ -853,7 +852,7 @@ _exited = False
 
 def _close_default_at_exit() -> None:
     global _exited
-    _exceptions.interpreter_exiting = True  # BridgeClosed says why from now on
+    note_interpreter_exit()  # BridgeClosed says why from now on
     with _default_lock:
         _exited = True  # a default bridge made from now on is made closed
         bridge = _default
