@@ -13,6 +13,7 @@ __all__ = (
     "callable_name",
     "closed_message",
     "deadlock_message",
+    "note_interpreter_exit",
     "timeout_message",
 )
 
@@ -140,9 +141,29 @@ def deadlock_message(func_name: str) -> str:
 
 def closed_message(what: str, fix: str | None = None) -> str:
     """Build the message of the :class:`BridgeClosed` raised when calling *what*."""
+    if _interpreter_exiting:
+        return (
+            f"{what} was called on a closed syncbridge.Bridge while the interpreter "
+            "exits: the default bridge is closed before Python waits for the threads "
+            "still running, so a call from one of them is refused. Make the call "
+            "before the main thread returns, or wait for the thread making it "
+            "(join it, or shut its executor down) before then."
+        )
     if fix is None:
         fix = (
             "Create a new Bridge(), or use the default one (syncbridge.get_bridge()) "
             "and close only bridges you created yourself."
         )
     return f"{what} was called on a closed syncbridge.Bridge. {fix}"
+
+
+_interpreter_exiting = False
+
+
+def note_interpreter_exit() -> None:
+    """From now on, :func:`closed_message` says the interpreter is exiting.
+
+    Called once, by the exit hook that closes the default bridge (``_bridge``).
+    """
+    global _interpreter_exiting
+    _interpreter_exiting = True

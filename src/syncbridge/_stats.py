@@ -80,9 +80,11 @@ class PortalStats:
     completed: int
     """Of those, how many returned a value."""
     errors: int
-    """How many raised an exception of their own."""
+    """How many raised an exception of their own, or were ended by code on the
+    portal loop stopping it (their callers got :class:`~syncbridge.SyncBridgeError`)."""
     cancellations: int
-    """How many were cancelled (``future.cancel()``, Ctrl-C, a closing bridge)."""
+    """How many were cancelled (``future.cancel()``, Ctrl-C, a closing bridge; a
+    ``start_soon`` future ended by the portal loop stopping)."""
     timeouts: int
     """How many were ended by their ``to_sync(timeout=...)``."""
 

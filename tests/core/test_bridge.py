@@ -417,7 +417,9 @@ def test_a_portal_loop_stopped_by_user_code_answers_its_calls_and_is_replaced(
             assert new_watch.running
             assert new_watch.threshold == 30.0
             stats = bridge.stats().portal
-            assert (stats.tasks, stats.cancellations, stats.completed) == (0, 2, 2)
+            # Counted as what their callers got: SyncBridgeError, an error.
+            assert (stats.tasks, stats.errors, stats.cancellations) == (0, 2, 0)
+            assert stats.completed == 2
     finally:
         bridge.close()
         waiter.join(10)
@@ -426,6 +428,37 @@ def test_a_portal_loop_stopped_by_user_code_answers_its_calls_and_is_replaced(
     assert events.count("portal-stopped") == 1
     assert "task-abandoned-at-close" not in events  # every call was answered
     assert "Task was destroyed" not in caplog.text
+
+
+def test_calls_ended_by_a_stopped_portal_loop_count_as_what_their_callers_got() -> None:
+    """A blocked caller got SyncBridgeError: an error (the bridge's totals too).
+    A start_soon future ended cancelled: a cancellation."""
+    bridge = Bridge(name="counted")
+    started = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    waiter, errors = _caller(bridge, forever)
+    try:
+        waiter.start()
+        assert started.wait(10)
+        started.clear()
+        future = bridge.start_soon(forever)
+        assert started.wait(10)
+        bridge.sync_call_async(_stop_running_loop)  # returns as the loop stops
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert [type(e) for e in errors] == [SyncBridgeError]
+        assert future.cancelled()
+        stats = bridge.stats()
+        portal = stats.portal
+        assert (portal.calls, portal.errors, portal.cancellations) == (3, 1, 1)
+        assert (portal.completed, portal.timeouts, portal.tasks) == (1, 0, 0)
+        assert (stats.errors, stats.cancellations) == (1, 1)
+    finally:
+        bridge.close()
 
 
 def test_calls_racing_a_portal_loop_that_stops_get_an_answer_and_never_bridge_closed() -> (

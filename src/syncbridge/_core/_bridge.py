@@ -15,7 +15,12 @@ import weakref
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from .._exceptions import BridgeClosed, callable_name, closed_message
+from .._exceptions import (
+    BridgeClosed,
+    callable_name,
+    closed_message,
+    note_interpreter_exit,
+)
 from .._stats import (
     DEFAULT_POOL,
     THREAD_SENSITIVE_POOL,
@@ -967,12 +972,26 @@ def _create_default() -> Bridge:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Bridge(name="default", shutdown_grace=1.0)
+            bridge = Bridge(name="default", shutdown_grace=1.0)
+            if _exited:
+                # Made by a thread Python is about to wait for: closed, as the
+                # exit hook closes it, so it starts nothing that would hold up
+                # that wait (a call blocked on it could be answered by no one).
+                bridge.close()  # at once: nothing of it has started
+            _default = bridge
         return _default
 
 
+_exited = False
+"""Whether the exit hook has run; guarded by ``_default_lock``."""
+
+
 def _close_default_at_exit() -> None:
-    bridge = _default
+    global _exited
+    note_interpreter_exit()  # BridgeClosed says why from now on
+    with _default_lock:
+        _exited = True  # a default bridge made from now on is made closed
+        bridge = _default
     if bridge is not None:
         bridge.close()
 

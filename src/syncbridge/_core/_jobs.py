@@ -19,6 +19,7 @@ __all__ = (
 )
 
 import enum
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ._loops import Call
     from ._outcome import Outcome
     from ._workers import WorkerPool
+
+logger = logging.getLogger("syncbridge")
 
 
 class _Process:
@@ -193,7 +196,27 @@ class Job:
         # cancel, then reads waiting_on: one of the two sees the other.
         call = self.waiting_on
         if call is not None:
-            call.request_cancel()
+            self.cancel_waited_on(call)
+
+    def cancel_waited_on(self, call: Call[Any]) -> None:
+        """Cancel *call*, the one this job's worker is blocked on (its cancel is set).
+
+        A bridge's close that cancels it names it in the log, as the portal
+        names the tasks it cancels: whichever of close() and the worker (see
+        ``_loop_choice``) gets to cancel it first, it is named once.
+        """
+        if call.request_cancel() and self.cancel is CancelReason.CLOSED:
+            logger.warning(
+                "cancelled task %r: a worker thread of pool %r was blocked on it "
+                "when its bridge closed",
+                call.name,
+                self.pool.name,
+                extra={
+                    "syncbridge_event": "task-cancelled-at-close",
+                    "syncbridge_task": call.name,
+                    "syncbridge_pool": self.pool.name,
+                },
+            )
 
     def result(self) -> Any:
         """Return the result, or raise the exception, of a finished job.

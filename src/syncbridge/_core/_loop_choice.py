@@ -141,7 +141,7 @@ def call_async_from_thread(
                 # and then reads this: one of the two sees the other.
                 job.waiting_on = call
                 if job.cancel is not None:
-                    call.request_cancel()
+                    job.cancel_waited_on(call)
             if timed is None:
                 _wait(call, handle)
             else:
@@ -193,7 +193,12 @@ def _wait(call: Call[Any], handle: LoopHandle) -> None:
         try:
             item = replies.get(timeout=_POLL_SECONDS)
         except Empty:
-            if not handle.still_running():
+            # The outcome is read after the loop: a loop that answers its calls
+            # before it stops (a closing portal does) may have done both since
+            # the wait above gave up, and its answer is the caller's, not this.
+            # Call.finish() sets state (under the call's lock) before DONE is
+            # put, so a done call's DONE is at most a moment away.
+            if not handle.still_running() and not call.done:
                 raise SyncBridgeError(
                     f"the event loop running {call.name}() stopped before the "
                     "call finished"
@@ -223,7 +228,7 @@ def _wait_timed(call: TimedCall[Any], handle: LoopHandle, grace: float) -> None:
         try:
             item = replies.get(timeout=wait)
         except Empty:
-            if not handle.still_running():
+            if not handle.still_running() and not call.done:  # as in _wait
                 raise SyncBridgeError(
                     f"the event loop running {call.name}() stopped before the "
                     "call finished"

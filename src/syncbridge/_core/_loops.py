@@ -190,18 +190,20 @@ class Call(Generic[T]):
             self._cancel_on_loop = cancel_on_loop
             return not self.cancel_requested
 
-    def request_cancel(self) -> None:
+    def request_cancel(self) -> bool:
         """Cancel the call on its loop, once; from any thread; never raises.
 
-        A call not started yet never starts.
+        A call not started yet never starts. True if this request cancels it
+        (not done, nor asked before).
         """
         with self._lock:
             if self.cancel_requested or self.state is CALL_DONE:
-                return
+                return False
             self.cancel_requested = True
             cancel = self._cancel_on_loop
         if cancel is not None and self.loop is not None:
             self.loop.post(cancel)
+        return True
 
     def finish(self, outcome: Value[T] | Error | Cancelled) -> bool:
         """Record the outcome and wake the blocked thread; False if already done."""

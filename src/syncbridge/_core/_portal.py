@@ -203,13 +203,27 @@ class Portal:
         if isinstance(outcome, Value):
             ending = _COMPLETED
         elif isinstance(outcome, Cancelled):
-            ending = _CANCELLED
+            ending = _ERROR if self._caller_gets_an_error(call) else _CANCELLED
         elif call.timed_out:  # its own to_sync(timeout=...), not one inside it
             ending = _TIMED_OUT
         else:
             ending = _ERROR
         with self._count_lock:
             self._counts[ending] += 1
+
+    def _caller_gets_an_error(self, call: Call[Any]) -> bool:
+        """Whether the caller of cancelled *call* gets :class:`SyncBridgeError`.
+
+        As ``_loop_choice`` decides: a blocked caller whose call was cancelled
+        neither by its own request (Ctrl-C, its worker's cancellation) nor by a
+        closing bridge (:class:`BridgeClosed`) had it ended under it, by the
+        loop stopping on its own (see :meth:`_detach`). A ``start_soon`` future
+        (``on_done``) then ends cancelled: a cancellation.
+        """
+        if call.on_done is not None or call.cancel_requested:
+            return False
+        with self._lock:
+            return not self._closed
 
     def stats(self) -> PortalStats:
         """A snapshot of the portal; posts the next lag probe if the loop runs."""
