@@ -14,7 +14,6 @@ import asyncio
 import enum
 import inspect
 import logging
-import sys
 import traceback
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
@@ -95,16 +94,6 @@ def gather_timeout_message(timeout: float, done: int, total: int) -> str:
         "GatherTimeout and read exc.results (unfinished slots hold syncbridge.PENDING)"
         " to use the partial results, or pass a larger timeout=."
     )
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:
-        # The exceptiongroup backport (an anyio dependency on 3.10) prints
-        # __notes__ when it formats a traceback, like 3.11+ does natively.
-        notes = getattr(exc, "__notes__", None)
-        exc.__notes__ = [*(notes or ()), note]  # type: ignore[attr-defined]
 
 
 def _close_unstarted(aws: Sequence[object]) -> None:
@@ -354,7 +343,7 @@ class _Gather:
         for i, other in self.others:
             if other is not exc:
                 text = "".join(traceback.format_exception(other)).rstrip()
-                _add_note(exc, f"awaitable #{i} also failed, {why}:\n{text}")
+                exc.add_note(f"awaitable #{i} also failed, {why}:\n{text}")
         self.others.clear()
 
 
