@@ -446,10 +446,10 @@ def _run_coroutine(
 ) -> Any:
     settings.apply_if_forked()
     timeout = getattr(func, _TIMEOUT_ATTR, settings.timeout)
-    contexts: list[contextvars.Context] = []  # as the coroutine started, ended
+    changed: list[list[tuple[contextvars.ContextVar[Any], Any]]] = []
     try:
         return get_bridge().sync_call_async(
-            _run_view, func, args, kwargs, timeout, contexts, _current_request()
+            _run_view, func, args, kwargs, timeout, changed, _current_request()
         )
     except DeadlockError:
         name = getattr(func, "__qualname__", repr(func))
@@ -460,8 +460,9 @@ def _run_coroutine(
             "a worker thread: await syncbridge.run_blocking(client.get, '/')."
         ) from None
     finally:
-        if len(contexts) == 2:  # the coroutine ran to its end
-            _copy_back(*contexts)
+        if changed:  # the coroutine ran to its end
+            for var, value in changed.pop():
+                var.set(value)
 
 
 async def _run_view(
@@ -469,10 +470,10 @@ async def _run_view(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     seconds: float | None,
-    contexts: list[contextvars.Context],
+    changed: list[list[tuple[contextvars.ContextVar[Any], Any]]],
     request: object,  # only read by _describe_view, if this blocks the loop
 ) -> T:
-    contexts.append(contextvars.copy_context())
+    started = contextvars.copy_context()
     try:
         if seconds is None:
             return await func(*args, **kwargs)
@@ -483,7 +484,11 @@ async def _run_view(
         name = getattr(func, "__qualname__", repr(func))
         raise GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
     finally:
-        contexts.append(contextvars.copy_context())
+        # Worked out here, so the contexts (which hold the request and the
+        # app) are dropped by this thread, which made them: on a free-threaded
+        # build an object dropped last by another thread may be freed only
+        # when its maker next runs, for the portal loop its next wake-up (#22).
+        changed.append(_changed_since(started))
 
 
 _RUN_VIEW_CODE: Final = _run_view.__code__
@@ -515,16 +520,21 @@ def _describe_view(frame: FrameType) -> str | None:
     return None
 
 
-def _copy_back(started: contextvars.Context, finished: contextvars.Context) -> None:
-    """Set in this thread the context variables the coroutine changed.
+def _changed_since(
+    started: contextvars.Context,
+) -> list[tuple[contextvars.ContextVar[Any], Any]]:
+    """The context variables the running coroutine set since *started*.
 
-    As in a sync view (and with Flask's own async support), a variable set in an
-    async ``before_request`` is then seen by the view and the later hooks. Only
-    what the coroutine itself set is copied: not what the bridge set around it.
+    The caller sets them in its own thread: as in a sync view (and with Flask's
+    own async support), a variable set in an async ``before_request`` is then
+    seen by the view and the later hooks. Only what the coroutine itself set
+    is copied: not what the bridge set around it.
     """
-    for var, value in finished.items():
-        if started.get(var, _MISSING) is not value:
-            var.set(value)
+    return [
+        (var, value)
+        for var, value in contextvars.copy_context().items()
+        if started.get(var, _MISSING) is not value
+    ]
 
 
 class _BackgroundWork:
