@@ -65,7 +65,8 @@ class Delegate:
             return False
         if self._offer_here(job):
             return True
-        for other in reversed(list(self.siblings)):  # a snapshot: its owner edits it
+        # A snapshot (list.copy() is atomic): its owner thread edits the list.
+        for other in reversed(self.siblings.copy()):
             if other is not self and other.pool is self.pool and other._offer_here(job):
                 return True
         return False
