@@ -217,7 +217,9 @@ class ExecutorPool:
             raise BridgeClosed(closed_message("run_blocking()"))
         try:
             if self.in_process:
-                future = self.executor.submit(job.run)
+                # call(), not run(): the awaiter is woken by _done, once the
+                # executor's future is no longer running (its slot is free).
+                future = self.executor.submit(job.call)
             elif self._positional_only:
                 future = self.executor.submit(
                     _sendable(job.func), *job.args, **job.kwargs
@@ -280,7 +282,8 @@ class ExecutorPool:
         with self._lock:
             self._futures.pop(job, None)
         if self.in_process and not future.cancelled():
-            return  # job.run() recorded the outcome and woke the awaiter
+            job.finish()  # job.call() recorded the outcome
+            return
         if job.state is JobState.FINISHED:
             return
         if future.cancelled():
