@@ -118,6 +118,18 @@ async def test_bridge_executor_is_where_run_blocking_runs(
         assert stats.calls == 1
 
 
+async def test_a_thread_executor_call_is_off_the_busy_count_once_awaited(
+    threads: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    """After each await, the executor's future is no longer running: a call's
+    awaiter was woken before its executor thread let go of it (#22)."""
+    with Bridge(executor=threads) as bridge:
+        for i in range(2000):
+            await bridge.run_blocking(int)
+            busy = bridge.stats().pools["default"].busy
+            assert busy == 0, f"call {i}: busy={busy} once its awaiter had the result"
+
+
 async def test_an_exception_from_a_thread_executor_is_the_same_object(
     bridge: Bridge, threads: concurrent.futures.ThreadPoolExecutor
 ) -> None:

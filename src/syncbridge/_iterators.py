@@ -16,6 +16,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
+from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any, Final, Generic
 
 from ._core._bridge import get_bridge
@@ -349,21 +350,51 @@ class SyncIterator(Iterator[T]):
         # Never block the cyclic garbage collector, which runs finalizers in
         # whatever thread it happens to be in, nor a loop's own thread (#11).
         self._closed = True
-        _close_later(driver)
+        if _collecting.active:
+            _collecting.dropped.append(driver)  # closed once the collection ends
+        else:
+            _close_later(driver)
 
 
 class _Collecting(threading.local):
+    """The collection this thread is running, if any (gc runs it all in one thread)."""
+
     active: bool = False
+    dropped: list[_Driver[Any]]
+    """Drivers of iterators it freed, to close when it ends."""
+
+    def __init__(self) -> None:
+        self.dropped = []
 
 
 _collecting = _Collecting()
 
 
 def _track_collection(phase: str, info: dict[str, int]) -> None:
-    _collecting.active = phase == "start"
+    if phase == "start":
+        _collecting.active = True
+        return
+    _collecting.active = False
+    dropped = _collecting.dropped
+    while dropped:
+        _close_collected(dropped.pop())
 
 
 gc.callbacks.append(_track_collection)
+
+
+def _close_collected(driver: _Driver[Any]) -> None:
+    """Close the source of an iterator the cyclic collector freed, unless it did.
+
+    An async generator freed in the same collection was finalized by it: its
+    loop's hook (asyncio's, trio's) started its ``aclose()`` already, and a
+    second one, racing it, would fail or (without the GIL) throw into it
+    while it runs on its loop.
+    """
+    aiterator = driver.aiterator
+    if isinstance(aiterator, AsyncGeneratorType) and gc.is_finalized(aiterator):
+        return
+    _close_later(driver)
 
 
 def _close_later(driver: _Driver[Any]) -> None:
@@ -425,7 +456,10 @@ def sync_iter(aiterable: AsyncIterable[T], /) -> SyncIterator[T]:
         have run. An iterator freed by the cyclic garbage collector, or dropped
         in a thread that runs an event loop, starts that ``aclose()`` without
         waiting for it (a finalizer must never block the thread it happens to
-        run in); a failure there is logged on the ``syncbridge`` logger. A
+        run in); a failure there is logged on the ``syncbridge`` logger. (An
+        async generator the collector frees with the iterator is closed by its
+        loop, as any async generator it frees: asyncio or trio reports a
+        failure there.) A
         ``KeyboardInterrupt`` during a step cancels the step on its loop. There
         is no timeout option: put one inside the async generator.
 

@@ -499,19 +499,19 @@ def _run_coroutine(
 ) -> Any:
     settings.apply_if_forked()
     timeout = getattr(func, _TIMEOUT_ATTR, settings.timeout)
-    contexts: list[contextvars.Context] = []  # as the coroutine started, ended
+    changed: list[list[tuple[contextvars.ContextVar[Any], Any]]] = []
     request = _current_request()
     try:
         if timeout is None:
             return get_bridge().sync_call_async(
-                _run_view, func, args, kwargs, contexts, request
+                _run_view, func, args, kwargs, changed, request
             )
         # A deadline like to_sync's: the view is cancelled once, and the 504
         # comes once its cleanup has ended (or the bridge's grace has passed).
         return get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
             timeout,
             _run_view,
-            (func, args, kwargs, contexts, request),
+            (func, args, kwargs, changed, request),
             {},
             functools.partial(_gateway_timeout, func, timeout),
         )
@@ -524,22 +524,27 @@ def _run_coroutine(
             "a worker thread: await syncbridge.run_blocking(client.get, '/')."
         ) from None
     finally:
-        if len(contexts) == 2:  # the coroutine ran to its end
-            _copy_back(*contexts)
+        if changed:  # the coroutine ran to its end
+            for var, value in changed.pop():
+                var.set(value)
 
 
 async def _run_view(
     func: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    contexts: list[contextvars.Context],
+    changed: list[list[tuple[contextvars.ContextVar[Any], Any]]],
     request: object,  # only read by _describe_view, if this blocks the loop
 ) -> T:
-    contexts.append(contextvars.copy_context())
+    started = contextvars.copy_context()
     try:
         return await func(*args, **kwargs)
     finally:
-        contexts.append(contextvars.copy_context())
+        # Worked out here, so the contexts (which hold the request and the
+        # app) are dropped by this thread, which made them: on a free-threaded
+        # build an object dropped last by another thread may be freed only
+        # when its maker next runs, for the portal loop its next wake-up (#22).
+        changed.append(_changed_since(started))
 
 
 def _gateway_timeout(func: Callable[..., Awaitable[Any]], seconds: float) -> Exception:
@@ -579,16 +584,21 @@ def _describe_view(frame: FrameType) -> str | None:
     return None
 
 
-def _copy_back(started: contextvars.Context, finished: contextvars.Context) -> None:
-    """Set in this thread the context variables the coroutine changed.
+def _changed_since(
+    started: contextvars.Context,
+) -> list[tuple[contextvars.ContextVar[Any], Any]]:
+    """The context variables the running coroutine set since *started*.
 
-    As in a sync view (and with Flask's own async support), a variable set in an
-    async ``before_request`` is then seen by the view and the later hooks. Only
-    what the coroutine itself set is copied: not what the bridge set around it.
+    The caller sets them in its own thread: as in a sync view (and with Flask's
+    own async support), a variable set in an async ``before_request`` is then
+    seen by the view and the later hooks. Only what the coroutine itself set
+    is copied: not what the bridge set around it.
     """
-    for var, value in finished.items():
-        if started.get(var, _MISSING) is not value:
-            var.set(value)
+    return [
+        (var, value)
+        for var, value in contextvars.copy_context().items()
+        if started.get(var, _MISSING) is not value
+    ]
 
 
 class _BackgroundWork:

@@ -7,7 +7,7 @@ import contextvars
 import gc
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -228,3 +228,44 @@ def test_an_idle_worker_keeps_nothing_of_the_calls_it_ran_alive() -> None:
         assert alive == [], f"{len(alive)} of {len(refs)} payloads still referenced"
     finally:
         bridge.close()
+
+
+def _noop() -> None:
+    pass
+
+
+@pytest.mark.anyio
+async def test_a_calls_slot_is_free_once_its_awaiter_has_the_result(
+    bridge: Bridge,
+) -> None:
+    """Thousands of short calls from one caller: after each await the pool counts
+    no slot taken. (A worker that woke its awaiter before giving the slot back
+    showed busy=1 here on a free-threaded build, #22.)"""
+    for i in range(3000):
+        await bridge.run_blocking(_noop)
+        busy = bridge.stats().pools["default"].busy
+        assert busy == 0, f"call {i}: busy={busy} once its awaiter had the result"
+
+
+@pytest.mark.anyio
+async def test_a_worker_gives_its_slot_back_before_it_wakes_the_awaiter(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However the threads are scheduled: a worker held up as it gives its slot
+    back still has given it back when its awaiter resumes."""
+    resumed = threading.Event()
+    give_back = WorkerPool._next  # pyright: ignore[reportPrivateUsage]
+
+    def held_up(self: WorkerPool, *args: Any) -> Any:
+        # Held until the awaiter has looked, if it can run first (the bug);
+        # else (the awaiter waits for this) for a moment only.
+        resumed.wait(0.2)
+        return give_back(self, *args)
+
+    monkeypatch.setattr(WorkerPool, "_next", held_up)
+    for _ in range(3):
+        resumed.clear()
+        await bridge.run_blocking(_noop)
+        busy = bridge.stats().pools["default"].busy
+        resumed.set()
+        assert busy == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import queue
 import threading
 import time
@@ -255,3 +256,52 @@ def test_the_garbage_collector_never_blocks_on_a_sync_iter_iterator() -> None:
         may_finish.set()
     assert finished.wait(BOUND), "the finally did not complete after it could"
     dropper.thread.join(BOUND)
+
+
+def test_a_sync_iter_iterator_the_collector_frees_is_closed_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its async generator, freed in the same collection, is closed by one closer.
+
+    The generator's own finalizer hands it to its loop's ``aclose()``: a second
+    close from the iterator raced it ("already running" on the loop, or, with
+    no GIL, "already executing" out of ``gc.collect()``).
+    """
+    may_finish = threading.Event()
+    closes: list[str] = []
+
+    async def agen() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            closes.append("finally")
+            await anyio.to_thread.run_sync(may_finish.wait, BOUND)
+            closes.append("finished")
+
+    def advance_then_drop() -> None:
+        it = syncbridge.sync_iter(agen())
+        assert next(it) == 1
+        cycle: list[object] = [it]
+        cycle.append(cycle)  # only the cyclic garbage collector can free it now
+        del it, cycle
+        gc.collect()
+
+    caplog.set_level(logging.WARNING)
+    dropper = _Outcome(advance_then_drop)
+    try:
+        assert dropper.get(BOUND) is None  # gc.collect() raised nothing
+    finally:
+        may_finish.set()
+    deadline = time.monotonic() + BOUND
+    while "finished" not in closes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closes == ["finally", "finished"]
+
+    async def settle() -> None:  # a round trip: the portal ran what was posted
+        await anyio.sleep(0)
+
+    syncbridge.sync_call_async(settle)
+    gc.collect()  # asyncio logs a failed task when it is collected
+    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert failures == []

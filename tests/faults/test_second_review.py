@@ -24,6 +24,7 @@ from syncbridge import Bridge, BridgeClosed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+    from typing import Any
 
 pytestmark = pytest.mark.faults
 
@@ -378,6 +379,62 @@ async def test_a_cm_background_task_reaches_the_lane_its_blocked_caller_holds(
 
     try:
         with anyio.fail_after(BOUND):
+            assert (
+                await syncbridge.to_async(view, thread_sensitive=True, bridge=b)() == 42
+            )
+    finally:
+        await anyio.to_thread.run_sync(b.close)
+
+
+@pytest.mark.anyio
+async def test_a_cm_background_task_reaches_the_lane_between_its_callers_calls(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task's lane call comes while its blocked caller runs sync code between
+    two bridge calls (no call of its to lend the lane to): the caller's next
+    call, which waits for that task, still runs it on the lane's thread."""
+    b = Bridge(shutdown_grace=0.3)
+    lookup = syncbridge.to_async(lambda x: x * 2, thread_sensitive=True, bridge=b)
+    entered = threading.Event()
+    queued = threading.Event()
+    lane = b.thread_sensitive_pool
+    submit = lane._submit  # pyright: ignore[reportPrivateUsage]
+
+    def submit_and_tell(job: Any) -> None:
+        submit(job)
+        if lane.waiting:  # behind the slot the blocked caller holds
+            queued.set()
+
+    monkeypatch.setattr(lane, "_submit", submit_and_tell)
+
+    @contextlib.asynccontextmanager
+    async def session() -> AsyncIterator[anyio.abc.ObjectReceiveStream[int]]:
+        send, receive = anyio.create_memory_object_stream[int](1)
+
+        async def reader() -> None:
+            await anyio.to_thread.run_sync(entered.wait, BOUND)
+            await send.send(await lookup(21))
+
+        async with send, receive, anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            yield receive
+            tg.cancel_scope.cancel()
+
+    def view() -> int:
+        got: list[int] = []
+        with syncbridge.to_sync_cm(session()) as receive:
+            entered.set()
+            assert queued.wait(BOUND), "the task's lane call was not queued"
+
+            async def get() -> int:
+                with anyio.fail_after(BOUND):
+                    return await receive.receive()
+
+            got.append(b.sync_call_async(get))
+        return got[0]
+
+    try:
+        with anyio.fail_after(2 * BOUND):
             assert (
                 await syncbridge.to_async(view, thread_sensitive=True, bridge=b)() == 42
             )

@@ -88,13 +88,14 @@ async def run_in_pool(
             await _asyncio_cancelled_yet(loop)
         fut: asyncio.Future[None] = loop.create_future()
         job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
-        job.notify = _wakeups(loop).notifier(fut)
+        wakeups = _wakeups(loop)
+        job.notify = wakeups.notifier(fut)
         submit(pool, job)
         try:
             await fut
         except asyncio.CancelledError:
             policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
-            await _asyncio_cancelled(loop, pool, job, policy)
+            await _asyncio_cancelled(loop, pool, job, policy, wakeups, fut)
             raise
         result = job.result()
     except asyncio.CancelledError:
@@ -260,14 +261,23 @@ class _Wakeups:
     asyncio every ``call_soon_threadsafe`` writes to the loop's self-pipe (a
     system call, with the GIL dropped and fought for again), so under load one
     per burst instead of one per call is most of a worker's cost.
+
+    The futures waiting and the flag that a drain is on its way change together
+    under :attr:`_lock`: a worker that finds the flag set must be sure that
+    drain sees its future, which no lock-free order of two fields promises
+    without the GIL.
     """
 
-    __slots__ = ("_ready", "_scheduled", "loop")
+    __slots__ = ("_after", "_lock", "_ready", "_scheduled", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._ready: deque[asyncio.Future[None]] = deque()
-        self._scheduled = False  # a _drain is on its way (cleared by _drain)
+        self._lock = threading.Lock()
+        self._ready: deque[asyncio.Future[None]] = deque()  # guarded by _lock
+        self._scheduled = False  # a _drain is on its way (guarded by _lock)
+        # On the loop thread only: what a future that was cancelled while its
+        # call ran wakes instead, when the call's wake-up arrives (see forward).
+        self._after: dict[asyncio.Future[None], Callable[[], object]] = {}
 
     def notifier(self, fut: asyncio.Future[None]) -> Callable[[], None]:
         """The ``Job.notify`` that resolves *fut* on the loop (callable once)."""
@@ -275,31 +285,60 @@ class _Wakeups:
 
     def wake(self, fut: asyncio.Future[None]) -> None:
         """Resolve *fut* on the loop soon; any thread."""
-        # Append before reading the flag, which _drain clears before popping:
-        # either this sees no drain on its way, or that drain sees the future.
-        self._ready.append(fut)
-        if not self._scheduled:
-            try:
-                self._scheduled = True  # in the try: see PortalAsyncioLoop.submit
-                self.loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop closed after abandoning the call
-                pass
-            except BaseException:
+        lock = self._lock
+        lock.acquire()  # not `with`: half the cost, on every call
+        try:
+            self._ready.append(fut)
+            if self._scheduled:
+                return  # the drain on its way takes it
+            self._scheduled = True
+        finally:
+            lock.release()
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop closed after abandoning the call
+            pass
+        except BaseException:  # a Ctrl-C in call_soon_threadsafe: undo the flag
+            with lock:
                 self._scheduled = False  # at worst, one drain too many later
-                raise
+            raise
+
+    def forward(self, fut: asyncio.Future[None], wake: Callable[[], object]) -> None:
+        """Call *wake* when *fut*'s wake-up arrives, *fut* being done already.
+
+        On the loop thread. The call's wake-up still resolves *fut* (its
+        ``notify`` never changes once its worker may read it); a task whose
+        await of *fut* was cancelled waits on *wake* instead. Either that
+        wake-up has been drained already (then the job's state, written
+        before it, is seen as finished here), or it is drained later.
+        """
+        self._after[fut] = wake
+
+    def forget(self, fut: asyncio.Future[None]) -> None:
+        """Undo :meth:`forward` (on the loop thread)."""
+        self._after.pop(fut, None)
 
     def _drain(self) -> None:
-        self._scheduled = False
-        ready = self._ready
+        with self._lock:
+            self._scheduled = False
+            batch, self._ready = self._ready, deque()
         try:
-            while ready:
-                fut = ready.popleft()
+            while batch:
+                fut = batch.popleft()
                 if not fut.done():
                     fut.set_result(None)
+                elif self._after:
+                    wake = self._after.pop(fut, None)
+                    if wake is not None:
+                        wake()
         finally:
-            if ready and not self._scheduled:  # interrupted: the rest later
-                self._scheduled = True
-                self.loop.call_soon(self._drain)
+            if batch:  # interrupted: the rest later, first
+                with self._lock:
+                    batch.extend(self._ready)
+                    self._ready = batch
+                    if not self._scheduled:
+                        self._scheduled = True
+                        self.loop.call_soon(self._drain)
 
 
 class _LoopWakeups(threading.local):
@@ -338,39 +377,40 @@ async def _await_asyncio(
 ) -> Any:
     fut: asyncio.Future[None] = loop.create_future()
     job = Job(func, args, kwargs, ctx, loop, pool)
-    job.notify = _wakeups(loop).notifier(fut)
+    wakeups = _wakeups(loop)
+    job.notify = wakeups.notifier(fut)
     submit(pool, job)
     try:
         await fut
     except asyncio.CancelledError:
-        await _asyncio_cancelled(loop, pool, job, policy)
+        await _asyncio_cancelled(loop, pool, job, policy, wakeups, fut)
         raise
     return job.result()
 
 
 async def _asyncio_cancelled(
-    loop: asyncio.AbstractEventLoop, pool: Pool, job: Job, policy: _OnCancel
+    loop: asyncio.AbstractEventLoop,
+    pool: Pool,
+    job: Job,
+    policy: _OnCancel,
+    wakeups: _Wakeups,
+    fut: asyncio.Future[None],
 ) -> None:
-    """The await of *job* was cancelled: withdraw it, abandon it or wait for it.
+    """The await of *job* (*fut*) was cancelled: withdraw it, abandon it or wait.
 
     The caller re-raises its cancellation when this returns.
     """
     if _abandon_or_wait(pool, job, policy, loop.time()):
         return
     deadline = _end_at_deadline(pool, job, policy, loop.time())
-    wakeups = _wakeups(loop)
-
-    def finished() -> asyncio.Future[None]:
-        # A fresh future per wait: a cancelled one cannot be awaited again.
-        fut = loop.create_future()
-        job.notify = wakeups.notifier(fut)
-        if job.state is JobState.FINISHED:
-            fut.set_result(None)
-        return fut
-
+    finished = asyncio.Event()
+    wakeups.forward(fut, finished.set)
+    if job.state is JobState.FINISHED:  # its wake-up was drained already
+        finished.set()
     try:
-        await wait_through_cancellation(finished)
+        await wait_through_cancellation(finished.wait)
     finally:
+        wakeups.forget(fut)
         if deadline is not None:
             deadline.cancel()
 

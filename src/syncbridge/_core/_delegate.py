@@ -22,11 +22,11 @@ import threading
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
-from ._jobs import Job
+from ._jobs import Job, JobState
+from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     from ._executor_pool import ExecutorPool
-    from ._workers import WorkerPool
 
 
 class Delegate:
@@ -55,6 +55,26 @@ class Delegate:
         self._lock = threading.Lock()
         self._active = True  # guarded by _lock
         siblings.append(self)
+        if _missed:  # len() of a dict is atomic: read after the append
+            self._take_missed()
+
+    def _take_missed(self) -> None:
+        """Serve the jobs offered to this thread while it was not blocked.
+
+        A task that outlives the call it was started in may offer a job while
+        the thread that holds the slot runs sync code between two calls: the
+        job then waits in the pool behind that very slot. Once the thread
+        blocks again on the pool, it takes such jobs back here (see
+        :func:`submit`, which looks again for this delegate).
+        """
+        for key, (siblings, job) in _missed.copy().items():
+            if (
+                siblings is self.siblings
+                and job.pool is self.pool
+                and _missed.pop(key, None) is not None
+                and self.pool._withdraw(job)  # pyright: ignore[reportPrivateUsage]
+            ):
+                self.mailbox.put(job)
 
     def offer(self, job: Job) -> bool:
         """Queue *job* for the blocked thread; False if it is not blocked any more.
@@ -65,7 +85,8 @@ class Delegate:
             return False
         if self._offer_here(job):
             return True
-        for other in reversed(list(self.siblings)):  # a snapshot: its owner edits it
+        # A snapshot (list.copy() is atomic): its owner thread edits the list.
+        for other in reversed(self.siblings.copy()):
             if other is not self and other.pool is self.pool and other._offer_here(job):
                 return True
         return False
@@ -105,6 +126,16 @@ delegates: contextvars.ContextVar[tuple[Delegate, ...]] = contextvars.ContextVar
 """The blocked ancestors of the current call, outermost first."""
 
 
+_missed: dict[int, tuple[list[Delegate], Job]] = {}
+"""Jobs of a worker pool offered to a thread between two of its blocked calls.
+
+By ``id()`` of the job: the thread's sibling list and the job, queued in its
+pool. Only documented-atomic dict operations: a thread that blocks again
+appends its new delegate and then reads this; :func:`submit` writes it and then
+looks for that delegate (one of the two sees the other).
+"""
+
+
 def submit(pool: WorkerPool | ExecutorPool, job: Job) -> None:
     """Start or queue *job* in *pool*, lending it an ancestor's slot if full."""
     chain = delegates.get()
@@ -112,4 +143,33 @@ def submit(pool: WorkerPool | ExecutorPool, job: Job) -> None:
         for delegate in reversed(chain):
             if delegate.pool is pool and (pool._try_submit(job) or delegate.offer(job)):  # pyright: ignore[reportPrivateUsage]
                 return
+        lender = next((d for d in reversed(chain) if d.pool is pool), None)
+        if (
+            lender is not None
+            and isinstance(pool, WorkerPool)
+            and lender._pid == os.getpid()  # not a forked child's inherited chain
+        ):
+            _queue_for(lender, pool, job)
+            return
     pool._submit(job)  # pyright: ignore[reportPrivateUsage]
+
+
+def _queue_for(lender: Delegate, pool: WorkerPool, job: Job) -> None:
+    """Queue *job*, which *lender*'s thread may hold the slot for, in *pool*.
+
+    That thread is not blocked right now. If it blocks on *pool* again before
+    the job starts, it takes the job back from the queue and runs it (the job
+    may be what it waits for); if it returns first, its slot runs the job.
+    """
+    for key, (_, queued) in _missed.copy().items():  # forget what started
+        if queued.state is not JobState.QUEUED:
+            _missed.pop(key, None)
+    pool._submit(job)  # pyright: ignore[reportPrivateUsage]
+    key = id(job)
+    _missed[key] = (lender.siblings, job)
+    # Blocked again meanwhile (before it could see the job): offer it there.
+    for other in reversed(lender.siblings.copy()):
+        if other.pool is pool and _missed.pop(key, None) is not None:
+            if pool._withdraw(job) and not other.offer(job):  # pyright: ignore[reportPrivateUsage]
+                pool._submit(job)  # pyright: ignore[reportPrivateUsage] - and stopped again
+            return

@@ -274,7 +274,9 @@ class ExecutorPool:
         executor = self.executor  # the caller holds it: never gone here
         try:
             if self.in_process:
-                future = executor.submit(job.run)
+                # call(), not run(): the awaiter is woken by _done, once the
+                # executor's future is no longer running (its slot is free).
+                future = executor.submit(job.call)
             elif self._positional_only:
                 future = executor.submit(_sendable(job.func), *job.args, **job.kwargs)
             else:
@@ -341,7 +343,8 @@ class ExecutorPool:
             if self._weak and not self._futures:
                 self._held = None
         if self.in_process and not future.cancelled():
-            return  # job.run() recorded the outcome and woke the awaiter
+            job.finish()  # job.call() recorded the outcome
+            return
         if job.state is JobState.FINISHED:
             return
         if future.cancelled():

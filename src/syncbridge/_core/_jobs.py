@@ -1,9 +1,11 @@
 """One blocking call for an event loop: its state, its outcome, its cancellation.
 
 A :class:`Job` is created by the awaiting task, run by one worker thread and
-read back by the awaiting task. Each field has one writer, said beside it; the
-awaiting side and the worker meet through :attr:`Job.notify` and
-:attr:`Job.state`, written in an order that lets neither miss the other.
+read back by the awaiting task. Each field has one writer, said beside it. The
+worker hands the outcome back through :attr:`Job.notify`, set before the job
+is submitted and never changed after: the wake-up it sends (a locked hand-over
+to the awaiting loop) carries the outcome and state written before it. The
+cancel request and the async call the worker waits on meet under one lock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = (
 import enum
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
@@ -58,6 +61,14 @@ PROCESS: Final = _Process()
 if hasattr(os, "register_at_fork"):
     # Registered at import, before any hook that could make a job in the child.
     os.register_at_fork(after_in_child=PROCESS._forked)  # pyright: ignore[reportPrivateUsage]
+
+
+_cancel_lock: Final = threading.Lock()
+"""Guards :attr:`Job.cancel` and :attr:`Job.waiting_on` together, for every job.
+
+Taken only to cancel a job and when a worker starts an async call: never on
+the path of a call that nobody cancels and that makes none.
+"""
 
 
 class JobState(enum.Enum):
@@ -121,7 +132,9 @@ class Job:
         origin: object,
         pool: WorkerPool | ExecutorPool,
     ) -> None:
-        self.abandoned = False  # its awaiter left while it ran (guarded by the GIL)
+        # Written by the awaiting task as it leaves a running call; read by
+        # stats(), which may count it a moment late.
+        self.abandoned = False
         self.func = func
         self.args = args
         self.kwargs = kwargs
@@ -129,14 +142,17 @@ class Job:
         self.origin = origin  # the asyncio loop or trio token that awaits this job
         self.pool = pool
         self.pid = PROCESS.pid
-        # Written by the thread that runs (or refuses) the job.
+        # Written by the thread that runs (or refuses) the job, before notify.
         self.state = _QUEUED
         self.outcome: Outcome | None = None
-        # Written by the awaiting task's loop, or by close(): first reason wins.
+        # Under _cancel_lock. Written by the awaiting task's loop, or by
+        # close(): first reason wins. Read without it by the worker, which
+        # may see it a moment late (as if it had looked a moment earlier).
         self.cancel: CancelReason | None = None
-        # Written by the worker: the async call it is blocked on right now
-        # (never a cleanup call, which runs to its end).
+        # Under _cancel_lock (see wait_on): the async call the worker is
+        # blocked on right now (never a cleanup call, which runs to its end).
         self.waiting_on: Call[Any] | None = None
+        # Set by the awaiting task before it submits the job, then only read.
         self.notify: Callable[[], None] = _noop
 
     def run(self) -> None:
@@ -177,9 +193,7 @@ class Job:
     def _finished(self) -> None:
         self.args = ()
         self.kwargs = {}
-        # state before notify: the awaiting side reads state after swapping
-        # notify (see _await_job), so one of the two always sees the other.
-        self.state = _FINISHED
+        self.state = _FINISHED  # before notify, whose hand-over publishes it
         if self.pid == PROCESS.pid:  # in a forked child, the awaiter is the parent's
             self.notify()
 
@@ -190,11 +204,10 @@ class Job:
         ``sync_call_async`` is cancelled on its loop, so cancellation reaches
         nested calls whatever the abandon option (#11).
         """
-        if self.cancel is None:
-            self.cancel = reason
-        # The worker writes waiting_on, then reads cancel; this side writes
-        # cancel, then reads waiting_on: one of the two sees the other.
-        call = self.waiting_on
+        with _cancel_lock:  # with wait_on: one of the two sees the other
+            if self.cancel is None:
+                self.cancel = reason
+            call = self.waiting_on
         if call is not None:
             self.cancel_waited_on(call)
 
@@ -217,6 +230,16 @@ class Job:
                     "syncbridge_pool": self.pool.name,
                 },
             )
+
+    def wait_on(self, call: Call[Any] | None) -> bool:
+        """Record the async call the worker now waits on (None: no more).
+
+        Returns whether the job was cancelled: *call* must then be cancelled
+        by the caller, as :meth:`request_cancel` may have missed it.
+        """
+        with _cancel_lock:
+            self.waiting_on = call
+            return self.cancel is not None
 
     def result(self) -> Any:
         """Return the result, or raise the exception, of a finished job.

@@ -136,12 +136,8 @@ def call_async_from_thread(
             is_portal = handle is None
             if handle is None:
                 handle = portal.submit(call)
-            if job is not None and not cleanup:
-                # Written before cancel is read; Job.request_cancel writes cancel
-                # and then reads this: one of the two sees the other.
-                job.waiting_on = call
-                if job.cancel is not None:
-                    job.cancel_waited_on(call)
+            if job is not None and not cleanup and job.wait_on(call):
+                job.cancel_waited_on(call)  # cancelled before it could see the call
             if timed is None:
                 _wait(call, handle)
             else:
@@ -156,6 +152,8 @@ def call_async_from_thread(
             raise
     finally:
         if job is not None and not cleanup:
+            # No lock: a cancel that still finds this call finds it done,
+            # and cancelling a done call does nothing.
             job.waiting_on = None
         if delegate is not None:
             delegate.retire()

@@ -377,66 +377,78 @@ class PortalAsyncioLoop(AsyncioLoop):
     portal uses it: a call that its loop never starts (the loop ended with
     calls in the intake) is still answered, by :meth:`close_intake`.
 
-    No lock: appending to and popping from a deque are atomic, and the loop
-    clears :attr:`_wake_pending` *before* it empties the intake, so a call
-    that still saw the flag set was appended before the loop looked.
+    The intake, the pending flag and the ended flag change together under
+    :attr:`_lock`: a call that finds a wake-up pending must be sure that
+    wake-up sees it, which no lock-free order of two fields promises without
+    the GIL.
     """
 
-    __slots__ = ("_gone", "_intake", "_start_intake_cb", "_wake_pending")
+    __slots__ = ("_gone", "_intake", "_lock", "_start_intake_cb", "_wake_pending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
-        self._intake: deque[Call[Any]] = deque()
-        self._wake_pending = False
-        self._gone = False  # the loop has ended: see close_intake
+        self._lock = threading.Lock()
+        self._intake: deque[Call[Any]] = deque()  # guarded by _lock
+        self._wake_pending = False  # guarded by _lock
+        self._gone = False  # the loop has ended: see close_intake (guarded by _lock)
         self._start_intake_cb = self._start_intake  # bound once
 
     def submit(self, call: Call[Any]) -> None:
         call.loop = self
-        self._intake.append(call)
-        if self._gone:  # read after the append; close_intake writes it before
-            if self._withdraw(call):
-                raise LoopGone
-            return  # close_intake took it first, and answered it
-        if self._wake_pending and len(self._intake) <= _INTAKE_SHORT:
-            return  # the loop will start it with the calls before it
-        # A long intake means callers outrun the loop (start_soon() in a loop
-        # never blocks): each then posts its own wake-up, whose system call
-        # lets the loop thread have the GIL, as every call did before intakes.
+        lock = self._lock
+        lock.acquire()  # not `with`: half the cost, on every call
         try:
-            # Set inside the try: whatever stops the wake-up being posted (a
-            # closed loop, a Ctrl-C in call_soon_threadsafe) must clear it, or
-            # no later call would wake the loop.
+            if self._gone:
+                call.loop = None  # it reached no loop
+                raise LoopGone
+            intake = self._intake
+            intake.append(call)
+            if self._wake_pending and len(intake) <= _INTAKE_SHORT:
+                return  # the loop will start it with the calls before it
+            # A long intake means callers outrun the loop (start_soon() in a
+            # loop never blocks): each then posts its own wake-up, whose system
+            # call lets the loop thread run, as every call did before intakes.
             self._wake_pending = True
+        finally:
+            lock.release()
+        try:
             self.loop.call_soon_threadsafe(self._start_intake_cb)
         except BaseException as exc:
-            self._wake_pending = False  # at worst, one wake-up too many later
+            # Whatever stopped the wake-up being posted (a closed loop, a
+            # Ctrl-C in call_soon_threadsafe) must clear the flag, or no later
+            # call would wake the loop.
+            with lock:
+                self._wake_pending = False  # at worst, one wake-up too many later
             if not self._withdraw(call) or not isinstance(exc, RuntimeError):
                 raise  # a call the loop took already is cancelled by its caller
             raise LoopGone from None  # RuntimeError: the loop is closed
 
     def _withdraw(self, call: Call[Any]) -> bool:
         """Take back *call* if the loop has not taken it; True if it was."""
-        try:
-            self._intake.remove(call)
-        except ValueError:
-            return False
+        with self._lock:
+            try:
+                self._intake.remove(call)
+            except ValueError:
+                return False
         call.loop = None  # it reached no loop
         return True
 
     def _start_intake(self) -> None:
-        self._wake_pending = False  # first: see the class docstring
-        intake = self._intake
         # A batch, not all: the loop runs its timers and I/O between batches,
         # however fast calls arrive.
-        for _ in range(min(len(intake), _INTAKE_SHORT)):
-            call = intake.popleft()
+        with self._lock:
+            self._wake_pending = False
+            intake = self._intake
+            batch = [intake.popleft() for _ in range(min(len(intake), _INTAKE_SHORT))]
+            more = bool(intake)
+            if more:
+                self._wake_pending = True
+        for call in batch:
             try:
                 self._start(call)
             except Exception as exc:  # never leave the calls after it waiting
                 call.finish(Error(exc))
-        if intake and not self._wake_pending:
-            self._wake_pending = True
+        if more:
             self.loop.call_soon(self._start_intake_cb)
 
     def close_intake(self) -> None:
@@ -445,10 +457,12 @@ class PortalAsyncioLoop(AsyncioLoop):
         Called by the portal thread once its loop has ended, however it
         ended (``close()``, a ``loop.stop()`` in user code, a crash).
         """
-        self._gone = True
-        intake = self._intake
-        while intake:
-            intake.popleft().finish(Cancelled())
+        with self._lock:
+            self._gone = True
+            left = list(self._intake)
+            self._intake.clear()
+        for call in left:
+            call.finish(Cancelled())
 
 
 async def _run_asyncio(call: Call[Any]) -> None:

@@ -481,12 +481,17 @@ class WorkerPool:
                 start = monotonic()
                 job.call()
                 end = monotonic()
-                job.finish()
                 if job.pid != PROCESS.pid:
                     # Forked during the job: this pool was reset in the child and
                     # never counted it. The thread leaves the pool (#11).
+                    job.finish()
                     return
-                job = self._next(worker, job, end - start, end)
+                # The slot first, then the wake-up: an awaiter that has its
+                # result must find the slot free (without the GIL it could
+                # run, and read stats(), before this thread took the lock).
+                done, job = job, self._next(worker, job, end - start, end)
+                done.finish()
+                del done  # an idle worker keeps nothing of its last call
         finally:
             with self._lock:
                 self._threads.discard(me)
