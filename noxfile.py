@@ -1,11 +1,14 @@
 """Automation: the only entry point for tests, type checks, lint and benchmarks.
 
-``nox`` runs the default sessions (tests on every supported Python, distributed:
-the executor tests on a real dask cluster and loky, typecheck,
-lint, docs, compat: the frameworks' own suites with syncbridge applied, newcomer:
-the README's and docs' install lines in fresh virtual environments). In CI (``CI`` set) a missing interpreter is an error, not a skip.
-The reliability suites at full scale (``nox -s faults``, ``stress``, ``soak``)
-run only when named; ``tests`` runs them at their small default scale.
+``nox`` runs the default sessions (tests on every supported Python, free-threaded
+builds included, distributed: the executor tests on a real dask cluster and loky,
+typecheck, lint, docs, compat: the frameworks' own suites with syncbridge applied,
+newcomer: the README's and docs' install lines in fresh virtual environments).
+``SYNCBRIDGE_PYTHONS`` (``"3.11 3.13t"``) narrows the interpreters a run tests;
+in CI (``CI`` set) a missing one is an error, not a skip. The reliability suites
+at full scale (``nox -s faults``, ``stress``, ``soak``, and ``free_threaded``,
+all three on a free-threaded build) run only when named (``.ci/run`` names
+``free_threaded``); ``tests`` runs them at their small default scale.
 """
 
 from __future__ import annotations
