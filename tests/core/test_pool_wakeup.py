@@ -465,3 +465,44 @@ def test_while_none_returns_the_lookout_wakes_twice_as_many_each_look() -> None:
             pool._lookout = None
             pool._pending.clear()
         pool.close()
+
+
+def test_free_threaded_short_calls_queue_for_a_worker_per_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No GIL: with a worker per core running short calls, a call queues for
+    them and the lookout wakes no other while calls return (#22); a GIL build
+    would wake one. Workers handed their call long ago (blocked) never count."""
+    monkeypatch.setattr(_workers, "_CORES", 2)
+    now = 1000.0
+    pool, jobs = _arranged_pool(pace=0.05, blocked=0, now=now)
+    try:
+        with pool._lock:
+            second = _workers._Worker()
+            pool._active.add(second)
+            pool._busy += 1
+            for worker in pool._active:  # handed theirs 2 HANDOFFs ago
+                worker.since = now - 2 * pool._handoff
+            pool._last_handed = second
+            for free_threaded, defers in ((False, False), (True, True)):
+                monkeypatch.setattr(_workers, "_FREE_THREADED", free_threaded)
+                assert pool._defers(now) is defers
+            # The lookout, a queue too long for the rate calls return at.
+            pool._pending.extend((now - 1.0, job) for job in jobs)
+            pool._finished += 1
+            at = now + pool._handoff
+            assert pool._look_at(at) is None, "a thread beyond the cores was woken"
+            monkeypatch.setattr(_workers, "_FREE_THREADED", False)
+            pool._finished += 1
+            assert len(pool._look_at(at + pool._handoff) or ()) == 1
+            # Free-threaded, but the workers are blocked: the lookout wakes one.
+            monkeypatch.setattr(_workers, "_FREE_THREADED", True)
+            for worker in pool._active:
+                worker.since = now - 1000 * pool._handoff
+            pool._finished += 1
+            assert not pool._defers(at + 2 * pool._handoff)
+            assert len(pool._look_at(at + 2 * pool._handoff) or ()) == 1
+    finally:
+        with pool._lock:
+            pool._pending.clear()
+        pool.close()

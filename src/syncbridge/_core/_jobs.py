@@ -192,7 +192,7 @@ class Job:
 
     def _finished(self) -> None:
         self.args = ()
-        self.kwargs = {}
+        self.kwargs = _NO_KWARGS  # not a new dict, freed by the awaiter's thread
         self.state = _FINISHED  # before notify, whose hand-over publishes it
         if self.pid == PROCESS.pid:  # in a forked child, the awaiter is the parent's
             self.notify()
@@ -270,6 +270,9 @@ class Job:
             raise error
         finally:
             del error, outcome
+
+
+_NO_KWARGS: Final[dict[str, Any]] = {}  # a finished job's; never changed
 
 
 def _noop() -> None:

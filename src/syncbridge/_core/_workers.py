@@ -22,6 +22,12 @@ within :data:`HANDOFF`, twice as many each time while none returns (they may
 all be blocked), so every queued call starts in bounded time and a slot never
 stays free while a call waits for it for long.
 
+On a free-threaded build a worker running long is not waiting for a GIL, but
+threads beyond the number of cores only contend for them: while recent calls
+were short, still return, and a worker per core was handed its call within a
+few HANDOFFs, a call queues for them and the lookout wakes no other while calls
+return (it still ramps up when none does).
+
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
 of the process (the portal loop, an ASGI server's loop, ``anyio.run`` in tests).
 This module is admission and thread lifecycle only; awaiting a job is
@@ -32,8 +38,11 @@ from __future__ import annotations
 
 __all__ = ("WorkerPool",)
 
+import os
+import sys
 import threading
 from collections import deque
+from itertools import islice
 from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Final
@@ -62,6 +71,15 @@ _PACE_CAP: Final = 4
 
 _LINGER: Final = 8
 """HANDOFFs the lookout keeps looking, with workers running, before it sleeps."""
+
+_FREE_THREADED: Final = not getattr(sys, "_is_gil_enabled", lambda: True)()
+"""No GIL: threads run at once, so a worker running long is not waiting for it."""
+
+_CORES: Final = max(1, getattr(os, "process_cpu_count", os.cpu_count)() or 1)
+"""Workers that can run Python at once on a free-threaded build."""
+
+_SCAN: Final = 4 * _CORES
+"""Running workers :meth:`WorkerPool._cores_busy` looks at, at most."""
 
 
 class _Worker:
@@ -218,6 +236,17 @@ class WorkerPool:
         """Whether a call may wait for a running worker (called with the lock held)."""
         if self._long >= _LONG_SHARE:
             return False
+        if (
+            _FREE_THREADED
+            and len(self._active) >= _CORES
+            and now - self._returned < _PACE_CAP * self._handoff
+            and self._cores_busy(now)
+        ):
+            # Without a GIL, a worker per core runs short calls as fast as
+            # they come; one more only contends for the cores. Calls returned
+            # lately (a loaded machine may pause the workers for a few
+            # HANDOFFs); if they stop, the lookout wakes another (_look_at).
+            return True
         # The worker handed a call last, not a scan of every busy worker: with
         # thousands blocked, a scan under the lock would cost every call.
         last = self._last_handed
@@ -442,6 +471,11 @@ class WorkerPool:
                 # them for the GIL. Look again in a HANDOFF.
                 self._seen, self._looked, self._ramp = self._finished, now, 1
                 return None
+            if _FREE_THREADED and self._cores_busy(now):
+                # A worker per core still runs short calls: on a free-threaded
+                # build another thread only contends with them for the cores.
+                self._seen, self._looked, self._ramp = self._finished, now, 1
+                return None
             wanted, self._ramp = 1, 1  # one more
         else:  # none returned for HANDOFF: they may all be blocked
             wanted, self._ramp = self._ramp, self._ramp * 2
@@ -455,6 +489,22 @@ class WorkerPool:
         ):
             starts.append(self._admit(self._pending.popleft()[1], now))
         return starts
+
+    def _cores_busy(self, now: float) -> bool:
+        """Whether a worker per core was handed its call lately (lock held).
+
+        Workers handed theirs longer ago may be blocked in it: they leave
+        their core free. It runs on every call, so it looks at a few workers
+        only: if those are blocked, the answer is no, and workers are woken
+        as on a GIL build.
+        """
+        recent, running = now - _PACE_CAP * self._handoff, 0
+        for worker in islice(self._active, _SCAN):
+            if worker.since > recent:
+                running += 1
+                if running >= _CORES:
+                    return True
+        return False
 
     def _work(self, worker: _Worker, first: list[Job]) -> None:
         me = threading.current_thread()
