@@ -65,8 +65,8 @@ def assert_freed(ref: weakref.ref[Marker], thread: threading.Thread) -> None:
     assert ref() is None, f"{thread.name} keeps caller A's context alive"
 
 
-def _thread(prefix: str) -> threading.Thread:
-    (thread,) = [t for t in threading.enumerate() if t.name.startswith(prefix)]
+def _thread(name: str) -> threading.Thread:
+    (thread,) = [t for t in threading.enumerate() if t.name == name]
     return thread
 
 
