@@ -767,3 +767,115 @@ async def test_a_timeout_still_ends_the_process_of_a_call_awaited_after_a_cancel
         one_process.running == 0
         or await to_async(_jobs.pid, executor=one_process, bridge=bridge)()
     )
+
+
+# -- 3.14's InterpreterPoolExecutor -------------------------------------------
+#
+# A ThreadPoolExecutor whose threads each run calls in an interpreter of their
+# own: calls cross into it (and results out of it) shared or pickled, like calls
+# to another process. Its interpreters import from sys.path as Python starts,
+# so the jobs here are the stdlib's, and an eval()'d expression.
+
+needs_interpreters = pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="InterpreterPoolExecutor is new in Python 3.14"
+)
+
+
+@pytest.fixture
+def interpreters() -> Iterator[concurrent.futures.Executor]:
+    # Looked up: mypy checks these tests against older Pythons too.
+    cls = getattr(concurrent.futures, "InterpreterPoolExecutor", None)
+    assert cls is not None
+    ex: concurrent.futures.Executor = cls(1)
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+@needs_interpreters
+async def test_an_interpreter_pool_runs_calls_in_another_interpreter(
+    bridge: Bridge, interpreters: concurrent.futures.Executor
+) -> None:
+    run = to_async(executor=interpreters, bridge=bridge)
+    which = "__import__('concurrent.interpreters', fromlist=['x']).get_current().id"
+    assert await run(eval)(which) != 0  # 0 is the main interpreter
+    assert await run(divmod)(7, 2) == (3, 1)
+    with pytest.raises(ValueError, match="invalid literal"):
+        await run(int)("x")
+
+
+@needs_interpreters
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: (_closure(), (), {}), "the function .*cannot be pickled"),
+        (lambda: (divmod, (threading.Lock(), 1), {}), "argument 1 of divmod"),
+        (lambda: (threading.Lock, (), {}), "could not cross into or out of"),
+    ],
+    ids=["closure", "argument", "result"],
+)
+async def test_what_cannot_cross_into_an_interpreter_is_named(
+    bridge: Bridge,
+    interpreters: concurrent.futures.Executor,
+    call: object,
+    named: str,
+) -> None:
+    func, args, kwargs = call()  # type: ignore[operator]
+    with anyio.fail_after(30):  # a lost outcome would hang the await
+        with pytest.raises(SerializationError, match=named):
+            await to_async(func, executor=interpreters, bridge=bridge)(*args, **kwargs)
+        assert await to_async(divmod, executor=interpreters, bridge=bridge)(5, 2)
+
+
+def _closure() -> Callable[[], int]:
+    value = 5
+    return lambda: value
+
+
+@needs_interpreters
+async def test_a_timeout_on_an_interpreter_pool_abandons_or_cancels_the_call(
+    bridge: Bridge, interpreters: concurrent.futures.Executor
+) -> None:
+    """A running call runs on (no executor can stop it); a queued one never runs."""
+    started_r, started_w = os.pipe()
+    release_r, release_w = os.pipe()
+    ran_r, ran_w = os.pipe()
+    try:
+        await to_async(divmod, executor=interpreters, bridge=bridge)(1, 1)  # warm
+        blocked = to_async(eval, executor=interpreters, bridge=bridge, timeout=1.0)
+        queued = to_async(os.write, executor=interpreters, bridge=bridge, timeout=0.2)
+        expression = (
+            f"(__import__('os').write({started_w}, b's'), "
+            f"__import__('os').read({release_r}, 1))"
+        )
+        async with anyio.create_task_group() as tg:
+
+            async def block() -> None:
+                with pytest.raises(SyncBridgeTimeout, match=r"within 1 s"):
+                    await blocked(expression)
+
+            tg.start_soon(block)
+            with anyio.fail_after(30):
+                assert await anyio.to_thread.run_sync(os.read, started_r, 1) == b"s"
+            with pytest.raises(SyncBridgeTimeout, match=r"within 0\.2 s"):
+                await queued(ran_w, b"q")  # behind the blocked call
+        (stats,) = [
+            s
+            for name, s in bridge.stats().pools.items()
+            if name.startswith("InterpreterPoolExecutor")
+        ]
+        assert (stats.timeouts, stats.busy, stats.waiting, stats.abandoned) == (
+            2,
+            1,
+            0,
+            1,
+        )
+        os.write(release_w, b"x")
+        interpreters.shutdown(wait=True)
+        os.set_blocking(ran_r, False)
+        with pytest.raises(BlockingIOError):  # the queued call never ran
+            os.read(ran_r, 1)
+    finally:
+        for fd in (started_r, started_w, release_r, release_w, ran_r, ran_w):
+            os.close(fd)

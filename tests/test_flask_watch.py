@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 
 import syncbridge
+from _scripts import run_script
 from syncbridge.flask import DEFAULT_BLOCKING_THRESHOLD, SyncBridge
 
 if TYPE_CHECKING:
@@ -89,32 +90,45 @@ def test_the_last_app_set_up_decides_and_none_switches_the_watch_off(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_worker_is_configured_before_its_first_request(
-    reported: StallLog,
-) -> None:
-    """gunicorn --preload: the child's new default bridge gets the config at once."""
-    before = syncbridge.get_bridge().max_workers
-    app = _app(
-        SYNCBRIDGE_THREADS=8,
-        SYNCBRIDGE_POOLS={"flask-fork-db": 3},
-        SYNCBRIDGE_BLOCKING_THRESHOLD=0.3,
+def test_a_forked_worker_is_configured_before_its_first_request() -> None:
+    """gunicorn --preload: the child's new default bridge gets the config at once.
+
+    In a fresh interpreter, as a preloading master is. Configuring the app starts
+    no thread there, so the fork is one with no threads running (3.12+ warn of
+    a fork with threads; ``-W error`` would make that warning fail the script).
+    """
+    result = run_script(
+        """
+        import os
+        from flask import Flask
+        import syncbridge
+        from syncbridge.flask import SyncBridge
+
+        app = Flask("preloaded")
+        app.config.update(
+            SYNCBRIDGE_THREADS=8,
+            SYNCBRIDGE_POOLS={"flask-fork-db": 3},
+            SYNCBRIDGE_BLOCKING_THRESHOLD=0.3,
+        )
+        SyncBridge(app)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                bridge = syncbridge.get_bridge()
+                watch = bridge.portal_watch
+                ok = (
+                    bridge.max_workers == 8
+                    and bridge.pool("flask-fork-db").capacity == 3
+                    and watch is not None
+                    and watch.threshold == 0.3
+                )
+                os._exit(0 if ok else 1)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        """,
+        flags=["-W", "error"],
     )
-    SyncBridge(app)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            bridge = syncbridge.get_bridge()
-            watch = bridge.portal_watch
-            ok = (
-                bridge.max_workers == 8
-                and bridge.pool("flask-fork-db").capacity == 3
-                and watch is not None
-                and watch.threshold == 0.3
-            )
-            os._exit(0 if ok else 1)
-        finally:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert app.name  # the app lived across the fork, as a served app does
-    syncbridge.get_bridge().max_workers = before  # the default bridge is shared
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "child 0\n"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 
 from ._core._bridge import get_bridge
-from ._core._context import copy_context_for_thread
+from ._core._context import copy_context_for_thread, new_thread
 from ._core._delegate import Delegate, delegates
 from ._core._loops import loop_running_in_this_thread
 from ._core._outcome import Error, Value
@@ -57,7 +57,7 @@ class _AsyncFromSync(AbstractAsyncContextManager[T, X]):
             raise _single_use("to_async_cm")
         wakeup = Wakeup("to_async_cm()")
         ctx = copy_context_for_thread()
-        self._thread = threading.Thread(
+        self._thread = new_thread(
             target=ctx.run,
             args=(serve_loop, wakeup.native, self._lifetime, wakeup),
             name=f"syncbridge-to_async_cm-{next(_thread_ids)}",

@@ -20,6 +20,7 @@ from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any, Final, Generic
 
 from ._core._bridge import get_bridge
+from ._core._context import new_thread
 from ._core._loops import Call, LoopGone, handle_for, loop_running_in_this_thread
 from ._core._outcome import Error
 from ._core._wakeup import run_on_own_thread
@@ -55,7 +56,7 @@ def _close_source(iterator: Iterator[Any]) -> None:
 def _close_quietly_later(iterator: Iterator[Any]) -> None:
     # Called from __del__, which cannot await: close on a short-lived thread of
     # its own, so garbage collection never waits for worker capacity.
-    threading.Thread(
+    new_thread(
         target=_close_source,
         args=(iterator,),
         name="syncbridge-iterate_in_thread-close",

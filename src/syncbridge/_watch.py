@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ("BlockReport", "LoopWatch", "watch_loop")
 
 import asyncio
+import contextvars
 import logging
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Final, final
 
 import anyio
 
+from ._core._context import new_thread
 from ._core._loops import Call, loop_running_in_this_thread
 from ._validate import check_seconds
 
@@ -155,20 +157,24 @@ class LoopWatch:
             self._stop_beat = self._beat_asyncio(native)
         else:
             self._stop_beat = self._beat_trio()
-        self._monitor = threading.Thread(
+        self._monitor = new_thread(
             target=self._watch, name=f"syncbridge-watch-{self.name}", daemon=True
         )
         self._monitor.start()
 
     def _beat_asyncio(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         handle: asyncio.TimerHandle | None = None
+        # Not the context of the code that starts the watch (the caller of
+        # Bridge.watch_portal(), say): a heartbeat lasting the loop's life
+        # would keep that caller's values alive. Trio's system task has its own.
+        context = contextvars.Context()
 
         def tick() -> None:
             nonlocal handle
             self._stamp = time.monotonic()
-            handle = loop.call_later(self.interval, tick)
+            handle = loop.call_later(self.interval, tick, context=context)
 
-        handle = loop.call_later(self.interval, tick)
+        handle = loop.call_later(self.interval, tick, context=context)
 
         def stop() -> None:
             if handle is not None:

@@ -38,6 +38,7 @@ from syncbridge import (
     sync_iter,
     to_async,
 )
+from syncbridge._core._context import new_thread
 from syncbridge._exceptions import callable_name
 from syncbridge._validate import (
     check_capacity,
@@ -685,7 +686,7 @@ class _BackgroundWork:
         # where the app's teardown functions must not run: give them a thread,
         # a daemon one, like every thread of ours, so it never holds up exit.
         try:
-            threading.Thread(
+            new_thread(
                 target=self.pop,
                 args=(None,),
                 name="syncbridge-flask-teardown",

@@ -233,13 +233,20 @@ def test_exit_after_the_portal_used_its_default_executor_is_quiet() -> None:
 def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
     result = run_script(
         """
-        import asyncio, os, signal, threading
+        import asyncio, faulthandler, os, signal, threading
+        # A hang shows every thread's stack (before run_script's timeout).
+        faulthandler.dump_traceback_later(40, exit=True)
+        # Python's own Ctrl-C handler, whatever this process inherited: started
+        # from a background job (a shell without job control, nohup, CI), a
+        # child has SIGINT ignored, and the signal below would never arrive.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import syncbridge
 
         cancelled = threading.Event()
         # The caller waits up to the grace for the cancelled coroutine: a
-        # generous one, so only a lost cancellation can fail this.
-        syncbridge.get_bridge().shutdown_grace = 30.0
+        # generous one, so only a lost cancellation can fail this (and says
+        # so: "cancelled: False" well before run_script's timeout).
+        syncbridge.get_bridge().shutdown_grace = 20.0
 
         async def slow():
             loop = asyncio.get_running_loop()
@@ -254,7 +261,8 @@ def test_keyboard_interrupt_cancels_the_coroutine_and_propagates() -> None:
             syncbridge.sync_call_async(slow)
         except KeyboardInterrupt:
             print("interrupted; coroutine cancelled:", cancelled.is_set(), flush=True)
-        """
+        """,
+        timeout=50,
     )
     assert result.returncode == 0, result.stderr
     assert "interrupted; coroutine cancelled: True" in result.stdout

@@ -4,20 +4,29 @@ A thread's role is one typed thread-local (:data:`role`): the blocking job it ru
 for a loop, or the loop it serves while it closes an iterator or runs a context
 manager. Every role records the process it was taken in, and a forked child
 forgets the roles its only thread inherited: nothing from the parent process is
-ever used in the child (#11).
+ever used in the child (#11). Every thread syncbridge starts is made by
+:func:`new_thread`, in an empty context of its own.
 """
 
 from __future__ import annotations
 
-__all__ = ("ThreadRole", "anyio_worker_loop", "copy_context_for_thread", "role")
+__all__ = (
+    "ThreadRole",
+    "anyio_worker_loop",
+    "copy_context_for_thread",
+    "new_thread",
+    "role",
+)
 
 import contextvars
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from ._delegate import Delegate
     from ._jobs import Job
 
@@ -117,3 +126,30 @@ def copy_context_for_thread() -> contextvars.Context:
         if ctx.get(cvar) is not None:
             ctx.run(cvar.set, None)
     return ctx
+
+
+def new_thread(
+    *,
+    target: Callable[..., object],
+    name: str,
+    daemon: bool,
+    args: Iterable[Any] = (),
+) -> threading.Thread:
+    """A thread, not started yet, that begins in an empty :mod:`contextvars` context.
+
+    Every thread syncbridge starts is made here. Since Python 3.14 a new thread
+    may inherit the context of the code that starts it
+    (``sys.flags.thread_inherit_context``, on by default on free-threaded
+    builds): a pooled thread would then carry the values of whichever caller
+    happened to start it into every later call it serves, and keep them alive.
+    Earlier versions always start a thread in an empty context.
+    """
+    if sys.version_info >= (3, 14):
+        return threading.Thread(
+            target=target,
+            name=name,
+            args=args,
+            daemon=daemon,
+            context=contextvars.Context(),
+        )
+    return threading.Thread(target=target, name=name, args=args, daemon=daemon)

@@ -88,13 +88,22 @@ class ExecutorPool:
         self._ref = weakref.ref(executor)
         self._held: concurrent.futures.Executor | None = executor
         self._weak = False
+        # An InterpreterPoolExecutor (3.14+) is a ThreadPoolExecutor whose
+        # threads run each call in an interpreter of their own: out of process,
+        # as far as the call goes (it is pickled there and back).
+        interpreters = _interpreter_pool_type()
         self.in_process: bool = isinstance(
             executor, concurrent.futures.ThreadPoolExecutor
-        )
-        """Whether the executor runs calls in this process's threads."""
+        ) and not (interpreters is not None and isinstance(executor, interpreters))
+        """Whether the executor runs calls in this interpreter's threads."""
         # These take (fn, /, *args, **kwargs): nothing of the call's is theirs.
         self._positional_only = isinstance(
-            executor, (ProcessExecutor, concurrent.futures.ProcessPoolExecutor)
+            executor,
+            (
+                ProcessExecutor,
+                concurrent.futures.ProcessPoolExecutor,
+                concurrent.futures.ThreadPoolExecutor,
+            ),
         )
         self._lock = threading.Lock()
         self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
@@ -342,11 +351,11 @@ class ExecutorPool:
             executor = self._held  # this frame holds it: the messages name it
             if self._weak and not self._futures:
                 self._held = None
-        if self.in_process and not future.cancelled():
-            job.finish()  # job.call() recorded the outcome
+        if self.in_process and not future.cancelled() and future.exception() is None:
+            job.finish()  # job.call() ran, and recorded the outcome
             return
         if job.state is JobState.FINISHED:
-            return
+            return  # close() answered it
         if future.cancelled():
             job.fail(self._cancelled_error(job, executor))
             return
@@ -400,6 +409,20 @@ class ExecutorPool:
         except SerializationError as named:
             named.__cause__ = error
             return named
+        if _not_shareable(error):
+            # It pickles here, yet could not be rebuilt in the interpreter (or
+            # the result could not come back): say what crosses and how.
+            sent = SerializationError(
+                f"{self.label}: {callable_name(job.func)}() could not cross into "
+                f"or out of an interpreter of {self.executor!r} ({error}; see the "
+                "cause). A call crosses pickled, unless it is plain data: its "
+                "function, arguments and result must be picklable, and the "
+                "modules they come from importable in a new interpreter (from "
+                "sys.path as Python starts: not __main__, nor a path added at run "
+                "time)."
+            )
+            sent.__cause__ = error
+            return sent
         return error
 
     def _reset_after_fork(self) -> None:
@@ -409,6 +432,14 @@ class ExecutorPool:
         if self._weak:
             self._held = None  # no call of the child's is in it
         self.counts = Counts()
+
+
+def _interpreter_pool_type() -> type[concurrent.futures.Executor] | None:
+    """``concurrent.futures.InterpreterPoolExecutor``, where there is one (3.14+)."""
+    found: type[concurrent.futures.Executor] | None = getattr(
+        concurrent.futures, "InterpreterPoolExecutor", None
+    )
+    return found
 
 
 def _sendable(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -461,10 +492,17 @@ class ByName:
         return found(*args, **kwargs)
 
 
+def _not_shareable(error: BaseException) -> bool:
+    """Whether *error* is an interpreter's refusal of an object (3.14+)."""
+    interpreters = sys.modules.get("concurrent.interpreters")
+    refused = getattr(interpreters, "NotShareableError", None)
+    return isinstance(refused, type) and isinstance(error, refused)
+
+
 def _looks_like_pickling(error: BaseException) -> bool:
     import pickle  # not at import time: `import syncbridge` loads no pickle
 
-    if isinstance(error, pickle.PicklingError):
+    if isinstance(error, pickle.PicklingError) or _not_shareable(error):
         return True
     text = str(error).lower()
     # "cannot pickle '_thread.lock' object", "Can't pickle local object ..."

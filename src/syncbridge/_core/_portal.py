@@ -27,6 +27,7 @@ from .._exceptions import (
     closed_message,
 )
 from .._stats import PortalStats
+from ._context import new_thread
 from ._loops import (
     AsyncioLoop,
     Call,
@@ -318,7 +319,7 @@ class Portal:
     def _start(self) -> None:
         ready = threading.Event()
         target = self._run_trio if self.backend == "trio" else self._run_asyncio
-        thread = threading.Thread(
+        thread = new_thread(
             target=self._run,
             args=(target, ready),
             name=f"syncbridge-portal-{self.name}",

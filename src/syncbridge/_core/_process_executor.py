@@ -27,6 +27,7 @@ from typing_extensions import ParamSpec
 
 from .._exceptions import SerializationError, WorkerProcessDied, callable_name
 from .._validate import check_capacity, is_async_callable
+from ._context import new_thread
 from ._pickling import (
     check_picklable,
     default_dumps,
@@ -359,7 +360,7 @@ class ProcessExecutor(concurrent.futures.Executor):
         wake_r, wake_w = Pipe(duplex=False)
         slot = _Slot(wake_r, wake_w)
         self._spawned += 1
-        slot.thread = threading.Thread(
+        slot.thread = new_thread(
             target=self._serve,
             args=(slot,),
             name=f"syncbridge-process-slot-{self._spawned}",

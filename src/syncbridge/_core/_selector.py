@@ -18,7 +18,6 @@ import select
 import selectors
 import sys
 import time
-import warnings
 from typing import Final
 
 _FD_SETSIZE: Final = 1024
@@ -65,22 +64,21 @@ if sys.platform == "linux":
             return super().select(0)
 
 
-def _default_policy() -> bool:
-    # A policy the application set (uvloop.install(), say) picks the loop.
-    # Python 3.14 deprecates policies and 3.16 removes them: none to honour then.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        get_policy = getattr(asyncio, "get_event_loop_policy", None)
-        default = getattr(asyncio, "DefaultEventLoopPolicy", None)
-        return get_policy is None or default is None or type(get_policy()) is default
-
-
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new loop, as :func:`asyncio.new_event_loop` makes it, with timely timers.
 
-    On Linux under asyncio's default policy the loop runs on a
-    :class:`PreciseEpollSelector`; otherwise this is ``asyncio.new_event_loop()``.
+    On Linux the loop runs on a :class:`PreciseEpollSelector`; elsewhere it is
+    the platform's default loop. Before Python 3.14 an event loop policy the
+    application set (``uvloop.install()``, say) makes the loop instead. From
+    3.14 policies are deprecated (3.16 removes them; ``asyncio.run(loop_factory=...)``
+    replaces them) and none is consulted: ``Bridge(use_uvloop=True)`` picks uvloop.
     """
-    if sys.platform == "linux" and _default_policy():
+    if sys.version_info >= (3, 14):
+        if sys.platform == "linux":
+            return asyncio.SelectorEventLoop(PreciseEpollSelector())
+        return asyncio.EventLoop()
+    if sys.platform == "linux" and (
+        type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
+    ):
         return asyncio.SelectorEventLoop(PreciseEpollSelector())
     return asyncio.new_event_loop()

@@ -11,12 +11,11 @@ __all__ = ("Wakeup", "run_on_own_thread", "serve_loop")
 
 import asyncio
 import os
-import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._context import copy_context_for_thread, role
+from ._context import copy_context_for_thread, new_thread, role
 from ._loops import loop_running_in_this_thread
 from ._outcome import Error, Value
 from ._shield import wait_through_cancellation
@@ -100,7 +99,7 @@ async def run_on_own_thread(what: str, func: Callable[..., Any], *args: Any) -> 
             wakeup.set()
 
     ctx = copy_context_for_thread()
-    threading.Thread(
+    new_thread(
         target=ctx.run,
         args=(serve_loop, wakeup.native, run),
         name=f"syncbridge-{what}",

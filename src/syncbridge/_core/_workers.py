@@ -50,6 +50,7 @@ from typing import Final
 from .._exceptions import BridgeClosed, callable_name, closed_message
 from .._stats import PoolStats
 from .._validate import check_capacity, check_name, check_seconds
+from ._context import new_thread
 from ._counts import Counts
 from ._jobs import PROCESS, CancelReason, Job
 
@@ -225,7 +226,7 @@ class WorkerPool:
                 self._lookout_waiting = False
                 self._wake.notify()
             return None
-        self._lookout = threading.Thread(
+        self._lookout = new_thread(
             target=self._look, name=f"syncbridge-{self.name}-lookout", daemon=True
         )
         # Its first look measures the rate calls return from now on.
@@ -310,7 +311,7 @@ class WorkerPool:
             return True
         with self._lock:
             self._spawned += 1
-            thread = threading.Thread(
+            thread = new_thread(
                 target=self._work,
                 # In a box the thread empties: Thread keeps its args until the
                 # thread ends, and with them the job's context and function.
