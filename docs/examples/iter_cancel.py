@@ -38,7 +38,7 @@ async def read_with_timeout(name: str, cooperative: bool) -> float:
 
     try:
         await asyncio.wait_for(consume(), timeout=0.1)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     assert readings == [20.0]
     assert name in closed  # the source was closed before the timeout propagated

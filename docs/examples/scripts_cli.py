@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-
-from typing_extensions import Self
+from typing import Self
 
 import syncbridge
 

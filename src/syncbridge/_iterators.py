@@ -30,8 +30,7 @@ from ._validate import check_iterable
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from typing_extensions import Self
+    from typing import Self
 
 
 logger = logging.getLogger("syncbridge")

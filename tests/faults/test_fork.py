@@ -24,8 +24,7 @@ import syncbridge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from typing_extensions import Self
+    from typing import Self
 
 pytestmark = [
     pytest.mark.faults,

@@ -23,8 +23,7 @@ from syncbridge import Bridge
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
-
-    from typing_extensions import Self
+    from typing import Self
 
 pytestmark = pytest.mark.faults
 

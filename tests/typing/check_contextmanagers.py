@@ -7,9 +7,7 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
-from typing import TYPE_CHECKING
-
-from typing_extensions import assert_type
+from typing import TYPE_CHECKING, assert_type
 
 from syncbridge._contextmanagers import to_async_cm, to_sync_cm
 

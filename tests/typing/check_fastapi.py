@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, assert_type
 
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
-from typing_extensions import assert_type
 
 import syncbridge
 import syncbridge.fastapi

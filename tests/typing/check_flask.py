@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_type
 
 from flask import Flask
-from typing_extensions import assert_type
 
 import syncbridge
 from syncbridge.flask import SyncBridge, stream

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-
-from typing_extensions import assert_type
+from typing import assert_type
 
 import syncbridge
 

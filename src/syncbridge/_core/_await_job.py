@@ -208,16 +208,9 @@ def _anyio_task_states() -> Container[object] | None:
     return states
 
 
-if sys.version_info >= (3, 11):
-
-    def _cancelling(task: asyncio.Task[Any]) -> bool:
-        """Whether *task* was asked to cancel (delivered or not) and not uncancelled."""
-        return task.cancelling() > 0
-
-else:  # pragma: no cover - Python 3.10 cannot tell
-
-    def _cancelling(task: asyncio.Task[Any]) -> bool:
-        return False
+def _cancelling(task: asyncio.Task[Any]) -> bool:
+    """Whether *task* was asked to cancel (delivered or not) and not uncancelled."""
+    return task.cancelling() > 0
 
 
 def _may_be_cancelled(loop: asyncio.AbstractEventLoop) -> bool:

@@ -54,8 +54,7 @@ from ._workers import WorkerPool
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
     from types import FrameType, TracebackType
-
-    from typing_extensions import Self
+    from typing import Self
 
     from .._typing import P, T
     from .._watch import LoopWatch

@@ -16,15 +16,13 @@ from __future__ import annotations
 __all__ = ("Deadline",)
 
 import asyncio
-import sys
 from typing import TYPE_CHECKING, Final
 
 import anyio
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from typing_extensions import Self
+    from typing import Self
 
 _get_running_loop: Final = asyncio._get_running_loop
 
@@ -66,8 +64,7 @@ class Deadline:
             self._scope = anyio.move_on_after(self.seconds).__enter__()
             return self
         self._task = task
-        if sys.version_info >= (3, 11):
-            self._cancelling = task.cancelling()
+        self._cancelling = task.cancelling()
         self._handle = loop.call_later(self.seconds, self._fire)
         return self
 
@@ -92,12 +89,9 @@ class Deadline:
         self._handle.cancel()
         if not self._fired:
             return False
-        if sys.version_info >= (3, 11):
-            # Undo our cancel request; a count left above the one at entry means
-            # someone else cancelled the task too: theirs propagates.
-            ours = self._task.uncancel() <= self._cancelling
-        else:  # pragma: no cover - Python 3.10 cannot tell: count it as ours
-            ours = True
+        # Undo our cancel request; a count left above the one at entry means
+        # someone else cancelled the task too: theirs propagates.
+        ours = self._task.uncancel() <= self._cancelling
         if (
             ours
             and exc_type is not None

@@ -81,8 +81,8 @@ class JobState(enum.Enum):
     """It has an outcome (it ran, or it was refused before running)."""
 
 
-# Read on every call. A member is a slower lookup than a global on Python 3.10
-# and 3.11 (about 90 ns against 10), and a job reads three.
+# Read on every call. A member is a slower lookup than a global on Python 3.11
+# (about 90 ns against 10), and a job reads three.
 _QUEUED: Final = JobState.QUEUED
 _RUNNING: Final = JobState.RUNNING
 _FINISHED: Final = JobState.FINISHED

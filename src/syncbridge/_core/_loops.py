@@ -351,7 +351,7 @@ class AsyncioLoop:
             call.finish(Cancelled())
             return
         # Running create_task inside call.ctx gives the task a copy of the caller's
-        # context on every Python version (3.10 has no ``context=`` argument).
+        # context, also from a task factory that takes no ``context=`` argument.
         task = call.ctx.run(self.loop.create_task, _run_asyncio(call), name=call.name)
         if not call.begin(task.cancel):
             # Cancelled (or answered by a closing bridge) meanwhile: the cancel
@@ -484,10 +484,10 @@ async def _run_asyncio(call: Call[Any]) -> None:
 def _cancelled_by_someone() -> bool:
     """Whether this task was cancelled (its loop shutting down, say).
 
-    Python 3.10 cannot tell a cancel from a coroutine's own ``CancelledError``:
-    there, every one counts as a cancel.
+    A task that cannot tell a cancel from a coroutine's own ``CancelledError``
+    (one of a task factory's without ``cancelling()``) counts every one as a cancel.
     """
-    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # 3.11+
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
     return cancelling is None or cancelling() > 0
 
 
