@@ -114,7 +114,6 @@ def test_the_readme_shows_what_the_demo_prints() -> None:
 
 def test_the_nox_sessions_the_readme_names_exist() -> None:
     """Each ``python -m nox -s ...`` and each `session` the README names is real."""
-    pytest.importorskip("nox")  # in the test dependency group; not everywhere else
     listing = subprocess.run(
         [sys.executable, "-m", "nox", "--list", "--json"],
         capture_output=True,
