@@ -147,9 +147,9 @@ def test_the_default_bridge_first_used_after_the_exit_hook_never_holds_up_exit()
 
 
 @pytest.mark.skipif(
-    (3, 12) <= sys.version_info < (3, 12, 2),
-    reason="CPython 3.12.0 and 3.12.1 refuse to start a thread once exit has begun, "
-    "before the non-daemon threads are joined (python/cpython#113964, fixed in 3.12.2)",
+    (3, 12) <= sys.version_info < (3, 12, 3),
+    reason="CPython 3.12.0-3.12.2 refuse to start a thread once exit has begun, "
+    "before the non-daemon threads are joined (python/cpython#113964, fixed in 3.12.3)",
 )
 def test_a_bridge_made_and_left_open_after_the_exit_hook_never_holds_up_exit() -> None:
     """Its threads are daemons: a task left on its portal loop and a worker
