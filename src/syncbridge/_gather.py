@@ -53,6 +53,9 @@ class PendingType(enum.Enum):
 PENDING: Final = PendingType.PENDING
 """Fills the slots of :attr:`GatherTimeout.results` whose awaitable did not finish."""
 
+_NO_VALUE: Final = object()
+"""A child's result before it has one."""
+
 
 class GatherTimeout(SyncBridgeTimeout):
     """:func:`gather_with_timeout` reached its deadline before every awaitable finished.
@@ -231,12 +234,15 @@ class _Gather:
             elif once is None:
                 value = await aw
             else:
+                value = _NO_VALUE
                 with anyio.CancelScope(shield=True):  # cancel_children's to cancel
                     once[i] = asyncio.current_task()  # type: ignore[assignment]
                     try:
                         value = await aw
                     finally:
                         del once[i]
+                # Nothing cancels this scope itself, so it never swallows an error.
+                assert value is not _NO_VALUE
         except self.cancelled_exc as exc:
             if self.cancelling or not _raised_by_the_child(exc):
                 raise

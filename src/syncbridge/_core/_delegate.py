@@ -40,7 +40,7 @@ class Delegate:
     goes to the thread's current one, which holds the same slot.
     """
 
-    __slots__ = ("_active", "_lock", "_pid", "mailbox", "pool", "siblings")
+    __slots__ = ("_active", "_lock", "mailbox", "pid", "pool", "siblings")
 
     def __init__(
         self,
@@ -51,7 +51,7 @@ class Delegate:
         self.pool = pool
         self.mailbox = mailbox
         self.siblings = siblings
-        self._pid = os.getpid()
+        self.pid = os.getpid()
         self._lock = threading.Lock()
         self._active = True  # guarded by _lock
         siblings.append(self)
@@ -81,7 +81,7 @@ class Delegate:
 
         Always False in a forked child: the blocked thread is the parent's.
         """
-        if self._pid != os.getpid():
+        if self.pid != os.getpid():
             return False
         if self._offer_here(job):
             return True
@@ -147,7 +147,7 @@ def submit(pool: WorkerPool | ExecutorPool, job: Job) -> None:
         if (
             lender is not None
             and isinstance(pool, WorkerPool)
-            and lender._pid == os.getpid()  # not a forked child's inherited chain
+            and lender.pid == os.getpid()  # not a forked child's inherited chain
         ):
             _queue_for(lender, pool, job)
             return

@@ -77,8 +77,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         if sys.platform == "linux":
             return asyncio.SelectorEventLoop(PreciseEpollSelector())
         return asyncio.EventLoop()
-    if sys.platform == "linux" and (
-        type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
-    ):
+    policy = asyncio.get_event_loop_policy()  # pyright: ignore[reportDeprecated] - < 3.14
+    if sys.platform == "linux" and type(policy) is asyncio.DefaultEventLoopPolicy:
         return asyncio.SelectorEventLoop(PreciseEpollSelector())
     return asyncio.new_event_loop()
