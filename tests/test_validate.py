@@ -1210,9 +1210,28 @@ def test_a_function_declared_not_async_is_refused_before_it_runs(
         to_sync(func)
 
 
+def logged(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain decorator: its wrapper has the annotations of what it wraps."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@logged
+async def fetch_logged(x: int) -> int:
+    return x
+
+
 def test_what_may_return_an_awaitable_is_still_accepted() -> None:
     marked = functools.partial(fetch, 4)
     with Bridge() as b:
+        # A sync wrapper of an async def, its `-> int` copied by functools.wraps.
+        assert b.sync_call_async(fetch_logged, 5) == 5
+        assert to_sync(fetch_logged, bridge=b)(5) == 5
+        assert b.start_soon(fetch_logged, 5).result(timeout=10) == 5
         assert b.sync_call_async(declared_awaitable, 2) == 2
         assert b.sync_call_async(marked) == 4
         assert b.sync_call_async(AsyncCallable(), 3) == 3

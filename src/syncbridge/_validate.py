@@ -623,6 +623,10 @@ def _declared_return(func: object) -> object:
         func = func.__func__
     if not isinstance(func, FunctionType):
         return _UNKNOWN  # a callable object, a builtin (anext() returns awaitables)
+    if hasattr(func, "__wrapped__"):
+        # A decorator's wrapper: functools.wraps copied the annotations of what
+        # it wraps, which say nothing of what the wrapper returns.
+        return _UNKNOWN
     try:
         hints = inspect.get_annotations(func, eval_str=True)
     except Exception:  # a forward reference that does not resolve: cannot tell
