@@ -140,6 +140,51 @@ def test_a_value_returned_despite_the_deadline_stands(bridge: Bridge) -> None:
     assert stubborn() == "answered anyway"
 
 
+def test_a_value_that_wins_the_race_with_the_grace_is_counted_completed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop answers the call while the caller gives up on it (#24 review).
+
+    The caller's give-up loses to the loop's answer, which is still being
+    recorded (counted) when the give-up is tried: the caller gets the value,
+    and the call counts as completed, not as a timeout.
+    """
+    from syncbridge._core import _loops, _portal
+
+    caller = threading.current_thread()
+    tried = threading.Event()
+    finish = _loops.Call.finish
+    counted = _portal.Portal.finished
+
+    def finish_noting_the_give_up(self: Any, *args: Any, **kwargs: Any) -> bool:
+        won = finish(self, *args, **kwargs)
+        if threading.current_thread() is caller:
+            tried.set()
+        return won
+
+    def finished_once_the_give_up_was_tried(self: Any, call: Any) -> None:
+        if call.name.endswith("answers_at_the_deadline"):
+            tried.wait(WAIT)  # the loop's answer is recorded after the give-up
+        counted(self, call)
+
+    monkeypatch.setattr(_loops.Call, "finish", finish_noting_the_give_up)
+    monkeypatch.setattr(_portal.Portal, "finished", finished_once_the_give_up_was_tried)
+    with Bridge(shutdown_grace=0.05) as bridge:
+
+        @syncbridge.to_sync(timeout=0.05, bridge=bridge)
+        async def answers_at_the_deadline() -> str:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                return "answered"
+            return "late"
+
+        assert answers_at_the_deadline() == "answered"
+        assert tried.is_set()
+        portal = bridge.stats().portal
+        assert (portal.completed, portal.timeouts) == (1, 0)
+
+
 class _Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)

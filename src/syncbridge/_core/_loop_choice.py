@@ -239,21 +239,24 @@ def _wait_timed(call: TimedCall[Any], handle: LoopHandle, grace: float) -> None:
 
 def _give_up(call: TimedCall[Any], grace: float) -> None:
     """Answer *call*, still running *grace* s after its deadline, with its timeout."""
-    call.timed_out = True
-    if call.finish(Error(call.timeout_error())):
-        logger.warning(
-            "%s() was still running %g s past its %g s deadline, which cancelled "
-            "it (its cleanup awaits that long, or it ignores cancellation, or its "
-            "loop is blocked); its caller got the timeout, and the coroutine is "
-            "left running on its loop",
-            call.name,
-            grace,
-            call.timeout,
-            extra={
-                "syncbridge_event": "timeout-cleanup-overran",
-                "syncbridge_function": call.name,
-            },
-        )
+    if not call.finish(Error(call.timeout_error()), timed_out=True):
+        # Its loop finished it first, and is still recording that: the outcome
+        # is the caller's once DONE comes, a moment away (as in _wait).
+        _serve(call, None)
+        return
+    logger.warning(
+        "%s() was still running %g s past its %g s deadline, which cancelled "
+        "it (its cleanup awaits that long, or it ignores cancellation, or its "
+        "loop is blocked); its caller got the timeout, and the coroutine is "
+        "left running on its loop",
+        call.name,
+        grace,
+        call.timeout,
+        extra={
+            "syncbridge_event": "timeout-cleanup-overran",
+            "syncbridge_function": call.name,
+        },
+    )
 
 
 def _serve(call: Call[Any], timeout: float | None) -> bool:

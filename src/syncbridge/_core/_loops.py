@@ -205,13 +205,21 @@ class Call(Generic[T]):
             self.loop.post(cancel)
         return True
 
-    def finish(self, outcome: Value[T] | Error | Cancelled) -> bool:
-        """Record the outcome and wake the blocked thread; False if already done."""
+    def finish(
+        self, outcome: Value[T] | Error | Cancelled, *, timed_out: bool = False
+    ) -> bool:
+        """Record the outcome and wake the blocked thread; False if already done.
+
+        *timed_out*: the outcome is the call's own timeout (counted so), set
+        only if this outcome wins.
+        """
         with self._lock:
             if self.state is CALL_DONE:
                 return False
             self.outcome = outcome
             self.state = CALL_DONE
+            if timed_out:
+                self.timed_out = True
         # The loop thread's frames hold this Call until the coroutine returns,
         # which may be after the caller resumed: drop the callable and context
         # now so their last reference is never released on the loop thread.
