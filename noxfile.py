@@ -109,25 +109,25 @@ def faults(session: nox.Session) -> None:
 def free_threaded(session: nox.Session) -> None:
     """Hammer the core on a free-threaded build, where the GIL hides no race.
 
-    The fault suite at 3 rounds per fault, then the stress suite at full scale
-    (50 caller threads on top of the workers, on however few cores) three
-    times in a row, then a soak of 200,000 calls a direction whose counts must
-    add up exactly. Each pytest run fails if the GIL came back on. ``.ci/run``
+    The fault suite at 5 rounds per fault, then the stress suite at full scale
+    (50 caller threads on top of the workers, on however few cores) five
+    times in a row, then a soak of 500,000 calls a direction whose counts must
+    add up exactly (about 6 minutes on 2 cores). Each pytest run fails if the GIL came back on. ``.ci/run``
     runs it; positional arguments go to every pytest run.
     """
     install(session, "test", extras="trio,uvloop")
     session.run(
         "pytest", "tests/faults", "-m", "faults", *session.posargs,
-        env={"SYNCBRIDGE_FAULT_ROUNDS": "3"},
+        env={"SYNCBRIDGE_FAULT_ROUNDS": "5"},
     )  # fmt: skip
-    for _ in range(3):
+    for _ in range(5):
         session.run(
             "pytest", "tests/stress", "-m", "stress", *session.posargs,
             env={"SYNCBRIDGE_STRESS_SCALE": "full"},
         )  # fmt: skip
     session.run(
         "pytest", "tests/soak", "-m", "soak", *session.posargs,
-        env={"SYNCBRIDGE_SOAK_CALLS": "200000"},
+        env={"SYNCBRIDGE_SOAK_CALLS": "500000"},
     )  # fmt: skip
 
 

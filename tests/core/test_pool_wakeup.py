@@ -327,6 +327,17 @@ def _arranged_pool(
     return pool, jobs
 
 
+@pytest.fixture
+def gil_build_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wake-up policy of a GIL build, whatever this build is.
+
+    The white-box tests below drive that policy; a free-threaded build adds a
+    rule of its own (a worker per core), tested on its own below.
+    """
+    monkeypatch.setattr(_workers, "_FREE_THREADED", False)
+
+
+@pytest.mark.usefixtures("gil_build_policy")
 def test_in_a_burst_a_call_queues_while_a_worker_empties_the_queue_soon() -> None:
     pool, [job, *_] = _arranged_pool(pace=0.05 / 100)  # a hundredth of HANDOFF
     try:
@@ -344,6 +355,7 @@ def test_in_a_burst_a_call_queues_while_a_worker_empties_the_queue_soon() -> Non
         pool.close()
 
 
+@pytest.mark.usefixtures("gil_build_policy")
 def test_blocked_workers_are_not_counted_as_emptying_the_queue() -> None:
     """100 workers blocked, no call returned lately: a burst starts new threads."""
     pool, jobs = _arranged_pool(pace=0.05 / 20, blocked=100)  # 20 per HANDOFF
@@ -398,6 +410,7 @@ def _look_while_calls_return(
     raise AssertionError("the lookout never woke a worker once calls stopped")
 
 
+@pytest.mark.usefixtures("gil_build_policy")
 @pytest.mark.parametrize(
     ("queued", "returns_per_handoff", "wakes_while_returning"),
     [(1, 5, False), (50, 1, True)],
@@ -440,6 +453,7 @@ def test_the_lookout_wakes_a_worker_only_if_the_queue_is_not_emptied_soon(
         pool.close()
 
 
+@pytest.mark.usefixtures("gil_build_policy")
 def test_while_none_returns_the_lookout_wakes_twice_as_many_each_look() -> None:
     """No call returns: the workers may all be blocked; 1, 2, 4, 8 are woken."""
     now = 1000.0
