@@ -72,11 +72,7 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     try:
         result: T = await get_bridge()._run_blocking(func, args, kwargs)  # pyright: ignore[reportPrivateUsage]
     except TypeError as exc:  # only this path pays: a try costs nothing until raised
-        better = (
-            explain_option(func, args, kwargs, "run_blocking()", "to_async")
-            if kwargs
-            else None
-        )
+        better = explain_option(func, args, kwargs, "run_blocking()", "to_async")
         if better is not None:
             raise better from exc
         raise

@@ -485,18 +485,10 @@ class Bridge:
         try:
             result: T = await self._run_blocking(func, args, kwargs)
         except TypeError as exc:
-            better = (
-                explain_option(
-                    func,
-                    args,
-                    kwargs,
-                    "Bridge.run_blocking()",
-                    "to_async",
-                    extra="bridge=bridge",
-                )
-                if kwargs
-                else None
-            )
+            better = explain_option(
+                func, args, kwargs, "Bridge.run_blocking()", "to_async",
+                extra="bridge=bridge",
+            )  # fmt: skip
             if better is not None:
                 raise better from exc
             raise
@@ -662,14 +654,8 @@ class Bridge:
             result: T = call_async_from_thread(
                 self._portal, func, args, kwargs, None, self.shutdown_grace
             )
-        except (
-            TypeError
-        ) as exc:  # only this path pays: a try costs nothing until raised
-            better = (
-                explain_option(func, args, kwargs, "sync_call_async()", "to_sync")
-                if kwargs
-                else None
-            )
+        except TypeError as exc:  # only a failing call pays for the try
+            better = explain_option(func, args, kwargs, "sync_call_async()", "to_sync")
             if better is not None:
                 raise better from exc
             raise

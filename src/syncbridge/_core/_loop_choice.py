@@ -191,20 +191,24 @@ def _wait(call: Call[Any], handle: LoopHandle) -> None:
         try:
             item = replies.get(timeout=_POLL_SECONDS)
         except Empty:
-            # The outcome is read after the loop: a loop that answers its calls
-            # before it stops (a closing portal does) may have done both since
-            # the wait above gave up, and its answer is the caller's, not this.
-            # Call.finish() sets state (under the call's lock) before DONE is
-            # put, so a done call's DONE is at most a moment away.
-            if not handle.still_running() and not call.done:
-                raise SyncBridgeError(
-                    f"the event loop running {call.name}() stopped before the "
-                    "call finished"
-                ) from None
+            _raise_if_stopped(call, handle)
             continue
         if item is DONE:
             return
         item.run()  # type: ignore[attr-defined]
+
+
+def _raise_if_stopped(call: Call[Any], handle: LoopHandle) -> None:
+    """Raise if *call*'s loop stopped before answering it (a wait gave up)."""
+    # The outcome is read after the loop: a loop that answers its calls before
+    # it stops (a closing portal does) may have done both since the wait gave
+    # up, and its answer is the caller's, not this. Call.finish() sets state
+    # (under the call's lock) before DONE is put, so a done call's DONE is at
+    # most a moment away.
+    if not handle.still_running() and not call.done:
+        raise SyncBridgeError(
+            f"the event loop running {call.name}() stopped before the call finished"
+        ) from None  # not from the queue's Empty it was called under
 
 
 def _wait_timed(call: TimedCall[Any], handle: LoopHandle, grace: float) -> None:
@@ -226,11 +230,7 @@ def _wait_timed(call: TimedCall[Any], handle: LoopHandle, grace: float) -> None:
         try:
             item = replies.get(timeout=wait)
         except Empty:
-            if not handle.still_running() and not call.done:  # as in _wait
-                raise SyncBridgeError(
-                    f"the event loop running {call.name}() stopped before the "
-                    "call finished"
-                ) from None
+            _raise_if_stopped(call, handle)
             continue
         if item is DONE:
             return
