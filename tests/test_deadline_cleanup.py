@@ -185,31 +185,12 @@ def test_a_value_that_wins_the_race_with_the_grace_is_counted_completed(
         assert (portal.completed, portal.timeouts) == (1, 0)
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def records() -> Iterator[_Records]:
-    handler = _Records()
-    logger = logging.getLogger("syncbridge")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_cleanup_overrunning_the_grace_is_logged_and_the_caller_answered(
-    backend: Literal["asyncio", "trio"], records: _Records
+    backend: Literal["asyncio", "trio"], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The wait after a deadline is bounded by shutdown_grace; then a warning."""
+    caplog.set_level(logging.WARNING, logger="syncbridge")
     in_cleanup = threading.Event()
     release = threading.Event()
     finished = threading.Event()
@@ -246,9 +227,11 @@ def test_cleanup_overrunning_the_grace_is_logged_and_the_caller_answered(
         assert b.stats().portal.timeouts == 1
     assert in_cleanup.is_set()
     assert [type(e) for e in outcome] == [SyncBridgeTimeout]
-    events = [getattr(r, "syncbridge_event", None) for r in records.records]
-    assert events == ["timeout-cleanup-overran"]
-    record = records.records[0]
+    ours = [r for r in caplog.records if r.name.startswith("syncbridge")]
+    assert [getattr(r, "syncbridge_event", None) for r in ours] == [
+        "timeout-cleanup-overran"
+    ]
+    record = ours[0]
     assert getattr(record, "syncbridge_function", "").endswith("<locals>.query")
     assert "0.2 s past its 0.05 s deadline" in record.getMessage()
 
