@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
 
 seen: dict[str, str] = {}
 heartbeats = 0
+three_sent = threading.Event()
 
 
 def where() -> str:
@@ -35,6 +35,8 @@ async def session(name: str) -> AsyncIterator[str]:
         while True:
             await anyio.sleep(0.01)
             heartbeats += 1
+            if heartbeats == 3:
+                three_sent.set()
 
     async with anyio.create_task_group() as tg:  # held open across the `with` block
         tg.start_soon(keep_alive)
@@ -48,14 +50,15 @@ async def session(name: str) -> AsyncIterator[str]:
 def main() -> None:
     """Plain sync code, like a script or a Flask view."""
     with syncbridge.to_sync_cm(session("reports")) as name:
-        time.sleep(0.1)  # the body runs in this thread; the loop keeps going
+        # The body runs in this thread, and the loop keeps going meanwhile.
+        assert three_sent.wait(timeout=10)
         assert name == "reports"
     print(f"__aenter__ ran on {seen['enter']}")
     print(f"__aexit__  ran on {seen['exit']}")
-    print(f"{heartbeats} keep-alives were sent during the block")
+    print("3 keep-alives were sent while this thread was in the block")
     assert seen["enter"] == seen["exit"]  # one task, so the task group was legal
     assert seen["enter"].startswith("syncbridge-portal-")
-    assert heartbeats > 0
+    assert heartbeats >= 3
 
 
 if __name__ == "__main__":
