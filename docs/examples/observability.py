@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 
 import prometheus_client
@@ -15,8 +16,11 @@ import syncbridge.prometheus
 logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s")
 
 
-def query(sql: str) -> list[str]:  # a blocking driver
-    time.sleep(0.05)
+released = threading.Event()
+
+
+def query(sql: str) -> list[str]:  # a blocking driver, answering once released
+    released.wait(timeout=10)
     return [sql]
 
 
@@ -24,9 +28,12 @@ async def main(bridge: syncbridge.Bridge) -> None:
     # Ten calls into a pool of four: a snapshot while they run.
     calls = [bridge.run_blocking(query, f"select {i}") for i in range(10)]
     task = asyncio.gather(*calls)
-    await asyncio.sleep(0.01)
-    pool = bridge.stats().pools["default"]
+    deadline = time.monotonic() + 10
+    while (pool := bridge.stats().pools["default"]).busy < 4:  # all four started
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.001)
     print(f"busy={pool.busy} waiting={pool.waiting} threads={pool.threads}")
+    released.set()
     await task
     stats = bridge.stats()
     print(f"calls={stats.calls} completed={stats.completed} errors={stats.errors}")
