@@ -12,7 +12,6 @@ __all__ = ("run_in_pool",)
 
 import asyncio
 import functools
-import os
 import sys
 import threading
 from collections import deque
@@ -27,6 +26,7 @@ from ._context import copy_context_for_thread
 from ._delegate import submit
 from ._jobs import CancelReason, Ending, Job, JobState
 from ._loops import loop_running_in_this_thread
+from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation
 from ._workers import WorkerPool
 
@@ -347,8 +347,7 @@ def _forget_parent_wakeups() -> None:
     _here.current = None
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_wakeups)
+on_fork_child(ChildStep.WAKEUPS, _forget_parent_wakeups)
 
 
 def _wakeups(loop: asyncio.AbstractEventLoop) -> _Wakeups:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 __all__ = ("Bridge", "get_bridge")
 
-import atexit
 import concurrent.futures
-import concurrent.futures.thread  # pyright: ignore[reportUnusedImport] - before our exit hook, see below
 import logging
-import os
 import threading
 import time
 import weakref
@@ -48,6 +45,7 @@ from ._loop_choice import call_async_from_thread
 from ._loops import Call
 from ._outcome import Cancelled, Error, Value
 from ._portal import Portal, stop_bound
+from ._process import ChildStep, ExitStep, on_exit, on_fork_child
 from ._wakeup import run_on_own_thread
 from ._workers import WorkerPool
 
@@ -177,9 +175,8 @@ class Bridge:
         # are folded into _retired, so the bridge's totals never go down.
         self._adhoc: dict[int, ExecutorPool] = {}
         self._gone: list[ExecutorPool] = []
-        self._retired = _NO_CALLS
         self._adhoc_made = 0
-        self._lock = threading.Lock()
+        self._fresh_state()
         self._closed = False
         self._closed_event = threading.Event()
         # How the app's integration creates named pools, if one does: where
@@ -193,6 +190,12 @@ class Bridge:
         if blocking_threshold is not None:
             self._portal.watch(blocking_threshold)
         _bridges.add(self)
+
+    def _fresh_state(self) -> None:
+        """The bridge's own state in this process: set anew in a forked child."""
+        self._lock = threading.Lock()
+        # The child counts anew, as its pools do.
+        self._retired: CountsSnapshot = _NO_CALLS
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -890,9 +893,9 @@ class Bridge:
         await run_on_own_thread("close", self.close)
 
     def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._retired = _NO_CALLS  # the child counts anew, as its pools do
-        self._portal.reset_after_fork()
+        """Forget the parent's calls; the portal and the pools forget theirs."""
+        self._fresh_state()
+        self._portal._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
         for pool in self._all_pools():
             pool._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
@@ -990,14 +993,8 @@ def _after_fork_in_child() -> None:
         bridge._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
 
-# Python joins non-daemon threads *before* atexit callbacks run: a thread of the
-# user's blocked in sync_call_async would keep the interpreter from exiting.
-# threading's own exit hook runs first (concurrent.futures uses it too).
-# Those hooks run last registered first: concurrent.futures registers its own
-# (which joins executor threads) when concurrent.futures.thread is first
-# imported, so it is imported at the top: ours runs first whatever the program
-# imports later, and an executor thread blocked in sync_call_async is answered.
-_register_exit_hook = getattr(threading, "_register_atexit", atexit.register)
-_register_exit_hook(_close_default_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Before Python joins non-daemon threads, and before concurrent.futures joins
+# its executors' threads: one of them blocked in sync_call_async is answered
+# (see _process for why and the order).
+on_exit(ExitStep.BRIDGES, _close_default_at_exit)
+on_fork_child(ChildStep.BRIDGES, _after_fork_in_child)

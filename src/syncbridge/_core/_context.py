@@ -19,10 +19,11 @@ __all__ = (
 )
 
 import contextvars
-import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
+
+from ._process import PROCESS, ChildStep, on_fork_child
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -51,7 +52,7 @@ class ThreadRole(threading.local):
 
     def loop_served(self) -> object | None:
         """The loop this thread serves in *this* process, if any."""
-        if self.served_loop is not None and self.served_pid == os.getpid():
+        if self.served_loop is not None and self.served_pid == PROCESS.pid:
             return self.served_loop
         return None
 
@@ -107,8 +108,7 @@ def _forget_parent_roles() -> None:
     role.stale_anyio_token = _anyio_token()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_roles)
+on_fork_child(ChildStep.THREAD_ROLES, _forget_parent_roles)
 
 
 def copy_context_for_thread() -> contextvars.Context:

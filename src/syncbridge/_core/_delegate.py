@@ -17,12 +17,12 @@ from __future__ import annotations
 __all__ = ("Delegate", "delegates", "submit")
 
 import contextvars
-import os
 import threading
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
 from ._jobs import Job, JobState
+from ._process import PROCESS
 from ._workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Delegate:
         self.pool = pool
         self.mailbox = mailbox
         self.siblings = siblings
-        self.pid = os.getpid()
+        self.pid = PROCESS.pid
         self._lock = threading.Lock()
         self._active = True  # guarded by _lock
         siblings.append(self)
@@ -81,7 +81,7 @@ class Delegate:
 
         Always False in a forked child: the blocked thread is the parent's.
         """
-        if self.pid != os.getpid():
+        if self.pid != PROCESS.pid:
             return False
         if self._offer_here(job):
             return True
@@ -147,7 +147,7 @@ def submit(pool: WorkerPool | ExecutorPool, job: Job) -> None:
         if (
             lender is not None
             and isinstance(pool, WorkerPool)
-            and lender.pid == os.getpid()  # not a forked child's inherited chain
+            and lender.pid == PROCESS.pid  # not a forked child's inherited chain
         ):
             _queue_for(lender, pool, job)
             return

@@ -105,11 +105,15 @@ class ExecutorPool:
                 concurrent.futures.ThreadPoolExecutor,
             ),
         )
+        self._closed = False
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """The state of this process's calls: set here, and anew in a forked child."""
         self._lock = threading.Lock()
         self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
         self.counts: Counts = Counts()
         """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
-        self._closed = False
 
     @classmethod
     def _for_calls(
@@ -427,11 +431,9 @@ class ExecutorPool:
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's calls and totals (the child counts anew)."""
-        self._lock = threading.Lock()
-        self._futures = {}
+        self._fresh_state()
         if self._weak:
             self._held = None  # no call of the child's is in it
-        self.counts = Counts()
 
 
 def _interpreter_pool_type() -> type[concurrent.futures.Executor] | None:

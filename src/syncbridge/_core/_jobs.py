@@ -11,7 +11,6 @@ cancel request and the async call the worker waits on meet under one lock.
 from __future__ import annotations
 
 __all__ = (
-    "PROCESS",
     "CancelReason",
     "Ending",
     "Job",
@@ -22,13 +21,13 @@ __all__ = (
 
 import enum
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
 from ._context import role
 from ._outcome import Error, Value
+from ._process import PROCESS
 
 if TYPE_CHECKING:
     import contextvars
@@ -40,28 +39,6 @@ if TYPE_CHECKING:
     from ._workers import WorkerPool
 
 logger = logging.getLogger("syncbridge")
-
-
-class _Process:
-    """This process's id, kept current in forked children.
-
-    ``os.getpid()`` is a system call; a job reads its process twice per call.
-    """
-
-    __slots__ = ("pid",)
-
-    def __init__(self) -> None:
-        self.pid: int = os.getpid()
-
-    def _forked(self) -> None:
-        self.pid = os.getpid()
-
-
-PROCESS: Final = _Process()
-if hasattr(os, "register_at_fork"):
-    # Registered at import, before any hook that could make a job in the child.
-    os.register_at_fork(after_in_child=PROCESS._forked)  # pyright: ignore[reportPrivateUsage]
-
 
 _cancel_lock: Final = threading.Lock()
 """Guards :attr:`Job.cancel` and :attr:`Job.waiting_on` together, for every job.

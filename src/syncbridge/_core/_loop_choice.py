@@ -16,7 +16,6 @@ from __future__ import annotations
 __all__ = ("call_async_from_thread",)
 
 import logging
-import os
 import time
 from queue import Empty
 from typing import TYPE_CHECKING, Any, Final
@@ -41,6 +40,7 @@ from ._loops import (
     loop_running_in_this_thread,
 )
 from ._outcome import Cancelled, Error, Value
+from ._process import PROCESS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -59,7 +59,7 @@ def _choose(func: object) -> tuple[LoopHandle | None, Job | None]:
     if loop_running_in_this_thread() is not None:
         raise DeadlockError(deadlock_message(callable_name(func)))
     job = role.job
-    if job is not None and job.pid == os.getpid():
+    if job is not None and job.pid == PROCESS.pid:
         handle = handle_for(job.origin)
         if handle.is_alive():
             return handle, job

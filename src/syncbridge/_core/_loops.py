@@ -28,7 +28,6 @@ import asyncio
 import contextvars
 import enum
 import functools
-import os
 import sys
 import threading
 import time
@@ -46,6 +45,7 @@ from .._exceptions import (
 from .._typing import T
 from ._deadline import Deadline
 from ._outcome import Cancelled, Error, Value
+from ._process import PROCESS
 
 if TYPE_CHECKING:
     import trio
@@ -324,7 +324,7 @@ class AsyncioLoop:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pid: int | None = None) -> None:
         self.loop = loop
-        self._pid = os.getpid() if pid is None else pid
+        self._pid = PROCESS.pid if pid is None else pid
 
     @property
     def native(self) -> object:
@@ -332,7 +332,7 @@ class AsyncioLoop:
 
     def is_alive(self) -> bool:
         return (
-            self._pid == os.getpid()
+            self._pid == PROCESS.pid
             and self.loop.is_running()
             and not self.loop.is_closed()
         )
@@ -506,14 +506,14 @@ class TrioLoop:
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self.token = token
-        self._pid = os.getpid()
+        self._pid = PROCESS.pid
 
     @property
     def native(self) -> object:
         return self.token
 
     def is_alive(self) -> bool:
-        return self._pid == os.getpid()
+        return self._pid == PROCESS.pid
 
     def still_running(self) -> bool:
         # A token gives no other sign of a finished run than refusing work.

@@ -92,12 +92,17 @@ class Portal:
         self.name = name
         self.backend: Backend = backend
         self.use_uvloop = use_uvloop
+        self._closed = False  # guarded by _lock
+        self._watch: LoopWatch | None = None  # guarded by _lock
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """The state of this process's loop: set here, and anew in a forked child."""
         # Guarded by _lock: starting, closing, and adding to _calls.
         self._lock = threading.Lock()
         self._handle: LoopHandle | None = None
         self._thread: threading.Thread | None = None
         self._ending: list[threading.Thread] = []  # of loops that stopped on their own
-        self._closed = False
         self._calls: set[Call[Any]] = set()
         # Outcome totals (see PortalStats), guarded by _count_lock; calls by _lock.
         self._count_lock = threading.Lock()
@@ -107,7 +112,6 @@ class Portal:
         self._probe_posted: float | None = None
         self._probe_ran_at = 0.0
         self._lag = 0.0
-        self._watch: LoopWatch | None = None  # guarded by _lock
         self._retired_blocks = 0  # stalls reported by watches since replaced
         self._trio_stop: Any = None
         self._startup_error: BaseException | None = None
@@ -623,23 +627,12 @@ class Portal:
         self._answer_leftovers(log=False)
         loop.stop()
 
-    def reset_after_fork(self) -> None:
+    def _reset_after_fork(self) -> None:
         """Forget the parent's loop thread, which does not exist in this child."""
-        self._lock = threading.Lock()
-        self._handle = None
-        self._thread = None
-        self._ending = []
-        self._calls = set()
-        self._count_lock = threading.Lock()
-        self._counts = [0, 0, 0, 0]  # indexed by _COMPLETED, _ERROR, ...
-        self._submitted = 0
-        self._retired_blocks = 0
-        self._probe_posted = None
-        self._lag = 0.0
+        self._fresh_state()
         watch, self._watch = self._watch, None
         if watch is not None:  # its monitor thread is the parent's: start anew
             self.watch(watch.threshold, watch.describers)
-            self._retired_blocks = 0
 
 
 def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:

@@ -34,6 +34,7 @@ from ._pickling import (
     exception_message,
     result_message,
 )
+from ._process import ChildStep, ExitStep, on_exit, on_fork_child
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -175,10 +176,12 @@ class ProcessExecutor(concurrent.futures.Executor):
         self._dumps = default_dumps
         self._loads = pickle.loads
         self._wait = wait
-        self._reset()
+        self._shutdown = False
+        self._fresh_state()
         _executors.add(self)
 
-    def _reset(self) -> None:
+    def _fresh_state(self) -> None:
+        """The state of this process's jobs: set here, and anew in a forked child."""
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: deque[_Job] = deque()
@@ -187,7 +190,6 @@ class ProcessExecutor(concurrent.futures.Executor):
         self._slots: list[_Slot] = []
         self._idle = 0  # slot threads waiting for a job
         self._spawned = 0
-        self._shutdown = getattr(self, "_shutdown", False)
 
     # -- introspection -----------------------------------------------------------
 
@@ -574,7 +576,7 @@ class ProcessExecutor(concurrent.futures.Executor):
         if self._ctx.get_start_method() == "forkserver":
             # The fork server belongs to the parent: the child cannot use it.
             self._ctx = multiprocessing.get_context("spawn")
-        self._reset()
+        self._fresh_state()
 
 
 def _send_sigterm(process: BaseProcess) -> None:
@@ -703,9 +705,5 @@ def _reset_all_after_fork() -> None:
         executor._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
 
-# Before Python joins non-daemon threads, as concurrent.futures does its own.
-_register_exit_hook = getattr(threading, "_register_atexit", None)
-if _register_exit_hook is not None:
-    _register_exit_hook(_shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)
+on_exit(ExitStep.PROCESS_EXECUTORS, _shutdown_all_at_exit)
+on_fork_child(ChildStep.PROCESS_EXECUTORS, _reset_all_after_fork)

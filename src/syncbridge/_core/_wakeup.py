@@ -10,7 +10,6 @@ from __future__ import annotations
 __all__ = ("Wakeup", "run_on_own_thread", "serve_loop")
 
 import asyncio
-import os
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,6 +17,7 @@ import anyio
 from ._context import copy_context_for_thread, new_thread, role
 from ._loops import loop_running_in_this_thread
 from ._outcome import Error, Value
+from ._process import PROCESS
 from ._shield import wait_through_cancellation
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def serve_loop(native: object, func: Callable[..., Any], *args: Any) -> Any:
     exiting a context manager must see the loop that its task runs on.
     """
     previous = role.served_loop, role.served_pid
-    role.served_loop, role.served_pid = native, os.getpid()
+    role.served_loop, role.served_pid = native, PROCESS.pid
     try:
         return func(*args)
     finally:

@@ -52,7 +52,8 @@ from .._stats import PoolStats
 from .._validate import check_capacity, check_name, check_seconds
 from ._context import new_thread
 from ._counts import Counts
-from ._jobs import PROCESS, CancelReason, Job
+from ._jobs import CancelReason, Job
+from ._process import PROCESS
 
 _STOP: Final = object()
 
@@ -120,9 +121,16 @@ class WorkerPool:
         self.idle_timeout: float | None = check_seconds(
             idle_timeout, "WorkerPool(idle_timeout=...)", none="threads never idle out"
         )
-        # Everything below is guarded by _lock.
-        self._lock = threading.Lock()
+        # These and those of _fresh_state are guarded by _lock.
         self._capacity = capacity
+        self._spawned = 0
+        self._closed = False
+        self._handoff = HANDOFF  # tests stretch it to see one step at a time
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """The state of this process's calls: set here, and anew in a forked child."""
+        self._lock = threading.Lock()
         self._busy = 0
         self._pending: deque[tuple[float, Job]] = deque()  # (when queued, job)
         self._idle: list[_Worker] = []
@@ -130,10 +138,7 @@ class WorkerPool:
         self._last_handed: _Worker | None = None  # the worker handed a call last
         self._threads: set[threading.Thread] = set()
         self._running: set[Job] = set()
-        self._spawned = 0
-        self._closed = False
         # Waking by need (see the module docstring).
-        self._handoff = HANDOFF  # tests stretch it to see one step at a time
         self._long = 1.0  # moving share of calls that took HANDOFF or longer
         self._pace = HANDOFF  # moving mean of how long calls take (capped)
         self._returned = 0.0  # when a call last returned
@@ -605,17 +610,4 @@ class WorkerPool:
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's threads, jobs and totals (the child counts anew)."""
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self.counts = Counts()
-        self._busy = 0
-        self._pending = deque()
-        self._idle = []
-        self._active = set()
-        self._last_handed = None
-        self._threads = set()
-        self._running = set()
-        self._long, self._pace, self._finished = 1.0, HANDOFF, 0
-        self._returned = 0.0
-        self._lookout, self._lookout_waiting = None, False
-        self._looked, self._seen, self._ramp, self._lingered = 0.0, 0, 1, 0
+        self._fresh_state()
