@@ -473,6 +473,11 @@ class _Settings:
 
 
 _applied: list[weakref.ref[_Settings]] = []
+# Must run after syncbridge's own fork hook (_core/_process.py), which drops the
+# parent's default bridge: run before it, it would configure that bridge and the
+# child's new one would start unconfigured. Fork hooks run in the order they
+# were registered, and this module imports syncbridge, which registers its hook,
+# before this line runs.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_Settings.apply_in_forked_child)
 
