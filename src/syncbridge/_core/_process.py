@@ -8,11 +8,13 @@ hook runs the registered :class:`ChildStep` resets in the child, in this order:
 
 1. ``PID``: :data:`PROCESS` learns the child's id. First, because every later
    step, and any job one of them makes, compares ids with it.
-2. ``THREAD_ROLES``, then ``WAKEUPS``: the state of the forking thread (the
-   child's only thread): the job and loop it worked for, and the asyncio
-   wake-ups it last sent. Before anything that may run code on that thread.
+2. ``THREAD_ROLES``, then ``WAKEUPS`` (independent of each other): the state
+   of the forking thread, the child's only one: the job and loop it worked
+   for, and the asyncio wake-ups it last sent. Before the objects, whose
+   resets run on that thread.
 3. ``PROCESS_EXECUTORS``: each :class:`ProcessExecutor` forgets the parent's
-   processes, before the bridges whose pools may send calls to one.
+   processes. Before the bridges, so a bridge's pool that sends calls to one
+   finds it reset (the order import order gave them before this module).
 4. ``BRIDGES``: each bridge resets its pools and portal (which may start a
    watch again), and the default bridge is dropped. Last: it may use all of
    the above. An integration's own hook (``syncbridge.flask``) is registered
