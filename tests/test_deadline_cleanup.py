@@ -149,11 +149,11 @@ def test_a_value_that_wins_the_race_with_the_grace_is_counted_completed(
     recorded (counted) when the give-up is tried: the caller gets the value,
     and the call counts as completed, not as a timeout.
     """
-    from syncbridge._core import _loops, _portal
+    from syncbridge._core import _calls, _portal
 
     caller = threading.current_thread()
     tried = threading.Event()
-    finish = _loops.Call.finish
+    finish = _calls.Call.finish
     counted = _portal.Portal.finished
 
     def finish_noting_the_give_up(self: Any, *args: Any, **kwargs: Any) -> bool:
@@ -167,7 +167,7 @@ def test_a_value_that_wins_the_race_with_the_grace_is_counted_completed(
             tried.wait(WAIT)  # the loop's answer is recorded after the give-up
         counted(self, call)
 
-    monkeypatch.setattr(_loops.Call, "finish", finish_noting_the_give_up)
+    monkeypatch.setattr(_calls.Call, "finish", finish_noting_the_give_up)
     monkeypatch.setattr(_portal.Portal, "finished", finished_once_the_give_up_was_tried)
     with Bridge(shutdown_grace=0.05) as bridge:
 

@@ -20,8 +20,9 @@ from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any, Final, Generic
 
 from ._core._bridge import get_bridge
+from ._core._calls import Call
 from ._core._context import new_thread
-from ._core._loops import Call, LoopGone, handle_for, loop_running_in_this_thread
+from ._core._loops import LoopGone, handle_for, loop_running_in_this_thread
 from ._core._outcome import Error
 from ._core._wakeup import run_on_own_thread
 from ._exceptions import BridgeClosed, DeadlockError

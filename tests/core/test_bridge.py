@@ -21,7 +21,7 @@ from syncbridge import Bridge, BridgeClosed, SyncBridgeError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from syncbridge._core._loops import Call
+    from syncbridge._core._calls import Call
 
 
 async def _loop() -> object:

@@ -12,9 +12,9 @@ import pytest
 import trio
 import trio.testing
 
+from syncbridge._core._calls import Call
 from syncbridge._core._loops import (
     AsyncioLoop,
-    Call,
     LoopGone,
     PortalAsyncioLoop,
     TrioLoop,

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from syncbridge import BridgeClosed, DeadlockError
-from syncbridge._core._loops import Call
+from syncbridge._core._calls import Call
 from syncbridge._core._outcome import Cancelled, Value
 from syncbridge._core._portal import Portal, stop_bound
 

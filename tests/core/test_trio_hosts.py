@@ -18,7 +18,8 @@ import trio
 import trio.testing
 
 from syncbridge import Bridge, SyncBridgeError
-from syncbridge._core._loops import Call, TrioLoop
+from syncbridge._core._calls import Call
+from syncbridge._core._loops import TrioLoop
 from syncbridge._core._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import pytest
@@ -20,7 +20,10 @@ import pytest
 from _scripts import run_script
 from syncbridge import Bridge, BridgeClosed
 from syncbridge._core import _loop_choice
-from syncbridge._core._loops import LoopHandle, PortalAsyncioLoop, TrioLoop
+from syncbridge._core._loops import PortalAsyncioLoop, TrioLoop
+
+if TYPE_CHECKING:
+    from syncbridge._core._calls import LoopHandle
 
 pytestmark = pytest.mark.faults
 

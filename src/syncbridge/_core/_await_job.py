@@ -23,8 +23,9 @@ import anyio.lowlevel
 from .._exceptions import SyncBridgeTimeout, callable_name, timeout_message
 from .._validate import refuse_coroutine
 from ._context import copy_context_for_thread
+from ._counts import Ending
 from ._delegate import submit
-from ._jobs import CancelReason, Ending, Job, JobState
+from ._jobs import CancelReason, Job, JobState
 from ._loops import loop_running_in_this_thread
 from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation

@@ -38,11 +38,11 @@ from .._validate import (
     explain_option,
 )
 from ._await_job import run_in_pool
+from ._calls import Call
 from ._context import copy_context_for_thread
 from ._counts import CountsSnapshot
 from ._executor_pool import ExecutorPool
 from ._loop_choice import call_async_from_thread
-from ._loops import Call
 from ._outcome import Cancelled, Error, Value
 from ._portal import Portal, stop_bound
 from ._process import ChildStep, ExitStep, on_exit, on_fork_child
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from .._typing import P, T
-    from .._watch import LoopWatch
+    from ._loop_watch import LoopWatch
 
 logger = logging.getLogger("syncbridge")
 

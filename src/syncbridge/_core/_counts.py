@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ("Counts", "CountsSnapshot")
+__all__ = ("Counts", "CountsSnapshot", "Ending")
 
+import enum
 import threading
 from typing import NamedTuple
 
-from ._jobs import Ending
+
+class Ending(enum.Enum):
+    """How a call ended for its awaiter, as the stats count it."""
+
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed out"
 
 
 class CountsSnapshot(NamedTuple):

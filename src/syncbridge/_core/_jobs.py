@@ -12,7 +12,6 @@ from __future__ import annotations
 
 __all__ = (
     "CancelReason",
-    "Ending",
     "Job",
     "JobState",
     "check_cancelled",
@@ -33,8 +32,8 @@ if TYPE_CHECKING:
     import contextvars
     from collections.abc import Callable
 
+    from ._calls import Call
     from ._executor_pool import ExecutorPool
-    from ._loops import Call
     from ._outcome import Outcome
     from ._workers import WorkerPool
 
@@ -63,15 +62,6 @@ class JobState(enum.Enum):
 _QUEUED: Final = JobState.QUEUED
 _RUNNING: Final = JobState.RUNNING
 _FINISHED: Final = JobState.FINISHED
-
-
-class Ending(enum.Enum):
-    """How a call ended for its awaiter, as the stats count it."""
-
-    COMPLETED = "completed"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed out"
 
 
 class CancelReason(enum.Enum):

@@ -27,18 +27,11 @@ from .._exceptions import (
     callable_name,
     deadlock_message,
 )
+from ._calls import DONE, Call, LoopHandle, TimedCall
 from ._context import anyio_worker_loop, copy_context_for_thread, role
 from ._delegate import Delegate, delegates
 from ._jobs import check_cancelled
-from ._loops import (
-    DONE,
-    Call,
-    LoopGone,
-    LoopHandle,
-    TimedCall,
-    handle_for,
-    loop_running_in_this_thread,
-)
+from ._loops import LoopGone, handle_for, loop_running_in_this_thread
 from ._outcome import Cancelled, Error, Value
 from ._process import PROCESS
 

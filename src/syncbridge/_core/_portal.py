@@ -28,14 +28,8 @@ from .._exceptions import (
 )
 from .._stats import PortalStats
 from ._context import new_thread
-from ._loops import (
-    AsyncioLoop,
-    Call,
-    LoopGone,
-    LoopHandle,
-    PortalAsyncioLoop,
-    TrioLoop,
-)
+from ._loop_watch import LoopWatch
+from ._loops import AsyncioLoop, LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
 from ._selector import new_event_loop
 
@@ -43,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import FrameType
 
-    from .._watch import LoopWatch
+    from ._calls import Call, LoopHandle
 
 logger = logging.getLogger("syncbridge")
 
@@ -277,8 +271,6 @@ class Portal:
 
         Takes effect at once if the loop runs, else when it starts.
         """
-        from .._watch import LoopWatch
-
         new = None
         if threshold is not None:
             new = LoopWatch(threshold, name=f"portal {self.name}", describe=describe)

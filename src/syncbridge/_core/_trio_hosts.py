@@ -23,11 +23,11 @@ import outcome
 import trio
 
 from .._exceptions import SyncBridgeError
-from ._loops import CALL_DONE
+from ._calls import CALL_DONE
 from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
-    from ._loops import Call
+    from ._calls import Call
 
 _MAX_IDLE: Final = 64
 """Parked hosts a run keeps; a host that finds this many idle ends instead."""
