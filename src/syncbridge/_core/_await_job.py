@@ -29,20 +29,16 @@ from ._jobs import CancelReason, Job, JobState
 from ._loops import loop_running_in_this_thread
 from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation
-from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     import contextvars
     from collections.abc import Awaitable, Callable, Container
-    from typing import TypeAlias
 
-    from ._executor_pool import ExecutorPool
-
-    Pool: TypeAlias = WorkerPool | ExecutorPool
+    from ._pool import Pool
 
 
 async def run_in_pool(
-    pool: Pool,
+    pool: Pool[Job],
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -110,7 +106,7 @@ async def run_in_pool(
 
 
 async def _run_in_pool(
-    pool: Pool,
+    pool: Pool[Job],
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -167,7 +163,7 @@ class _OnCancel(NamedTuple):
 
 async def _run(
     native: object,
-    pool: Pool,
+    pool: Pool[Job],
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -361,7 +357,7 @@ def _wakeups(loop: asyncio.AbstractEventLoop) -> _Wakeups:
 
 async def _await_asyncio(
     loop: asyncio.AbstractEventLoop,
-    pool: Pool,
+    pool: Pool[Job],
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -383,7 +379,7 @@ async def _await_asyncio(
 
 async def _asyncio_cancelled(
     loop: asyncio.AbstractEventLoop,
-    pool: Pool,
+    pool: Pool[Job],
     job: Job,
     policy: _OnCancel,
     wakeups: _Wakeups,
@@ -408,38 +404,32 @@ async def _asyncio_cancelled(
             deadline.cancel()
 
 
-def _abandon_or_wait(pool: Pool, job: Job, policy: _OnCancel, now: float) -> bool:
+def _abandon_or_wait(pool: Pool[Job], job: Job, policy: _OnCancel, now: float) -> bool:
     """Handle the cancellation of an await; True means re-raise at once."""
     job.request_cancel(CancelReason.AWAITER)
-    if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
+    if pool.withdraw(job):
         return True
     if job.state is JobState.FINISHED:
         return True
-    if (
-        not isinstance(pool, WorkerPool) and policy.ends_process(now) and pool._end(job)  # pyright: ignore[reportPrivateUsage]
-    ):
+    if policy.ends_process(now) and pool.end(job):
         return True  # its slot is free: nothing is left to wait for
     job.abandoned = policy.abandon
     return policy.abandon
 
 
 def _end_at_deadline(
-    pool: Pool, job: Job, policy: _OnCancel, now: float
+    pool: Pool[Job], job: Job, policy: _OnCancel, now: float
 ) -> threading.Timer | None:
     """While a cancelled await waits for its call, keep the call's own deadline.
 
     ``abandon_on_cancel=False`` waits for the call to return; on a
     ProcessExecutor its timeout still ends the process when it passes.
     """
-    if (
-        isinstance(pool, WorkerPool)
-        or not pool.can_end_calls
-        or policy.deadline is None
-    ):
+    if not pool.can_end_calls or policy.deadline is None:
         return None
     timer = threading.Timer(
         max(0.0, policy.deadline - now),
-        pool._end,  # pyright: ignore[reportPrivateUsage]
+        pool.end,
         (job,),
     )
     timer.name, timer.daemon = "syncbridge-deadline", True
@@ -449,7 +439,7 @@ def _end_at_deadline(
 
 async def _await_trio(
     token: Any,
-    pool: Pool,
+    pool: Pool[Job],
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],

@@ -28,15 +28,17 @@ from ._process import PROCESS, ChildStep, on_fork_child
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from ._delegate import Delegate
-    from ._jobs import Job
-
 
 class ThreadRole(threading.local):
-    """The role of the current thread; each field is written by that thread only."""
+    """The role of the current thread; each field is written by that thread only.
 
-    job: Job | None = None
-    """The blocking job this thread is running for an event loop."""
+    :attr:`job` and :attr:`blocked` hold objects of modules above this one
+    (``_jobs``, ``_delegate``), which this kernel module does not import: their
+    readers give them their type (``job: Job | None = role.job``).
+    """
+
+    job: Any = None
+    """The blocking ``Job`` this thread is running for an event loop, or None."""
 
     served_loop: object | None = None
     """The asyncio loop or trio token this thread works for (see ``serve_loop``)."""
@@ -47,8 +49,8 @@ class ThreadRole(threading.local):
     stale_anyio_token: object | None = None
     """anyio's worker token as this thread had it when the process forked."""
 
-    blocked: list[Delegate] | None = None
-    """This worker's delegates while it is blocked in ``sync_call_async``."""
+    blocked: list[Any] | None = None
+    """This worker's ``Delegate`` list while it is blocked in ``sync_call_async``."""
 
     def loop_served(self) -> object | None:
         """The loop this thread serves in *this* process, if any."""

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING
 
 from ._jobs import Job, JobState
 from ._process import PROCESS
-from ._workers import WorkerPool
 
 if TYPE_CHECKING:
-    from ._executor_pool import ExecutorPool
+    from ._pool import Pool
 
 
 class Delegate:
@@ -44,7 +43,7 @@ class Delegate:
 
     def __init__(
         self,
-        pool: WorkerPool | ExecutorPool,
+        pool: Pool[Job],
         mailbox: SimpleQueue[object],
         siblings: list[Delegate],
     ) -> None:
@@ -72,7 +71,7 @@ class Delegate:
                 siblings is self.siblings
                 and job.pool is self.pool
                 and _missed.pop(key, None) is not None
-                and self.pool._withdraw(job)  # pyright: ignore[reportPrivateUsage]
+                and self.pool.withdraw(job)
             ):
                 self.mailbox.put(job)
 
@@ -136,25 +135,25 @@ looks for that delegate (one of the two sees the other).
 """
 
 
-def submit(pool: WorkerPool | ExecutorPool, job: Job) -> None:
+def submit(pool: Pool[Job], job: Job) -> None:
     """Start or queue *job* in *pool*, lending it an ancestor's slot if full."""
     chain = delegates.get()
     if chain:
         for delegate in reversed(chain):
-            if delegate.pool is pool and (pool._try_submit(job) or delegate.offer(job)):  # pyright: ignore[reportPrivateUsage]
+            if delegate.pool is pool and (pool.try_submit(job) or delegate.offer(job)):
                 return
         lender = next((d for d in reversed(chain) if d.pool is pool), None)
         if (
             lender is not None
-            and isinstance(pool, WorkerPool)
+            and pool.returns_withdrawn  # the lender's thread may take it back
             and lender.pid == PROCESS.pid  # not a forked child's inherited chain
         ):
             _queue_for(lender, pool, job)
             return
-    pool._submit(job)  # pyright: ignore[reportPrivateUsage]
+    pool.submit(job)
 
 
-def _queue_for(lender: Delegate, pool: WorkerPool, job: Job) -> None:
+def _queue_for(lender: Delegate, pool: Pool[Job], job: Job) -> None:
     """Queue *job*, which *lender*'s thread may hold the slot for, in *pool*.
 
     That thread is not blocked right now. If it blocks on *pool* again before
@@ -164,12 +163,12 @@ def _queue_for(lender: Delegate, pool: WorkerPool, job: Job) -> None:
     for key, (_, queued) in _missed.copy().items():  # forget what started
         if queued.state is not JobState.QUEUED:
             _missed.pop(key, None)
-    pool._submit(job)  # pyright: ignore[reportPrivateUsage]
+    pool.submit(job)
     key = id(job)
     _missed[key] = (lender.siblings, job)
     # Blocked again meanwhile (before it could see the job): offer it there.
     for other in reversed(lender.siblings.copy()):
         if other.pool is pool and _missed.pop(key, None) is not None:
-            if pool._withdraw(job) and not other.offer(job):  # pyright: ignore[reportPrivateUsage]
-                pool._submit(job)  # pyright: ignore[reportPrivateUsage] - and stopped again
+            if pool.withdraw(job) and not other.offer(job):
+                pool.submit(job)  # and stopped again
             return

@@ -278,9 +278,9 @@ class ExecutorPool:
             items = list(self._futures.items())
         return [callable_name(job.func) for job, f in items if ex.terminate(f)]
 
-    # -- used by _await_job ----------------------------------------------------
+    # -- the Pool protocol (_pool) ---------------------------------------------
 
-    def _submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> None:
         """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
         if self._closed:
             raise BridgeClosed(closed_message("run_blocking()"))
@@ -326,19 +326,25 @@ class ExecutorPool:
             "or is broken: give the bridge a working one"
         )
 
-    def _try_submit(self, job: Job) -> bool:
+    def try_submit(self, job: Job) -> bool:
+        """Always False: the executor's free slots are not known here."""
         # Nested calls from a blocked executor thread run on that thread
         # (_delegate): the executor's free slots are not known here.
         del job
         return False
 
-    def _withdraw(self, job: Job) -> bool:
+    @property
+    def returns_withdrawn(self) -> bool:
+        """False: :meth:`withdraw` cancels the job; its awaiter is told (``_done``)."""
+        return False
+
+    def withdraw(self, job: Job) -> bool:
         """Cancel *job* if the executor has not started it; True if cancelled."""
         with self._lock:
             future = self._futures.get(job)
         return future is not None and future.cancel()
 
-    def _end(self, job: Job) -> bool:
+    def end(self, job: Job) -> bool:
         """End the process running *job*, if the executor can; True if ended."""
         ex = self._ref()
         if not isinstance(ex, ProcessExecutor):

@@ -33,9 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._calls import Call
-    from ._executor_pool import ExecutorPool
     from ._outcome import Outcome
-    from ._workers import WorkerPool
+    from ._pool import Pool
 
 logger = logging.getLogger("syncbridge")
 
@@ -97,7 +96,7 @@ class Job:
         kwargs: dict[str, Any],
         ctx: contextvars.Context,
         origin: object,
-        pool: WorkerPool | ExecutorPool,
+        pool: Pool[Job],
     ) -> None:
         # Written by the awaiting task as it leaves a running call; read by
         # stats(), which may count it a moment late.
@@ -248,12 +247,13 @@ def _noop() -> None:
 
 def current_job() -> Job | None:
     """The job this thread is running for an event loop, if any."""
-    return role.job
+    job: Job | None = role.job
+    return job
 
 
 def check_cancelled() -> None:
     """Raise :class:`WorkerCancelled` if nobody awaits this worker call any more."""
-    job = role.job
+    job: Job | None = role.job
     if job is not None and job.cancel is not None:
         raise WorkerCancelled(
             f"{callable_name(job.func)}() is not awaited any more ({job.cancel.value}); "

@@ -51,7 +51,7 @@ def _choose(func: object) -> tuple[LoopHandle | None, Job | None]:
     """Apply the loop-choice rules: (a worker's loop or None for the portal, job)."""
     if loop_running_in_this_thread() is not None:
         raise DeadlockError(deadlock_message(callable_name(func)))
-    job = role.job
+    job: Job | None = role.job
     if job is not None and job.pid == PROCESS.pid:
         handle = handle_for(job.origin)
         if handle.is_alive():

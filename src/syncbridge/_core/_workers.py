@@ -189,7 +189,7 @@ class WorkerPool:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def _submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> None:
         """Start *job* now if a slot is free, else queue it. Raises BridgeClosed.
 
         A call is also queued, with a slot free, for a worker about to return
@@ -272,7 +272,7 @@ class WorkerPool:
             and (len(self._pending) + 1) * self._pace < self._handoff
         )
 
-    def _try_submit(self, job: Job) -> bool:
+    def try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
         with self._lock:
             if self._closed or self._busy >= self._capacity:
@@ -281,7 +281,7 @@ class WorkerPool:
         self._start(start)
         return True
 
-    def _withdraw(self, job: Job) -> bool:
+    def withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
             for i, (_, queued) in enumerate(self._pending):
@@ -289,6 +289,21 @@ class WorkerPool:
                     del self._pending[i]
                     return True
             return False
+
+    @property
+    def returns_withdrawn(self) -> bool:
+        """True: :meth:`withdraw` hands the job back unrun (see ``_pool.Pool``)."""
+        return True
+
+    @property
+    def can_end_calls(self) -> bool:
+        """False: a running call runs to its end on its thread."""
+        return False
+
+    def end(self, job: Job) -> bool:
+        """A worker thread cannot be stopped: always False."""
+        del job
+        return False
 
     def _admit(self, job: Job, now: float) -> tuple[Job, _Worker, bool]:
         """Take a slot for *job*: an idle worker, or a new one (True: start its thread).
@@ -366,7 +381,7 @@ class WorkerPool:
 
     def _next(self, worker: _Worker, done: Job, took: float, now: float) -> Job | None:
         """*done* returned after *took* seconds: give *worker* the next queued job."""
-        self._lock.acquire()  # not `with`: see _submit
+        self._lock.acquire()  # not `with`: see submit
         try:
             self._running.discard(done)
             self._finished += 1

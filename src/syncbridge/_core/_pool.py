@@ -1,0 +1,82 @@
+"""What the rest of the core may use of a pool: the :class:`Pool` protocol.
+
+:class:`~._workers.WorkerPool` and :class:`~._executor_pool.ExecutorPool`
+implement it; a job (``_jobs``), a delegate (``_delegate``) and the awaiting
+task (``_await_job``) see a pool through it only. Generic in the job it takes,
+so this module, in the kernel, imports nothing above it.
+"""
+
+from __future__ import annotations
+
+__all__ = ("Pool",)
+
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import threading
+
+    from .._stats import PoolStats
+    from ._counts import Counts
+
+JobT_contra = TypeVar("JobT_contra", contravariant=True)
+
+
+class Pool(Protocol[JobT_contra]):
+    """Where blocking jobs run: a bounded set of threads, or an executor."""
+
+    @property
+    def name(self) -> str:
+        """The pool's name in stats, thread names and log records."""
+        ...
+
+    @property
+    def counts(self) -> Counts:
+        """Calls and how they ended, counted by their awaiters."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        ...
+
+    @property
+    def can_end_calls(self) -> bool:
+        """Whether :meth:`end` can stop a running call (a ProcessExecutor's)."""
+        ...
+
+    @property
+    def returns_withdrawn(self) -> bool:
+        """Whether :meth:`withdraw` hands a queued job back unrun.
+
+        Then the caller may run it elsewhere (a blocked ancestor's thread, see
+        ``_delegate``). Otherwise withdrawing cancels it, and its awaiter is told.
+        """
+        ...
+
+    def submit(self, job: JobT_contra) -> None:
+        """Start *job* or queue it. Raises BridgeClosed once closed."""
+        ...
+
+    def try_submit(self, job: JobT_contra) -> bool:
+        """Start *job* if a slot is free right now; never queue it."""
+        ...
+
+    def withdraw(self, job: JobT_contra) -> bool:
+        """Take *job* back if it has not started; True if it will not run here."""
+        ...
+
+    def end(self, job: JobT_contra) -> bool:
+        """Stop *job* while it runs, if :attr:`can_end_calls`; True if stopped."""
+        ...
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool."""
+        ...
+
+    def running_functions(self) -> list[str]:
+        """Names of the functions running in this pool right now."""
+        ...
+
+    def close(self) -> list[threading.Thread]:
+        """Refuse new jobs and cancel the rest; the threads left to join."""
+        ...
