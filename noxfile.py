@@ -192,10 +192,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """Run ruff (lint and format check)."""
+    """Run ruff (lint and format check) and check the import layers (``.importlinter``)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # Static: reads src/ without installing syncbridge.
+    session.run("lint-imports", env={"PYTHONPATH": "src"})
 
 
 @nox.session(python="3.11")
