@@ -272,13 +272,13 @@ async def test_a_task_cancelled_before_its_call_never_hands_it_to_a_worker(
     with Bridge() as b:
         pool = b._worker_pool
         submitted: list[object] = []
-        real_submit = pool.submit
+        real_submit = pool._submit
 
         def counting_submit(job: Any) -> None:
             submitted.append(job)
             real_submit(job)
 
-        pool.submit = counting_submit  # type: ignore[method-assign]
+        pool._submit = counting_submit  # type: ignore[method-assign]
         call = syncbridge.to_async(ran.append, bridge=b, timeout=timeout)
         task = asyncio.current_task()
         assert task is not None

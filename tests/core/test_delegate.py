@@ -23,7 +23,7 @@ def _hold(pool: WorkerPool) -> tuple[threading.Event, threading.Event]:
         started.set()
         release.wait(10)
 
-    pool.submit(_job(pool, hold))
+    pool._submit(_job(pool, hold))
     assert started.wait(5)
     return started, release
 

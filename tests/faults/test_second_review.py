@@ -398,14 +398,14 @@ async def test_a_cm_background_task_reaches_the_lane_between_its_callers_calls(
     entered = threading.Event()
     queued = threading.Event()
     lane = b.thread_sensitive_pool
-    submit = lane.submit
+    submit = lane._submit
 
     def submit_and_tell(job: Any) -> None:
         submit(job)
         if lane.waiting:  # behind the slot the blocked caller holds
             queued.set()
 
-    monkeypatch.setattr(lane, "submit", submit_and_tell)
+    monkeypatch.setattr(lane, "_submit", submit_and_tell)
 
     @contextlib.asynccontextmanager
     async def session() -> AsyncIterator[anyio.abc.ObjectReceiveStream[int]]:

@@ -407,11 +407,11 @@ async def _asyncio_cancelled(
 def _abandon_or_wait(pool: Pool[Job], job: Job, policy: _OnCancel, now: float) -> bool:
     """Handle the cancellation of an await; True means re-raise at once."""
     job.request_cancel(CancelReason.AWAITER)
-    if pool.withdraw(job):
+    if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
         return True
     if job.state is JobState.FINISHED:
         return True
-    if policy.ends_process(now) and pool.end(job):
+    if policy.ends_process(now) and pool._end(job):  # pyright: ignore[reportPrivateUsage]
         return True  # its slot is free: nothing is left to wait for
     job.abandoned = policy.abandon
     return policy.abandon
@@ -425,11 +425,11 @@ def _end_at_deadline(
     ``abandon_on_cancel=False`` waits for the call to return; on a
     ProcessExecutor its timeout still ends the process when it passes.
     """
-    if not pool.can_end_calls or policy.deadline is None:
+    if not pool._can_end_calls or policy.deadline is None:  # pyright: ignore[reportPrivateUsage]
         return None
     timer = threading.Timer(
         max(0.0, policy.deadline - now),
-        pool.end,
+        pool._end,  # pyright: ignore[reportPrivateUsage]
         (job,),
     )
     timer.name, timer.daemon = "syncbridge-deadline", True

@@ -838,7 +838,7 @@ class Bridge:
     @staticmethod
     def _end_or_leave(pool: ExecutorPool) -> None:
         """End the calls still running on *pool*, or say they are left running."""
-        if pool.can_end_calls:
+        if pool._can_end_calls:  # pyright: ignore[reportPrivateUsage]
             for name in pool.end_running():
                 logger.warning(
                     "ended the worker process running %s() in pool %r: it did not "

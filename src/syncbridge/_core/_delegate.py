@@ -71,7 +71,7 @@ class Delegate:
                 siblings is self.siblings
                 and job.pool is self.pool
                 and _missed.pop(key, None) is not None
-                and self.pool.withdraw(job)
+                and self.pool._withdraw(job)  # pyright: ignore[reportPrivateUsage]
             ):
                 self.mailbox.put(job)
 
@@ -140,17 +140,17 @@ def submit(pool: Pool[Job], job: Job) -> None:
     chain = delegates.get()
     if chain:
         for delegate in reversed(chain):
-            if delegate.pool is pool and (pool.try_submit(job) or delegate.offer(job)):
+            if delegate.pool is pool and (pool._try_submit(job) or delegate.offer(job)):  # pyright: ignore[reportPrivateUsage]
                 return
         lender = next((d for d in reversed(chain) if d.pool is pool), None)
         if (
             lender is not None
-            and pool.returns_withdrawn  # the lender's thread may take it back
+            and pool._returns_withdrawn  # pyright: ignore[reportPrivateUsage] - the lender's thread may take it back
             and lender.pid == PROCESS.pid  # not a forked child's inherited chain
         ):
             _queue_for(lender, pool, job)
             return
-    pool.submit(job)
+    pool._submit(job)  # pyright: ignore[reportPrivateUsage]
 
 
 def _queue_for(lender: Delegate, pool: Pool[Job], job: Job) -> None:
@@ -163,12 +163,12 @@ def _queue_for(lender: Delegate, pool: Pool[Job], job: Job) -> None:
     for key, (_, queued) in _missed.copy().items():  # forget what started
         if queued.state is not JobState.QUEUED:
             _missed.pop(key, None)
-    pool.submit(job)
+    pool._submit(job)  # pyright: ignore[reportPrivateUsage]
     key = id(job)
     _missed[key] = (lender.siblings, job)
     # Blocked again meanwhile (before it could see the job): offer it there.
     for other in reversed(lender.siblings.copy()):
         if other.pool is pool and _missed.pop(key, None) is not None:
-            if pool.withdraw(job) and not other.offer(job):
-                pool.submit(job)  # and stopped again
+            if pool._withdraw(job) and not other.offer(job):  # pyright: ignore[reportPrivateUsage]
+                pool._submit(job)  # pyright: ignore[reportPrivateUsage] - and stopped again
             return

@@ -207,7 +207,7 @@ class ExecutorPool:
             return 0
 
     @property
-    def can_end_calls(self) -> bool:
+    def _can_end_calls(self) -> bool:
         """Whether a running call can be stopped (a ProcessExecutor ends its process)."""
         return isinstance(self._ref(), ProcessExecutor)
 
@@ -280,7 +280,7 @@ class ExecutorPool:
 
     # -- the Pool protocol (_pool) ---------------------------------------------
 
-    def submit(self, job: Job) -> None:
+    def _submit(self, job: Job) -> None:
         """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
         if self._closed:
             raise BridgeClosed(closed_message("run_blocking()"))
@@ -326,7 +326,7 @@ class ExecutorPool:
             "or is broken: give the bridge a working one"
         )
 
-    def try_submit(self, job: Job) -> bool:
+    def _try_submit(self, job: Job) -> bool:
         """Always False: the executor's free slots are not known here."""
         # Nested calls from a blocked executor thread run on that thread
         # (_delegate): the executor's free slots are not known here.
@@ -334,17 +334,17 @@ class ExecutorPool:
         return False
 
     @property
-    def returns_withdrawn(self) -> bool:
-        """False: :meth:`withdraw` cancels the job; its awaiter is told (``_done``)."""
+    def _returns_withdrawn(self) -> bool:
+        """False: :meth:`_withdraw` cancels the job; its awaiter is told (``_done``)."""
         return False
 
-    def withdraw(self, job: Job) -> bool:
+    def _withdraw(self, job: Job) -> bool:
         """Cancel *job* if the executor has not started it; True if cancelled."""
         with self._lock:
             future = self._futures.get(job)
         return future is not None and future.cancel()
 
-    def end(self, job: Job) -> bool:
+    def _end(self, job: Job) -> bool:
         """End the process running *job*, if the executor can; True if ended."""
         ex = self._ref()
         if not isinstance(ex, ProcessExecutor):

@@ -4,6 +4,12 @@
 implement it; a job (``_jobs``), a delegate (``_delegate``) and the awaiting
 task (``_await_job``) see a pool through it only. Generic in the job it takes,
 so this module, in the kernel, imports nothing above it.
+
+Its members that take a job are underscored: ``WorkerPool`` and
+``ExecutorPool`` are public classes, and a job is not part of their public API
+(``pyright --verifytypes`` holds it to that). The core's callers therefore
+mark each use with a ``reportPrivateUsage`` ignore; giving the public classes
+a face apart from the object the core drives is what would remove those.
 """
 
 from __future__ import annotations
@@ -40,33 +46,33 @@ class Pool(Protocol[JobT_contra]):
         ...
 
     @property
-    def can_end_calls(self) -> bool:
-        """Whether :meth:`end` can stop a running call (a ProcessExecutor's)."""
+    def _can_end_calls(self) -> bool:
+        """Whether :meth:`_end` can stop a running call (a ProcessExecutor's)."""
         ...
 
     @property
-    def returns_withdrawn(self) -> bool:
-        """Whether :meth:`withdraw` hands a queued job back unrun.
+    def _returns_withdrawn(self) -> bool:
+        """Whether :meth:`_withdraw` hands a queued job back unrun.
 
         Then the caller may run it elsewhere (a blocked ancestor's thread, see
         ``_delegate``). Otherwise withdrawing cancels it, and its awaiter is told.
         """
         ...
 
-    def submit(self, job: JobT_contra) -> None:
+    def _submit(self, job: JobT_contra) -> None:
         """Start *job* or queue it. Raises BridgeClosed once closed."""
         ...
 
-    def try_submit(self, job: JobT_contra) -> bool:
+    def _try_submit(self, job: JobT_contra) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
         ...
 
-    def withdraw(self, job: JobT_contra) -> bool:
+    def _withdraw(self, job: JobT_contra) -> bool:
         """Take *job* back if it has not started; True if it will not run here."""
         ...
 
-    def end(self, job: JobT_contra) -> bool:
-        """Stop *job* while it runs, if :attr:`can_end_calls`; True if stopped."""
+    def _end(self, job: JobT_contra) -> bool:
+        """Stop *job* while it runs, if :attr:`_can_end_calls`; True if stopped."""
         ...
 
     def stats(self) -> PoolStats:

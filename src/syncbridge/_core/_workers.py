@@ -189,7 +189,7 @@ class WorkerPool:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def submit(self, job: Job) -> None:
+    def _submit(self, job: Job) -> None:
         """Start *job* now if a slot is free, else queue it. Raises BridgeClosed.
 
         A call is also queued, with a slot free, for a worker about to return
@@ -272,7 +272,7 @@ class WorkerPool:
             and (len(self._pending) + 1) * self._pace < self._handoff
         )
 
-    def try_submit(self, job: Job) -> bool:
+    def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
         with self._lock:
             if self._closed or self._busy >= self._capacity:
@@ -281,7 +281,7 @@ class WorkerPool:
         self._start(start)
         return True
 
-    def withdraw(self, job: Job) -> bool:
+    def _withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
             for i, (_, queued) in enumerate(self._pending):
@@ -291,16 +291,16 @@ class WorkerPool:
             return False
 
     @property
-    def returns_withdrawn(self) -> bool:
-        """True: :meth:`withdraw` hands the job back unrun (see ``_pool.Pool``)."""
+    def _returns_withdrawn(self) -> bool:
+        """True: :meth:`_withdraw` hands the job back unrun (see ``_pool.Pool``)."""
         return True
 
     @property
-    def can_end_calls(self) -> bool:
+    def _can_end_calls(self) -> bool:
         """False: a running call runs to its end on its thread."""
         return False
 
-    def end(self, job: Job) -> bool:
+    def _end(self, job: Job) -> bool:
         """A worker thread cannot be stopped: always False."""
         del job
         return False
