@@ -25,6 +25,7 @@ from .._exceptions import (
     DeadlockError,
     SyncBridgeError,
     closed_message,
+    describe_call,
 )
 from .._stats import PortalStats
 from ._context import new_thread
@@ -131,24 +132,34 @@ class Portal:
         """Calls sent to the portal that have no outcome yet."""
         return len(self._calls)
 
-    def handle(self) -> LoopHandle:
-        """Return the running loop, starting its thread on first use."""
+    def handle(
+        self, entry: str = "sync_call_async", subject: object = None
+    ) -> LoopHandle:
+        """Return the running loop, starting its thread on first use.
+
+        Once closed, raises :class:`BridgeClosed` naming the user's call
+        ``entry(subject)`` (see :func:`describe_call`).
+        """
         handle = self._handle
         if handle is not None and not self._closed:
             return handle
         with self._lock:
             if self._closed:
-                raise BridgeClosed(closed_message("sync_call_async()"))
+                raise BridgeClosed(closed_message(describe_call(entry, subject)))
             if self._handle is None:
                 self._start()
             assert self._handle is not None
             return self._handle
 
-    def submit(self, call: Call[Any], what: str = "sync_call_async()") -> LoopHandle:
+    def submit(
+        self, call: Call[Any], entry: str = "sync_call_async", subject: object = None
+    ) -> LoopHandle:
         """Start *call* on the portal loop, tracked until it has an outcome.
 
         Raises:
-            BridgeClosed: If the portal is closed (or closing).
+            BridgeClosed: If the portal is closed (or closing), naming the
+                user's call ``entry(subject)`` (*subject* defaults to the
+                call's function): a call that raced the bridge's close().
             SyncBridgeError: If loops keep stopping under the call (code on
                 them stops them), so none took it.
         """
@@ -156,10 +167,10 @@ class Portal:
         for _ in range(_RESUBMITS):
             handle = self._handle
             if handle is None:
-                handle = self.handle()
+                handle = self.handle(entry, call.func if subject is None else subject)
             with self._lock:
                 if self._closed:
-                    raise BridgeClosed(closed_message(what))
+                    raise self._refusal(call, entry, subject)
                 # Added before close() can list the calls, submitted after: a
                 # call the loop never starts is still answered by close() (#11).
                 self._calls.add(call)
@@ -171,7 +182,7 @@ class Portal:
                 # call: the next loop takes it, once the old one let go.
                 self._forget(call)
                 if self._closed:
-                    raise BridgeClosed(closed_message(what)) from None
+                    raise self._refusal(call, entry, subject) from None
                 self._wait_detached(handle)
                 continue
             except BaseException:
@@ -184,6 +195,11 @@ class Portal:
             f"{_RESUBMITS} times in a row as it was sent (code on the loop stops it). "
             "Do not stop a loop you did not start."
         )
+
+    @staticmethod
+    def _refusal(call: Call[Any], entry: str, subject: object) -> BridgeClosed:
+        named = describe_call(entry, call.func if subject is None else subject)
+        return BridgeClosed(closed_message(named))
 
     def _wait_detached(self, handle: LoopHandle) -> None:
         """Wait (briefly) until the portal has let go of *handle*, which is gone."""
