@@ -4,14 +4,17 @@ Each public entry point is called on a closed bridge (the default one, swapped
 in, or one of the test's own) and the message must start with the call as the
 user wrote it, followed by the fix that fits that bridge. The calls that race a
 close() (the pool or the portal closed after the facade's check) are named too.
+Then close() itself: one deadline, computed once and kept by every part.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import inspect
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,6 +23,7 @@ import pytest
 import syncbridge
 from syncbridge import Bridge, BridgeClosed
 from syncbridge._core import _bridge
+from syncbridge._core._portal import stop_bound
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -328,3 +332,112 @@ async def _until(condition: Any) -> None:
     with anyio.fail_after(10):
         while not condition():
             await anyio.sleep(0.005)  # polling a state this test cannot await
+
+
+# -- close() keeps one deadline ----------------------------------------------
+
+
+def test_close_hands_its_one_deadline_to_the_portal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    b = Bridge(shutdown_grace=0.2)
+    b.sync_call_async(main)  # the portal runs
+    portal = b._portal
+    real_close = portal.close
+    seen: list[float | None] = []
+
+    def close(grace: float, deadline: float | None = None) -> None:
+        seen.append(deadline)
+        real_close(grace, deadline)
+
+    monkeypatch.setattr(portal, "close", close)
+    before = time.monotonic()
+    b.close()
+    after = time.monotonic()
+    (deadline,) = seen
+    assert deadline is not None, "the portal computed a deadline of its own"
+    assert before + stop_bound(0.2) <= deadline <= after + stop_bound(0.2)
+    assert deadline == b._close_deadline
+
+
+def test_close_with_busy_pools_and_portal_keeps_one_bound() -> None:
+    """Each of 5 pools and the portal holds a call that ignores the close: the
+    close ends once, by its one deadline, not one bound per part after another."""
+    grace = 0.3
+    names = ["a", "b", "c", "d"]
+    b = Bridge(shutdown_grace=grace, pools=dict.fromkeys(names, 1))
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def stubborn() -> None:
+        started.release()
+        release.wait(30)
+
+    async def stubborn_async() -> None:
+        started.release()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(30)
+
+    async def callers() -> None:
+        async with asyncio.TaskGroup() as tg:
+            for pool in [None, *names]:
+                tg.create_task(syncbridge.to_async(stubborn, pool=pool, bridge=b)())
+
+    answered = threading.Event()
+
+    def run_callers() -> None:
+        with contextlib.suppress(BaseException):
+            asyncio.run(callers())
+        answered.set()
+
+    thread = threading.Thread(target=run_callers, daemon=True)
+    thread.start()
+    future = b.start_soon(stubborn_async)
+    for _ in range(len(names) + 2):
+        assert started.acquire(timeout=10)
+    bound = stop_bound(grace)
+    try:
+        start = time.monotonic()
+        b.close()
+        took = time.monotonic() - start
+    finally:
+        release.set()
+    assert grace <= took < bound + 1.5, (took, bound)  # the parts' sum: 6 x bound
+    assert future.cancelled()
+    assert answered.wait(10)
+    thread.join(10)
+
+
+def test_a_second_close_waits_for_the_first_ones_deadline() -> None:
+    release = threading.Event()
+    running = threading.Event()
+
+    def hold() -> None:
+        running.set()
+        release.wait(30)
+
+    b = Bridge(max_workers=1, shutdown_grace=0.3)
+    caller = threading.Thread(
+        target=lambda: asyncio.run(_quietly(b.run_blocking(hold))), daemon=True
+    )
+    caller.start()
+    assert running.wait(10)
+    first = threading.Thread(target=b.close)
+    first.start()
+    try:
+        while not b.closed:  # the first close has its deadline once this is set
+            time.sleep(0.001)
+        b.close()  # the second
+        returned = time.monotonic()
+        assert b._closed_event.is_set(), "the second close() returned first"
+        assert returned < b._close_deadline + 1.0  # by the first one's deadline
+    finally:
+        release.set()
+        first.join(10)
+        caller.join(10)
+
+
+async def _quietly(aw: Any) -> None:
+    with contextlib.suppress(BaseException):
+        await aw

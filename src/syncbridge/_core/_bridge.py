@@ -179,6 +179,8 @@ class Bridge:
         self._fresh_state()
         self._closed = False
         self._closed_event = threading.Event()
+        # Set under _lock by the first close(): when close() must have returned.
+        self._close_deadline = 0.0
         # How the app's integration creates named pools, if one does: where
         # an unknown pool's error tells the user to add it.
         self._pools_configured_by: str | None = None
@@ -818,11 +820,19 @@ class Bridge:
         with self._lock:
             closing = self._closed
             self._closed = True
-        if closing:  # closed or closing in another thread: wait for it, bounded
-            self._closed_event.wait(stop_bound(self.shutdown_grace) + 0.5)
+            if not closing:
+                # The one bound of this close, computed once: every part (the
+                # portal, the worker threads, the executors) waits within it.
+                self._close_deadline = time.monotonic() + stop_bound(
+                    self.shutdown_grace
+                )
+            deadline = self._close_deadline
+        if closing:  # closed or closing in another thread: wait for that close
+            left = deadline - time.monotonic() + _ANSWER_MARGIN
+            self._closed_event.wait(max(0.0, left))
             return
         try:
-            self._close()
+            self._close(deadline)
         finally:
             self._closed_event.set()
 
@@ -837,13 +847,12 @@ class Bridge:
             adhoc = [*self._adhoc.values(), *self._gone]
         return [*pools, *self._pools.values(), *adhoc]
 
-    def _close(self) -> None:
-        start = time.monotonic()
+    def _close(self, deadline: float) -> None:
+        """Close every part by *deadline* (a :func:`time.monotonic` time)."""
         pools = self._all_pools()
         threads = [thread for pool in pools for thread in pool.close()]
-        self._portal.close(self.shutdown_grace)
+        self._portal.close(self.shutdown_grace, deadline)
         me = threading.current_thread()
-        deadline = start + stop_bound(self.shutdown_grace)
         for thread in threads:
             if thread is not me:
                 _join(thread, deadline)
@@ -956,6 +965,10 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
 
 _default: Bridge | None = None
 _default_lock = threading.Lock()
+
+_ANSWER_MARGIN = 0.5
+"""Seconds a second close() waits past the first one's deadline: what the first
+does after it (answers calls still without an outcome, logs what it left)."""
 
 
 def _join(thread: threading.Thread, deadline: float) -> None:

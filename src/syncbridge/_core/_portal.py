@@ -524,12 +524,14 @@ class Portal:
         self._start_watch()
         await self._trio_stop.wait()
 
-    def close(self, grace: float) -> None:
-        """Stop the loop, answering every call; returns within :func:`stop_bound`.
+    def close(self, grace: float, deadline: float | None = None) -> None:
+        """Stop the loop, answering every call; returns by *deadline*.
 
-        Calls get *grace* seconds to finish; what still runs is then cancelled
-        (each logged) and gets ``max(grace, 0.1)`` seconds more; the loop then
-        stops. A call still without an outcome (its coroutine ignores
+        *deadline* is a :func:`time.monotonic` time, by default
+        :func:`stop_bound` from now; a bridge passes the one deadline of its
+        own close. Calls get *grace* seconds to finish (less if the deadline
+        leaves less); what still runs is then cancelled (each logged) and gets
+        ``max(grace, 0.1)`` seconds more; the loop then stops. A call still without an outcome (its coroutine ignores
         cancellation, or the loop is blocked) is answered with a cancellation
         here, its caller raises :class:`BridgeClosed`, and it is logged.
 
@@ -545,16 +547,20 @@ class Portal:
             handle, thread = self._handle, self._thread
             ending = [t for t in self._ending if t.is_alive()]
         start = time.monotonic()
-        deadline = start + stop_bound(grace)
+        if deadline is None:
+            deadline = start + stop_bound(grace)
+        bound = max(0.0, deadline - start)
         if handle is None or thread is None:
             if ending:  # only loops that stopped on their own, still ending
                 self._join_ending(ending, deadline)
                 for left in ending:
                     if left.is_alive():
-                        _log_left_running(left, stop_bound(grace))
+                        _log_left_running(left, bound)
                 self._answer_leftovers(log=True)
             return
         cleanup = max(grace, _MIN_CLEANUP)
+        # The drain's phases end before the deadline, so the loop can stop by it.
+        grace = min(grace, max(0.0, bound - cleanup - _STOP_MARGIN))
         if isinstance(handle, AsyncioLoop):
             handle.post(
                 lambda: handle.loop.create_task(self._drain_asyncio(grace, cleanup))
@@ -565,7 +571,7 @@ class Portal:
         self._join_ending(ending, deadline)
         for left in (thread, *ending):
             if left.is_alive():
-                _log_left_running(left, stop_bound(grace))
+                _log_left_running(left, bound)
         self._answer_leftovers(log=True)
         self._stop_watch(deadline)
 
