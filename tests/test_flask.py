@@ -295,7 +295,14 @@ class TestContextVariables:
         """No context to copy back when the coroutine did not run to its end."""
 
         class LoopStopped:
-            def sync_call_async(self, func: Any, *args: Any) -> Any:
+            def _call_with_timeout(
+                self,
+                timeout: float | None,
+                func: Any,
+                args: Any,
+                *rest: Any,
+                **named: Any,
+            ) -> Any:
                 # Started, never finished: no changes handed back (args[-2]).
                 assert args[-2] == []
                 raise syncbridge.SyncBridgeError("the event loop stopped")
@@ -640,7 +647,7 @@ class TestBackground:
         returns in the calling thread: the pop must still run."""
         torn_down = threading.Event()
         seen_in_time: list[bool] = []
-        start_soon = syncbridge.Bridge.start_soon
+        start_soon = syncbridge.Bridge._start_soon
 
         def start_and_wait_for_teardown(
             self: syncbridge.Bridge, *args: Any, **kwargs: Any
@@ -657,7 +664,7 @@ class TestBackground:
             return "done"
 
         monkeypatch.setattr(
-            syncbridge.Bridge, "start_soon", start_and_wait_for_teardown
+            syncbridge.Bridge, "_start_soon", start_and_wait_for_teardown
         )
         future = ext.background(job)
         assert future.result(timeout=10) == "done"

@@ -216,8 +216,12 @@ class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
         bridge = get_bridge()
         try:
             if cleanup:  # the exit runs even in a worker whose awaiter is gone
-                return bridge._sync_call_cleanup(func, *args)  # pyright: ignore[reportPrivateUsage]
-            return bridge.sync_call_async(func, *args)
+                return bridge._sync_call_cleanup(  # pyright: ignore[reportPrivateUsage]
+                    func, *args, entry="to_sync_cm", subject=self._acm
+                )
+            return bridge._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
+                None, func, args, {}, entry="to_sync_cm", subject=self._acm
+            )
         except DeadlockError:
             raise DeadlockError(
                 "to_sync_cm() was used in a thread that is running an event loop; "

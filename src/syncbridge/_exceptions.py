@@ -13,11 +13,16 @@ __all__ = (
     "callable_name",
     "closed_message",
     "deadlock_message",
+    "describe_call",
     "note_interpreter_exit",
     "timeout_message",
 )
 
 import functools
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class SyncBridgeError(Exception):
@@ -139,22 +144,88 @@ def deadlock_message(func_name: str) -> str:
     )
 
 
-def closed_message(what: str, fix: str | None = None) -> str:
-    """Build the message of the :class:`BridgeClosed` raised when calling *what*."""
+_WRAPPED: dict[str, str] = {
+    "to_async": "a to_async() function",
+    "to_sync": "a to_sync() function",
+    "flask": "an async view that syncbridge.flask runs",
+}
+"""How a call is named when the user calls the function a wrapper made."""
+
+
+def describe_call(entry: str, subject: object) -> str:
+    """Spell the user's call in a message: ``run_blocking(fetch)``, ``sync_iter(ticks())``.
+
+    *entry* is the public name the user called (``"run_blocking"``,
+    ``"Bridge.start_soon"``) and *subject* what they passed it: a function, a
+    generator or coroutine object (``ticks()``), a context manager made by a
+    function (``session()``), or a sequence of them. For a wrapper's function
+    (*entry* ``"to_async"``, ``"to_sync"``, ``"flask"``) the user called
+    *subject* itself: ``fetch(), a to_async() function,``. Built only on an
+    error path.
+    """
+    kind = _WRAPPED.get(entry)
+    if kind is not None:
+        return f"{callable_name(subject)}(), {kind},"
+    return f"{entry}({_spelled(subject)})"
+
+
+def _spelled(subject: object) -> str:
+    if isinstance(subject, str):
+        return repr(subject)  # a name: Bridge.add_pool('db')
+    if isinstance(subject, (tuple, list)):
+        items = cast("Sequence[object]", subject)
+        shown = [_spelled(item) for item in items[:2]]
+        return ", ".join(shown + ["..."] * (len(items) > 2))
+    made = getattr(subject, "func", None)
+    if hasattr(subject, "gen") and callable(made):  # made by @contextmanager
+        return f"{callable_name(made)}()"
+    if callable(subject):
+        return callable_name(subject)
+    name = getattr(subject, "__qualname__", None)  # a generator or coroutine object
+    if isinstance(name, str):
+        return f"{name}()"
+    return f"<{type(subject).__qualname__} object>"
+
+
+_DEFAULT_CLOSED_FIX = (
+    "The default bridge (syncbridge.get_bridge()) stays closed once closed: close "
+    "it only after your last call (syncbridge closes it at interpreter exit on its "
+    "own), or make these calls on a Bridge() you create and close yourself."
+)
+_CLOSED_FIX = (
+    "Create a new Bridge(), or use the default one (syncbridge.get_bridge()) "
+    "and close only bridges you created yourself."
+)
+
+
+def closed_message(
+    call: str, *, default: bool = False, option: str | None = None
+) -> str:
+    """Build the message of the :class:`BridgeClosed` that refuses the user's *call*.
+
+    Every refusal by a closed bridge is worded here. *call* is the user's call
+    as :func:`describe_call` spells it. The fix depends on the bridge: the
+    default one (*default*), or one passed with *option*
+    (``"to_async(bridge=...)"``), or one the user called directly.
+    """
     if _interpreter_exiting:
         return (
-            f"{what} was called on a closed syncbridge.Bridge while the interpreter "
+            f"{call} was called on a closed syncbridge.Bridge while the interpreter "
             "exits: the default bridge is closed before Python waits for the threads "
             "still running, so a call from one of them is refused. Make the call "
             "before the main thread returns, or wait for the thread making it "
             "(join it, or shut its executor down) before then."
         )
-    if fix is None:
+    if default:
+        fix = _DEFAULT_CLOSED_FIX
+    elif option is not None:
         fix = (
-            "Create a new Bridge(), or use the default one (syncbridge.get_bridge()) "
-            "and close only bridges you created yourself."
+            f"Give {option} an open bridge (one that lives as long as the code "
+            "that calls the function), or omit bridge= to use the default one."
         )
-    return f"{what} was called on a closed syncbridge.Bridge. {fix}"
+    else:
+        fix = _CLOSED_FIX
+    return f"{call} was called on a closed syncbridge.Bridge. {fix}"
 
 
 _interpreter_exiting = False

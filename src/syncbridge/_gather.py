@@ -943,7 +943,9 @@ def sync_gather_with_timeout(
         )
 
     try:
-        return get_bridge().sync_call_async(gather)
+        return get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
+            None, gather, (), {}, entry="sync_gather_with_timeout", subject=aws
+        )
     except DeadlockError:
         _close_unstarted(aws)
         raise DeadlockError(

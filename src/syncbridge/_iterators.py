@@ -105,6 +105,7 @@ class ThreadIterator(AsyncIterator[T]):
                 (),
                 {},
                 what=None,
+                subject=self._iterator,
             )
         except BaseException:
             self._state = _FINISHED
@@ -284,7 +285,10 @@ class SyncIterator(Iterator[T]):
         assert self._driver is not None
         state = _READY
         try:
-            item = get_bridge().sync_call_async(self._driver.step)
+            driver = self._driver
+            item = get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
+                None, driver.step, (), {}, entry="sync_iter", subject=driver.aiterator
+            )
             if item is _END:
                 state = _FINISHED
                 raise StopIteration
@@ -319,7 +323,9 @@ class SyncIterator(Iterator[T]):
                 return
         try:
             # Cleanup: it runs even in a worker whose awaiter is gone.
-            get_bridge()._sync_call_cleanup(driver.aclose)  # pyright: ignore[reportPrivateUsage]
+            get_bridge()._sync_call_cleanup(  # pyright: ignore[reportPrivateUsage]
+                driver.aclose, entry="sync_iter", subject=driver.aiterator
+            )
         except DeadlockError:
             raise _deadlock("closed") from None
 

@@ -225,7 +225,7 @@ def to_async(
             b = bridge if bridge is not None else get_bridge()
             target: WorkerPool | ExecutorPool
             if isinstance(executor, concurrent.futures.Executor):
-                target = b._executor_pool(executor)  # pyright: ignore[reportPrivateUsage]
+                target = b._executor_pool(executor, fn)  # pyright: ignore[reportPrivateUsage]
             elif thread_sensitive:
                 target = b.thread_sensitive_pool
             else:

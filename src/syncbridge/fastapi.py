@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from syncbridge import Bridge, BridgeClosed, SyncBridgeTimeout, get_bridge, watch_loop
+from syncbridge._exceptions import closed_message
 from syncbridge._validate import check_capacity, check_pools, check_seconds
 
 if TYPE_CHECKING:
@@ -265,6 +266,10 @@ def _configure(settings: _Settings) -> Bridge:
     """Size the bridge and create or resize its pools; return the bridge."""
     bridge = settings.bridge if settings.bridge is not None else get_bridge()
     if bridge.closed:
+        if settings.bridge is None:
+            raise BridgeClosed(
+                closed_message("syncbridge.fastapi.install(app)", default=True)
+            )
         raise BridgeClosed(
             f"the app cannot start: {bridge!r}, passed to "
             "syncbridge.fastapi.install(bridge=...), is closed (the app closes it "

@@ -272,7 +272,12 @@ class SyncBridge:
             # by two threads at once, and the pop must run where the push did).
             try:
                 future = work.context.copy().run(
-                    get_bridge().start_soon, _run_in_background, work
+                    get_bridge()._start_soon,  # pyright: ignore[reportPrivateUsage]
+                    _run_in_background,
+                    (work,),
+                    {},
+                    "SyncBridge.background",
+                    func,
                 )
             except BaseException as exc:
                 work.pop(exc)  # nothing was scheduled: tear down here
@@ -508,18 +513,19 @@ def _run_coroutine(
     changed: list[list[tuple[contextvars.ContextVar[Any], Any]]] = []
     request = _current_request()
     try:
-        if timeout is None:
-            return get_bridge().sync_call_async(
-                _run_view, func, args, kwargs, changed, request
-            )
-        # A deadline like to_sync's: the view is cancelled once, and the 504
-        # comes once its cleanup has ended (or the bridge's grace has passed).
+        # With a timeout, a deadline like to_sync's: the view is cancelled
+        # once, and the 504 comes once its cleanup has ended (or the bridge's
+        # grace has passed).
         return get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
             timeout,
             _run_view,
             (func, args, kwargs, changed, request),
             {},
-            functools.partial(_gateway_timeout, func, timeout),
+            None
+            if timeout is None
+            else functools.partial(_gateway_timeout, func, timeout),
+            entry="flask",
+            subject=func,
         )
     except DeadlockError:
         name = getattr(func, "__qualname__", repr(func))

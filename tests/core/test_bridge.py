@@ -324,8 +324,8 @@ def test_an_interrupt_before_the_wait_began_still_cancels_the_call(
         portal = b._portal
         real_submit = portal.submit
 
-        def submit_then_interrupt(call: Call[None], what: str = "") -> NoReturn:
-            real_submit(call, what or "sync_call_async()")
+        def submit_then_interrupt(call: Call[None], *named: object) -> NoReturn:
+            real_submit(call, *named)  # type: ignore[arg-type]
             assert started.wait(10.0)
             raise KeyboardInterrupt  # where a signal handler would raise it
 

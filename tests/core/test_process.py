@@ -164,6 +164,7 @@ CASES: dict[str, Case] = {
             "_adhoc_made": "numbers the ad hoc pools: the child's go on from it",
             "_closed": "a closed bridge stays closed in the child",
             "_closed_event": "set with _closed",
+            "_close_deadline": "set with _closed: a second close waits for it",
         },
         close=lambda bridge: bridge.close(),
     ),

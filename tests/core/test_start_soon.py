@@ -134,7 +134,7 @@ def test_closed_bridge_raises_bridge_closed() -> None:
     async def nothing() -> None:
         return None
 
-    with pytest.raises(BridgeClosed, match=r"start_soon\(\)"):
+    with pytest.raises(BridgeClosed, match=r"Bridge\.start_soon\(\S*nothing\)"):
         b.start_soon(nothing)
 
 

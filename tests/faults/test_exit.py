@@ -142,7 +142,7 @@ def test_the_default_bridge_first_used_after_the_exit_hook_never_holds_up_exit()
         """
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "answered: sync_call_async() was called on a closed" in done.stdout, (
+    assert "answered: sync_call_async(sleep) was called on a closed" in done.stdout, (
         done.stdout + done.stderr
     )
     assert "while the interpreter exits" in done.stdout

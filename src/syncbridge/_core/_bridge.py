@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._exceptions import (
     BridgeClosed,
-    callable_name,
     closed_message,
+    describe_call,
     note_interpreter_exit,
 )
 from .._stats import (
@@ -179,6 +179,8 @@ class Bridge:
         self._fresh_state()
         self._closed = False
         self._closed_event = threading.Event()
+        # Set under _lock by the first close(): when close() must have returned.
+        self._close_deadline = 0.0
         # How the app's integration creates named pools, if one does: where
         # an unknown pool's error tells the user to add it.
         self._pools_configured_by: str | None = None
@@ -327,7 +329,8 @@ class Bridge:
                 label=f"bridge.pool({name!r}).capacity",
             )
         with self._lock:
-            self._check_open(f"{what}()")
+            if self._closed:
+                raise self._closed_error(what, name)
             if name in (DEFAULT_POOL, THREAD_SENSITIVE_POOL, WORKER_THREADS_POOL):
                 raise ValueError(
                     f"{name!r} names a built-in pool in Bridge.stats(); give the "
@@ -506,7 +509,7 @@ class Bridge:
         call's one coroutine directly (a level fewer on the hottest path).
         """
         if self._closed:
-            raise BridgeClosed(closed_message("run_blocking()"))
+            raise self._closed_error("run_blocking", func)
         check_blocking_callable(func, "run_blocking()")
         return run_in_pool(
             self._default_pool, func, args, kwargs, self.abandon_on_cancel,
@@ -524,6 +527,7 @@ class Bridge:
         timeout: float | None = None,
         what: str | None = "to_async()",
         terminate_on_cancel: bool = False,
+        subject: object = None,
     ) -> Coroutine[Any, Any, T]:
         """The coroutine that runs a blocking call in *pool*: ``to_async``'s engine.
 
@@ -532,10 +536,14 @@ class Bridge:
         *what* names the caller in the error if *func* returns a coroutine;
         ``None`` returns whatever it returns (an iterator's items). After
         *timeout* seconds the await raises :class:`~syncbridge.SyncBridgeTimeout`.
-        Raises :class:`BridgeClosed` at once on a closed bridge.
+        Raises :class:`BridgeClosed` at once on a closed bridge, naming the
+        user's call: the ``to_async()`` function, or (*what* ``None``) the
+        ``iterate_in_thread()`` of *subject*.
         """
         if self._closed:
-            raise self._closed_error(func, what)
+            if what is None:
+                raise self._closed_error("iterate_in_thread", subject)
+            raise self._closed_error("to_async", func)
         abandon = (
             self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
         )
@@ -544,26 +552,22 @@ class Bridge:
             terminate_on_cancel=terminate_on_cancel, what=what,
         )  # fmt: skip
 
-    def _closed_error(
-        self, func: Callable[..., object], what: str | None
-    ) -> BridgeClosed:
-        """The error for a call of *func* on this closed bridge, named as the user made it."""
-        if what is None:
-            return BridgeClosed(closed_message("iterate_in_thread()"))
-        if what != "to_async()":
-            return BridgeClosed(closed_message(what))
-        fix = None
-        if self is not _default:
-            fix = (
-                "Give to_async(bridge=...) an open bridge (one that lives as long "
-                "as the code that calls the function), or omit bridge= to use the "
-                "default one."
-            )
+    def _closed_error(self, entry: str, subject: object) -> BridgeClosed:
+        """The refusal of the user's call ``entry(subject)`` by this closed bridge.
+
+        *entry* and *subject* are as :func:`describe_call` takes them. The one
+        place the facade words a refusal; built only when refusing.
+        """
+        option = f"{entry}(bridge=...)" if entry in ("to_async", "to_sync") else None
         return BridgeClosed(
-            closed_message(f"{callable_name(func)}(), a to_async() function,", fix)
+            closed_message(
+                describe_call(entry, subject), default=self is _default, option=option
+            )
         )
 
-    def _executor_pool(self, executor: concurrent.futures.Executor) -> ExecutorPool:
+    def _executor_pool(
+        self, executor: concurrent.futures.Executor, func: object = None
+    ) -> ExecutorPool:
         """The pool for ``to_async(executor=...)`` calls to *executor*.
 
         The bridge's default or named pool, if it runs on *executor*; else one
@@ -572,7 +576,7 @@ class Bridge:
         bridge holds the executor only while calls of its own are in it: once
         its user dropped it, its pool leaves :meth:`stats` (its calls stay in
         the bridge's totals). The caller must hold *executor* until it has
-        submitted its call.
+        submitted its call of *func* (named if the bridge is closed).
         """
         pool = self._adhoc.get(id(executor))
         # An id is reused once its object is gone: check it is this executor.
@@ -587,7 +591,8 @@ class Bridge:
             pool = self._adhoc.get(id(executor))
             if pool is not None and pool._holds(executor):  # pyright: ignore[reportPrivateUsage]
                 return pool
-            self._check_open("to_async(executor=...)")
+            if self._closed:
+                raise self._closed_error("to_async", func)
             self._forget_gone_executors()  # the one a reused id names too
             self._adhoc_made += 1
             name = f"{type(executor).__name__}-{self._adhoc_made}"
@@ -651,7 +656,7 @@ class Bridge:
         """
         # _call_with_timeout(None, ...) inlined: this runs on every call.
         if self._closed:
-            raise BridgeClosed(closed_message("sync_call_async()"))
+            raise self._closed_error("sync_call_async", func)
         check_async_callable(func, "sync_call_async()")
         try:
             result: T = call_async_from_thread(
@@ -671,16 +676,24 @@ class Bridge:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout_error: Callable[[], BaseException] | None = None,
+        *,
+        entry: str = "to_sync",
+        subject: object = None,
     ) -> T:
         """Like :meth:`sync_call_async`, cancelling the call after *timeout* s.
 
         The coroutine is cancelled once; its caller gets
         :class:`~syncbridge.SyncBridgeTimeout` (or what *timeout_error* returns)
         once it has ended, or :attr:`shutdown_grace` seconds after the deadline.
-        Private, like :meth:`_run_in`: for ``to_sync``'s typed wrapper and the
-        Flask integration's timeouts.
+        Private, like :meth:`_run_in`: for ``to_sync``'s typed wrapper, the
+        helper modules and the Flask integration. A closed bridge's refusal
+        names the user's call ``entry(subject)`` (*subject* defaults to *func*;
+        see :func:`describe_call`).
         """
-        self._check_open("sync_call_async()")
+        if subject is None:
+            subject = func
+        if self._closed:
+            raise self._closed_error(entry, subject)
         check_async_callable(func, "sync_call_async()")
         result: T = call_async_from_thread(
             self._portal,
@@ -690,17 +703,28 @@ class Bridge:
             timeout,
             self.shutdown_grace,
             timeout_error=timeout_error,
+            entry=entry,
+            subject=subject,
         )
         return result
 
-    def _sync_call_cleanup(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    def _sync_call_cleanup(
+        self,
+        func: Callable[..., Awaitable[T]],
+        *args: Any,
+        entry: str = "sync_call_async",
+        subject: object = None,
+    ) -> T:
         """Like :meth:`sync_call_async`, for cleanup: it runs in a cancelled worker too.
 
         Not refused on a closed bridge: the call may go to the worker's own loop.
+        The closed portal's refusal names ``entry(subject)``, as
+        :meth:`_call_with_timeout`'s does.
         """
         result: T = call_async_from_thread(
-            self._portal, func, args, {}, None, self.shutdown_grace, cleanup=True
-        )
+            self._portal, func, args, {}, None, self.shutdown_grace, cleanup=True,
+            entry=entry, subject=func if subject is None else subject,
+        )  # fmt: skip
         return result
 
     def start_soon(
@@ -735,7 +759,24 @@ class Bridge:
 
         .. versionadded:: 0.1
         """
-        self._check_open("start_soon()")
+        return self._start_soon(func, args, kwargs)
+
+    def _start_soon(
+        self,
+        func: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        entry: str = "Bridge.start_soon",
+        subject: object = None,
+    ) -> concurrent.futures.Future[T]:
+        """:meth:`start_soon`; a closed bridge's refusal names ``entry(subject)``.
+
+        For the Flask integration's ``background()`` too.
+        """
+        if subject is None:
+            subject = func
+        if self._closed:
+            raise self._closed_error(entry, subject)
         check_async_callable(func, "Bridge.start_soon()")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         call: Call[T] = Call(func, args, kwargs, copy_context_for_thread(), None)
@@ -746,14 +787,10 @@ class Bridge:
                 call.request_cancel()  # if it has not started yet, it never will
 
         future.add_done_callback(cancel_call)
-        self._portal.submit(call, "start_soon()")
+        self._portal.submit(call, entry, subject)
         return future
 
     # -- lifetime -----------------------------------------------------------
-
-    def _check_open(self, what: str) -> None:
-        if self._closed:
-            raise BridgeClosed(closed_message(what))
 
     def close(self) -> None:
         """Shut the bridge down; idempotent.
@@ -783,11 +820,19 @@ class Bridge:
         with self._lock:
             closing = self._closed
             self._closed = True
-        if closing:  # closed or closing in another thread: wait for it, bounded
-            self._closed_event.wait(stop_bound(self.shutdown_grace) + 0.5)
+            if not closing:
+                # The one bound of this close, computed once: every part (the
+                # portal, the worker threads, the executors) waits within it.
+                self._close_deadline = time.monotonic() + stop_bound(
+                    self.shutdown_grace
+                )
+            deadline = self._close_deadline
+        if closing:  # closed or closing in another thread: wait for that close
+            left = deadline - time.monotonic() + _ANSWER_MARGIN
+            self._closed_event.wait(max(0.0, left))
             return
         try:
-            self._close()
+            self._close(deadline)
         finally:
             self._closed_event.set()
 
@@ -802,13 +847,12 @@ class Bridge:
             adhoc = [*self._adhoc.values(), *self._gone]
         return [*pools, *self._pools.values(), *adhoc]
 
-    def _close(self) -> None:
-        start = time.monotonic()
+    def _close(self, deadline: float) -> None:
+        """Close every part by *deadline* (a :func:`time.monotonic` time)."""
         pools = self._all_pools()
         threads = [thread for pool in pools for thread in pool.close()]
-        self._portal.close(self.shutdown_grace)
+        self._portal.close(self.shutdown_grace, deadline)
         me = threading.current_thread()
-        deadline = start + stop_bound(self.shutdown_grace)
         for thread in threads:
             if thread is not me:
                 _join(thread, deadline)
@@ -921,6 +965,10 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
 
 _default: Bridge | None = None
 _default_lock = threading.Lock()
+
+_ANSWER_MARGIN = 0.5
+"""Seconds a second close() waits past the first one's deadline: what the first
+does after it (answers calls still without an outcome, logs what it left)."""
 
 
 def _join(thread: threading.Thread, deadline: float) -> None:

@@ -282,8 +282,8 @@ class ExecutorPool:
 
     def _submit(self, job: Job) -> None:
         """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
-        if self._closed:
-            raise BridgeClosed(closed_message("run_blocking()"))
+        if self._closed:  # close() ran since the facade's check: name the call
+            raise BridgeClosed(closed_message(f"{callable_name(job.func)}()"))
         executor = self.executor  # the caller holds it: never gone here
         try:
             if self.in_process:

@@ -79,6 +79,8 @@ def call_async_from_thread(
     cancel_grace: float,
     cleanup: bool = False,
     timeout_error: Callable[[], BaseException] | None = None,
+    entry: str = "sync_call_async",
+    subject: object = None,
 ) -> Any:
     """Run ``await func(*args, **kwargs)`` on the chosen loop; block until done.
 
@@ -100,6 +102,7 @@ def call_async_from_thread(
         end even in a cancelled worker, as if shielded: a closing bridge
         leaves such a worker running (and names it), like any worker that
         does not return in time.
+    A closed portal refuses the call naming the user's call ``entry(subject)``.
     """
     handle, job = _choose(func)
     if job is not None and not cleanup:
@@ -128,7 +131,7 @@ def call_async_from_thread(
                     handle = None
             is_portal = handle is None
             if handle is None:
-                handle = portal.submit(call)
+                handle = portal.submit(call, entry, subject)
             if job is not None and not cleanup and job.wait_on(call):
                 job.cancel_waited_on(call)  # cancelled before it could see the call
             if timed is None:

@@ -25,6 +25,7 @@ from .._exceptions import (
     DeadlockError,
     SyncBridgeError,
     closed_message,
+    describe_call,
 )
 from .._stats import PortalStats
 from ._context import new_thread
@@ -125,24 +126,34 @@ class Portal:
         """Calls sent to the portal that have no outcome yet."""
         return len(self._calls)
 
-    def handle(self) -> LoopHandle:
-        """Return the running loop, starting its thread on first use."""
+    def handle(
+        self, entry: str = "sync_call_async", subject: object = None
+    ) -> LoopHandle:
+        """Return the running loop, starting its thread on first use.
+
+        Once closed, raises :class:`BridgeClosed` naming the user's call
+        ``entry(subject)`` (see :func:`describe_call`).
+        """
         handle = self._handle
         if handle is not None and not self._closed:
             return handle
         with self._lock:
             if self._closed:
-                raise BridgeClosed(closed_message("sync_call_async()"))
+                raise BridgeClosed(closed_message(describe_call(entry, subject)))
             if self._handle is None:
                 self._start()
             assert self._handle is not None
             return self._handle
 
-    def submit(self, call: Call[Any], what: str = "sync_call_async()") -> LoopHandle:
+    def submit(
+        self, call: Call[Any], entry: str = "sync_call_async", subject: object = None
+    ) -> LoopHandle:
         """Start *call* on the portal loop, tracked until it has an outcome.
 
         Raises:
-            BridgeClosed: If the portal is closed (or closing).
+            BridgeClosed: If the portal is closed (or closing), naming the
+                user's call ``entry(subject)`` (*subject* defaults to the
+                call's function): a call that raced the bridge's close().
             SyncBridgeError: If loops keep stopping under the call (code on
                 them stops them), so none took it.
         """
@@ -150,10 +161,10 @@ class Portal:
         for _ in range(_RESUBMITS):
             handle = self._handle
             if handle is None:
-                handle = self.handle()
+                handle = self.handle(entry, call.func if subject is None else subject)
             with self._lock:
                 if self._closed:
-                    raise BridgeClosed(closed_message(what))
+                    raise self._refusal(call, entry, subject)
                 # Added before close() can list the calls, submitted after: a
                 # call the loop never starts is still answered by close() (#11).
                 self._calls.add(call)
@@ -165,7 +176,7 @@ class Portal:
                 # call: the next loop takes it, once the old one let go.
                 self._forget(call)
                 if self._closed:
-                    raise BridgeClosed(closed_message(what)) from None
+                    raise self._refusal(call, entry, subject) from None
                 self._wait_detached(handle)
                 continue
             except BaseException:
@@ -178,6 +189,11 @@ class Portal:
             f"{_RESUBMITS} times in a row as it was sent (code on the loop stops it). "
             "Do not stop a loop you did not start."
         )
+
+    @staticmethod
+    def _refusal(call: Call[Any], entry: str, subject: object) -> BridgeClosed:
+        named = describe_call(entry, call.func if subject is None else subject)
+        return BridgeClosed(closed_message(named))
 
     def _wait_detached(self, handle: LoopHandle) -> None:
         """Wait (briefly) until the portal has let go of *handle*, which is gone."""
@@ -500,12 +516,14 @@ class Portal:
         self._start_watch()
         await self._trio_stop.wait()
 
-    def close(self, grace: float) -> None:
-        """Stop the loop, answering every call; returns within :func:`stop_bound`.
+    def close(self, grace: float, deadline: float | None = None) -> None:
+        """Stop the loop, answering every call; returns by *deadline*.
 
-        Calls get *grace* seconds to finish; what still runs is then cancelled
-        (each logged) and gets ``max(grace, 0.1)`` seconds more; the loop then
-        stops. A call still without an outcome (its coroutine ignores
+        *deadline* is a :func:`time.monotonic` time, by default
+        :func:`stop_bound` from now; a bridge passes the one deadline of its
+        own close. Calls get *grace* seconds to finish (less if the deadline
+        leaves less); what still runs is then cancelled (each logged) and gets
+        ``max(grace, 0.1)`` seconds more; the loop then stops. A call still without an outcome (its coroutine ignores
         cancellation, or the loop is blocked) is answered with a cancellation
         here, its caller raises :class:`BridgeClosed`, and it is logged.
 
@@ -521,16 +539,20 @@ class Portal:
             handle, thread = self._handle, self._thread
             ending = [t for t in self._ending if t.is_alive()]
         start = time.monotonic()
-        deadline = start + stop_bound(grace)
+        if deadline is None:
+            deadline = start + stop_bound(grace)
+        bound = max(0.0, deadline - start)
         if handle is None or thread is None:
             if ending:  # only loops that stopped on their own, still ending
                 self._join_ending(ending, deadline)
                 for left in ending:
                     if left.is_alive():
-                        _log_left_running(left, stop_bound(grace))
+                        _log_left_running(left, bound)
                 self._answer_leftovers(log=True)
             return
         cleanup = max(grace, _MIN_CLEANUP)
+        # The drain's phases end before the deadline, so the loop can stop by it.
+        grace = min(grace, max(0.0, bound - cleanup - _STOP_MARGIN))
         if isinstance(handle, AsyncioLoop):
             handle.post(
                 lambda: handle.loop.create_task(self._drain_asyncio(grace, cleanup))
@@ -541,7 +563,7 @@ class Portal:
         self._join_ending(ending, deadline)
         for left in (thread, *ending):
             if left.is_alive():
-                _log_left_running(left, stop_bound(grace))
+                _log_left_running(left, bound)
         self._answer_leftovers(log=True)
         self._stop_watch(deadline)
 

@@ -199,8 +199,8 @@ class WorkerPool:
         # acquire()/release(), not `with`: half the cost, on every call.
         self._lock.acquire()
         try:
-            if self._closed:
-                raise BridgeClosed(closed_message("run_blocking()"))
+            if self._closed:  # close() ran since the facade's check: name the call
+                raise BridgeClosed(closed_message(f"{callable_name(job.func)}()"))
             now = monotonic()
             if self._busy >= self._capacity:
                 self._pending.append((now, job))  # a worker that returns takes it
@@ -620,7 +620,12 @@ class WorkerPool:
         for worker in idle:
             worker.inbox.put(_STOP)
         for job in pending:
-            job.fail(BridgeClosed(closed_message("run_blocking()")))
+            job.fail(
+                BridgeClosed(
+                    f"the bridge was closed while {callable_name(job.func)}() was "
+                    "still waiting for a worker; it never ran"
+                )
+            )
         return threads
 
     def _reset_after_fork(self) -> None:
