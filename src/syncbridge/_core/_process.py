@@ -147,6 +147,10 @@ def _run(
                 "syncbridge's %s step %s failed; the steps after it still run",
                 kind,
                 step.name,
+                extra={
+                    "syncbridge_event": "process-hook-failed",
+                    "syncbridge_step": step.name,
+                },
             )
 
 
