@@ -332,7 +332,7 @@ def gil_build_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     """The wake-up policy of a GIL build, whatever this build is.
 
     The white-box tests below drive that policy; a free-threaded build adds a
-    rule of its own (a worker per core), tested on its own below.
+    rule of its own (a worker per core but the loop's), tested on its own below.
     """
     monkeypatch.setattr(_workers, "_FREE_THREADED", False)
 
@@ -484,10 +484,11 @@ def test_while_none_returns_the_lookout_wakes_twice_as_many_each_look() -> None:
 def test_free_threaded_short_calls_queue_for_a_worker_per_core(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No GIL: with a worker per core running short calls, a call queues for
-    them and the lookout wakes no other while calls return (#22); a GIL build
-    would wake one. Workers handed their call long ago (blocked) never count."""
-    monkeypatch.setattr(_workers, "_CORES", 2)
+    """No GIL: with a worker per core (but the loop's) running short calls, a
+    call queues for them and the lookout wakes no other while calls return
+    (#22); a GIL build would wake one. Workers handed their call long ago
+    (blocked) never count."""
+    monkeypatch.setattr(_workers, "_WORKER_CORES", 2)
     now = 1000.0
     pool, jobs = _arranged_pool(pace=0.05, blocked=0, now=now)
     try:
@@ -519,4 +520,28 @@ def test_free_threaded_short_calls_queue_for_a_worker_per_core(
     finally:
         with pool._lock:
             pool._pending.clear()
+        pool.close()
+
+
+def test_free_threaded_short_calls_leave_a_core_to_the_awaiting_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No GIL, two cores: one worker running short calls is enough; a call
+    queues for it instead of waking a second worker, which would fight the
+    awaiting loop's thread for the cores (#22). One core: still one worker."""
+    assert max(1, _workers._CORES - 1) == _workers._WORKER_CORES
+    now = 1000.0
+    pool, _ = _arranged_pool(pace=0.05, now=now)
+    try:
+        with pool._lock:
+            # Handed its call 2 HANDOFFs ago: the GIL build's rule wakes another.
+            [worker] = pool._active
+            worker.since = now - 2 * pool._handoff
+            monkeypatch.setattr(_workers, "_FREE_THREADED", False)
+            assert not pool._defers(now)
+            monkeypatch.setattr(_workers, "_FREE_THREADED", True)
+            for cores, defers in ((2, True), (1, True), (3, False)):
+                monkeypatch.setattr(_workers, "_WORKER_CORES", max(1, cores - 1))
+                assert pool._defers(now) is defers, cores
+    finally:
         pool.close()

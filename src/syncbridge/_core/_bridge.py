@@ -660,7 +660,7 @@ class Bridge:
         check_async_callable(func, "sync_call_async()")
         try:
             result: T = call_async_from_thread(
-                self._portal, func, args, kwargs, None, self.shutdown_grace
+                self._portal, func, args, kwargs, None, self._shutdown_grace
             )
         except TypeError as exc:  # only a failing call pays for the try
             better = explain_option(func, args, kwargs, "sync_call_async()", "to_sync")
@@ -701,7 +701,7 @@ class Bridge:
             args,
             kwargs,
             timeout,
-            self.shutdown_grace,
+            self._shutdown_grace,
             timeout_error=timeout_error,
             entry=entry,
             subject=subject,

@@ -28,7 +28,7 @@ from ._outcome import Cancelled, Error, Value
 from ._process import PROCESS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     import trio
 
@@ -168,13 +168,22 @@ class PortalAsyncioLoop(AsyncioLoop):
     def _start_intake(self) -> None:
         # A batch, not all: the loop runs its timers and I/O between batches,
         # however fast calls arrive.
-        with self._lock:
-            self._wake_pending = False
+        lock = self._lock
+        lock.acquire()  # not `with`: see submit
+        try:
             intake = self._intake
-            batch = [intake.popleft() for _ in range(min(len(intake), _INTAKE_SHORT))]
-            more = bool(intake)
+            more = len(intake) > _INTAKE_SHORT
             if more:
-                self._wake_pending = True
+                batch: Iterable[Call[Any]] = [
+                    intake.popleft() for _ in range(_INTAKE_SHORT)
+                ]
+            else:
+                # All of it, the common case (often one call): the intake
+                # itself, not a copy made by a comprehension.
+                batch, self._intake = intake, deque()
+            self._wake_pending = more
+        finally:
+            lock.release()
         for call in batch:
             try:
                 self._start(call)

@@ -23,10 +23,11 @@ all be blocked), so every queued call starts in bounded time and a slot never
 stays free while a call waits for it for long.
 
 On a free-threaded build a worker running long is not waiting for a GIL, but
-threads beyond the number of cores only contend for them: while recent calls
-were short, still return, and a worker per core was handed its call within a
-few HANDOFFs, a call queues for them and the lookout wakes no other while calls
-return (it still ramps up when none does).
+threads beyond the number of cores only contend for them, and the event loop
+that awaits short calls needs a core of its own (it does as much per call as a
+worker): while recent calls were short, still return, and a worker per core but
+one was handed its call within a few HANDOFFs, a call queues for them and the
+lookout wakes no other while calls return (it still ramps up when none does).
 
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
 of the process (the portal loop, an ASGI server's loop, ``anyio.run`` in tests).
@@ -78,7 +79,13 @@ _FREE_THREADED: Final = not getattr(sys, "_is_gil_enabled", lambda: True)()
 """No GIL: threads run at once, so a worker running long is not waiting for it."""
 
 _CORES: Final = max(1, getattr(os, "process_cpu_count", os.cpu_count)() or 1)
-"""Workers that can run Python at once on a free-threaded build."""
+"""Threads that can run Python at once on a free-threaded build."""
+
+_WORKER_CORES: Final = max(1, _CORES - 1)
+"""Workers that run short calls at once on a free-threaded build: a core is left
+to the awaiting event loop. One more worker made them slower, not faster: with
+the loop, three threads on two cores spend their time taking the pool's lock
+from each other (#22)."""
 
 _SCAN: Final = 4 * _CORES
 """Running workers :meth:`WorkerPool._cores_busy` looks at, at most."""
@@ -244,12 +251,12 @@ class WorkerPool:
             return False
         if (
             _FREE_THREADED
-            and len(self._active) >= _CORES
+            and len(self._active) >= _WORKER_CORES
             and now - self._returned < _PACE_CAP * self._handoff
             and self._cores_busy(now)
         ):
-            # Without a GIL, a worker per core runs short calls as fast as
-            # they come; one more only contends for the cores. Calls returned
+            # Without a GIL, a worker per core (but the loop's) runs short
+            # calls as fast as they come; one more only contends for the cores. Calls returned
             # lately (a loaded machine may pause the workers for a few
             # HANDOFFs); if they stop, the lookout wakes another (_look_at).
             return True
@@ -493,8 +500,9 @@ class WorkerPool:
                 self._seen, self._looked, self._ramp = self._finished, now, 1
                 return None
             if _FREE_THREADED and self._cores_busy(now):
-                # A worker per core still runs short calls: on a free-threaded
-                # build another thread only contends with them for the cores.
+                # A worker per core (but the loop's) still runs short calls:
+                # on a free-threaded build another thread only contends with
+                # them for the cores.
                 self._seen, self._looked, self._ramp = self._finished, now, 1
                 return None
             wanted, self._ramp = 1, 1  # one more
@@ -512,7 +520,7 @@ class WorkerPool:
         return starts
 
     def _cores_busy(self, now: float) -> bool:
-        """Whether a worker per core was handed its call lately (lock held).
+        """Whether a worker per core (but one) was handed its call lately (lock held).
 
         Workers handed theirs longer ago may be blocked in it: they leave
         their core free. It runs on every call, so it looks at a few workers
@@ -523,7 +531,7 @@ class WorkerPool:
         for worker in islice(self._active, _SCAN):
             if worker.since > recent:
                 running += 1
-                if running >= _CORES:
+                if running >= _WORKER_CORES:
                     return True
         return False
 
