@@ -186,3 +186,24 @@ def reported() -> Iterator[StallLog]:
         yield handler
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _default_bridge_watch_left_as_found() -> Iterator[None]:
+    """A portal watch a test put on the default bridge ends with the test.
+
+    ``syncbridge.flask.SyncBridge(app)`` configures the process-wide default
+    bridge (its portal watch is on by default), as it should in an app; in a
+    test run it would outlive the test and show up as a monitor thread left
+    running in a later module's checks.
+    """
+    from syncbridge._core import _bridge
+
+    before = _bridge._default  # pyright: ignore[reportPrivateUsage]
+    watched = before is not None and before.portal_watch is not None
+    yield
+    after = _bridge._default  # pyright: ignore[reportPrivateUsage]
+    if after is None or after.closed or after.portal_watch is None:
+        return
+    if after is not before or not watched:
+        after.watch_portal(None)
