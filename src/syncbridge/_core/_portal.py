@@ -32,6 +32,15 @@ from ._context import new_thread
 from ._loop_watch import LoopWatch
 from ._loops import AsyncioLoop, LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
+from ._portal_close import (
+    MIN_CLEANUP,
+    STOP_MARGIN,
+    log_abandoned,
+    log_cancelled,
+    log_left_running,
+    others,
+    stop_bound,
+)
 from ._selector import new_event_loop
 
 if TYPE_CHECKING:
@@ -44,21 +53,12 @@ logger = logging.getLogger("syncbridge")
 
 Backend = Literal["asyncio", "trio"]
 
-_MIN_CLEANUP: Final = 0.1
-"""Seconds cancelled tasks get to finish their cleanup, at the least."""
 _STOPPED_CLEANUP: Final = 1.0
 """Seconds the tasks of a loop stopped by code on it get to end, once cancelled."""
 _RESUBMITS: Final = 3
 """Loops a call is sent to, when each stops before it takes the call."""
 _DETACH_WAIT: Final = 1.0
 """Seconds a call waits for the portal thread to let go of a stopped loop."""
-_STOP_MARGIN: Final = 0.25
-"""Seconds for the loop to stop and its thread to end once tasks are done."""
-
-
-def stop_bound(grace: float) -> float:
-    """How long :meth:`Portal.close` may take with *grace*: the real bound."""
-    return grace + max(grace, _MIN_CLEANUP) + _STOP_MARGIN
 
 
 # How portal calls ended: indices into Portal._counts. Not the Ending enum of
@@ -547,12 +547,12 @@ class Portal:
                 self._join_ending(ending, deadline)
                 for left in ending:
                     if left.is_alive():
-                        _log_left_running(left, bound)
+                        log_left_running(left, bound)
                 self._answer_leftovers(log=True)
             return
-        cleanup = max(grace, _MIN_CLEANUP)
+        cleanup = max(grace, MIN_CLEANUP)
         # The drain's phases end before the deadline, so the loop can stop by it.
-        grace = min(grace, max(0.0, bound - cleanup - _STOP_MARGIN))
+        grace = min(grace, max(0.0, bound - cleanup - STOP_MARGIN))
         if isinstance(handle, AsyncioLoop):
             handle.post(
                 lambda: handle.loop.create_task(self._drain_asyncio(grace, cleanup))
@@ -563,7 +563,7 @@ class Portal:
         self._join_ending(ending, deadline)
         for left in (thread, *ending):
             if left.is_alive():
-                _log_left_running(left, bound)
+                log_left_running(left, bound)
         self._answer_leftovers(log=True)
         self._stop_watch(deadline)
 
@@ -579,7 +579,7 @@ class Portal:
         """Finish every call without an outcome, so its caller wakes up."""
         for call in list(self._calls):
             if call.finish(Cancelled()) and log:
-                _log_abandoned(call.name)
+                log_abandoned(call.name)
 
     def refuse_own_thread(self) -> None:
         """Raise :class:`DeadlockError` on the portal loop's own thread."""
@@ -609,7 +609,7 @@ class Portal:
 
         await calls_done(grace)
         for call in list(self._calls):
-            _log_cancelled(call.name)
+            log_cancelled(call.name)
             call.request_cancel()
         await calls_done(cleanup)
         self._answer_leftovers(log=True)
@@ -623,16 +623,16 @@ class Portal:
         async def tasks_done(seconds: float) -> None:
             # Re-listed until the deadline: tasks started meanwhile count too.
             deadline = loop.time() + seconds
-            while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
+            while (tasks := others(me)) and (left := deadline - loop.time()) > 0:
                 await asyncio.wait(tasks, timeout=left)
 
         await tasks_done(grace)
-        for task in _others(me):
-            _log_cancelled(task.get_name())
+        for task in others(me):
+            log_cancelled(task.get_name())
             task.cancel()
         await tasks_done(cleanup)
-        for task in _others(me):
-            _log_abandoned(task.get_name())
+        for task in others(me):
+            log_abandoned(task.get_name())
             # Named in our log line: asyncio's "Task was destroyed but it is
             # pending!" when the closed loop drops it would only repeat it.
             task._log_destroy_pending = False  # type: ignore[attr-defined]
@@ -664,39 +664,3 @@ def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:
             inspect.CORO_CREATED
         ):
             coro.close()
-
-
-def _log_left_running(thread: threading.Thread, bound: float) -> None:
-    logger.warning(
-        "syncbridge portal thread %r did not stop within %.2f s (a coroutine on "
-        "it ignores cancellation or blocks the loop); it is left behind as a "
-        "daemon thread",
-        thread.name,
-        bound,
-        extra={
-            "syncbridge_event": "portal-left-running",
-            "syncbridge_thread": thread.name,
-        },
-    )
-
-
-def _log_cancelled(name: str) -> None:
-    logger.warning(
-        "cancelled task %r: it was still running on the portal loop when its "
-        "bridge closed",
-        name,
-        extra={"syncbridge_event": "task-cancelled-at-close", "syncbridge_task": name},
-    )
-
-
-def _log_abandoned(name: str) -> None:
-    logger.warning(
-        "abandoned task %r: it did not finish after being cancelled when its "
-        "bridge closed; its caller got BridgeClosed",
-        name,
-        extra={"syncbridge_event": "task-abandoned-at-close", "syncbridge_task": name},
-    )
-
-
-def _others(me: asyncio.Task[Any] | None) -> set[asyncio.Task[Any]]:
-    return {t for t in asyncio.all_tasks() if t is not me}
