@@ -29,12 +29,14 @@ from .._exceptions import (
 )
 from .._stats import PortalStats
 from ._context import new_thread
+from ._counts import Ending
 from ._loop_watch import LoopWatch
 from ._loops import AsyncioLoop, LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
 from ._portal_close import (
     MIN_CLEANUP,
     STOP_MARGIN,
+    CallLedger,
     log_abandoned,
     log_cancelled,
     log_left_running,
@@ -61,12 +63,11 @@ _DETACH_WAIT: Final = 1.0
 """Seconds a call waits for the portal thread to let go of a stopped loop."""
 
 
-# How portal calls ended: indices into Portal._counts. Not the Ending enum of
-# the worker pools: hashing an enum member costs a Python call, twice per call.
-_COMPLETED: Final = 0
-_ERROR: Final = 1
-_CANCELLED: Final = 2
-_TIMED_OUT: Final = 3
+# Read once: ``Ending.COMPLETED`` is a class lookup through the enum's metaclass.
+_COMPLETED: Final = Ending.COMPLETED
+_ERROR: Final = Ending.ERROR
+_CANCELLED: Final = Ending.CANCELLED
+_TIMED_OUT: Final = Ending.TIMED_OUT
 
 _PROBE_EVERY: Final = 0.01
 """Seconds between two lag probes, however often stats() is called."""
@@ -98,11 +99,8 @@ class Portal:
         self._handle: LoopHandle | None = None
         self._thread: threading.Thread | None = None
         self._ending: list[threading.Thread] = []  # of loops that stopped on their own
-        self._calls: set[Call[Any]] = set()
-        # Outcome totals (see PortalStats), guarded by _count_lock; calls by _lock.
-        self._count_lock = threading.Lock()
-        self._counts = [0, 0, 0, 0]  # indexed by _COMPLETED, _ERROR, ...
-        self._submitted = 0
+        # The calls without an outcome yet, and the totals (see PortalStats).
+        self._calls = CallLedger()
         # The lag probe: when the one in flight was posted, and the last measured.
         self._probe_posted: float | None = None
         self._probe_ran_at = 0.0
@@ -168,20 +166,19 @@ class Portal:
                 # Added before close() can list the calls, submitted after: a
                 # call the loop never starts is still answered by close() (#11).
                 self._calls.add(call)
-                self._submitted += 1
             try:
                 handle.submit(call)
             except LoopGone:
                 # The loop stopped on its own (see _detach) before it took the
                 # call: the next loop takes it, once the old one let go.
-                self._forget(call)
+                self._calls.forget(call)
                 if self._closed:
                     raise self._refusal(call, entry, subject) from None
                 self._wait_detached(handle)
                 continue
             except BaseException:
                 if call.loop is None:  # it never reached the loop (a Ctrl-C)
-                    self._forget(call)
+                    self._calls.forget(call)
                 raise
             return handle
         raise SyncBridgeError(
@@ -205,15 +202,11 @@ class Portal:
         ):
             thread.join(_DETACH_WAIT)
 
-    def _forget(self, call: Call[Any]) -> None:
-        """Un-track a call its loop never took: counted as no call at all."""
-        self._calls.discard(call)
-        with self._lock:
-            self._submitted -= 1
-
     def finished(self, call: Call[Any]) -> None:
-        """Forget *call*, which has its outcome, and count how it ended."""
-        self._calls.discard(call)
+        """Forget *call*, which has its outcome, and count how it ended.
+
+        The one place a portal call is counted (it has its outcome once).
+        """
         outcome = call.outcome
         if isinstance(outcome, Value):
             ending = _COMPLETED
@@ -223,8 +216,7 @@ class Portal:
             ending = _TIMED_OUT
         else:
             ending = _ERROR
-        with self._count_lock:
-            self._counts[ending] += 1
+        self._calls.ended(call, ending)
 
     def _caller_gets_an_error(self, call: Call[Any]) -> bool:
         """Whether the caller of cancelled *call* gets :class:`SyncBridgeError`.
@@ -258,19 +250,18 @@ class Portal:
                     handle.post(self._probe_ran)
                 except Exception:  # the loop is stopping: no probe, no lag
                     self._probe_posted = None
-        with self._count_lock:
-            counts = list(self._counts)
+        counts = self._calls.snapshot()
         watch = self._watch
         return PortalStats(
             running=running,
             tasks=len(self._calls),
             blocks=self._retired_blocks + (watch.blocks if watch is not None else 0),
             lag=lag if running else 0.0,
-            calls=self._submitted,
-            completed=counts[_COMPLETED],
-            errors=counts[_ERROR],
-            cancellations=counts[_CANCELLED],
-            timeouts=counts[_TIMED_OUT],
+            calls=counts.calls,
+            completed=counts.completed,
+            errors=counts.errors,
+            cancellations=counts.cancellations,
+            timeouts=counts.timeouts,
         )
 
     @property
@@ -395,7 +386,7 @@ class Portal:
         """Answer the calls still running on the stopped loop; log the stop."""
         # Only calls that began there: one still being submitted to it gets
         # LoopGone and goes to the next loop (see submit).
-        ended = [c for c in list(self._calls) if c.loop is handle and c.running]
+        ended = [c for c in self._calls if c.loop is handle and c.running]
         logger.warning(
             "the syncbridge portal loop %r stopped while its bridge was open (%s); "
             "%d call(s) on it were cancelled, and the next call starts a new loop",
@@ -577,9 +568,7 @@ class Portal:
 
     def _answer_leftovers(self, log: bool) -> None:
         """Finish every call without an outcome, so its caller wakes up."""
-        for call in list(self._calls):
-            if call.finish(Cancelled()) and log:
-                log_abandoned(call.name)
+        self._calls.answer_leftovers(log)
 
     def refuse_own_thread(self) -> None:
         """Raise :class:`DeadlockError` on the portal loop's own thread."""
@@ -608,7 +597,7 @@ class Portal:
                     await trio.sleep(0.005)
 
         await calls_done(grace)
-        for call in list(self._calls):
+        for call in self._calls:
             log_cancelled(call.name)
             call.request_cancel()
         await calls_done(cleanup)
