@@ -6,7 +6,7 @@ starts on first use and stops in :meth:`Portal.close`; a loop that code on it
 stops is replaced by a new one at the next call (see :meth:`Portal._detach`).
 Every call sent to the portal is tracked until it has an outcome, so that
 closing can answer each one, even a call whose coroutine ignores cancellation
-(#11).
+(#11): see ``_portal_close``, which closes it and keeps that ledger.
 """
 
 from __future__ import annotations
@@ -31,18 +31,9 @@ from .._stats import PortalStats
 from ._context import new_thread
 from ._counts import Ending
 from ._loop_watch import LoopWatch
-from ._loops import AsyncioLoop, LoopGone, PortalAsyncioLoop, TrioLoop
+from ._loops import LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
-from ._portal_close import (
-    MIN_CLEANUP,
-    STOP_MARGIN,
-    CallLedger,
-    log_abandoned,
-    log_cancelled,
-    log_left_running,
-    others,
-    stop_bound,
-)
+from ._portal_close import CallLedger, close_loop, stop_bound
 from ._selector import new_event_loop
 
 if TYPE_CHECKING:
@@ -529,46 +520,21 @@ class Portal:
             self._closed = True
             handle, thread = self._handle, self._thread
             ending = [t for t in self._ending if t.is_alive()]
-        start = time.monotonic()
         if deadline is None:
-            deadline = start + stop_bound(grace)
-        bound = max(0.0, deadline - start)
+            deadline = time.monotonic() + stop_bound(grace)
         if handle is None or thread is None:
             if ending:  # only loops that stopped on their own, still ending
-                self._join_ending(ending, deadline)
-                for left in ending:
-                    if left.is_alive():
-                        log_left_running(left, bound)
-                self._answer_leftovers(log=True)
+                close_loop(self._calls, None, tuple(ending), grace, deadline)
             return
-        cleanup = max(grace, MIN_CLEANUP)
-        # The drain's phases end before the deadline, so the loop can stop by it.
-        grace = min(grace, max(0.0, bound - cleanup - STOP_MARGIN))
-        if isinstance(handle, AsyncioLoop):
-            handle.post(
-                lambda: handle.loop.create_task(self._drain_asyncio(grace, cleanup))
-            )
-        else:
-            handle.post(lambda: self._start_trio_drain(grace, cleanup))
-        thread.join(max(0.0, deadline - time.monotonic()))
-        self._join_ending(ending, deadline)
-        for left in (thread, *ending):
-            if left.is_alive():
-                log_left_running(left, bound)
-        self._answer_leftovers(log=True)
+        close_loop(
+            self._calls, handle, (thread, *ending), grace, deadline, self._stop_trio
+        )
         self._stop_watch(deadline)
 
-    @staticmethod
-    def _join_ending(threads: list[threading.Thread], deadline: float) -> None:
-        # A loop that stopped on its own cleans up for a bounded time (see
-        # _end_stopped); close() waits for it within its own bound, then
-        # answers whatever it left, like the calls of its current loop.
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _answer_leftovers(self, log: bool) -> None:
-        """Finish every call without an outcome, so its caller wakes up."""
-        self._calls.answer_leftovers(log)
+    def _stop_trio(self) -> None:
+        # On the trio loop, by its drain: _trio_main returns, and the run ends.
+        stop: Any = self._trio_stop
+        stop.set()
 
     def refuse_own_thread(self) -> None:
         """Raise :class:`DeadlockError` on the portal loop's own thread."""
@@ -580,55 +546,6 @@ class Portal:
                 "to stop; nothing was closed. Close the bridge from another "
                 "thread (the one that created it, say)."
             )
-
-    def _start_trio_drain(self, grace: float, cleanup: float) -> None:
-        import trio
-
-        trio.lowlevel.spawn_system_task(self._drain_trio, grace, cleanup)
-
-    async def _drain_trio(self, grace: float, cleanup: float) -> None:
-        import trio
-
-        async def calls_done(seconds: float) -> None:
-            # Polled: calls finish on their own tasks, which hold no event of
-            # ours; this runs once, at close.
-            with trio.move_on_after(seconds):
-                while self._calls:  # noqa: ASYNC110
-                    await trio.sleep(0.005)
-
-        await calls_done(grace)
-        for call in self._calls:
-            log_cancelled(call.name)
-            call.request_cancel()
-        await calls_done(cleanup)
-        self._answer_leftovers(log=True)
-        stop: trio.Event = self._trio_stop
-        stop.set()
-
-    async def _drain_asyncio(self, grace: float, cleanup: float) -> None:
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-
-        async def tasks_done(seconds: float) -> None:
-            # Re-listed until the deadline: tasks started meanwhile count too.
-            deadline = loop.time() + seconds
-            while (tasks := others(me)) and (left := deadline - loop.time()) > 0:
-                await asyncio.wait(tasks, timeout=left)
-
-        await tasks_done(grace)
-        for task in others(me):
-            log_cancelled(task.get_name())
-            task.cancel()
-        await tasks_done(cleanup)
-        for task in others(me):
-            log_abandoned(task.get_name())
-            # Named in our log line: asyncio's "Task was destroyed but it is
-            # pending!" when the closed loop drops it would only repeat it.
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-        # Stubborn tasks were logged by name just now; calls that never
-        # became a task need no line, only their answer.
-        self._answer_leftovers(log=False)
-        loop.stop()
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's loop thread, which does not exist in this child."""
