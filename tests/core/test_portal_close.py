@@ -12,8 +12,10 @@ import pytest
 import trio
 
 from syncbridge._core._calls import Call
+from syncbridge._core._counts import CountsSnapshot, Ending
 from syncbridge._core._outcome import Value
 from syncbridge._core._portal import Portal
+from syncbridge._core._portal_close import CallLedger
 
 GRACE = 30.0
 """Long: a close that returns soon after the release did not wait it out."""
@@ -117,3 +119,33 @@ def test_close_returns_as_soon_as_the_last_call_finishes_in_the_grace(
     assert isinstance(call.outcome, Value)
     assert call.outcome.value == "finished"
     assert portal.pending_calls == 0
+
+
+def test_the_ledger_counts_each_call_once_and_wakes_once_when_emptied() -> None:
+    """Calls made are those ended plus those pending; a call no loop took is none.
+
+    The wake-up comes once, when the last call leaves (by ending or by being
+    forgotten), never while one is left, and not at all once withdrawn.
+    """
+    ledger = CallLedger()
+    woken: list[str] = []
+    first, second, third = (_call(lambda: None) for _ in range(3))
+    for call in (first, second, third):
+        ledger.add(call)
+    assert not ledger.wake_when_empty(lambda: woken.append("emptied"))
+    ledger.ended(first, Ending.TIMED_OUT)
+    assert woken == []
+    assert ledger.snapshot() == CountsSnapshot(3, 0, 0, 0, 1)
+    ledger.forget(second)  # no loop took it: no call at all
+    assert ledger.snapshot() == CountsSnapshot(2, 0, 0, 0, 1)
+    ended = threading.Thread(target=ledger.ended, args=(third, Ending.COMPLETED))
+    ended.start()
+    ended.join(WAIT)
+    assert woken == ["emptied"]
+    assert ledger.snapshot() == CountsSnapshot(2, 1, 0, 0, 1)
+    assert ledger.wake_when_empty(lambda: woken.append("again"))  # empty already
+    ledger.add(first)
+    assert not ledger.wake_when_empty(lambda: woken.append("withdrawn"))
+    ledger.wake_when_empty(None)
+    ledger.forget(first)
+    assert woken == ["emptied"]
