@@ -6,7 +6,7 @@ starts on first use and stops in :meth:`Portal.close`; a loop that code on it
 stops is replaced by a new one at the next call (see :meth:`Portal._detach`).
 Every call sent to the portal is tracked until it has an outcome, so that
 closing can answer each one, even a call whose coroutine ignores cancellation
-(#11).
+(#11): see ``_portal_close``, which closes it and keeps that ledger.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from .._exceptions import (
 )
 from .._stats import PortalStats
 from ._context import new_thread
+from ._counts import Ending
 from ._loop_watch import LoopWatch
-from ._loops import AsyncioLoop, LoopGone, PortalAsyncioLoop, TrioLoop
+from ._loops import LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
+from ._portal_close import CallLedger, close_loop, stop_bound
 from ._selector import new_event_loop
 
 if TYPE_CHECKING:
@@ -44,29 +46,19 @@ logger = logging.getLogger("syncbridge")
 
 Backend = Literal["asyncio", "trio"]
 
-_MIN_CLEANUP: Final = 0.1
-"""Seconds cancelled tasks get to finish their cleanup, at the least."""
 _STOPPED_CLEANUP: Final = 1.0
 """Seconds the tasks of a loop stopped by code on it get to end, once cancelled."""
 _RESUBMITS: Final = 3
 """Loops a call is sent to, when each stops before it takes the call."""
 _DETACH_WAIT: Final = 1.0
 """Seconds a call waits for the portal thread to let go of a stopped loop."""
-_STOP_MARGIN: Final = 0.25
-"""Seconds for the loop to stop and its thread to end once tasks are done."""
 
 
-def stop_bound(grace: float) -> float:
-    """How long :meth:`Portal.close` may take with *grace*: the real bound."""
-    return grace + max(grace, _MIN_CLEANUP) + _STOP_MARGIN
-
-
-# How portal calls ended: indices into Portal._counts. Not the Ending enum of
-# the worker pools: hashing an enum member costs a Python call, twice per call.
-_COMPLETED: Final = 0
-_ERROR: Final = 1
-_CANCELLED: Final = 2
-_TIMED_OUT: Final = 3
+# Read once: ``Ending.COMPLETED`` is a class lookup through the enum's metaclass.
+_COMPLETED: Final = Ending.COMPLETED
+_ERROR: Final = Ending.ERROR
+_CANCELLED: Final = Ending.CANCELLED
+_TIMED_OUT: Final = Ending.TIMED_OUT
 
 _PROBE_EVERY: Final = 0.01
 """Seconds between two lag probes, however often stats() is called."""
@@ -98,11 +90,8 @@ class Portal:
         self._handle: LoopHandle | None = None
         self._thread: threading.Thread | None = None
         self._ending: list[threading.Thread] = []  # of loops that stopped on their own
-        self._calls: set[Call[Any]] = set()
-        # Outcome totals (see PortalStats), guarded by _count_lock; calls by _lock.
-        self._count_lock = threading.Lock()
-        self._counts = [0, 0, 0, 0]  # indexed by _COMPLETED, _ERROR, ...
-        self._submitted = 0
+        # The calls without an outcome yet, and the totals (see PortalStats).
+        self._calls = CallLedger()
         # The lag probe: when the one in flight was posted, and the last measured.
         self._probe_posted: float | None = None
         self._probe_ran_at = 0.0
@@ -168,20 +157,19 @@ class Portal:
                 # Added before close() can list the calls, submitted after: a
                 # call the loop never starts is still answered by close() (#11).
                 self._calls.add(call)
-                self._submitted += 1
             try:
                 handle.submit(call)
             except LoopGone:
                 # The loop stopped on its own (see _detach) before it took the
                 # call: the next loop takes it, once the old one let go.
-                self._forget(call)
+                self._calls.forget(call)
                 if self._closed:
                     raise self._refusal(call, entry, subject) from None
                 self._wait_detached(handle)
                 continue
             except BaseException:
                 if call.loop is None:  # it never reached the loop (a Ctrl-C)
-                    self._forget(call)
+                    self._calls.forget(call)
                 raise
             return handle
         raise SyncBridgeError(
@@ -205,15 +193,11 @@ class Portal:
         ):
             thread.join(_DETACH_WAIT)
 
-    def _forget(self, call: Call[Any]) -> None:
-        """Un-track a call its loop never took: counted as no call at all."""
-        self._calls.discard(call)
-        with self._lock:
-            self._submitted -= 1
-
     def finished(self, call: Call[Any]) -> None:
-        """Forget *call*, which has its outcome, and count how it ended."""
-        self._calls.discard(call)
+        """Forget *call*, which has its outcome, and count how it ended.
+
+        The one place a portal call is counted (it has its outcome once).
+        """
         outcome = call.outcome
         if isinstance(outcome, Value):
             ending = _COMPLETED
@@ -223,8 +207,7 @@ class Portal:
             ending = _TIMED_OUT
         else:
             ending = _ERROR
-        with self._count_lock:
-            self._counts[ending] += 1
+        self._calls.ended(call, ending)
 
     def _caller_gets_an_error(self, call: Call[Any]) -> bool:
         """Whether the caller of cancelled *call* gets :class:`SyncBridgeError`.
@@ -258,19 +241,18 @@ class Portal:
                     handle.post(self._probe_ran)
                 except Exception:  # the loop is stopping: no probe, no lag
                     self._probe_posted = None
-        with self._count_lock:
-            counts = list(self._counts)
+        counts = self._calls.snapshot()
         watch = self._watch
         return PortalStats(
             running=running,
             tasks=len(self._calls),
             blocks=self._retired_blocks + (watch.blocks if watch is not None else 0),
             lag=lag if running else 0.0,
-            calls=self._submitted,
-            completed=counts[_COMPLETED],
-            errors=counts[_ERROR],
-            cancellations=counts[_CANCELLED],
-            timeouts=counts[_TIMED_OUT],
+            calls=counts.calls,
+            completed=counts.completed,
+            errors=counts.errors,
+            cancellations=counts.cancellations,
+            timeouts=counts.timeouts,
         )
 
     @property
@@ -395,7 +377,7 @@ class Portal:
         """Answer the calls still running on the stopped loop; log the stop."""
         # Only calls that began there: one still being submitted to it gets
         # LoopGone and goes to the next loop (see submit).
-        ended = [c for c in list(self._calls) if c.loop is handle and c.running]
+        ended = [c for c in self._calls if c.loop is handle and c.running]
         logger.warning(
             "the syncbridge portal loop %r stopped while its bridge was open (%s); "
             "%d call(s) on it were cancelled, and the next call starts a new loop",
@@ -538,48 +520,21 @@ class Portal:
             self._closed = True
             handle, thread = self._handle, self._thread
             ending = [t for t in self._ending if t.is_alive()]
-        start = time.monotonic()
         if deadline is None:
-            deadline = start + stop_bound(grace)
-        bound = max(0.0, deadline - start)
+            deadline = time.monotonic() + stop_bound(grace)
         if handle is None or thread is None:
             if ending:  # only loops that stopped on their own, still ending
-                self._join_ending(ending, deadline)
-                for left in ending:
-                    if left.is_alive():
-                        _log_left_running(left, bound)
-                self._answer_leftovers(log=True)
+                close_loop(self._calls, None, tuple(ending), grace, deadline)
             return
-        cleanup = max(grace, _MIN_CLEANUP)
-        # The drain's phases end before the deadline, so the loop can stop by it.
-        grace = min(grace, max(0.0, bound - cleanup - _STOP_MARGIN))
-        if isinstance(handle, AsyncioLoop):
-            handle.post(
-                lambda: handle.loop.create_task(self._drain_asyncio(grace, cleanup))
-            )
-        else:
-            handle.post(lambda: self._start_trio_drain(grace, cleanup))
-        thread.join(max(0.0, deadline - time.monotonic()))
-        self._join_ending(ending, deadline)
-        for left in (thread, *ending):
-            if left.is_alive():
-                _log_left_running(left, bound)
-        self._answer_leftovers(log=True)
+        close_loop(
+            self._calls, handle, (thread, *ending), grace, deadline, self._stop_trio
+        )
         self._stop_watch(deadline)
 
-    @staticmethod
-    def _join_ending(threads: list[threading.Thread], deadline: float) -> None:
-        # A loop that stopped on its own cleans up for a bounded time (see
-        # _end_stopped); close() waits for it within its own bound, then
-        # answers whatever it left, like the calls of its current loop.
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _answer_leftovers(self, log: bool) -> None:
-        """Finish every call without an outcome, so its caller wakes up."""
-        for call in list(self._calls):
-            if call.finish(Cancelled()) and log:
-                _log_abandoned(call.name)
+    def _stop_trio(self) -> None:
+        # On the trio loop, by its drain: _trio_main returns, and the run ends.
+        stop: Any = self._trio_stop
+        stop.set()
 
     def refuse_own_thread(self) -> None:
         """Raise :class:`DeadlockError` on the portal loop's own thread."""
@@ -591,55 +546,6 @@ class Portal:
                 "to stop; nothing was closed. Close the bridge from another "
                 "thread (the one that created it, say)."
             )
-
-    def _start_trio_drain(self, grace: float, cleanup: float) -> None:
-        import trio
-
-        trio.lowlevel.spawn_system_task(self._drain_trio, grace, cleanup)
-
-    async def _drain_trio(self, grace: float, cleanup: float) -> None:
-        import trio
-
-        async def calls_done(seconds: float) -> None:
-            # Polled: calls finish on their own tasks, which hold no event of
-            # ours; this runs once, at close.
-            with trio.move_on_after(seconds):
-                while self._calls:  # noqa: ASYNC110
-                    await trio.sleep(0.005)
-
-        await calls_done(grace)
-        for call in list(self._calls):
-            _log_cancelled(call.name)
-            call.request_cancel()
-        await calls_done(cleanup)
-        self._answer_leftovers(log=True)
-        stop: trio.Event = self._trio_stop
-        stop.set()
-
-    async def _drain_asyncio(self, grace: float, cleanup: float) -> None:
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-
-        async def tasks_done(seconds: float) -> None:
-            # Re-listed until the deadline: tasks started meanwhile count too.
-            deadline = loop.time() + seconds
-            while (tasks := _others(me)) and (left := deadline - loop.time()) > 0:
-                await asyncio.wait(tasks, timeout=left)
-
-        await tasks_done(grace)
-        for task in _others(me):
-            _log_cancelled(task.get_name())
-            task.cancel()
-        await tasks_done(cleanup)
-        for task in _others(me):
-            _log_abandoned(task.get_name())
-            # Named in our log line: asyncio's "Task was destroyed but it is
-            # pending!" when the closed loop drops it would only repeat it.
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-        # Stubborn tasks were logged by name just now; calls that never
-        # became a task need no line, only their answer.
-        self._answer_leftovers(log=False)
-        loop.stop()
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's loop thread, which does not exist in this child."""
@@ -664,39 +570,3 @@ def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:
             inspect.CORO_CREATED
         ):
             coro.close()
-
-
-def _log_left_running(thread: threading.Thread, bound: float) -> None:
-    logger.warning(
-        "syncbridge portal thread %r did not stop within %.2f s (a coroutine on "
-        "it ignores cancellation or blocks the loop); it is left behind as a "
-        "daemon thread",
-        thread.name,
-        bound,
-        extra={
-            "syncbridge_event": "portal-left-running",
-            "syncbridge_thread": thread.name,
-        },
-    )
-
-
-def _log_cancelled(name: str) -> None:
-    logger.warning(
-        "cancelled task %r: it was still running on the portal loop when its "
-        "bridge closed",
-        name,
-        extra={"syncbridge_event": "task-cancelled-at-close", "syncbridge_task": name},
-    )
-
-
-def _log_abandoned(name: str) -> None:
-    logger.warning(
-        "abandoned task %r: it did not finish after being cancelled when its "
-        "bridge closed; its caller got BridgeClosed",
-        name,
-        extra={"syncbridge_event": "task-abandoned-at-close", "syncbridge_task": name},
-    )
-
-
-def _others(me: asyncio.Task[Any] | None) -> set[asyncio.Task[Any]]:
-    return {t for t in asyncio.all_tasks() if t is not me}

@@ -1,0 +1,344 @@
+"""Closing the portal by its deadline, and the ledger of calls that makes it possible.
+
+Every call sent to the portal is in its :class:`CallLedger` until it has an
+outcome, so closing can answer each one, even a call whose coroutine ignores
+cancellation (#11). The ledger counts each call once, when it leaves, by how it
+ended; and it wakes a closing portal's drain when its last call leaves (no
+polling). :func:`close_loop` closes by a deadline: the drain gives calls their
+grace, cancels what still runs, gives that its cleanup time, answers what is
+left, and stops the loop; the closing thread waits for the loop thread, by the
+deadline, and answers what is left then.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "CallLedger",
+    "close_loop",
+    "log_abandoned",
+    "log_cancelled",
+    "stop_bound",
+)
+
+import abc
+import asyncio
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from ._counts import CountsSnapshot, Ending
+from ._loops import AsyncioLoop
+from ._outcome import Cancelled
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._calls import Call, LoopHandle
+
+logger = logging.getLogger("syncbridge")
+
+MIN_CLEANUP: Final = 0.1
+"""Seconds cancelled tasks get to finish their cleanup, at the least."""
+STOP_MARGIN: Final = 0.25
+"""Seconds for the loop to stop and its thread to end once tasks are done."""
+
+# Read once: ``Ending.COMPLETED`` is a class lookup through the enum's
+# metaclass, and the ledger tells the endings apart by identity (hashing a
+# member would cost a Python call).
+_COMPLETED: Final = Ending.COMPLETED
+_ERROR: Final = Ending.ERROR
+_CANCELLED: Final = Ending.CANCELLED
+
+
+def stop_bound(grace: float) -> float:
+    """How long :meth:`Portal.close` may take with *grace*: the real bound."""
+    return grace + max(grace, MIN_CLEANUP) + STOP_MARGIN
+
+
+class CallLedger:
+    """The portal's calls without an outcome yet, and how the others ended.
+
+    A call is added as it is sent, and leaves once: by :meth:`ended`, counted
+    by how it ended, or by :meth:`forget` if no loop took it (no call at all).
+    So the calls made are those ended plus those still here. Iterating gives
+    a copy of the calls still here.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_cancelled",
+        "_completed",
+        "_emptied",
+        "_errors",
+        "_lock",
+        "_timed_out",
+    )
+
+    def __init__(self) -> None:
+        # Guards leaving, the totals and _emptied together: a snapshot reads
+        # calls and totals as one, and a drain cannot miss the last call
+        # leaving. Adding needs no lock of ours: the portal adds under its
+        # own lock, and never once it is closed (and a drain waits).
+        self._lock = threading.Lock()
+        self._calls: set[Call[Any]] = set()
+        self._completed = self._errors = self._cancelled = self._timed_out = 0
+        self._emptied: Callable[[], object] | None = None
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __iter__(self) -> Iterator[Call[Any]]:
+        return iter(list(self._calls))
+
+    def add(self, call: Call[Any]) -> None:
+        """Track *call*, which is being sent to a loop."""
+        self._calls.add(call)
+
+    def ended(self, call: Call[Any], how: Ending) -> None:
+        """*call* has its outcome: forget it, and count it by *how* it ended."""
+        lock = self._lock
+        lock.acquire()  # (try/finally costs half of a `with` block)
+        try:
+            self._calls.discard(call)
+            if how is _COMPLETED:
+                self._completed += 1
+            elif how is _ERROR:
+                self._errors += 1
+            elif how is _CANCELLED:
+                self._cancelled += 1
+            else:
+                self._timed_out += 1
+            wake = None
+            if self._emptied is not None and not self._calls:
+                wake, self._emptied = self._emptied, None
+        finally:
+            lock.release()
+        if wake is not None:
+            wake()
+
+    def forget(self, call: Call[Any]) -> None:
+        """Un-track *call*, which no loop took: counted as no call at all."""
+        with self._lock:
+            self._calls.discard(call)
+            wake = None
+            if self._emptied is not None and not self._calls:
+                wake, self._emptied = self._emptied, None
+        if wake is not None:
+            wake()
+
+    def wake_when_empty(self, wake: Callable[[], object] | None) -> bool:
+        """Call *wake* (from any thread) once no call is left; ``None`` stops that.
+
+        True if none is left already; then *wake* is not kept.
+        """
+        with self._lock:
+            if wake is not None and not self._calls:
+                return True
+            self._emptied = wake
+            return False
+
+    def snapshot(self) -> CountsSnapshot:
+        """The totals now, read together: calls made, and how they ended."""
+        with self._lock:
+            ended = self._completed + self._errors + self._cancelled + self._timed_out
+            return CountsSnapshot(
+                ended + len(self._calls),
+                self._completed,
+                self._errors,
+                self._cancelled,
+                self._timed_out,
+            )
+
+    def answer_leftovers(self, log: bool) -> None:
+        """Finish every call without an outcome, so its caller wakes up."""
+        for call in self:
+            if call.finish(Cancelled()) and log:
+                log_abandoned(call.name)
+
+
+def close_loop(
+    calls: CallLedger,
+    handle: LoopHandle | None,
+    threads: tuple[threading.Thread, ...],
+    grace: float,
+    deadline: float,
+    stop_trio: Callable[[], object] | None = None,
+) -> None:
+    """Close the portal's loop behind *handle* by *deadline*, answering every call.
+
+    *threads*: the loop's thread first, if it runs (*handle*), then those of
+    loops that stopped on their own and still end. *grace*, the drain and
+    *stop_trio* (which ends the trio loop) are as :meth:`Portal.close` says.
+    """
+    bound = max(0.0, deadline - time.monotonic())
+    if handle is not None:
+        cleanup = max(grace, MIN_CLEANUP)
+        # The drain's phases end before the deadline, so the loop can stop by it.
+        grace = min(grace, max(0.0, bound - cleanup - STOP_MARGIN))
+        if isinstance(handle, AsyncioLoop):
+            loop = handle.loop
+            drain: _Drain = _AsyncioDrain(calls, grace, cleanup, loop.stop)
+            handle.post(lambda: loop.create_task(drain.run()))
+        else:
+            assert stop_trio is not None
+            drain = _TrioDrain(calls, grace, cleanup, stop_trio)
+            handle.post(drain.start)
+    # A loop that stopped on its own cleans up for a bounded time (see
+    # Portal._end_stopped): waited for within the same bound, then whatever
+    # it left is answered, like the calls of the current loop.
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for thread in threads:
+        if thread.is_alive():
+            log_left_running(thread, bound)
+    calls.answer_leftovers(log=True)
+
+
+class _Drain(abc.ABC):
+    """Closing on the loop: one design for both backends.
+
+    Calls get *grace* seconds to finish; what still runs is cancelled (each
+    logged) and gets *cleanup* seconds more; what is left then is answered,
+    and the loop stops. Each wait ends when the ledger's last call leaves
+    (it wakes the drain: no polling) or at its time.
+    """
+
+    def __init__(
+        self,
+        calls: CallLedger,
+        grace: float,
+        cleanup: float,
+        stop: Callable[[], object],
+    ) -> None:
+        self.calls = calls
+        self.grace = grace
+        self.cleanup = cleanup
+        self.stop = stop
+
+    async def run(self) -> None:
+        await self.settle(self.grace)
+        self.cancel_the_rest()
+        await self.settle(self.cleanup)
+        self.answer_the_rest()
+        self.stop()
+
+    @abc.abstractmethod
+    async def settle(self, seconds: float) -> None:
+        """Wait until no call is left, or for *seconds*."""
+
+    def cancel_the_rest(self) -> None:
+        for call in self.calls:
+            log_cancelled(call.name)
+            call.request_cancel()
+
+    def answer_the_rest(self) -> None:
+        self.calls.answer_leftovers(log=True)
+
+
+class _TrioDrain(_Drain):
+    """The drain on trio, where a call's tasks end with it (its nursery)."""
+
+    def start(self) -> None:
+        import trio
+
+        trio.lowlevel.spawn_system_task(self.run, name="syncbridge portal drain")
+
+    async def settle(self, seconds: float) -> None:
+        import trio
+
+        emptied = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def wake() -> None:
+            try:
+                token.run_sync_soon(emptied.set)
+            except trio.RunFinishedError:  # nothing left to wake
+                pass
+
+        with trio.move_on_after(seconds):
+            if not self.calls.wake_when_empty(wake):
+                await emptied.wait()
+        self.calls.wake_when_empty(None)
+
+
+class _AsyncioDrain(_Drain):
+    """The drain on asyncio, whose tasks may outlive their calls.
+
+    A call may start tasks: they are waited for, cancelled and logged too.
+    """
+
+    async def settle(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        emptied = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(emptied.set)
+            except RuntimeError:  # the loop is closed: nothing left to wake
+                pass
+
+        me = asyncio.current_task()
+        deadline = loop.time() + seconds
+        try:
+            async with asyncio.timeout_at(deadline):
+                if not self.calls.wake_when_empty(wake):
+                    await emptied.wait()
+                # Re-listed: tasks started meanwhile count too.
+                while tasks := _others(me):
+                    await asyncio.wait(tasks)
+        except TimeoutError:
+            pass
+        finally:
+            self.calls.wake_when_empty(None)
+
+    def cancel_the_rest(self) -> None:
+        for task in _others(asyncio.current_task()):
+            log_cancelled(task.get_name())
+            task.cancel()
+
+    def answer_the_rest(self) -> None:
+        for task in _others(asyncio.current_task()):
+            log_abandoned(task.get_name())
+            # Named in our log line: asyncio's "Task was destroyed but it is
+            # pending!" when the closed loop drops it would only repeat it.
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+        # Stubborn tasks were logged by name just now; calls that never
+        # became a task need no line, only their answer.
+        self.calls.answer_leftovers(log=False)
+
+
+def _others(me: asyncio.Task[Any] | None) -> set[asyncio.Task[Any]]:
+    return {t for t in asyncio.all_tasks() if t is not me}
+
+
+def log_left_running(thread: threading.Thread, bound: float) -> None:
+    logger.warning(
+        "syncbridge portal thread %r did not stop within %.2f s (a coroutine on "
+        "it ignores cancellation or blocks the loop); it is left behind as a "
+        "daemon thread",
+        thread.name,
+        bound,
+        extra={
+            "syncbridge_event": "portal-left-running",
+            "syncbridge_thread": thread.name,
+        },
+    )
+
+
+def log_cancelled(name: str) -> None:
+    logger.warning(
+        "cancelled task %r: it was still running on the portal loop when its "
+        "bridge closed",
+        name,
+        extra={"syncbridge_event": "task-cancelled-at-close", "syncbridge_task": name},
+    )
+
+
+def log_abandoned(name: str) -> None:
+    logger.warning(
+        "abandoned task %r: it did not finish after being cancelled when its "
+        "bridge closed; its caller got BridgeClosed",
+        name,
+        extra={"syncbridge_event": "task-abandoned-at-close", "syncbridge_task": name},
+    )
