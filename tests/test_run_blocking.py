@@ -270,7 +270,7 @@ async def test_a_task_cancelled_before_its_call_never_hands_it_to_a_worker(
     """``task.cancel()`` not yet delivered: the call is cancelled, never run."""
     ran: list[str] = []
     with Bridge() as b:
-        pool = b._worker_pool
+        pool = b._registry.worker_threads
         submitted: list[object] = []
         real_submit = pool._submit
 

@@ -99,7 +99,7 @@ class ThreadIterator(AsyncIterator[T]):
         bridge = get_bridge()
         try:
             item = await bridge._run_in(  # pyright: ignore[reportPrivateUsage]
-                bridge._worker_pool,  # pyright: ignore[reportPrivateUsage]
+                bridge._registry.worker_threads,  # pyright: ignore[reportPrivateUsage]
                 False,
                 self._next_or_end,
                 (),

@@ -281,7 +281,7 @@ def _configure(settings: _Settings) -> Bridge:
     for name, capacity in settings.pools.items():
         bridge.set_pool(name, capacity)
     # An unknown pool's error then names the app's setting, not Bridge(...).
-    bridge._pools_configured_by = (  # pyright: ignore[reportPrivateUsage]
+    bridge._registry.configured_by = (  # pyright: ignore[reportPrivateUsage]
         "syncbridge.fastapi.install(app, pools={{{name!r}: n}})"
     )
     return bridge

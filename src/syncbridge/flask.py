@@ -458,7 +458,7 @@ class _Settings:
         for name, capacity in self.pools.items():
             bridge.set_pool(name, capacity)
         # An unknown pool's error then names the app's setting, not Bridge(...).
-        bridge._pools_configured_by = (  # pyright: ignore[reportPrivateUsage]
+        bridge._registry.configured_by = (  # pyright: ignore[reportPrivateUsage]
             f"app.config[{_CONFIG_POOLS!r}] = {{{{{{name!r}}: n}}}}"
         )
 

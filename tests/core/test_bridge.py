@@ -288,7 +288,7 @@ def test_set_pool_creates_then_resizes() -> None:
 def test_close_racing_a_worker_being_started_raises_nothing() -> None:
     """A pool lists a new worker just before starting it: close() may find it then."""
     b = Bridge(shutdown_grace=0.1)
-    pool = b._worker_pool
+    pool = b._registry.worker_threads
     release = threading.Event()
     starting = threading.Thread(target=release.wait, args=(10.0,), daemon=True)
     with pool._lock:

@@ -54,7 +54,7 @@ async def test_a_short_call_queues_for_the_worker_about_to_return(
     bridge: Bridge,
 ) -> None:
     """While a worker runs a call handed to it just now, the next one waits for it."""
-    pool = bridge._worker_pool
+    pool = bridge._registry.worker_threads
     pool._handoff = 60.0  # "just now" lasts a minute: no race with the lookout
     # Calls made one at a time never wait: nothing runs when each is made.
     await learn_short_calls(bridge, pool)
@@ -89,7 +89,7 @@ async def test_a_call_queued_behind_a_blocked_worker_still_starts(
     bridge: Bridge,
 ) -> None:
     """The lookout wakes a worker for a queued call; the first one never returns."""
-    pool = bridge._worker_pool
+    pool = bridge._registry.worker_threads
     pool._handoff = 1.0  # long enough to see the call queued first
     await learn_short_calls(bridge, pool)
     release = threading.Event()
@@ -131,7 +131,7 @@ async def test_a_call_queued_behind_a_blocked_worker_still_starts(
 async def test_all_of_capacity_runs_at_once_after_short_calls() -> None:
     """40 calls that each wait until all 40 run: every slot is still used."""
     async with Bridge() as b:
-        pool = b._worker_pool
+        pool = b._registry.worker_threads
         assert pool.capacity == 40
         await learn_short_calls(b, pool)
         barrier = threading.Barrier(40)
@@ -152,7 +152,7 @@ async def test_every_queued_call_starts_when_each_running_one_blocks(
     bridge: Bridge,
 ) -> None:
     """No call returns, so the lookout wakes ever more workers until all run."""
-    pool = bridge._worker_pool
+    pool = bridge._registry.worker_threads
     pool.capacity = 8
     pool._handoff = 0.02  # a few rounds of the lookout, each observable
     await learn_short_calls(bridge, pool)
@@ -168,7 +168,7 @@ async def test_every_queued_call_starts_when_each_running_one_blocks(
 async def test_nesting_deeper_than_capacity_after_short_calls() -> None:
     """sync -> async -> sync ten levels deep on two slots, the pool in short mode."""
     async with Bridge(max_workers=2) as b:
-        await learn_short_calls(b, b._worker_pool)
+        await learn_short_calls(b, b._registry.worker_threads)
 
         async def descend(depth: int) -> int:
             if depth == 0:
@@ -194,7 +194,7 @@ async def test_nesting_deeper_than_capacity_after_short_calls() -> None:
 async def test_long_calls_start_at_once() -> None:
     """A pool whose calls block starts each new one on a thread of its own."""
     async with Bridge(max_workers=4) as b:
-        pool = b._worker_pool
+        pool = b._registry.worker_threads
         pool._handoff = 60.0  # a queued call would wait a minute for the lookout
         release = threading.Event()
         started = threading.Semaphore(0)
@@ -217,7 +217,7 @@ def test_the_lookout_exits_on_close_and_when_idle() -> None:
     """The lookout is started on the first queued short call and never leaks."""
     pool = WorkerPool("lookout-test", 4, idle_timeout=0.05)
     with Bridge() as b:
-        b._default_pool = pool
+        b._registry.default = pool
 
         async def main() -> None:
             await learn_short_calls(b, pool)
@@ -247,7 +247,7 @@ def test_the_lookout_exits_on_close_and_when_idle() -> None:
 def test_close_stops_a_waiting_lookout() -> None:
     pool = WorkerPool("lookout-close", 4)
     with Bridge() as b:
-        b._default_pool = pool
+        b._registry.default = pool
 
         async def main() -> None:
             await learn_short_calls(b, pool)
@@ -270,7 +270,7 @@ async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
     bridge: Bridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a lookout nothing may wait for a running worker: it starts now."""
-    pool = bridge._worker_pool
+    pool = bridge._registry.worker_threads
     pool._handoff = 60.0
     start = threading.Thread.start
     refused: list[str] = []

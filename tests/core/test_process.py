@@ -28,6 +28,7 @@ from syncbridge._core._counts import CountsSnapshot
 from syncbridge._core._executor_pool import ExecutorPool
 from syncbridge._core._portal import Portal
 from syncbridge._core._process import ChildStep, ExitStep, child_steps, exit_steps
+from syncbridge._core._registry import PoolRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -147,21 +148,30 @@ CASES: dict[str, Case] = {
         read={"_slots": "to take the parent's processes out of multiprocessing's"},
         close=lambda executor: executor.shutdown(),
     ),
+    "PoolRegistry": Case(
+        make=lambda: PoolRegistry("fork-reset", 2, None),
+        kept={
+            "bridge_name": "settings",
+            "configured_by": "settings",
+            "worker_threads": "reset in place by its own reset (the WorkerPool case)",
+            "thread_sensitive": "reset in place by its own reset",
+            "default": "reset in place by its own reset",
+            "named": "the named pools, each reset in place",
+            "_adhoc": "the executors' pools, each reset in place",
+            "_gone": "pools still to be counted, each reset in place (counts 0)",
+            "_adhoc_made": "numbers the ad hoc pools: the child's go on from it",
+            "_closed": "a closed registry stays closed in the child",
+        },
+        close=lambda registry: [pool.close() for pool in registry.close()],
+    ),
     "Bridge": Case(
         make=lambda: Bridge(name="fork-reset", pools={"db": 2}),
         kept={
             "_name": "settings",
             "_abandon_on_cancel": "settings",
             "_shutdown_grace": "settings",
-            "_pools_configured_by": "settings",
             "_portal": "reset in place by its own reset (the Portal case)",
-            "_worker_pool": "reset in place by its own reset (the WorkerPool case)",
-            "_sensitive_pool": "reset in place by its own reset",
-            "_default_pool": "reset in place by its own reset",
-            "_pools": "the named pools, each reset in place",
-            "_adhoc": "the executors' pools, each reset in place",
-            "_gone": "pools still to be counted, each reset in place (counts 0)",
-            "_adhoc_made": "numbers the ad hoc pools: the child's go on from it",
+            "_registry": "reset in place by its own reset (the PoolRegistry case)",
             "_closed": "a closed bridge stays closed in the child",
             "_closed_event": "set with _closed",
             "_close_deadline": "set with _closed: a second close waits for it",

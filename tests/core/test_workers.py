@@ -113,7 +113,7 @@ def test_pool_rejects_zero_capacity() -> None:
 def test_idle_threads_exit_after_idle_timeout() -> None:
     pool = WorkerPool("idle-test", 2, idle_timeout=0.05)
     with Bridge() as b:
-        b._default_pool = pool  # a pool with a short idle timeout
+        b._registry.default = pool  # a pool with a short idle timeout
 
         async def main() -> None:
             await b.run_blocking(int)

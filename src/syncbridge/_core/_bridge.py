@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 import weakref
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._exceptions import (
@@ -17,12 +16,6 @@ from .._exceptions import (
     closed_message,
     describe_call,
     note_interpreter_exit,
-)
-from .._stats import (
-    DEFAULT_POOL,
-    THREAD_SENSITIVE_POOL,
-    WORKER_THREADS_POOL,
-    BridgeStats,
 )
 from .._validate import (
     SupportsGetExecutor,
@@ -40,22 +33,23 @@ from .._validate import (
 from ._await_job import run_in_pool
 from ._calls import Call
 from ._context import copy_context_for_thread
-from ._counts import CountsSnapshot
 from ._executor_pool import ExecutorPool
 from ._loop_choice import call_async_from_thread
 from ._outcome import Cancelled, Error, Value
 from ._portal import Portal, stop_bound
 from ._process import ChildStep, ExitStep, on_exit, on_fork_child
+from ._registry import PoolRegistry
 from ._wakeup import run_on_own_thread
-from ._workers import WorkerPool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
     from types import FrameType, TracebackType
     from typing import Self
 
+    from .._stats import BridgeStats
     from .._typing import P, T
     from ._loop_watch import LoopWatch
+    from ._workers import WorkerPool
 
 logger = logging.getLogger("syncbridge")
 
@@ -63,7 +57,6 @@ DEFAULT_MAX_WORKERS: Final = 40
 """Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
 
 _bridges: weakref.WeakSet[Bridge] = weakref.WeakSet()
-_NO_CALLS: Final = CountsSnapshot(0, 0, 0, 0, 0)
 _counter = 0
 _counter_lock = threading.Lock()
 
@@ -160,30 +153,16 @@ class Bridge:
         self._abandon_on_cancel = abandon_on_cancel
         self._shutdown_grace = shutdown_grace
         self._portal = Portal(name, backend, use_uvloop)
-        self._worker_pool = WorkerPool(name, max_workers, label="bridge.max_workers")
-        self._default_pool: WorkerPool | ExecutorPool = (
-            self._worker_pool
-            if not isinstance(executor, concurrent.futures.Executor)
-            else ExecutorPool(DEFAULT_POOL, executor, label="Bridge(executor=...)")
+        self._registry = PoolRegistry(
+            name,
+            max_workers,
+            executor if isinstance(executor, concurrent.futures.Executor) else None,
         )
-        self._sensitive_pool = WorkerPool(f"{name}-sensitive", 1, idle_timeout=None)
-        self._pools: dict[str, WorkerPool | ExecutorPool] = {}
-        # The pools of to_async(executor=...) calls (see _executor_pool), all
-        # under _lock: by id() of their executor while it lives (a dict read
-        # outside the lock is atomic, and its result checked); then, while an
-        # awaiter still has to count its call, in _gone; then their totals
-        # are folded into _retired, so the bridge's totals never go down.
-        self._adhoc: dict[int, ExecutorPool] = {}
-        self._gone: list[ExecutorPool] = []
-        self._adhoc_made = 0
         self._fresh_state()
         self._closed = False
         self._closed_event = threading.Event()
         # Set under _lock by the first close(): when close() must have returned.
         self._close_deadline = 0.0
-        # How the app's integration creates named pools, if one does: where
-        # an unknown pool's error tells the user to add it.
-        self._pools_configured_by: str | None = None
         for pool_name, capacity in named_pools.items():
             if isinstance(capacity, int):
                 self.add_pool(pool_name, capacity)
@@ -196,8 +175,6 @@ class Bridge:
     def _fresh_state(self) -> None:
         """The bridge's own state in this process: set anew in a forked child."""
         self._lock = threading.Lock()
-        # The child counts anew, as its pools do.
-        self._retired: CountsSnapshot = _NO_CALLS
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -246,11 +223,13 @@ class Bridge:
 
         The default pool's, unless ``Bridge(executor=...)`` gave it an executor.
         """
-        return self._worker_pool.capacity
+        return self._registry.worker_threads.capacity
 
     @max_workers.setter
     def max_workers(self, value: int) -> None:
-        self._worker_pool.capacity = value  # checked there, named bridge.max_workers
+        self._registry.worker_threads.capacity = (
+            value  # checked there, named bridge.max_workers
+        )
 
     @property
     def backend(self) -> Literal["asyncio", "trio"]:
@@ -283,7 +262,10 @@ class Bridge:
                 or not exactly one of *capacity* and *executor* is given.
         """
         if executor is None:
-            self._put_pool("Bridge.add_pool", name, capacity, resize=False)  # type: ignore[arg-type]  # None is refused there
+            self._registry.put(
+                "Bridge.add_pool", name, capacity,  # type: ignore[arg-type]  # None is refused there
+                resize=False, refuse=self._closed_error,
+            )  # fmt: skip
             return
         if capacity is not None:
             raise ValueError(
@@ -291,7 +273,9 @@ class Bridge:
                 "both: an executor sizes itself"
             )
         executor = as_executor(executor, f"Bridge.add_pool({name!r}, executor=...)")
-        self._put_pool("Bridge.add_pool", name, executor, resize=False)
+        self._registry.put(
+            "Bridge.add_pool", name, executor, resize=False, refuse=self._closed_error
+        )
 
     def set_pool(self, name: str, capacity: int) -> None:
         """Create the named pool with *capacity*, or resize it if it exists.
@@ -306,48 +290,9 @@ class Bridge:
 
         .. versionadded:: 0.1
         """
-        self._put_pool("Bridge.set_pool", name, capacity, resize=True)
-
-    def _put_pool(
-        self,
-        what: str,
-        name: str,
-        capacity: int | concurrent.futures.Executor,
-        *,
-        resize: bool,
-    ) -> None:
-        check_name(name, f"{what}(name=...)")
-        if isinstance(capacity, concurrent.futures.Executor):
-            pool: WorkerPool | ExecutorPool = ExecutorPool(
-                name, capacity, label=f"bridge.pool({name!r})"
-            )
-        else:
-            capacity = check_capacity(capacity, f"{what}({name!r}, capacity=...)")
-            pool = WorkerPool(
-                f"{self.name}-{name}",
-                capacity,
-                label=f"bridge.pool({name!r}).capacity",
-            )
-        with self._lock:
-            if self._closed:
-                raise self._closed_error(what, name)
-            if name in (DEFAULT_POOL, THREAD_SENSITIVE_POOL, WORKER_THREADS_POOL):
-                raise ValueError(
-                    f"{name!r} names a built-in pool in Bridge.stats(); give the "
-                    "named pool another name"
-                )
-            existing = self._pools.get(name)
-            if existing is None:
-                self._pools[name] = pool
-                return
-            if not resize:
-                raise ValueError(
-                    f"the bridge already has a pool named {name!r}; set "
-                    f"bridge.pool({name!r}).capacity to resize it, or use "
-                    "bridge.set_pool()"
-                )
-        assert isinstance(capacity, int)  # set_pool takes capacities only
-        existing.capacity = capacity  # an ExecutorPool says why it cannot
+        self._registry.put(
+            "Bridge.set_pool", name, capacity, resize=True, refuse=self._closed_error
+        )
 
     def pool(self, name: str | None = None) -> WorkerPool | ExecutorPool:
         """Return the named pool, or the default pool when *name* is ``None``.
@@ -356,20 +301,8 @@ class Bridge:
             KeyError: If there is no pool of that name; the message lists them.
         """
         if name is None:
-            return self._default_pool
-        check_name(name, "Bridge.pool(name=...)")
-        try:
-            return self._pools[name]
-        except KeyError:
-            fix = (
-                f"Bridge(pools={{{name!r}: n}}) or bridge.add_pool({name!r}, n)"
-                if self._pools_configured_by is None
-                else self._pools_configured_by.format(name=name)
-            )
-            raise KeyError(
-                f"no pool named {name!r} on {self!r}; known pools: "
-                f"{sorted(self._pools) or 'none'} (create it with {fix})"
-            ) from None
+            return self._registry.default
+        return self._registry.lookup(name, self)
 
     # -- what it is doing ----------------------------------------------------
 
@@ -391,46 +324,7 @@ class Bridge:
 
         .. versionadded:: 0.1
         """
-        pools = {
-            DEFAULT_POOL: self._default_pool.stats(),
-            THREAD_SENSITIVE_POOL: self._sensitive_pool.stats(),
-        }
-        if self._default_pool is not self._worker_pool:
-            pools[WORKER_THREADS_POOL] = self._worker_pool.stats()
-        for name, pool in list(self._pools.items()):
-            pools[name] = pool.stats()
-        with self._lock:
-            self._forget_gone_executors()
-            adhoc = [*self._adhoc.values(), *self._gone]
-            retired = self._retired
-        for pool in adhoc:
-            pools[pool.name] = pool.stats()
-        portal = self._portal.stats()
-        calls = portal.calls + retired.calls
-        completed = portal.completed + retired.completed
-        errors = portal.errors + retired.errors
-        cancellations = portal.cancellations + retired.cancellations
-        timeouts = portal.timeouts + retired.timeouts
-        abandoned = 0
-        for p in pools.values():  # one pass: stats() may be called per request
-            calls += p.calls
-            completed += p.completed
-            errors += p.errors
-            cancellations += p.cancellations
-            timeouts += p.timeouts
-            abandoned += p.abandoned
-        return BridgeStats(
-            pools=MappingProxyType(pools),
-            portal=portal,
-            calls=calls,
-            completed=completed,
-            errors=errors,
-            cancellations=cancellations,
-            timeouts=timeouts,
-            abandoned=abandoned,
-            portal_tasks=portal.tasks,
-            portal_lag=portal.lag,
-        )
+        return self._registry.stats(self._portal.stats())
 
     def watch_portal(
         self,
@@ -468,7 +362,7 @@ class Bridge:
     @property
     def thread_sensitive_pool(self) -> WorkerPool:
         """The one-thread lane that runs thread-sensitive calls in order."""
-        return self._sensitive_pool
+        return self._registry.thread_sensitive
 
     # -- the two directions -------------------------------------------------
 
@@ -512,7 +406,7 @@ class Bridge:
             raise self._closed_error("run_blocking", func)
         check_blocking_callable(func, "run_blocking()")
         return run_in_pool(
-            self._default_pool, func, args, kwargs, self.abandon_on_cancel,
+            self._registry.default, func, args, kwargs, self.abandon_on_cancel,
             what="run_blocking()",
         )  # fmt: skip
 
@@ -568,70 +462,8 @@ class Bridge:
     def _executor_pool(
         self, executor: concurrent.futures.Executor, func: object = None
     ) -> ExecutorPool:
-        """The pool for ``to_async(executor=...)`` calls to *executor*.
-
-        The bridge's default or named pool, if it runs on *executor*; else one
-        per executor and bridge, counted in :meth:`stats` as
-        ``"<ExecutorClass>-<n>"`` for as long as the executor lives. The
-        bridge holds the executor only while calls of its own are in it: once
-        its user dropped it, its pool leaves :meth:`stats` (its calls stay in
-        the bridge's totals). The caller must hold *executor* until it has
-        submitted its call of *func* (named if the bridge is closed).
-        """
-        pool = self._adhoc.get(id(executor))
-        # An id is reused once its object is gone: check it is this executor.
-        if pool is not None and pool._holds(executor):  # pyright: ignore[reportPrivateUsage]
-            return pool
-        with self._lock:
-            for known in (self._default_pool, *self._pools.values()):
-                # The same executor is one pool: a nested call must find its
-                # blocked ancestor's slot there (_delegate), not wait behind it.
-                if isinstance(known, ExecutorPool) and known._holds(executor):  # pyright: ignore[reportPrivateUsage]
-                    return known
-            pool = self._adhoc.get(id(executor))
-            if pool is not None and pool._holds(executor):  # pyright: ignore[reportPrivateUsage]
-                return pool
-            if self._closed:
-                raise self._closed_error("to_async", func)
-            self._forget_gone_executors()  # the one a reused id names too
-            self._adhoc_made += 1
-            name = f"{type(executor).__name__}-{self._adhoc_made}"
-            pool = ExecutorPool._for_calls(  # pyright: ignore[reportPrivateUsage]
-                name, executor, label="to_async(executor=...)"
-            )
-            self._adhoc[id(executor)] = pool
-        return pool
-
-    def _forget_gone_executors(self) -> None:
-        """Drop the pools whose executor is gone once their calls are counted.
-
-        Called with :attr:`_lock` held. Nothing can reach such a pool any more
-        but the awaiters of its last calls, and their count only goes down: a
-        pool whose calls all ended stays ended, and its totals move to
-        :attr:`_retired`.
-        """
-        for key, pool in list(self._adhoc.items()):
-            if pool._gone():  # pyright: ignore[reportPrivateUsage]
-                del self._adhoc[key]
-                self._gone.append(pool)
-        if not self._gone:
-            return
-        retired, still = self._retired, list[ExecutorPool]()
-        for pool in self._gone:
-            counts = pool.counts.snapshot()
-            ended = (
-                counts.completed
-                + counts.errors
-                + counts.cancellations
-                + counts.timeouts
-            )
-            if ended < counts.calls:
-                still.append(pool)
-                continue
-            retired = CountsSnapshot(
-                *(a + b for a, b in zip(retired, counts, strict=True))
-            )
-        self._retired, self._gone = retired, still
+        """The pool for ``to_async(executor=...)`` calls (see the registry's)."""
+        return self._registry.for_executor(executor, func, self._closed_error)
 
     def sync_call_async(
         self,
@@ -836,20 +668,9 @@ class Bridge:
         finally:
             self._closed_event.set()
 
-    def _all_pools(self) -> list[WorkerPool | ExecutorPool]:
-        pools: list[WorkerPool | ExecutorPool] = [
-            self._worker_pool,
-            self._sensitive_pool,
-        ]
-        if self._default_pool is not self._worker_pool:
-            pools.append(self._default_pool)
-        with self._lock:
-            adhoc = [*self._adhoc.values(), *self._gone]
-        return [*pools, *self._pools.values(), *adhoc]
-
     def _close(self, deadline: float) -> None:
         """Close every part by *deadline* (a :func:`time.monotonic` time)."""
-        pools = self._all_pools()
+        pools = self._registry.close()
         threads = [thread for pool in pools for thread in pool.close()]
         self._portal.close(self.shutdown_grace, deadline)
         me = threading.current_thread()
@@ -940,8 +761,7 @@ class Bridge:
         """Forget the parent's calls; the portal and the pools forget theirs."""
         self._fresh_state()
         self._portal._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
-        for pool in self._all_pools():
-            pool._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
+        self._registry._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
 
 
 def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
