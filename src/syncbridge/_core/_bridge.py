@@ -5,7 +5,6 @@ from __future__ import annotations
 __all__ = ("Bridge", "get_bridge")
 
 import concurrent.futures
-import logging
 import threading
 import time
 import weakref
@@ -32,8 +31,8 @@ from .._validate import (
 )
 from ._await_job import run_in_pool
 from ._calls import Call
+from ._close import ANSWER_MARGIN, close_bridge
 from ._context import copy_context_for_thread
-from ._executor_pool import ExecutorPool
 from ._loop_choice import call_async_from_thread
 from ._outcome import Cancelled, Error, Value
 from ._portal import Portal, stop_bound
@@ -48,10 +47,10 @@ if TYPE_CHECKING:
 
     from .._stats import BridgeStats
     from .._typing import P, T
+    from ._executor_pool import ExecutorPool
     from ._loop_watch import LoopWatch
     from ._workers import WorkerPool
 
-logger = logging.getLogger("syncbridge")
 
 DEFAULT_MAX_WORKERS: Final = 40
 """Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
@@ -660,77 +659,15 @@ class Bridge:
                 )
             deadline = self._close_deadline
         if closing:  # closed or closing in another thread: wait for that close
-            left = deadline - time.monotonic() + _ANSWER_MARGIN
+            left = deadline - time.monotonic() + ANSWER_MARGIN
             self._closed_event.wait(max(0.0, left))
             return
         try:
-            self._close(deadline)
+            close_bridge(
+                self._registry.close(), self._portal, self.shutdown_grace, deadline
+            )
         finally:
             self._closed_event.set()
-
-    def _close(self, deadline: float) -> None:
-        """Close every part by *deadline* (a :func:`time.monotonic` time)."""
-        pools = self._registry.close()
-        threads = [thread for pool in pools for thread in pool.close()]
-        self._portal.close(self.shutdown_grace, deadline)
-        me = threading.current_thread()
-        for thread in threads:
-            if thread is not me:
-                _join(thread, deadline)
-        on_executors = [p for p in pools if isinstance(p, ExecutorPool)]
-        running = [f for p in on_executors for f in p.in_flight()]
-        if running:
-            concurrent.futures.wait(running, max(0.0, deadline - time.monotonic()))
-        for executor_pool in on_executors:
-            self._end_or_leave(executor_pool)
-        for pool in pools:
-            if isinstance(pool, ExecutorPool):
-                continue
-            for name in pool.running_functions():
-                logger.warning(
-                    "left %s() running in worker thread of pool %r: it did not "
-                    "return within the bridge's shutdown grace (call "
-                    "syncbridge.check_cancelled() in long work to stop early)",
-                    name,
-                    pool.name,
-                    extra={
-                        "syncbridge_event": "worker-left-running",
-                        "syncbridge_function": name,
-                        "syncbridge_pool": pool.name,
-                    },
-                )
-
-    @staticmethod
-    def _end_or_leave(pool: ExecutorPool) -> None:
-        """End the calls still running on *pool*, or say they are left running."""
-        if pool._can_end_calls:  # pyright: ignore[reportPrivateUsage]
-            for name in pool.end_running():
-                logger.warning(
-                    "ended the worker process running %s() in pool %r: it did not "
-                    "return within the bridge's shutdown grace",
-                    name,
-                    pool.name,
-                    extra={
-                        "syncbridge_event": "worker-process-ended",
-                        "syncbridge_function": name,
-                        "syncbridge_pool": pool.name,
-                    },
-                )
-            return
-        for name in pool.running_functions():
-            logger.warning(
-                "left %s() running on %r (pool %r): it did not return within "
-                "the bridge's shutdown grace, and only a "
-                "syncbridge.ProcessExecutor can end a running call",
-                name,
-                pool.executor,
-                pool.name,
-                extra={
-                    "syncbridge_event": "executor-call-left-running",
-                    "syncbridge_function": name,
-                    "syncbridge_pool": pool.name,
-                },
-            )
 
     def __enter__(self) -> Self:
         return self
@@ -785,27 +722,6 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
 
 _default: Bridge | None = None
 _default_lock = threading.Lock()
-
-_ANSWER_MARGIN = 0.5
-"""Seconds a second close() waits past the first one's deadline: what the first
-does after it (answers calls still without an outcome, logs what it left)."""
-
-
-def _join(thread: threading.Thread, deadline: float) -> None:
-    """Join *thread* by *deadline*, also if it is still being started.
-
-    A pool lists a new worker before starting it (outside its lock), so a close
-    racing a burst may find one that cannot be joined yet, for a moment.
-    """
-    while True:
-        try:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        except RuntimeError:  # "cannot join thread before it is started"
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.001)  # polled: a Thread has no public "started" event
-        else:
-            return
 
 
 def get_bridge() -> Bridge:
