@@ -294,20 +294,19 @@ class TestContextVariables:
     ) -> None:
         """No context to copy back when the coroutine did not run to its end."""
 
-        class LoopStopped:
-            def _call_with_timeout(
-                self,
-                timeout: float | None,
-                func: Any,
-                args: Any,
-                *rest: Any,
-                **named: Any,
-            ) -> Any:
-                # Started, never finished: no changes handed back (args[-2]).
-                assert args[-2] == []
-                raise syncbridge.SyncBridgeError("the event loop stopped")
+        def loop_stopped(
+            bridge: syncbridge.Bridge,
+            timeout: float | None,
+            func: Any,
+            args: Any,
+            *rest: Any,
+            **named: Any,
+        ) -> Any:
+            # Started, never finished: no changes handed back (args[-2]).
+            assert args[-2] == []
+            raise syncbridge.SyncBridgeError("the event loop stopped")
 
-        monkeypatch.setattr(syncbridge.flask, "get_bridge", LoopStopped)
+        monkeypatch.setattr(syncbridge.flask, "call_with_timeout", loop_stopped)
 
         @app.get("/")
         async def view() -> str:
@@ -647,12 +646,12 @@ class TestBackground:
         returns in the calling thread: the pop must still run."""
         torn_down = threading.Event()
         seen_in_time: list[bool] = []
-        start_soon = syncbridge.Bridge._start_soon
+        start_soon = syncbridge.flask.start_soon_call
 
         def start_and_wait_for_teardown(
-            self: syncbridge.Bridge, *args: Any, **kwargs: Any
+            *args: Any, **kwargs: Any
         ) -> concurrent.futures.Future[Any]:
-            future = start_soon(self, *args, **kwargs)
+            future = start_soon(*args, **kwargs)
             seen_in_time.append(torn_down.wait(10))  # still inside background()
             return future
 
@@ -664,7 +663,7 @@ class TestBackground:
             return "done"
 
         monkeypatch.setattr(
-            syncbridge.Bridge, "_start_soon", start_and_wait_for_teardown
+            syncbridge.flask, "start_soon_call", start_and_wait_for_teardown
         )
         future = ext.background(job)
         assert future.result(timeout=10) == "done"

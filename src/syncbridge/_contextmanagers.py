@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from ._core._bridge import get_bridge
+from ._core._bridge import call_for_cleanup, call_with_timeout, get_bridge
 from ._core._context import copy_context_for_thread, new_thread
 from ._core._delegate import Delegate, delegates
 from ._core._loops import loop_running_in_this_thread
@@ -216,11 +216,11 @@ class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
         bridge = get_bridge()
         try:
             if cleanup:  # the exit runs even in a worker whose awaiter is gone
-                return bridge._sync_call_cleanup(  # pyright: ignore[reportPrivateUsage]
-                    func, *args, entry="to_sync_cm", subject=self._acm
+                return call_for_cleanup(
+                    bridge, func, *args, entry="to_sync_cm", subject=self._acm
                 )
-            return bridge._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
-                None, func, args, {}, entry="to_sync_cm", subject=self._acm
+            return call_with_timeout(
+                bridge, None, func, args, {}, entry="to_sync_cm", subject=self._acm
             )
         except DeadlockError:
             raise DeadlockError(

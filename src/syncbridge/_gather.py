@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 import anyio
 import anyio.abc
 
-from ._core._bridge import get_bridge
+from ._core._bridge import call_with_timeout, get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._core._shield import wait_through_cancellation
 from ._exceptions import DeadlockError, SyncBridgeTimeout, callable_name
@@ -943,8 +943,14 @@ def sync_gather_with_timeout(
         )
 
     try:
-        return get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
-            None, gather, (), {}, entry="sync_gather_with_timeout", subject=aws
+        return call_with_timeout(
+            get_bridge(),
+            None,
+            gather,
+            (),
+            {},
+            entry="sync_gather_with_timeout",
+            subject=aws,
         )
     except DeadlockError:
         _close_unstarted(aws)

@@ -19,7 +19,13 @@ from collections.abc import (
 from types import AsyncGeneratorType
 from typing import TYPE_CHECKING, Any, Final, Generic
 
-from ._core._bridge import get_bridge
+from ._core._bridge import (
+    call_for_cleanup,
+    call_with_timeout,
+    get_bridge,
+    run_in,
+    worker_threads,
+)
 from ._core._calls import Call
 from ._core._context import new_thread
 from ._core._loops import LoopGone, handle_for, loop_running_in_this_thread
@@ -98,8 +104,9 @@ class ThreadIterator(AsyncIterator[T]):
         self._started = True
         bridge = get_bridge()
         try:
-            item = await bridge._run_in(  # pyright: ignore[reportPrivateUsage]
-                bridge._registry.worker_threads,  # pyright: ignore[reportPrivateUsage]
+            item = await run_in(
+                bridge,
+                worker_threads(bridge),
                 False,
                 self._next_or_end,
                 (),
@@ -286,8 +293,14 @@ class SyncIterator(Iterator[T]):
         state = _READY
         try:
             driver = self._driver
-            item = get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
-                None, driver.step, (), {}, entry="sync_iter", subject=driver.aiterator
+            item = call_with_timeout(
+                get_bridge(),
+                None,
+                driver.step,
+                (),
+                {},
+                entry="sync_iter",
+                subject=driver.aiterator,
             )
             if item is _END:
                 state = _FINISHED
@@ -323,8 +336,8 @@ class SyncIterator(Iterator[T]):
                 return
         try:
             # Cleanup: it runs even in a worker whose awaiter is gone.
-            get_bridge()._sync_call_cleanup(  # pyright: ignore[reportPrivateUsage]
-                driver.aclose, entry="sync_iter", subject=driver.aiterator
+            call_for_cleanup(
+                get_bridge(), driver.aclose, entry="sync_iter", subject=driver.aiterator
             )
         except DeadlockError:
             raise _deadlock("closed") from None

@@ -8,7 +8,13 @@ import concurrent.futures
 import functools
 from typing import TYPE_CHECKING, Any, overload
 
-from ._core._bridge import Bridge, get_bridge
+from ._core._bridge import (
+    Bridge,
+    executor_pool,
+    get_bridge,
+    run_blocking_call,
+    run_in,
+)
 from ._core._jobs import check_cancelled as _check_cancelled
 from ._validate import (
     SupportsGetExecutor,
@@ -70,7 +76,7 @@ async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     .. versionadded:: 0.1
     """
     try:
-        result: T = await get_bridge()._run_blocking(func, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+        result: T = await run_blocking_call(get_bridge(), func, args, kwargs)
     except TypeError as exc:  # only this path pays: a try costs nothing until raised
         better = explain_option(func, args, kwargs, "run_blocking()", "to_async")
         if better is not None:
@@ -225,13 +231,13 @@ def to_async(
             b = bridge if bridge is not None else get_bridge()
             target: WorkerPool | ExecutorPool
             if isinstance(executor, concurrent.futures.Executor):
-                target = b._executor_pool(executor, fn)  # pyright: ignore[reportPrivateUsage]
+                target = executor_pool(b, executor, fn)
             elif thread_sensitive:
                 target = b.thread_sensitive_pool
             else:
                 target = b.pool(pool)
-            return await b._run_in(  # pyright: ignore[reportPrivateUsage]
-                target, abandon_on_cancel, fn, args, kwargs,
+            return await run_in(
+                b, target, abandon_on_cancel, fn, args, kwargs,
                 timeout=timeout, terminate_on_cancel=terminate_on_cancel,
             )  # fmt: skip
 

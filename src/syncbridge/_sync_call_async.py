@@ -7,7 +7,7 @@ __all__ = ("sync_call_async", "to_sync")
 import functools
 from typing import TYPE_CHECKING, overload
 
-from ._core._bridge import Bridge, get_bridge
+from ._core._bridge import Bridge, call_with_timeout, get_bridge
 from ._core._loops import loop_running_in_this_thread
 from ._exceptions import DeadlockError, callable_name
 from ._validate import check_async_callable, check_instance, check_timeout
@@ -142,7 +142,7 @@ def to_sync(
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             b = bridge if bridge is not None else get_bridge()
             try:
-                return b._call_with_timeout(timeout, fn, args, kwargs)  # pyright: ignore[reportPrivateUsage]
+                return call_with_timeout(b, timeout, fn, args, kwargs)
             except DeadlockError:
                 if loop_running_in_this_thread() is None:
                     raise  # the coroutine's own: this thread runs no loop

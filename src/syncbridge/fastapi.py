@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from syncbridge import Bridge, BridgeClosed, SyncBridgeTimeout, get_bridge, watch_loop
+from syncbridge._core._bridge import name_pool_setting
 from syncbridge._exceptions import closed_message
 from syncbridge._validate import check_capacity, check_pools, check_seconds
 
@@ -281,9 +282,7 @@ def _configure(settings: _Settings) -> Bridge:
     for name, capacity in settings.pools.items():
         bridge.set_pool(name, capacity)
     # An unknown pool's error then names the app's setting, not Bridge(...).
-    bridge._registry.configured_by = (  # pyright: ignore[reportPrivateUsage]
-        "syncbridge.fastapi.install(app, pools={{{name!r}: n}})"
-    )
+    name_pool_setting(bridge, "syncbridge.fastapi.install(app, pools={{{name!r}: n}})")
     return bridge
 
 

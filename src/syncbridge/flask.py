@@ -38,6 +38,11 @@ from syncbridge import (
     sync_iter,
     to_async,
 )
+from syncbridge._core._bridge import (
+    call_with_timeout,
+    name_pool_setting,
+    start_soon_call,
+)
 from syncbridge._core._context import new_thread
 from syncbridge._exceptions import callable_name
 from syncbridge._validate import (
@@ -272,7 +277,8 @@ class SyncBridge:
             # by two threads at once, and the pop must run where the push did).
             try:
                 future = work.context.copy().run(
-                    get_bridge()._start_soon,  # pyright: ignore[reportPrivateUsage]
+                    start_soon_call,
+                    get_bridge(),
                     _run_in_background,
                     (work,),
                     {},
@@ -458,8 +464,8 @@ class _Settings:
         for name, capacity in self.pools.items():
             bridge.set_pool(name, capacity)
         # An unknown pool's error then names the app's setting, not Bridge(...).
-        bridge._registry.configured_by = (  # pyright: ignore[reportPrivateUsage]
-            f"app.config[{_CONFIG_POOLS!r}] = {{{{{{name!r}}: n}}}}"
+        name_pool_setting(
+            bridge, f"app.config[{_CONFIG_POOLS!r}] = {{{{{{name!r}}: n}}}}"
         )
 
     @staticmethod
@@ -516,7 +522,8 @@ def _run_coroutine(
         # With a timeout, a deadline like to_sync's: the view is cancelled
         # once, and the 504 comes once its cleanup has ended (or the bridge's
         # grace has passed).
-        return get_bridge()._call_with_timeout(  # pyright: ignore[reportPrivateUsage]
+        return call_with_timeout(
+            get_bridge(),
             timeout,
             _run_view,
             (func, args, kwargs, changed, request),

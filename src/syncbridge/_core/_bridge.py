@@ -1,8 +1,27 @@
-"""The Bridge: worker pools plus a portal loop, and the process-wide default bridge."""
+"""The Bridge: worker pools plus a portal loop, and the process-wide default bridge.
+
+Also the package-internal functions through which the package's own modules
+reach a bridge's engine (``run_in``, ``call_with_timeout``...).
+"""
+
+# The functions below Bridge are its own code, taking the bridge as an
+# argument so that Bridge shows no private API: they read its fields.
+# pyright: reportPrivateUsage=false
 
 from __future__ import annotations
 
-__all__ = ("Bridge", "get_bridge")
+__all__ = (
+    "Bridge",
+    "call_for_cleanup",
+    "call_with_timeout",
+    "executor_pool",
+    "get_bridge",
+    "name_pool_setting",
+    "run_blocking_call",
+    "run_in",
+    "start_soon_call",
+    "worker_threads",
+)
 
 import concurrent.futures
 import threading
@@ -382,7 +401,7 @@ class Bridge:
         See :func:`syncbridge.run_blocking`, which calls this on the default bridge.
         """
         try:
-            result: T = await self._run_blocking(func, args, kwargs)
+            result: T = await run_blocking_call(self, func, args, kwargs)
         except TypeError as exc:
             better = explain_option(
                 func, args, kwargs, "Bridge.run_blocking()", "to_async",
@@ -392,58 +411,6 @@ class Bridge:
                 raise better from exc
             raise
         return result
-
-    def _run_blocking(
-        self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Coroutine[Any, Any, T]:
-        """Check a ``run_blocking()`` call and return the coroutine that makes it.
-
-        Not a coroutine itself, so both ``run_blocking`` functions await the
-        call's one coroutine directly (a level fewer on the hottest path).
-        """
-        if self._closed:
-            raise self._closed_error("run_blocking", func)
-        check_blocking_callable(func, "run_blocking()")
-        return run_in_pool(
-            self._registry.default, func, args, kwargs, self.abandon_on_cancel,
-            what="run_blocking()",
-        )  # fmt: skip
-
-    def _run_in(
-        self,
-        pool: WorkerPool | ExecutorPool,
-        abandon_on_cancel: bool | None,
-        func: Callable[..., T],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        what: str | None = "to_async()",
-        terminate_on_cancel: bool = False,
-        subject: object = None,
-    ) -> Coroutine[Any, Any, T]:
-        """The coroutine that runs a blocking call in *pool*: ``to_async``'s engine.
-
-        Private: its untyped argument tuples are for the package's own typed
-        wrappers (``to_async``), which check the arguments against *func*.
-        *what* names the caller in the error if *func* returns a coroutine;
-        ``None`` returns whatever it returns (an iterator's items). After
-        *timeout* seconds the await raises :class:`~syncbridge.SyncBridgeTimeout`.
-        Raises :class:`BridgeClosed` at once on a closed bridge, naming the
-        user's call: the ``to_async()`` function, or (*what* ``None``) the
-        ``iterate_in_thread()`` of *subject*.
-        """
-        if self._closed:
-            if what is None:
-                raise self._closed_error("iterate_in_thread", subject)
-            raise self._closed_error("to_async", func)
-        abandon = (
-            self.abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
-        )
-        return run_in_pool(
-            pool, func, args, kwargs, abandon, timeout,
-            terminate_on_cancel=terminate_on_cancel, what=what,
-        )  # fmt: skip
 
     def _closed_error(self, entry: str, subject: object) -> BridgeClosed:
         """The refusal of the user's call ``entry(subject)`` by this closed bridge.
@@ -457,12 +424,6 @@ class Bridge:
                 describe_call(entry, subject), default=self is _default, option=option
             )
         )
-
-    def _executor_pool(
-        self, executor: concurrent.futures.Executor, func: object = None
-    ) -> ExecutorPool:
-        """The pool for ``to_async(executor=...)`` calls (see the registry's)."""
-        return self._registry.for_executor(executor, func, self._closed_error)
 
     def sync_call_async(
         self,
@@ -485,7 +446,7 @@ class Bridge:
         See :func:`syncbridge.sync_call_async`, which calls this on the default
         bridge.
         """
-        # _call_with_timeout(None, ...) inlined: this runs on every call.
+        # call_with_timeout(self, None, ...) inlined: this runs on every call.
         if self._closed:
             raise self._closed_error("sync_call_async", func)
         check_async_callable(func, "sync_call_async()")
@@ -498,64 +459,6 @@ class Bridge:
             if better is not None:
                 raise better from exc
             raise
-        return result
-
-    def _call_with_timeout(
-        self,
-        timeout: float | None,
-        func: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout_error: Callable[[], BaseException] | None = None,
-        *,
-        entry: str = "to_sync",
-        subject: object = None,
-    ) -> T:
-        """Like :meth:`sync_call_async`, cancelling the call after *timeout* s.
-
-        The coroutine is cancelled once; its caller gets
-        :class:`~syncbridge.SyncBridgeTimeout` (or what *timeout_error* returns)
-        once it has ended, or :attr:`shutdown_grace` seconds after the deadline.
-        Private, like :meth:`_run_in`: for ``to_sync``'s typed wrapper, the
-        helper modules and the Flask integration. A closed bridge's refusal
-        names the user's call ``entry(subject)`` (*subject* defaults to *func*;
-        see :func:`describe_call`).
-        """
-        if subject is None:
-            subject = func
-        if self._closed:
-            raise self._closed_error(entry, subject)
-        check_async_callable(func, "sync_call_async()")
-        result: T = call_async_from_thread(
-            self._portal,
-            func,
-            args,
-            kwargs,
-            timeout,
-            self._shutdown_grace,
-            timeout_error=timeout_error,
-            entry=entry,
-            subject=subject,
-        )
-        return result
-
-    def _sync_call_cleanup(
-        self,
-        func: Callable[..., Awaitable[T]],
-        *args: Any,
-        entry: str = "sync_call_async",
-        subject: object = None,
-    ) -> T:
-        """Like :meth:`sync_call_async`, for cleanup: it runs in a cancelled worker too.
-
-        Not refused on a closed bridge: the call may go to the worker's own loop.
-        The closed portal's refusal names ``entry(subject)``, as
-        :meth:`_call_with_timeout`'s does.
-        """
-        result: T = call_async_from_thread(
-            self._portal, func, args, {}, None, self.shutdown_grace, cleanup=True,
-            entry=entry, subject=func if subject is None else subject,
-        )  # fmt: skip
         return result
 
     def start_soon(
@@ -590,36 +493,7 @@ class Bridge:
 
         .. versionadded:: 0.1
         """
-        return self._start_soon(func, args, kwargs)
-
-    def _start_soon(
-        self,
-        func: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        entry: str = "Bridge.start_soon",
-        subject: object = None,
-    ) -> concurrent.futures.Future[T]:
-        """:meth:`start_soon`; a closed bridge's refusal names ``entry(subject)``.
-
-        For the Flask integration's ``background()`` too.
-        """
-        if subject is None:
-            subject = func
-        if self._closed:
-            raise self._closed_error(entry, subject)
-        check_async_callable(func, "Bridge.start_soon()")
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        call: Call[T] = Call(func, args, kwargs, copy_context_for_thread(), None)
-        call.on_done = _settle(future)
-
-        def cancel_call(f: concurrent.futures.Future[T]) -> None:
-            if f.cancelled() and not call.done:
-                call.request_cancel()  # if it has not started yet, it never will
-
-        future.add_done_callback(cancel_call)
-        self._portal.submit(call, entry, subject)
-        return future
+        return start_soon_call(self, func, args, kwargs)
 
     # -- lifetime -----------------------------------------------------------
 
@@ -697,8 +571,184 @@ class Bridge:
     def _reset_after_fork(self) -> None:
         """Forget the parent's calls; the portal and the pools forget theirs."""
         self._fresh_state()
-        self._portal._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
-        self._registry._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
+        self._portal._reset_after_fork()
+        self._registry._reset_after_fork()
+
+
+# -- for the package's own modules ------------------------------------------------
+#
+# The helper modules and the integrations reach a bridge's engine through these
+# functions, not through private methods of Bridge (whose every public member is
+# public API). Their untyped argument tuples are for the package's typed
+# wrappers (to_async, to_sync...), which check the arguments against *func*.
+
+
+def run_blocking_call(
+    bridge: Bridge,
+    func: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Coroutine[Any, Any, T]:
+    """Check a ``run_blocking()`` call on *bridge* and return the coroutine that makes it.
+
+    Not a coroutine itself, so both ``run_blocking`` functions await the
+    call's one coroutine directly (a level fewer on the hottest path).
+    """
+    if bridge._closed:
+        raise bridge._closed_error("run_blocking", func)
+    check_blocking_callable(func, "run_blocking()")
+    return run_in_pool(
+        bridge._registry.default, func, args, kwargs, bridge._abandon_on_cancel,
+        what="run_blocking()",
+    )  # fmt: skip
+
+
+def run_in(
+    bridge: Bridge,
+    pool: WorkerPool | ExecutorPool,
+    abandon_on_cancel: bool | None,
+    func: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    timeout: float | None = None,
+    what: str | None = "to_async()",
+    terminate_on_cancel: bool = False,
+    subject: object = None,
+) -> Coroutine[Any, Any, T]:
+    """The coroutine that runs a blocking call in *pool*: ``to_async``'s engine.
+
+    *what* names the caller in the error if *func* returns a coroutine;
+    ``None`` returns whatever it returns (an iterator's items). After
+    *timeout* seconds the await raises :class:`~syncbridge.SyncBridgeTimeout`.
+    Raises :class:`BridgeClosed` at once if *bridge* is closed, naming the
+    user's call: the ``to_async()`` function, or (*what* ``None``) the
+    ``iterate_in_thread()`` of *subject*.
+    """
+    if bridge._closed:
+        if what is None:
+            raise bridge._closed_error("iterate_in_thread", subject)
+        raise bridge._closed_error("to_async", func)
+    abandon = (
+        bridge._abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
+    )
+    return run_in_pool(
+        pool, func, args, kwargs, abandon, timeout,
+        terminate_on_cancel=terminate_on_cancel, what=what,
+    )  # fmt: skip
+
+
+def executor_pool(
+    bridge: Bridge, executor: concurrent.futures.Executor, func: object = None
+) -> ExecutorPool:
+    """*bridge*'s pool for ``to_async(executor=...)`` calls of *func* to *executor*.
+
+    See :meth:`PoolRegistry.for_executor`.
+    """
+    return bridge._registry.for_executor(executor, func, bridge._closed_error)
+
+
+def worker_threads(bridge: Bridge) -> WorkerPool:
+    """*bridge*'s worker threads, even if an executor replaced its default pool."""
+    return bridge._registry.worker_threads
+
+
+def name_pool_setting(bridge: Bridge, fix: str) -> None:
+    """Make an unknown pool's error on *bridge* say *fix* to create it.
+
+    *fix* is a :meth:`str.format` template of ``name``: how the app's
+    integration creates named pools.
+    """
+    bridge._registry.configured_by = fix
+
+
+def call_with_timeout(
+    bridge: Bridge,
+    timeout: float | None,
+    func: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout_error: Callable[[], BaseException] | None = None,
+    *,
+    entry: str = "to_sync",
+    subject: object = None,
+) -> T:
+    """Like :meth:`Bridge.sync_call_async`, cancelling the call after *timeout* s.
+
+    The coroutine is cancelled once; its caller gets
+    :class:`~syncbridge.SyncBridgeTimeout` (or what *timeout_error* returns)
+    once it has ended, or :attr:`~Bridge.shutdown_grace` seconds after the
+    deadline. A closed bridge's refusal names the user's call
+    ``entry(subject)`` (*subject* defaults to *func*; see
+    :func:`describe_call`).
+    """
+    if subject is None:
+        subject = func
+    if bridge._closed:
+        raise bridge._closed_error(entry, subject)
+    check_async_callable(func, "sync_call_async()")
+    result: T = call_async_from_thread(
+        bridge._portal,
+        func,
+        args,
+        kwargs,
+        timeout,
+        bridge._shutdown_grace,
+        timeout_error=timeout_error,
+        entry=entry,
+        subject=subject,
+    )
+    return result
+
+
+def call_for_cleanup(
+    bridge: Bridge,
+    func: Callable[..., Awaitable[T]],
+    *args: Any,
+    entry: str = "sync_call_async",
+    subject: object = None,
+) -> T:
+    """Like :meth:`Bridge.sync_call_async`, for cleanup: it runs in a cancelled worker too.
+
+    Not refused on a closed bridge: the call may go to the worker's own loop.
+    The closed portal's refusal names ``entry(subject)``, as
+    :func:`call_with_timeout`'s does.
+    """
+    result: T = call_async_from_thread(
+        bridge._portal, func, args, {}, None, bridge._shutdown_grace, cleanup=True,
+        entry=entry, subject=func if subject is None else subject,
+    )  # fmt: skip
+    return result
+
+
+def start_soon_call(
+    bridge: Bridge,
+    func: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    entry: str = "Bridge.start_soon",
+    subject: object = None,
+) -> concurrent.futures.Future[T]:
+    """:meth:`Bridge.start_soon`; a closed bridge's refusal names ``entry(subject)``.
+
+    For the Flask integration's ``background()`` too.
+    """
+    if subject is None:
+        subject = func
+    if bridge._closed:
+        raise bridge._closed_error(entry, subject)
+    check_async_callable(func, "Bridge.start_soon()")
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    call: Call[T] = Call(func, args, kwargs, copy_context_for_thread(), None)
+    call.on_done = _settle(future)
+
+    def cancel_call(f: concurrent.futures.Future[T]) -> None:
+        if f.cancelled() and not call.done:
+            call.request_cancel()  # if it has not started yet, it never will
+
+    future.add_done_callback(cancel_call)
+    bridge._portal.submit(call, entry, subject)
+    return future
 
 
 def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
@@ -774,7 +824,7 @@ def _after_fork_in_child() -> None:
     _counter_lock = threading.Lock()
     _default = None  # the child gets a fresh default bridge on first use
     for bridge in list(_bridges):
-        bridge._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
+        bridge._reset_after_fork()
 
 
 # Before Python joins non-daemon threads, and before concurrent.futures joins
