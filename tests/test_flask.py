@@ -25,6 +25,7 @@ from werkzeug.exceptions import GatewayTimeout, ImATeapot
 
 import syncbridge
 from _scripts import run_script
+from syncbridge._core._bridge import start_soon_call
 from syncbridge.flask import SyncBridge, stream
 
 if TYPE_CHECKING:
@@ -646,12 +647,11 @@ class TestBackground:
         returns in the calling thread: the pop must still run."""
         torn_down = threading.Event()
         seen_in_time: list[bool] = []
-        start_soon = syncbridge.flask.start_soon_call
 
         def start_and_wait_for_teardown(
             *args: Any, **kwargs: Any
         ) -> concurrent.futures.Future[Any]:
-            future = start_soon(*args, **kwargs)
+            future = start_soon_call(*args, **kwargs)
             seen_in_time.append(torn_down.wait(10))  # still inside background()
             return future
 
