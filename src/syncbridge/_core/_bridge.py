@@ -522,6 +522,7 @@ class Bridge:
                 then: the bridge keeps working.
         """
         self._portal.refuse_own_thread()
+        pools: list[WorkerPool | ExecutorPool] = []
         with self._lock:
             closing = self._closed
             self._closed = True
@@ -531,15 +532,14 @@ class Bridge:
                 self._close_deadline = time.monotonic() + stop_bound(
                     self.shutdown_grace
                 )
+                pools = self._registry.close()  # as the bridge: no new pool
             deadline = self._close_deadline
         if closing:  # closed or closing in another thread: wait for that close
             left = deadline - time.monotonic() + ANSWER_MARGIN
             self._closed_event.wait(max(0.0, left))
             return
         try:
-            close_bridge(
-                self._registry.close(), self._portal, self.shutdown_grace, deadline
-            )
+            close_bridge(pools, self._portal, self.shutdown_grace, deadline)
         finally:
             self._closed_event.set()
 
