@@ -93,9 +93,7 @@ class _Profile:
             seen = self.events
             time.sleep(0.001)
             alive = {t.ident for t in threading.enumerate()}
-            parked = all(
-                e == "c_call" for t, e in self.last.items() if t in alive
-            )
+            parked = all(e == "c_call" for t, e in self.last.items() if t in alive)
             quiet = quiet + 1 if parked and self.events == seen else 0
 
 
@@ -150,20 +148,28 @@ def measure(n: int, warm: int) -> list[Row]:
         return syncbridge.run_blocking(f)
 
     rows.append(
-        ("await run_blocking(f), asyncio", asyncio.run(_async_calls(run_blocking, warm, n)))
+        (
+            "await run_blocking(f), asyncio",
+            asyncio.run(_async_calls(run_blocking, warm, n)),
+        )
     )
     rows.append(
         ("await run_blocking(f), trio", trio.run(_async_calls, run_blocking, warm, n))
     )
     timed = syncbridge.to_async(f, timeout=5.0)
     rows.append(
-        ("await to_async(f, timeout=5), asyncio", asyncio.run(_async_calls(timed, warm, n)))
+        (
+            "await to_async(f, timeout=5), asyncio",
+            asyncio.run(_async_calls(timed, warm, n)),
+        )
     )
 
     def sync_call() -> int:
         return syncbridge.sync_call_async(coro)
 
-    rows.append(("sync_call_async(coro), plain thread", _sync_calls(sync_call, warm, n)))
+    rows.append(
+        ("sync_call_async(coro), plain thread", _sync_calls(sync_call, warm, n))
+    )
     rows.append(
         (
             "to_sync(coro, timeout=5)(), plain thread",
@@ -192,14 +198,18 @@ def main(argv: list[str] | None = None) -> None:
         if sys.version_info >= (3, 12):
             threading.setprofile_all_threads(None)
         else:
-            threading.setprofile(None)  # type: ignore[arg-type]
+            threading.setprofile(None)
     import syncbridge
 
     syncbridge.get_bridge().close()
-    print(f"Python {sys.version.split()[0]}; {args.calls} calls per row, median per call")
+    print(
+        f"Python {sys.version.split()[0]}; {args.calls} calls per row, median per call"
+    )
     print("(varied: calls whose Python / C counts differed from the median)")
     head = ("call", "calling py", "calling C", "other py", "other C", "varied")
-    print(f"{head[0]:<42} {head[1]:>10} {head[2]:>9} {head[3]:>8} {head[4]:>7} {head[5]:>8}")
+    print(
+        f"{head[0]:<42} {head[1]:>10} {head[2]:>9} {head[3]:>8} {head[4]:>7} {head[5]:>8}"
+    )
     for name, samples in rows:
         cols = [_column(samples, i) for i in range(4)]
         varied = f"{max(cols[0][1], cols[2][1])}/{max(cols[1][1], cols[3][1])}"
