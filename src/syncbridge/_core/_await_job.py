@@ -99,15 +99,17 @@ async def run_in_pool(
             if timeout is not None:
                 if timeout <= 0:
                     raise _Expired  # its deadline passed before it started
-                # The deadline cancels the await of fut, never the task: what
-                # cancels the task (in the meantime too) is a cancellation.
                 deadline = loop.time() + timeout
-                timer = loop.call_at(deadline, fut.cancel)
                 asked = _cancel_requests(loop)
             job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
             wakeups = _wakeups(loop)
             job.notify = wakeups.notifier(fut)
             submit(pool, job)
+            if deadline is not None:
+                # The deadline cancels the await of fut, never the task (what
+                # cancels the task meanwhile is a cancellation): no scope, which
+                # would need this path again in a frame of its own.
+                timer = loop.call_at(deadline, fut.cancel)
             try:
                 await fut
             except asyncio.CancelledError:
@@ -133,8 +135,8 @@ async def run_in_pool(
                     timer.cancel()
     except _Expired:
         counts.ended(Ending.TIMED_OUT)
-        # Its own class, so handlers can tell it from a TimeoutError func raised.
         assert timeout is not None
+        # Its own class, so handlers can tell it from a TimeoutError func raised.
         message = timeout_message("to_async(timeout=...)", callable_name(func), timeout)
         raise SyncBridgeTimeout(message) from None
     except _cancelled_classes:
