@@ -14,10 +14,13 @@ import threading
 import time
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
+import syncbridge
 from _scripts import run_script
-from syncbridge import Bridge
+from syncbridge import Bridge, SyncBridgeTimeout
 from syncbridge._core import _await_job
 
 WAIT = 10.0  # seconds; only reached when a test is failing
@@ -117,3 +120,73 @@ def test_a_forked_child_starts_with_no_wake_ups_of_the_parent() -> None:
     )
     result = run_script(script, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- one count and one pre-start check per call, with or without a timeout ----
+
+
+@pytest.mark.anyio
+async def test_a_zero_timeout_never_hands_the_call_to_a_worker(
+    anyio_backend: str,
+) -> None:
+    ran: list[str] = []
+    with Bridge() as b:
+        pool = b._worker_pool
+        submitted: list[object] = []
+        real_submit = pool._submit
+
+        def counting_submit(job: Any) -> None:
+            submitted.append(job)
+            real_submit(job)
+
+        pool._submit = counting_submit  # type: ignore[method-assign]
+        call = syncbridge.to_async(ran.append, bridge=b, timeout=0)
+        with pytest.raises(SyncBridgeTimeout):
+            await call("ran")
+        assert (submitted, ran) == ([], [])
+        stats = pool.stats()
+        assert (stats.calls, stats.timeouts, stats.cancellations) == (1, 1, 0)
+
+
+@pytest.mark.anyio
+async def test_a_scope_cancelled_while_a_timed_out_call_is_waited_for_wins(
+    anyio_backend: str,
+) -> None:
+    """The deadline passes, then, while the call is waited for, its scope is cancelled.
+
+    The awaiter gets the cancellation, not the timeout, and the call is
+    counted cancelled: a cancellation is never turned into an exception the
+    caller might catch and carry on from.
+    """
+    flagged, release = threading.Event(), threading.Event()
+    with Bridge() as b:
+
+        @syncbridge.to_async(timeout=0.01, abandon_on_cancel=False, bridge=b)
+        def slow() -> None:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:  # until the deadline flags it
+                try:
+                    syncbridge.check_cancelled()
+                except syncbridge.WorkerCancelled:
+                    flagged.set()
+                    release.wait(WAIT)
+                    return
+                time.sleep(0.001)
+
+        ended: list[type[BaseException]] = []
+
+        async def awaiter() -> None:
+            try:
+                await slow()
+            except BaseException as exc:
+                ended.append(type(exc))
+                raise
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(awaiter)
+            assert await anyio.to_thread.run_sync(flagged.wait, WAIT)
+            tg.cancel_scope.cancel()
+            release.set()
+        assert ended == [anyio.get_cancelled_exc_class()]
+        stats = b.pool().stats()
+        assert (stats.calls, stats.cancellations, stats.timeouts) == (1, 1, 0)

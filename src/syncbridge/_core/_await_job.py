@@ -15,7 +15,7 @@ import functools
 import sys
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -31,7 +31,6 @@ from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation
 
 if TYPE_CHECKING:
-    import contextvars
     from collections.abc import Awaitable, Callable, Container
 
     from ._pool import Pool
@@ -70,32 +69,77 @@ async def run_in_pool(
     coroutine is refused (:func:`~.._validate.refuse_coroutine`).
     """
     loop = asyncio._get_running_loop()
-    if loop is None or timeout is not None:
-        result = await _run_in_pool(
-            pool, func, args, kwargs, abandon_on_cancel, timeout, terminate_on_cancel
-        )
-        return result if what is None else refuse_coroutine(result, func, what)
-    # The hot path, asyncio without a timeout, in this one frame: each extra
-    # coroutine level costs about as much as the loop's own hand-off.
+    token = None
+    if loop is None:
+        token = loop_running_in_this_thread()
+        if token is None:
+            raise RuntimeError(
+                "run_blocking() must be awaited in a task of a running asyncio or "
+                "trio event loop; from synchronous code, call the function directly"
+            )
+    # The one place a call is counted, whatever the loop and the timeout.
     counts = pool.counts
     counts.call()
     try:
-        if _may_be_cancelled(loop):
-            # A call whose task is cancelled already never starts.
-            await _asyncio_cancelled_yet(loop)
-        fut: asyncio.Future[None] = loop.create_future()
-        job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
-        wakeups = _wakeups(loop)
-        job.notify = wakeups.notifier(fut)
-        submit(pool, job)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
-            await _asyncio_cancelled(loop, pool, job, policy, wakeups, fut)
-            raise
-        result = job.result()
-    except asyncio.CancelledError:
+        if loop is None:
+            result = await _run_on_trio(
+                token, pool, func, args, kwargs, abandon_on_cancel, timeout,
+                terminate_on_cancel,
+            )  # fmt: skip
+        else:
+            # asyncio, with or without a timeout, in this one frame: each extra
+            # coroutine level costs about as much as the loop's own hand-off.
+            if _may_be_cancelled(loop):
+                # A call whose task is cancelled already never starts.
+                await _asyncio_cancelled_yet(loop)
+            fut: asyncio.Future[None] = loop.create_future()
+            deadline: float | None = None
+            timer: asyncio.TimerHandle | None = None
+            asked = 0
+            if timeout is not None:
+                if timeout <= 0:
+                    raise _Expired  # its deadline passed before it started
+                deadline = loop.time() + timeout
+                asked = _cancel_requests(loop)
+            job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
+            wakeups = _wakeups(loop)
+            job.notify = wakeups.notifier(fut)
+            submit(pool, job)
+            if deadline is not None:
+                # The deadline cancels the await of fut, never the task (what
+                # cancels the task meanwhile is a cancellation): no scope, which
+                # would need this path again in a frame of its own.
+                timer = loop.call_at(deadline, fut.cancel)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                expired = (
+                    timer is not None
+                    and fut.cancelled()
+                    and _cancel_requests(loop) == asked
+                )
+                # A timer may run a clock tick early: expired is the deadline.
+                ends = terminate_on_cancel or expired
+                policy = _OnCancel(abandon_on_cancel, ends, deadline)
+                await _asyncio_cancelled(loop, pool, job, policy, wakeups, fut)
+                if not expired:
+                    raise
+                # A scope cancelled while the call was waited for (shielded)
+                # wins over the timeout, as an anyio scope's would.
+                await _asyncio_checkpoint_if_cancelled()()
+                raise _Expired from None
+            else:
+                result = job.result()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+    except _Expired:
+        counts.ended(Ending.TIMED_OUT)
+        assert timeout is not None
+        # Its own class, so handlers can tell it from a TimeoutError func raised.
+        message = timeout_message("to_async(timeout=...)", callable_name(func), timeout)
+        raise SyncBridgeTimeout(message) from None
+    except _cancelled_classes:
         counts.ended(Ending.CANCELLED)
         raise
     except BaseException:
@@ -105,46 +149,23 @@ async def run_in_pool(
     return result if what is None else refuse_coroutine(result, func, what)
 
 
-async def _run_in_pool(
-    pool: Pool[Job],
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    abandon_on_cancel: bool,
-    timeout: float | None,  # noqa: ASYNC109 - counted here as a timeout
-    terminate_on_cancel: bool,
-) -> Any:
-    """:func:`run_in_pool` with a timeout, or on trio."""
-    native = loop_running_in_this_thread()
-    if native is None:
-        raise RuntimeError(
-            "run_blocking() must be awaited in a task of a running asyncio or trio "
-            "event loop; from synchronous code, call the function directly"
-        )
-    ctx = copy_context_for_thread()
-    pool.counts.call()
-    ending = Ending.ERROR
-    try:
-        policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
-        if timeout is None:
-            result = await _run(native, pool, func, args, kwargs, ctx, policy)
-            ending = Ending.COMPLETED
-            return result
-        with anyio.move_on_after(timeout) as scope:
-            policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, scope.deadline)
-            result = await _run(native, pool, func, args, kwargs, ctx, policy)
-            ending = Ending.COMPLETED
-            return result
-        # Only reached when the deadline cancelled the wait. Its own class, so
-        # handlers can tell it from a TimeoutError the function raised.
-        ending = Ending.TIMED_OUT
-        message = timeout_message("to_async(timeout=...)", callable_name(func), timeout)
-        raise SyncBridgeTimeout(message)
-    except anyio.get_cancelled_exc_class():
-        ending = Ending.CANCELLED
-        raise
-    finally:
-        pool.counts.ended(ending)
+class _Expired(Exception):
+    """The call's timeout ended its await (or passed before it started)."""
+
+
+_ASYNCIO_CANCELLED: Final = (asyncio.CancelledError,)
+_cancelled_classes: tuple[type[BaseException], ...] = _ASYNCIO_CANCELLED
+"""The cancellations a call is counted cancelled by; trio's is added on first use.
+
+Written (to the same value, whichever thread) before the first await on trio,
+so a thread that can see ``trio.Cancelled`` raised here has written it itself.
+"""
+
+
+def _cancel_requests(loop: asyncio.AbstractEventLoop) -> int:
+    """How many cancel requests the current task has pending (0 outside a task)."""
+    task = asyncio.current_task(loop)
+    return 0 if task is None else task.cancelling()
 
 
 class _OnCancel(NamedTuple):
@@ -161,24 +182,29 @@ class _OnCancel(NamedTuple):
         return self.terminate or (self.deadline is not None and now >= self.deadline)
 
 
-async def _run(
-    native: object,
+async def _run_on_trio(
+    token: object,
     pool: Pool[Job],
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    ctx: contextvars.Context,
-    policy: _OnCancel,
+    abandon_on_cancel: bool,
+    timeout: float | None,  # noqa: ASYNC109 - a cancel scope, as trio's users expect
+    terminate_on_cancel: bool,
 ) -> Any:
-    if isinstance(native, asyncio.AbstractEventLoop):
-        # A call whose task is cancelled already never starts.
-        if _may_be_cancelled(native):
-            await _asyncio_cancelled_yet(native)
-        return await _await_asyncio(native, pool, func, args, kwargs, ctx, policy)
-    import trio
+    """:func:`run_in_pool`'s await on trio; raises :class:`_Expired` at *timeout*."""
+    global _cancelled_classes
+    if _cancelled_classes is _ASYNCIO_CANCELLED:
+        import trio
 
-    await trio.lowlevel.checkpoint_if_cancelled()
-    return await _await_trio(native, pool, func, args, kwargs, ctx, policy)
+        _cancelled_classes = (asyncio.CancelledError, trio.Cancelled)
+    if timeout is None:
+        policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
+        return await _await_trio(token, pool, func, args, kwargs, policy)
+    with anyio.move_on_after(timeout) as scope:
+        policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, scope.deadline)
+        return await _await_trio(token, pool, func, args, kwargs, policy)
+    raise _Expired
 
 
 @functools.cache
@@ -205,11 +231,6 @@ def _anyio_task_states() -> Container[object] | None:
     return states
 
 
-def _cancelling(task: asyncio.Task[Any]) -> bool:
-    """Whether *task* was asked to cancel (delivered or not) and not uncancelled."""
-    return task.cancelling() > 0
-
-
 def _may_be_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether the current task may be cancelled already, before its call starts.
 
@@ -221,7 +242,7 @@ def _may_be_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
     task = asyncio.current_task(loop)
     if task is None:
         return False
-    if _cancelling(task):
+    if task.cancelling():  # asked to (delivered or not), and not uncancelled
         return True
     if "anyio._backends._asyncio" not in sys.modules:
         return False  # no anyio task has run on asyncio in this process
@@ -238,7 +259,7 @@ async def _asyncio_cancelled_yet(loop: asyncio.AbstractEventLoop) -> None:
     counts as cancelling too: there the sleep just yields.)
     """
     task = asyncio.current_task(loop)
-    if task is not None and _cancelling(task):
+    if task is not None and task.cancelling():
         await asyncio.sleep(0)
     await _asyncio_checkpoint_if_cancelled()()
 
@@ -355,28 +376,6 @@ def _wakeups(loop: asyncio.AbstractEventLoop) -> _Wakeups:
     return wakeups
 
 
-async def _await_asyncio(
-    loop: asyncio.AbstractEventLoop,
-    pool: Pool[Job],
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    ctx: contextvars.Context,
-    policy: _OnCancel,
-) -> Any:
-    fut: asyncio.Future[None] = loop.create_future()
-    job = Job(func, args, kwargs, ctx, loop, pool)
-    wakeups = _wakeups(loop)
-    job.notify = wakeups.notifier(fut)
-    submit(pool, job)
-    try:
-        await fut
-    except asyncio.CancelledError:
-        await _asyncio_cancelled(loop, pool, job, policy, wakeups, fut)
-        raise
-    return job.result()
-
-
 async def _asyncio_cancelled(
     loop: asyncio.AbstractEventLoop,
     pool: Pool[Job],
@@ -443,11 +442,12 @@ async def _await_trio(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    ctx: contextvars.Context,
     policy: _OnCancel,
 ) -> Any:
     import trio
 
+    # A call whose task is cancelled already (its deadline passed) never starts.
+    await trio.lowlevel.checkpoint_if_cancelled()
     event = trio.Event()
 
     def notify() -> None:
@@ -456,7 +456,7 @@ async def _await_trio(
         except trio.RunFinishedError:
             pass
 
-    job = Job(func, args, kwargs, ctx, token, pool)
+    job = Job(func, args, kwargs, copy_context_for_thread(), token, pool)
     job.notify = notify
     submit(pool, job)
     try:
