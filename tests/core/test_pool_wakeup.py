@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from syncbridge import Bridge, WorkerPool
-from syncbridge._core import _workers
+from syncbridge._core import _wake_policy, _workers
 from syncbridge._core._jobs import Job
 
 if TYPE_CHECKING:
@@ -529,7 +529,7 @@ def test_free_threaded_short_calls_leave_a_core_to_the_awaiting_loop(
     """No GIL, two cores: one worker running short calls is enough; a call
     queues for it instead of waking a second worker, which would fight the
     awaiting loop's thread for the cores (#22). One core: still one worker."""
-    assert max(1, _workers._CORES - 1) == _workers._WORKER_CORES
+    assert max(1, _wake_policy._CORES - 1) == _wake_policy._WORKER_CORES
     now = 1000.0
     pool, _ = _arranged_pool(pace=0.05, now=now)
     try:
