@@ -28,6 +28,7 @@ from syncbridge._core._counts import CountsSnapshot
 from syncbridge._core._executor_pool import ExecutorPool
 from syncbridge._core._portal import Portal
 from syncbridge._core._process import ChildStep, ExitStep, child_steps, exit_steps
+from syncbridge._core._wake_policy import WakePolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,10 +107,14 @@ CASES: dict[str, Case] = {
             "name": "settings",
             "idle_timeout": "settings",
             "_capacity": "settings (may have been changed since)",
-            "_handoff": "a setting (tests stretch it)",
+            "_policy": "reset in place by its own reset (the WakePolicy case)",
             "_closed": "a closed pool stays closed in the child",
             "_spawned": "numbers the thread names: the child's go on from it",
         },
+    ),
+    "WakePolicy": Case(
+        make=lambda: WakePolicy(0.25),
+        kept={"handoff": "a setting (tests stretch it)"},
     ),
     "ExecutorPool": Case(
         make=lambda: ExecutorPool("fork-reset", _executor(), label="test"),

@@ -7,7 +7,7 @@ import contextvars
 import gc
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -247,6 +247,28 @@ async def test_a_calls_slot_is_free_once_its_awaiter_has_the_result(
         assert busy == 0, f"call {i}: busy={busy} once its awaiter had the result"
 
 
+class _HeldUpLock:
+    """A pool's lock that a worker takes only after *before()*, when it gives its
+    slot back (the one place a worker calls ``acquire()``)."""
+
+    def __init__(self, lock: threading.Lock, before: Callable[[], object]) -> None:
+        self._lock, self._before = lock, before
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if threading.current_thread().name.startswith("syncbridge-"):
+            self._before()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 @pytest.mark.anyio
 async def test_a_worker_gives_its_slot_back_before_it_wakes_the_awaiter(
     bridge: Bridge, monkeypatch: pytest.MonkeyPatch
@@ -254,15 +276,12 @@ async def test_a_worker_gives_its_slot_back_before_it_wakes_the_awaiter(
     """However the threads are scheduled: a worker held up as it gives its slot
     back still has given it back when its awaiter resumes."""
     resumed = threading.Event()
-    give_back = WorkerPool._next  # pyright: ignore[reportPrivateUsage]
-
-    def held_up(self: WorkerPool, *args: Any) -> Any:
-        # Held until the awaiter has looked, if it can run first (the bug);
-        # else (the awaiter waits for this) for a moment only.
-        resumed.wait(0.2)
-        return give_back(self, *args)
-
-    monkeypatch.setattr(WorkerPool, "_next", held_up)
+    pool = bridge._worker_pool
+    # Held until the awaiter has looked, if it can run first (the bug); else
+    # (the awaiter waits for this) for a moment only.
+    monkeypatch.setattr(
+        pool, "_lock", _HeldUpLock(pool._lock, lambda: resumed.wait(0.2))
+    )
     for _ in range(3):
         resumed.clear()
         await bridge.run_blocking(_noop)
