@@ -377,6 +377,27 @@ def gil_build_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("gil_build_policy")
+def test_a_policy_learns_short_calls_and_defers_to_a_worker_handed_one_now() -> None:
+    """Through its seam alone: returns teach it the calls are short; then a
+    call waits for a worker handed its call less than HANDOFF ago, and no
+    longer once that worker went idle."""
+    policy, now = WakePolicy(HANDOFF), 1000.0
+    worker = Runner()
+    policy.handed(worker, now)
+    assert not policy.defers(now, 0), "a new policy deferred before any call was short"
+    for _ in range(30):  # handed the next call as each returns
+        now += HANDOFF / 100
+        policy.returned(worker, HANDOFF / 100, now, again=True)
+    assert policy.defers(now, 0)
+    assert policy.defers(now + HANDOFF / 2, 0)
+    assert not policy.defers(now + 1.5 * HANDOFF, 0), (
+        "a worker handed long ago was waited for"
+    )
+    policy.returned(worker, HANDOFF / 100, now, again=False)  # idle now
+    assert not policy.defers(now, 0), "a call waited for an idle worker"
+
+
+@pytest.mark.usefixtures("gil_build_policy")
 def test_in_a_burst_a_call_queues_while_a_worker_empties_the_queue_soon() -> None:
     now = 1000.0
     policy, _ = _arranged_policy(pace=HANDOFF / 100, now=now)  # a hundredth of HANDOFF
@@ -493,6 +514,38 @@ def test_while_none_returns_the_lookout_wakes_twice_as_many_each_look() -> None:
     assert policy.look_at(policy.next_look(queue), queue) == 1
     assert policy.look_at(policy.next_look(queue), queue) == 1
     assert policy.look_at(policy.next_look(queue), queue) == 2
+
+
+def test_the_lookout_wakes_a_worker_only_for_calls_queued_a_handoff_ago() -> None:
+    """None returns, so it would wake 1, then 2: only for calls that waited a
+    HANDOFF; a call queued just now waits for a later look."""
+    now = 1000.0
+    policy, _ = _arranged_policy(pace=HANDOFF / 100, now=now)
+    queue = _queue(1, now - 1.0) + _queue(3, now + HANDOFF)
+    at = policy.next_look(queue)
+    assert at == now + HANDOFF
+    assert policy.look_at(at, queue) == 1  # the old one only
+    queue.popleft()
+    at = policy.next_look(queue)
+    assert at == pytest.approx(now + 2 * HANDOFF)
+    assert policy.look_at(at, queue) == 2
+
+
+def test_the_lookout_lingers_while_workers_run_then_sleeps() -> None:
+    """Nothing queued with a slot free: while workers run, it looks each HANDOFF
+    a few times (a call queued meanwhile needs no notify); then it sleeps
+    until notified. With no worker running, or a call queued (no slot free),
+    it sleeps at once."""
+    policy = WakePolicy(HANDOFF)
+    assert not policy.lingers(False), "it lingered with no worker running"
+    policy.handed(Runner(), 1000.0)
+    lingered = 0
+    while policy.lingers(False):
+        lingered += 1
+        assert lingered <= 100, "it never slept"
+    assert lingered == _wake_policy._LINGER
+    assert policy.lingers(False), "it did not linger anew after a sleep"
+    assert not policy.lingers(True), "it lingered with a call queued, no slot free"
 
 
 def test_free_threaded_short_calls_queue_for_a_worker_per_core(

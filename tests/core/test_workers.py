@@ -288,3 +288,87 @@ async def test_a_worker_gives_its_slot_back_before_it_wakes_the_awaiter(
         busy = bridge.stats().pools["default"].busy
         resumed.set()
         assert busy == 0
+
+
+# -- the slot sites: one place takes a slot, one gives it back -----------------------
+
+
+@pytest.mark.anyio
+async def test_a_failed_thread_start_gives_its_slot_back_exactly_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given back once: not kept (the next calls would wait) and not twice
+    (three calls would then run at once on two slots)."""
+    b = Bridge(max_workers=2, shutdown_grace=1.0)
+    pool = b.pool()
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def start_or_refuse(self: threading.Thread) -> None:
+        if self.name.startswith(f"syncbridge-{b.name}-") and not refused:
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_or_refuse)
+    release = threading.Event()
+    gauge = Gauge()
+
+    def hold() -> None:
+        with gauge:
+            release.wait(10)
+
+    try:
+        with pytest.raises(RuntimeError, match="can't start"):
+            await b.run_blocking(int, "1")
+        assert refused
+        assert (pool.busy, pool.waiting, pool.running_functions()) == (0, 0, [])
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(b.run_blocking, hold)
+            with anyio.fail_after(10):
+                while (gauge.now, pool.waiting) != (2, 1):
+                    await anyio.sleep(0.002)
+            assert (pool.busy, gauge.peak) == (2, 2)
+            release.set()
+        assert (pool.busy, gauge.peak) == (0, 2)
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)
+
+
+@pytest.mark.anyio
+async def test_a_returning_worker_passes_its_slot_to_the_oldest_queued_call() -> None:
+    """At capacity, a call that returns hands its slot to the call queued first,
+    on the same thread: the slot is never free in between, so a call made
+    meanwhile cannot take it."""
+    b = Bridge(max_workers=1, shutdown_grace=1.0)
+    pool = b.pool()
+    release = threading.Event()
+    ran: list[tuple[str, int]] = []
+
+    def first() -> None:
+        ran.append(("first", threading.get_ident()))
+        release.wait(10)
+
+    def queued(name: str) -> None:
+        ran.append((name, threading.get_ident()))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.run_blocking, first)
+            with anyio.fail_after(10):
+                while not ran:
+                    await anyio.sleep(0.002)
+            for name in ("second", "third"):
+                tg.start_soon(b.run_blocking, queued, name)
+                with anyio.fail_after(10):
+                    while pool.waiting < ("second", "third").index(name) + 1:
+                        await anyio.sleep(0.002)
+            release.set()
+        assert [name for name, _ in ran] == ["first", "second", "third"]
+        assert len({ident for _, ident in ran}) == 1, "the slot went to another thread"
+        assert (pool.busy, pool.threads) == (0, 1)
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)
