@@ -74,7 +74,7 @@ the loop, three threads on two cores spend their time taking the pool's lock
 from each other (#22)."""
 
 _SCAN: Final = 4 * _CORES
-"""Running workers :meth:`WorkerPool._cores_busy` looks at, at most."""
+"""Running workers :meth:`WakePolicy._cores_busy` looks at, at most."""
 
 
 class Runner:

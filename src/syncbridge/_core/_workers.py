@@ -4,9 +4,13 @@ A :class:`WorkerPool` has a *capacity*: the number of calls that may run at once
 A slot is taken when a call starts and given back only when the function really
 returns, even if the task that awaited it was cancelled long before (the thread
 cannot be killed, so its slot cannot honestly be reused). Calls beyond capacity
-wait in FIFO order; they are never refused.
+wait in FIFO order; they are never refused. Every path takes a slot in
+:meth:`WorkerPool._take_slot` and gives it back in :meth:`WorkerPool._give_slot`;
+a worker whose call returns passes its slot to the oldest queued call instead.
 
-Workers are woken by need: see ``_wake_policy``.
+Whether a call with a slot free starts at once or waits for a running worker,
+and when the lookout thread wakes one for it, is the :class:`WakePolicy`'s to
+say (``_wake_policy``); the pool consults it under its lock.
 
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
 of the process (the portal loop, an ASGI server's loop, ``anyio.run`` in tests).
@@ -492,5 +496,5 @@ class WorkerPool:
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's threads, jobs and totals (the child counts anew)."""
-        self._policy._reset_after_fork()
+        self._policy._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
         self._fresh_state()
