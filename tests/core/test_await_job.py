@@ -131,7 +131,7 @@ async def test_a_zero_timeout_never_hands_the_call_to_a_worker(
 ) -> None:
     ran: list[str] = []
     with Bridge() as b:
-        pool = b._worker_pool
+        pool = b._registry.worker_threads
         submitted: list[object] = []
         real_submit = pool._submit
 

@@ -3,15 +3,15 @@
 A pool that has seen short calls queues a new call for a worker that was handed
 its call less than ``HANDOFF`` ago instead of waking another thread; the
 lookout wakes one for a queued call that waited ``HANDOFF`` with a slot free.
-Some tests stretch the pool's ``_handoff`` so each step can be observed without
-racing the clock; none asserts a duration.
+The decisions are :class:`~syncbridge._core._wake_policy.WakePolicy`'s, tested
+below on a clock of the test's own; the tests on real pools stretch
+``HANDOFF`` for the pools they make, so each step can be observed without
+racing the clock. None asserts a duration.
 """
 
 from __future__ import annotations
 
-import contextvars
 import threading
-import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -19,8 +19,8 @@ import anyio
 import pytest
 
 from syncbridge import Bridge, WorkerPool
-from syncbridge._core import _workers
-from syncbridge._core._jobs import Job
+from syncbridge._core import _wake_policy
+from syncbridge._core._wake_policy import Runner, WakePolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,11 +34,22 @@ async def wait_until(check: Callable[[], bool]) -> None:
             await anyio.sleep(0.002)
 
 
+def pool_of(b: Bridge) -> WorkerPool:
+    """The bridge's default pool: a WorkerPool (no executor was given)."""
+    pool = b.pool()
+    assert isinstance(pool, WorkerPool)
+    return pool
+
+
+def policy_of(pool: WorkerPool) -> WakePolicy:
+    return pool._policy  # pyright: ignore[reportPrivateUsage]
+
+
 async def learn_short_calls(b: Bridge, pool: WorkerPool) -> None:
     """Make *pool* see short calls, so it queues calls for running workers."""
     for _ in range(30):
         await b.run_blocking(int)
-    assert pool._long < 0.5, "the pool did not learn that its calls are short"
+    assert policy_of(pool).long < 0.5, "the pool did not learn that its calls are short"
 
 
 def lookouts(pool: WorkerPool) -> list[threading.Thread]:
@@ -49,13 +60,33 @@ def lookouts(pool: WorkerPool) -> list[threading.Thread]:
     ]
 
 
+@pytest.fixture
+def stretch(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Stretch HANDOFF to *seconds* for the pools the test makes from then on."""
+
+    def to(seconds: float) -> None:
+        monkeypatch.setattr(_wake_policy, "HANDOFF", seconds)
+
+    return to
+
+
+def a_bridge(max_workers: int = 4) -> Bridge:
+    return Bridge(max_workers=max_workers, shutdown_grace=2.0)
+
+
 @pytest.mark.anyio
 async def test_a_short_call_queues_for_the_worker_about_to_return(
-    bridge: Bridge,
+    stretch: Callable[[float], None],
 ) -> None:
     """While a worker runs a call handed to it just now, the next one waits for it."""
-    pool = bridge._registry.worker_threads
-    pool._handoff = 60.0  # "just now" lasts a minute: no race with the lookout
+    stretch(60.0)  # "just now" lasts a minute: no race with the lookout
+    async with a_bridge() as bridge:
+        await _queues_for_the_worker_about_to_return(bridge, pool_of(bridge))
+
+
+async def _queues_for_the_worker_about_to_return(
+    bridge: Bridge, pool: WorkerPool
+) -> None:
     # Calls made one at a time never wait: nothing runs when each is made.
     await learn_short_calls(bridge, pool)
     release = threading.Event()
@@ -86,11 +117,15 @@ async def test_a_short_call_queues_for_the_worker_about_to_return(
 
 @pytest.mark.anyio
 async def test_a_call_queued_behind_a_blocked_worker_still_starts(
-    bridge: Bridge,
+    stretch: Callable[[float], None],
 ) -> None:
     """The lookout wakes a worker for a queued call; the first one never returns."""
-    pool = bridge._registry.worker_threads
-    pool._handoff = 1.0  # long enough to see the call queued first
+    stretch(1.0)  # long enough to see the call queued first
+    async with a_bridge() as bridge:
+        await _queued_behind_a_blocked_worker(bridge, pool_of(bridge))
+
+
+async def _queued_behind_a_blocked_worker(bridge: Bridge, pool: WorkerPool) -> None:
     await learn_short_calls(bridge, pool)
     release = threading.Event()
     started = threading.Event()
@@ -131,7 +166,7 @@ async def test_a_call_queued_behind_a_blocked_worker_still_starts(
 async def test_all_of_capacity_runs_at_once_after_short_calls() -> None:
     """40 calls that each wait until all 40 run: every slot is still used."""
     async with Bridge() as b:
-        pool = b._registry.worker_threads
+        pool = pool_of(b)
         assert pool.capacity == 40
         await learn_short_calls(b, pool)
         barrier = threading.Barrier(40)
@@ -149,26 +184,25 @@ async def test_all_of_capacity_runs_at_once_after_short_calls() -> None:
 
 @pytest.mark.anyio
 async def test_every_queued_call_starts_when_each_running_one_blocks(
-    bridge: Bridge,
+    stretch: Callable[[float], None],
 ) -> None:
     """No call returns, so the lookout wakes ever more workers until all run."""
-    pool = bridge._registry.worker_threads
-    pool.capacity = 8
-    pool._handoff = 0.02  # a few rounds of the lookout, each observable
-    await learn_short_calls(bridge, pool)
-    barrier = threading.Barrier(8)
-    with anyio.fail_after(WAIT):
-        async with anyio.create_task_group() as tg:
-            for _ in range(8):
-                tg.start_soon(bridge.run_blocking, barrier.wait, WAIT)
-    assert not barrier.broken
+    stretch(0.02)  # a few rounds of the lookout, each observable
+    async with a_bridge(8) as bridge:
+        await learn_short_calls(bridge, pool_of(bridge))
+        barrier = threading.Barrier(8)
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(bridge.run_blocking, barrier.wait, WAIT)
+        assert not barrier.broken
 
 
 @pytest.mark.anyio
 async def test_nesting_deeper_than_capacity_after_short_calls() -> None:
     """sync -> async -> sync ten levels deep on two slots, the pool in short mode."""
     async with Bridge(max_workers=2) as b:
-        await learn_short_calls(b, b._registry.worker_threads)
+        await learn_short_calls(b, pool_of(b))
 
         async def descend(depth: int) -> int:
             if depth == 0:
@@ -191,11 +225,11 @@ async def test_nesting_deeper_than_capacity_after_short_calls() -> None:
 
 
 @pytest.mark.anyio
-async def test_long_calls_start_at_once() -> None:
+async def test_long_calls_start_at_once(stretch: Callable[[float], None]) -> None:
     """A pool whose calls block starts each new one on a thread of its own."""
+    stretch(60.0)  # a queued call would wait a minute for the lookout
     async with Bridge(max_workers=4) as b:
-        pool = b._registry.worker_threads
-        pool._handoff = 60.0  # a queued call would wait a minute for the lookout
+        pool = pool_of(b)
         release = threading.Event()
         started = threading.Semaphore(0)
 
@@ -213,15 +247,17 @@ async def test_long_calls_start_at_once() -> None:
         assert pool.threads == 4
 
 
-def test_the_lookout_exits_on_close_and_when_idle() -> None:
+def test_the_lookout_exits_on_close_and_when_idle(
+    stretch: Callable[[float], None],
+) -> None:
     """The lookout is started on the first queued short call and never leaks."""
+    stretch(1.0)
     pool = WorkerPool("lookout-test", 4, idle_timeout=0.05)
     with Bridge() as b:
         b._registry.default = pool
 
         async def main() -> None:
             await learn_short_calls(b, pool)
-            pool._handoff = 1.0
             release = threading.Event()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(b.run_blocking, release.wait, WAIT)
@@ -232,7 +268,6 @@ def test_the_lookout_exits_on_close_and_when_idle() -> None:
             assert pool.waiting == 0
 
         anyio.run(main)
-        assert pool._lookout is not None
         assert len(lookouts(pool)) == 1
         # It ends the wait it began for the queued call (one handoff), then
         # waits idle_timeout for another.
@@ -241,17 +276,16 @@ def test_the_lookout_exits_on_close_and_when_idle() -> None:
                 break
             threading.Event().wait(0.01)
         assert not lookouts(pool), "the idle lookout did not exit"
-        assert pool._lookout is None
 
 
-def test_close_stops_a_waiting_lookout() -> None:
+def test_close_stops_a_waiting_lookout(stretch: Callable[[float], None]) -> None:
+    stretch(60.0)
     pool = WorkerPool("lookout-close", 4)
     with Bridge() as b:
         b._registry.default = pool
 
         async def main() -> None:
             await learn_short_calls(b, pool)
-            pool._handoff = 60.0
             release = threading.Event()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(b.run_blocking, release.wait, WAIT)
@@ -267,11 +301,17 @@ def test_close_stops_a_waiting_lookout() -> None:
 
 @pytest.mark.anyio
 async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
-    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+    stretch: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a lookout nothing may wait for a running worker: it starts now."""
-    pool = bridge._registry.worker_threads
-    pool._handoff = 60.0
+    stretch(60.0)
+    async with a_bridge() as bridge:
+        await _a_lookout_that_cannot_start(bridge, pool_of(bridge), monkeypatch)
+
+
+async def _a_lookout_that_cannot_start(
+    bridge: Bridge, pool: WorkerPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     start = threading.Thread.start
     refused: list[str] = []
 
@@ -292,121 +332,130 @@ async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
             assert await bridge.run_blocking(int, "8") == 8
         release.set()
     assert refused, "no lookout was needed"
-    assert pool._lookout is None
+    assert not lookouts(pool)
 
 
-def _arranged_pool(
-    pace: float, blocked: int = 0, now: float | None = None
-) -> tuple[WorkerPool, list[Job]]:
-    """A pool in short mode whose one cycling worker was handed its call long ago.
+# -- the policy, on a clock of the test's own -------------------------------------
 
-    White-box: the state a pool reaches when the loop thread holds the GIL for
-    longer than HANDOFF, so a worker cycling through short calls looks stuck;
-    *blocked* more workers are in calls that never return. Returns the pool and
-    jobs to queue in it. *now* is the time of the arrangement (default: real).
+HANDOFF = 0.05  # the policies below: their own, whatever the module's
+
+
+def _arranged_policy(
+    pace: float, blocked: int = 0, now: float = 1000.0
+) -> tuple[WakePolicy, Runner]:
+    """A policy in short mode whose one cycling worker was handed its call long ago.
+
+    The state a pool reaches when the loop thread holds the GIL for longer
+    than HANDOFF, so a worker cycling through short calls looks stuck;
+    *blocked* more workers are in calls that never return. Returns the policy
+    and the cycling worker. Calls returned just before *now*, the lookout's
+    last look was at *now*.
     """
-    pool = WorkerPool("pace", 200)
-    pool._handoff = 0.05
-    if now is None:
-        now = time.monotonic()
-    with pool._lock:
-        pool._long = 0.0
-        pool._pace = pace
-        for _ in range(blocked):
-            stuck = _workers._Worker()
-            stuck.since = now - 1000 * pool._handoff
-            pool._active.add(stuck)
-        worker = _workers._Worker()
-        worker.since = now - 100 * pool._handoff
-        pool._active.add(worker)
-        pool._last_handed = worker
-        pool._busy = blocked + 1
-        pool._returned = now  # calls keep returning
-        pool._seen, pool._looked = pool._finished, now  # the lookout's last look
-    jobs = [Job(int, (), {}, contextvars.copy_context(), None, pool) for _ in range(50)]
-    return pool, jobs
+    policy = WakePolicy(HANDOFF)
+    for _ in range(blocked):
+        policy.handed(Runner(), now - 1000 * HANDOFF)
+    worker = Runner()
+    policy.handed(worker, now - 100 * HANDOFF)
+    policy.long, policy.pace = 0.0, pace
+    policy.last_return = now  # calls keep returning
+    policy.episode(now)  # the lookout's last look
+    return policy, worker
+
+
+def _queue(n: int, at: float) -> deque[tuple[float, object]]:
+    return deque((at, object()) for _ in range(n))
 
 
 @pytest.fixture
 def gil_build_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     """The wake-up policy of a GIL build, whatever this build is.
 
-    The white-box tests below drive that policy; a free-threaded build adds a
-    rule of its own (a worker per core but the loop's), tested on its own below.
+    The tests below drive that policy; a free-threaded build adds a rule of
+    its own (a worker per core but the loop's), tested on its own below.
     """
-    monkeypatch.setattr(_workers, "_FREE_THREADED", False)
+    monkeypatch.setattr(_wake_policy, "_FREE_THREADED", False)
+
+
+@pytest.mark.usefixtures("gil_build_policy")
+def test_a_policy_learns_short_calls_and_defers_to_a_worker_handed_one_now() -> None:
+    """Through its seam alone: returns teach it the calls are short; then a
+    call waits for a worker handed its call less than HANDOFF ago, and no
+    longer once that worker went idle."""
+    policy, now = WakePolicy(HANDOFF), 1000.0
+    worker = Runner()
+    policy.handed(worker, now)
+    assert not policy.defers(now, 0), "a new policy deferred before any call was short"
+    for _ in range(30):  # handed the next call as each returns
+        now += HANDOFF / 100
+        policy.returned(worker, HANDOFF / 100, now, again=True)
+    assert policy.defers(now, 0)
+    assert policy.defers(now + HANDOFF / 2, 0)
+    assert not policy.defers(now + 1.5 * HANDOFF, 0), (
+        "a worker handed long ago was waited for"
+    )
+    policy.returned(worker, HANDOFF / 100, now, again=False)  # idle now
+    assert not policy.defers(now, 0), "a call waited for an idle worker"
 
 
 @pytest.mark.usefixtures("gil_build_policy")
 def test_in_a_burst_a_call_queues_while_a_worker_empties_the_queue_soon() -> None:
-    pool, [job, *_] = _arranged_pool(pace=0.05 / 100)  # a hundredth of HANDOFF
-    try:
-        with pool._lock:
-            now = time.monotonic()
-            assert not pool._defers(now), (
-                "a lone call waited for a worker handed long ago"
-            )
-            pool._pending.append((now, job))  # a burst: calls queued already
-            assert pool._defers(now), "a call in a burst woke another thread"
-            pool._pace = pool._handoff  # the queue would not empty within HANDOFF
-            assert not pool._defers(now)
-            pool._pending.clear()
-    finally:
-        pool.close()
+    now = 1000.0
+    policy, _ = _arranged_policy(pace=HANDOFF / 100, now=now)  # a hundredth of HANDOFF
+    assert not policy.defers(now, 0), "a lone call waited for a worker handed long ago"
+    assert policy.defers(now, 1), "a call in a burst woke another thread"
+    policy.pace = HANDOFF  # the queue would not empty within HANDOFF
+    assert not policy.defers(now, 1)
 
 
 @pytest.mark.usefixtures("gil_build_policy")
 def test_blocked_workers_are_not_counted_as_emptying_the_queue() -> None:
     """100 workers blocked, no call returned lately: a burst starts new threads."""
-    pool, jobs = _arranged_pool(pace=0.05 / 20, blocked=100)  # 20 per HANDOFF
-    try:
-        with pool._lock:
-            now = time.monotonic()
-            pool._pending.extend((now, job) for job in jobs[:4])
-            assert pool._defers(now)  # calls still return: a few may queue
-            pool._returned = now - 10 * pool._handoff  # none has for a while
-            assert not pool._defers(now), "calls queued behind blocked workers"
-            pool._returned = now
-            pool._pending.extend((now, job) for job in jobs[4:])  # 50 queued
-            # One worker needs 2.5 HANDOFFs for them; 101 "running" would not.
-            assert not pool._defers(now), "blocked workers counted as emptying it"
-            pool._pending.clear()
-    finally:
-        pool.close()
+    now = 1000.0
+    policy, _ = _arranged_policy(pace=HANDOFF / 20, blocked=100, now=now)
+    assert policy.defers(now, 4)  # calls still return: a few may queue
+    policy.last_return = now - 10 * HANDOFF  # none has for a while
+    assert not policy.defers(now, 4), "calls queued behind blocked workers"
+    policy.last_return = now
+    # 50 queued: one worker needs 2.5 HANDOFFs for them; 101 "running" would not.
+    assert not policy.defers(now, 50), "blocked workers counted as emptying it"
 
 
 def _look_while_calls_return(
-    pool: WorkerPool, now: float, returns_per_handoff: int, handoffs: int
-) -> list[tuple[float, list[Job] | None]]:
+    policy: WakePolicy,
+    worker: Runner,
+    queue: deque[tuple[float, object]],
+    now: float,
+    returns_per_handoff: int,
+    handoffs: int,
+) -> list[tuple[float, int]]:
     """Drive the lookout's policy on a clock of our own, never real time.
 
-    From *now*, a call returns every ``1 / returns_per_handoff`` HANDOFF for
-    *handoffs* HANDOFFs, then none does. The lookout looks when it would (at
-    ``_next_look()``), seeing the calls returned by then, until it wakes a
-    worker while none returns any more. Returns each look: when, and the jobs
-    it started (None: it waited for the running workers). Stops early if every
-    queued call started.
+    From *now*, *worker* returns a call every ``1 / returns_per_handoff``
+    HANDOFF for *handoffs* HANDOFFs, then none does. The lookout looks when it
+    would (at ``next_look()``), seeing the calls returned by then, and the
+    pool starts the calls it says, oldest first, until it wakes a worker while
+    none returns any more. Returns each look: when, and how many it started
+    (0: it waited for the running workers). Stops early if every queued call
+    started.
     """
-    handoff = pool._handoff
     returns = deque(
-        now + (k + 1) * handoff / returns_per_handoff
+        now + (k + 1) * HANDOFF / returns_per_handoff
         for k in range(handoffs * returns_per_handoff)
     )
     last_return = returns[-1]
-    looks: list[tuple[float, list[Job] | None]] = []
-    with pool._lock:
-        pool._lookout = threading.current_thread()  # as on the lookout thread
-        while len(looks) < 1000:
-            if not pool._pending:  # every call started: no look due
-                return looks
-            at = pool._next_look()
-            while returns and returns[0] <= at:
-                pool._finished += 1
-                pool._returned = returns.popleft()
-            starts = pool._look_at(at)
-            looks.append((at, None if starts is None else [s[0] for s in starts]))
-            if starts is not None and at > last_return:
-                return looks
+    looks: list[tuple[float, int]] = []
+    while len(looks) < 1000:
+        if not queue:  # every call started: no look due
+            return looks
+        at = policy.next_look(queue)
+        while returns and returns[0] <= at:
+            policy.returned(worker, HANDOFF / 100, returns.popleft(), again=True)
+        started = policy.look_at(at, queue)
+        for _ in range(started):
+            queue.popleft()
+        looks.append((at, started))
+        if started and at > last_return:
+            return looks
     raise AssertionError("the lookout never woke a worker once calls stopped")
 
 
@@ -426,59 +475,77 @@ def test_the_lookout_wakes_a_worker_only_if_the_queue_is_not_emptied_soon(
     delays a thread cannot pass for "no call returned" (it once did, #24).
     """
     now = 1000.0
-    pool, jobs = _arranged_pool(pace=0.05 / 100, blocked=100, now=now)
-    try:
-        with pool._lock:
-            waited = now - 1.0  # long enough to be due a worker
-            pool._pending.extend((waited, job) for job in jobs[:queued])
-        looks = _look_while_calls_return(pool, now, returns_per_handoff, 20)
-        last_return = now + 20 * pool._handoff
-        while_returning = [(at, s) for at, s in looks if at <= last_return]
-        woken = [s for _, s in while_returning if s is not None]
-        if wakes_while_returning:
-            # The first look wakes one worker for the oldest call, no more.
-            assert while_returning[0] == (now + pool._handoff, [jobs[0]])
-        else:
-            assert len(while_returning) >= 20, "the lookout did not look each HANDOFF"
-            assert woken == [], "a worker was woken while the queue emptied soon"
-        # None returns any more: the workers may all be blocked; one is woken,
-        # by the second look after the last return at most.
-        at, started = looks[-1]
-        assert at <= last_return + 2 * pool._handoff
-        assert started == [jobs[len(woken)]]
-    finally:
-        with pool._lock:
-            pool._lookout = None
-            pool._pending.clear()
-        pool.close()
+    policy, worker = _arranged_policy(pace=HANDOFF / 100, blocked=100, now=now)
+    queue = _queue(queued, now - 1.0)  # waited long enough to be due a worker
+    looks = _look_while_calls_return(
+        policy, worker, queue, now, returns_per_handoff, 20
+    )
+    last_return = now + 20 * HANDOFF
+    while_returning = [(at, n) for at, n in looks if at <= last_return]
+    woken = sum(n for _, n in while_returning)
+    if wakes_while_returning:
+        # The first look wakes one worker for the oldest call, no more.
+        assert while_returning[0] == (now + HANDOFF, 1)
+    else:
+        assert len(while_returning) >= 20, "the lookout did not look each HANDOFF"
+        assert woken == 0, "a worker was woken while the queue emptied soon"
+    # None returns any more: the workers may all be blocked; one is woken,
+    # by the second look after the last return at most.
+    at, started = looks[-1]
+    assert at <= last_return + 2 * HANDOFF
+    assert started == 1
+    assert len(queue) == queued - woken - 1
 
 
 @pytest.mark.usefixtures("gil_build_policy")
 def test_while_none_returns_the_lookout_wakes_twice_as_many_each_look() -> None:
     """No call returns: the workers may all be blocked; 1, 2, 4, 8 are woken."""
     now = 1000.0
-    pool, jobs = _arranged_pool(pace=0.05 / 100, blocked=100, now=now)
-    try:
-        with pool._lock:
-            pool._lookout = threading.current_thread()
-            pool._pending.extend((now - 1.0, job) for job in jobs)
-            woken = []
-            for _ in range(4):
-                at = pool._next_look()
-                starts = pool._look_at(at)
-                assert starts is not None
-                woken.append(len(starts))
-            assert woken == [1, 2, 4, 8]
-            # A call returned: the next look wakes one, and the ramp starts anew.
-            pool._finished += 1
-            assert len(pool._look_at(pool._next_look()) or ()) == 1
-            assert len(pool._look_at(pool._next_look()) or ()) == 1
-            assert len(pool._look_at(pool._next_look()) or ()) == 2
-    finally:
-        with pool._lock:
-            pool._lookout = None
-            pool._pending.clear()
-        pool.close()
+    policy, worker = _arranged_policy(pace=HANDOFF / 100, blocked=100, now=now)
+    queue = _queue(50, now - 1.0)
+    assert [policy.look_at(policy.next_look(queue), queue) for _ in range(4)] == [
+        1,
+        2,
+        4,
+        8,
+    ]
+    # A call returned: the next look wakes one, and the ramp starts anew.
+    policy.returned(worker, HANDOFF / 100, policy.looked, again=True)
+    assert policy.look_at(policy.next_look(queue), queue) == 1
+    assert policy.look_at(policy.next_look(queue), queue) == 1
+    assert policy.look_at(policy.next_look(queue), queue) == 2
+
+
+def test_the_lookout_wakes_a_worker_only_for_calls_queued_a_handoff_ago() -> None:
+    """None returns, so it would wake 1, then 2: only for calls that waited a
+    HANDOFF; a call queued just now waits for a later look."""
+    now = 1000.0
+    policy, _ = _arranged_policy(pace=HANDOFF / 100, now=now)
+    queue = _queue(1, now - 1.0) + _queue(3, now + HANDOFF)
+    at = policy.next_look(queue)
+    assert at == now + HANDOFF
+    assert policy.look_at(at, queue) == 1  # the old one only
+    queue.popleft()
+    at = policy.next_look(queue)
+    assert at == pytest.approx(now + 2 * HANDOFF)
+    assert policy.look_at(at, queue) == 2
+
+
+def test_the_lookout_lingers_while_workers_run_then_sleeps() -> None:
+    """Nothing queued with a slot free: while workers run, it looks each HANDOFF
+    a few times (a call queued meanwhile needs no notify); then it sleeps
+    until notified. With no worker running, or a call queued (no slot free),
+    it sleeps at once."""
+    policy = WakePolicy(HANDOFF)
+    assert not policy.lingers(False), "it lingered with no worker running"
+    policy.handed(Runner(), 1000.0)
+    lingered = 0
+    while policy.lingers(False):
+        lingered += 1
+        assert lingered <= 100, "it never slept"
+    assert lingered == _wake_policy._LINGER
+    assert policy.lingers(False), "it did not linger anew after a sleep"
+    assert not policy.lingers(True), "it lingered with a call queued, no slot free"
 
 
 def test_free_threaded_short_calls_queue_for_a_worker_per_core(
@@ -488,39 +555,32 @@ def test_free_threaded_short_calls_queue_for_a_worker_per_core(
     call queues for them and the lookout wakes no other while calls return
     (#22); a GIL build would wake one. Workers handed their call long ago
     (blocked) never count."""
-    monkeypatch.setattr(_workers, "_WORKER_CORES", 2)
+    monkeypatch.setattr(_wake_policy, "_WORKER_CORES", 2)
     now = 1000.0
-    pool, jobs = _arranged_pool(pace=0.05, blocked=0, now=now)
-    try:
-        with pool._lock:
-            second = _workers._Worker()
-            pool._active.add(second)
-            pool._busy += 1
-            for worker in pool._active:  # handed theirs 2 HANDOFFs ago
-                worker.since = now - 2 * pool._handoff
-            pool._last_handed = second
-            for free_threaded, defers in ((False, False), (True, True)):
-                monkeypatch.setattr(_workers, "_FREE_THREADED", free_threaded)
-                assert pool._defers(now) is defers
-            # The lookout, a queue too long for the rate calls return at.
-            pool._pending.extend((now - 1.0, job) for job in jobs)
-            pool._finished += 1
-            at = now + pool._handoff
-            assert pool._look_at(at) is None, "a thread beyond the cores was woken"
-            monkeypatch.setattr(_workers, "_FREE_THREADED", False)
-            pool._finished += 1
-            assert len(pool._look_at(at + pool._handoff) or ()) == 1
-            # Free-threaded, but the workers are blocked: the lookout wakes one.
-            monkeypatch.setattr(_workers, "_FREE_THREADED", True)
-            for worker in pool._active:
-                worker.since = now - 1000 * pool._handoff
-            pool._finished += 1
-            assert not pool._defers(at + 2 * pool._handoff)
-            assert len(pool._look_at(at + 2 * pool._handoff) or ()) == 1
-    finally:
-        with pool._lock:
-            pool._pending.clear()
-        pool.close()
+    policy, first = _arranged_policy(pace=HANDOFF, blocked=0, now=now)
+    second = Runner()
+    for worker in (first, second):  # handed theirs 2 HANDOFFs ago
+        policy.handed(worker, now - 2 * HANDOFF)
+    for free_threaded, defers in ((False, False), (True, True)):
+        monkeypatch.setattr(_wake_policy, "_FREE_THREADED", free_threaded)
+        assert policy.defers(now, 0) is defers
+    # The lookout, a queue too long for the rate calls return at.
+    queue = _queue(50, now - 1.0)
+    policy.returned(first, HANDOFF, now, again=True)
+    policy.handed(first, now - 2 * HANDOFF)  # as it was, for the rule below
+    at = now + HANDOFF
+    assert policy.look_at(at, queue) == 0, "a thread beyond the cores was woken"
+    monkeypatch.setattr(_wake_policy, "_FREE_THREADED", False)
+    policy.returned(first, HANDOFF, at, again=True)
+    assert policy.look_at(at + HANDOFF, queue) == 1
+    # Free-threaded, but the workers are blocked: the lookout wakes one.
+    monkeypatch.setattr(_wake_policy, "_FREE_THREADED", True)
+    for worker in (first, second):
+        worker.since = now - 1000 * HANDOFF
+    policy.returned(first, HANDOFF, at + HANDOFF, again=False)
+    policy.handed(first, now - 1000 * HANDOFF)
+    assert not policy.defers(at + 2 * HANDOFF, 0)
+    assert policy.look_at(at + 2 * HANDOFF, queue) == 1
 
 
 def test_free_threaded_short_calls_leave_a_core_to_the_awaiting_loop(
@@ -529,19 +589,14 @@ def test_free_threaded_short_calls_leave_a_core_to_the_awaiting_loop(
     """No GIL, two cores: one worker running short calls is enough; a call
     queues for it instead of waking a second worker, which would fight the
     awaiting loop's thread for the cores (#22). One core: still one worker."""
-    assert max(1, _workers._CORES - 1) == _workers._WORKER_CORES
+    assert max(1, _wake_policy._CORES - 1) == _wake_policy._WORKER_CORES
     now = 1000.0
-    pool, _ = _arranged_pool(pace=0.05, now=now)
-    try:
-        with pool._lock:
-            # Handed its call 2 HANDOFFs ago: the GIL build's rule wakes another.
-            [worker] = pool._active
-            worker.since = now - 2 * pool._handoff
-            monkeypatch.setattr(_workers, "_FREE_THREADED", False)
-            assert not pool._defers(now)
-            monkeypatch.setattr(_workers, "_FREE_THREADED", True)
-            for cores, defers in ((2, True), (1, True), (3, False)):
-                monkeypatch.setattr(_workers, "_WORKER_CORES", max(1, cores - 1))
-                assert pool._defers(now) is defers, cores
-    finally:
-        pool.close()
+    policy, worker = _arranged_policy(pace=HANDOFF, now=now)
+    # Handed its call 2 HANDOFFs ago: the GIL build's rule wakes another.
+    policy.handed(worker, now - 2 * HANDOFF)
+    monkeypatch.setattr(_wake_policy, "_FREE_THREADED", False)
+    assert not policy.defers(now, 0)
+    monkeypatch.setattr(_wake_policy, "_FREE_THREADED", True)
+    for cores, defers in ((2, True), (1, True), (3, False)):
+        monkeypatch.setattr(_wake_policy, "_WORKER_CORES", max(1, cores - 1))
+        assert policy.defers(now, 0) is defers, cores

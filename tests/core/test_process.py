@@ -29,6 +29,7 @@ from syncbridge._core._executor_pool import ExecutorPool
 from syncbridge._core._portal import Portal
 from syncbridge._core._process import ChildStep, ExitStep, child_steps, exit_steps
 from syncbridge._core._registry import PoolRegistry
+from syncbridge._core._wake_policy import Runner, WakePolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,10 +108,14 @@ CASES: dict[str, Case] = {
             "name": "settings",
             "idle_timeout": "settings",
             "_capacity": "settings (may have been changed since)",
-            "_handoff": "a setting (tests stretch it)",
+            "_policy": "reset in place by its own reset (the WakePolicy case)",
             "_closed": "a closed pool stays closed in the child",
             "_spawned": "numbers the thread names: the child's go on from it",
         },
+    ),
+    "WakePolicy": Case(
+        make=lambda: WakePolicy(0.25),
+        kept={"handoff": "a setting (tests stretch it)"},
     ),
     "ExecutorPool": Case(
         make=lambda: ExecutorPool("fork-reset", _executor(), label="test"),
@@ -257,6 +262,20 @@ def test_a_worker_pool_condition_waits_on_the_new_lock() -> None:
     pool._reset_after_fork()
     # A Condition built on the parent's lock would wake no one in the child.
     assert pool._wake._lock is pool._lock  # type: ignore[attr-defined]
+
+
+def test_a_worker_pool_resets_its_wake_policy() -> None:
+    """The parent's workers and pace are not the child's (the policy is kept,
+    with its settings, and reset in place)."""
+    pool = WorkerPool("fork-reset", 1)
+    policy = pool._policy
+    policy.handed(Runner(), 1.0)
+    policy.long = 0.0
+
+    pool._reset_after_fork()
+
+    assert pool._policy is policy
+    assert (policy.running, policy.last_handed, policy.long) == (set(), None, 1.0)
 
 
 # -- the hooks and their order -----------------------------------------------------

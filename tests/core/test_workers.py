@@ -7,7 +7,7 @@ import contextvars
 import gc
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -247,6 +247,28 @@ async def test_a_calls_slot_is_free_once_its_awaiter_has_the_result(
         assert busy == 0, f"call {i}: busy={busy} once its awaiter had the result"
 
 
+class _HeldUpLock:
+    """A pool's lock that a worker takes only after *before()*, when it gives its
+    slot back (the one place a worker calls ``acquire()``)."""
+
+    def __init__(self, lock: threading.Lock, before: Callable[[], object]) -> None:
+        self._lock, self._before = lock, before
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if threading.current_thread().name.startswith("syncbridge-"):
+            self._before()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 @pytest.mark.anyio
 async def test_a_worker_gives_its_slot_back_before_it_wakes_the_awaiter(
     bridge: Bridge, monkeypatch: pytest.MonkeyPatch
@@ -254,18 +276,99 @@ async def test_a_worker_gives_its_slot_back_before_it_wakes_the_awaiter(
     """However the threads are scheduled: a worker held up as it gives its slot
     back still has given it back when its awaiter resumes."""
     resumed = threading.Event()
-    give_back = WorkerPool._next  # pyright: ignore[reportPrivateUsage]
-
-    def held_up(self: WorkerPool, *args: Any) -> Any:
-        # Held until the awaiter has looked, if it can run first (the bug);
-        # else (the awaiter waits for this) for a moment only.
-        resumed.wait(0.2)
-        return give_back(self, *args)
-
-    monkeypatch.setattr(WorkerPool, "_next", held_up)
+    pool = bridge._registry.worker_threads
+    # Held until the awaiter has looked, if it can run first (the bug); else
+    # (the awaiter waits for this) for a moment only.
+    monkeypatch.setattr(
+        pool, "_lock", _HeldUpLock(pool._lock, lambda: resumed.wait(0.2))
+    )
     for _ in range(3):
         resumed.clear()
         await bridge.run_blocking(_noop)
         busy = bridge.stats().pools["default"].busy
         resumed.set()
         assert busy == 0
+
+
+# -- the slot sites: one place takes a slot, one gives it back -----------------------
+
+
+@pytest.mark.anyio
+async def test_a_failed_thread_start_gives_its_slot_back_exactly_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given back once: not kept (the next calls would wait) and not twice
+    (three calls would then run at once on two slots)."""
+    b = Bridge(max_workers=2, shutdown_grace=1.0)
+    pool = b.pool()
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def start_or_refuse(self: threading.Thread) -> None:
+        if self.name.startswith(f"syncbridge-{b.name}-") and not refused:
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_or_refuse)
+    release = threading.Event()
+    gauge = Gauge()
+
+    def hold() -> None:
+        with gauge:
+            release.wait(10)
+
+    try:
+        with pytest.raises(RuntimeError, match="can't start"):
+            await b.run_blocking(int, "1")
+        assert refused
+        assert (pool.busy, pool.waiting, pool.running_functions()) == (0, 0, [])
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(b.run_blocking, hold)
+            with anyio.fail_after(10):
+                while (gauge.now, pool.waiting) != (2, 1):
+                    await anyio.sleep(0.002)
+            assert (pool.busy, gauge.peak) == (2, 2)
+            release.set()
+        assert (pool.busy, gauge.peak) == (0, 2)
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)
+
+
+@pytest.mark.anyio
+async def test_a_returning_worker_passes_its_slot_to_the_oldest_queued_call() -> None:
+    """At capacity, a call that returns hands its slot to the call queued first,
+    on the same thread: the slot is never free in between, so a call made
+    meanwhile cannot take it."""
+    b = Bridge(max_workers=1, shutdown_grace=1.0)
+    pool = b.pool()
+    release = threading.Event()
+    ran: list[tuple[str, int]] = []
+
+    def first() -> None:
+        ran.append(("first", threading.get_ident()))
+        release.wait(10)
+
+    def queued(name: str) -> None:
+        ran.append((name, threading.get_ident()))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.run_blocking, first)
+            with anyio.fail_after(10):
+                while not ran:
+                    await anyio.sleep(0.002)
+            for name in ("second", "third"):
+                tg.start_soon(b.run_blocking, queued, name)
+                with anyio.fail_after(10):
+                    while pool.waiting < ("second", "third").index(name) + 1:
+                        await anyio.sleep(0.002)
+            release.set()
+        assert [name for name, _ in ran] == ["first", "second", "third"]
+        assert len({ident for _, ident in ran}) == 1, "the slot went to another thread"
+        assert (pool.busy, pool.threads) == (0, 1)
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)

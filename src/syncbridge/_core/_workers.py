@@ -4,30 +4,13 @@ A :class:`WorkerPool` has a *capacity*: the number of calls that may run at once
 A slot is taken when a call starts and given back only when the function really
 returns, even if the task that awaited it was cancelled long before (the thread
 cannot be killed, so its slot cannot honestly be reused). Calls beyond capacity
-wait in FIFO order; they are never refused.
+wait in FIFO order; they are never refused. Every path takes a slot in
+:meth:`WorkerPool._take_slot` and gives it back in :meth:`WorkerPool._give_slot`;
+a worker whose call returns passes its slot to the oldest queued call instead.
 
-Workers are woken by need. A call that finds a slot free starts at once, on an
-idle worker or a new thread, unless the pool's recent calls were short and a
-worker handed its call less than :data:`HANDOFF` ago is still running it: then
-the call is queued for that worker, which takes it when it returns, so a burst
-of short calls is served by a few threads instead of waking one per call (on a
-GIL build, more runnable threads than cores only fight over the GIL). In a
-burst, while calls keep returning, a call also queues while one worker would
-empty the queue within :data:`HANDOFF` at the recent pace of calls (a worker
-"running" for longer is then mostly waiting for the GIL). A *lookout* thread
-keeps that promise honest: a queued call that has waited :data:`HANDOFF` with a
-slot free gets a worker of its own, one more each :data:`HANDOFF` while running
-workers still return calls but, at the rate they do, would not empty the queue
-within :data:`HANDOFF`, twice as many each time while none returns (they may
-all be blocked), so every queued call starts in bounded time and a slot never
-stays free while a call waits for it for long.
-
-On a free-threaded build a worker running long is not waiting for a GIL, but
-threads beyond the number of cores only contend for them, and the event loop
-that awaits short calls needs a core of its own (it does as much per call as a
-worker): while recent calls were short, still return, and a worker per core but
-one was handed its call within a few HANDOFFs, a call queues for them and the
-lookout wakes no other while calls return (it still ramps up when none does).
+Whether a call with a slot free starts at once or waits for a running worker,
+and when the lookout thread wakes one for it, is the :class:`WakePolicy`'s to
+say (``_wake_policy``); the pool consults it under its lock.
 
 Pools are thread-safe and not bound to any event loop: one pool serves every loop
 of the process (the portal loop, an ASGI server's loop, ``anyio.run`` in tests).
@@ -39,11 +22,8 @@ from __future__ import annotations
 
 __all__ = ("WorkerPool",)
 
-import os
-import sys
 import threading
 from collections import deque
-from itertools import islice
 from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Final
@@ -55,44 +35,13 @@ from ._context import new_thread
 from ._counts import Counts
 from ._jobs import CancelReason, Job
 from ._process import PROCESS
+from ._wake_policy import Runner, WakePolicy
 
 _STOP: Final = object()
 
-HANDOFF: Final = 0.0005
-"""Seconds: a call shorter than this is *short*; a worker handed its call less
-than this long ago is about to return; and a call queued for such a worker waits
-about this long at most before the lookout wakes another worker for it."""
 
-_LONG_SHARE: Final = 0.5
-"""Queue calls for running workers only while fewer recent calls were long."""
-
-_LONG_WEIGHT: Final = 0.125
-"""Weight of the latest call in the moving share of long calls."""
-
-_PACE_CAP: Final = 4
-"""HANDOFFs: the longest a call counts for in the moving mean of call times."""
-
-_LINGER: Final = 8
-"""HANDOFFs the lookout keeps looking, with workers running, before it sleeps."""
-
-_FREE_THREADED: Final = not getattr(sys, "_is_gil_enabled", lambda: True)()
-"""No GIL: threads run at once, so a worker running long is not waiting for it."""
-
-_CORES: Final = max(1, getattr(os, "process_cpu_count", os.cpu_count)() or 1)
-"""Threads that can run Python at once on a free-threaded build."""
-
-_WORKER_CORES: Final = max(1, _CORES - 1)
-"""Workers that run short calls at once on a free-threaded build: a core is left
-to the awaiting event loop. One more worker made them slower, not faster: with
-the loop, three threads on two cores spend their time taking the pool's lock
-from each other (#22)."""
-
-_SCAN: Final = 4 * _CORES
-"""Running workers :meth:`WorkerPool._cores_busy` looks at, at most."""
-
-
-class _Worker:
-    __slots__ = ("inbox", "since")
+class _Worker(Runner):
+    __slots__ = ("inbox",)
 
     def __init__(self) -> None:
         self.inbox: SimpleQueue[object] = SimpleQueue()
@@ -132,7 +81,7 @@ class WorkerPool:
         self._capacity = capacity
         self._spawned = 0
         self._closed = False
-        self._handoff = HANDOFF  # tests stretch it to see one step at a time
+        self._policy = WakePolicy()  # when a call waits for a running worker
         self._fresh_state()
 
     def _fresh_state(self) -> None:
@@ -141,22 +90,12 @@ class WorkerPool:
         self._busy = 0
         self._pending: deque[tuple[float, Job]] = deque()  # (when queued, job)
         self._idle: list[_Worker] = []
-        self._active: set[_Worker] = set()  # workers running a call of this pool
-        self._last_handed: _Worker | None = None  # the worker handed a call last
         self._threads: set[threading.Thread] = set()
         self._running: set[Job] = set()
-        # Waking by need (see the module docstring).
-        self._long = 1.0  # moving share of calls that took HANDOFF or longer
-        self._pace = HANDOFF  # moving mean of how long calls take (capped)
-        self._returned = 0.0  # when a call last returned
-        self._finished = 0  # calls that returned: the lookout's sign of progress
+        # The lookout thread: it wakes workers for queued calls, as the policy says.
         self._lookout: threading.Thread | None = None
         self._lookout_waiting = False  # in a wait that only a notify ends early
         self._wake = threading.Condition(self._lock)
-        self._looked = 0.0  # when the lookout last woke a worker
-        self._seen = 0  # _finished as the lookout last saw it
-        self._ramp = 1  # workers to wake at the next look that finds no progress
-        self._lingered = 0  # looks in a row that found nothing queued
         self.counts: Counts = Counts()
         """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
 
@@ -200,9 +139,9 @@ class WorkerPool:
         """Start *job* now if a slot is free, else queue it. Raises BridgeClosed.
 
         A call is also queued, with a slot free, for a worker about to return
-        (see the module docstring); the lookout wakes another if it waits.
+        (see ``_wake_policy``); the lookout wakes another if it waits.
         """
-        start, lookout = None, None
+        new, lookout = None, None
         # acquire()/release(), not `with`: half the cost, on every call.
         self._lock.acquire()
         try:
@@ -212,21 +151,23 @@ class WorkerPool:
             if self._busy >= self._capacity:
                 self._pending.append((now, job))  # a worker that returns takes it
                 return
-            if not self._defers(now):
-                start = self._admit(job, now)
+            if not self._policy.defers(now, len(self._pending)):
+                new = self._take_slot(job, now)
             else:
                 self._pending.append((now, job))
-                lookout = self._watch()
+                if self._lookout is not None and not self._lookout_waiting:
+                    return  # it is looking: the call needs no notify
+                lookout = self._watch(now)
                 if lookout is None:
                     return
         finally:
             self._lock.release()
-        if start is not None:
-            self._start(start)
+        if new is not None:
+            self._start(job, new)
         if lookout is not None:
             self._start_lookout(lookout)
 
-    def _watch(self) -> threading.Thread | None:
+    def _watch(self, now: float) -> threading.Thread | None:
         """Have the lookout watch the queue; a new lookout to start, if none runs.
 
         Called with the lock held; the caller starts the thread after releasing it.
@@ -241,51 +182,17 @@ class WorkerPool:
         self._lookout = new_thread(
             target=self._look, name=f"syncbridge-{self.name}-lookout", daemon=True
         )
-        # Its first look measures the rate calls return from now on.
-        self._seen, self._looked = self._finished, monotonic()
+        self._policy.episode(now)
         return self._lookout
-
-    def _defers(self, now: float) -> bool:
-        """Whether a call may wait for a running worker (called with the lock held)."""
-        if self._long >= _LONG_SHARE:
-            return False
-        if (
-            _FREE_THREADED
-            and len(self._active) >= _WORKER_CORES
-            and now - self._returned < _PACE_CAP * self._handoff
-            and self._cores_busy(now)
-        ):
-            # Without a GIL, a worker per core (but the loop's) runs short
-            # calls as fast as they come; one more only contends for the cores. Calls returned
-            # lately (a loaded machine may pause the workers for a few
-            # HANDOFFs); if they stop, the lookout wakes another (_look_at).
-            return True
-        # The worker handed a call last, not a scan of every busy worker: with
-        # thousands blocked, a scan under the lock would cost every call.
-        last = self._last_handed
-        if last is None or last not in self._active:
-            return False
-        if now - last.since < self._handoff:
-            return True
-        # Handed its call a while ago. In a burst (calls queued already) while
-        # calls keep returning, that is mostly a worker waiting for the GIL,
-        # which a new thread would wait for too: queue this call as well while
-        # one worker, at the recent pace, empties the queue within HANDOFF (the
-        # lookout wakes another if it waits longer). Blocked workers return
-        # nothing, so they never count; a lone call may be behind one: start it.
-        return (
-            bool(self._pending)
-            and now - self._returned < self._handoff
-            and (len(self._pending) + 1) * self._pace < self._handoff
-        )
 
     def _try_submit(self, job: Job) -> bool:
         """Start *job* if a slot is free right now; never queue it."""
         with self._lock:
             if self._closed or self._busy >= self._capacity:
                 return False
-            start = self._admit(job, monotonic())
-        self._start(start)
+            new = self._take_slot(job, monotonic())
+        if new is not None:
+            self._start(job, new)
         return True
 
     def _withdraw(self, job: Job) -> bool:
@@ -312,30 +219,42 @@ class WorkerPool:
         del job
         return False
 
-    def _admit(self, job: Job, now: float) -> tuple[Job, _Worker, bool]:
-        """Take a slot for *job*: an idle worker, or a new one (True: start its thread).
+    def _take_slot(self, job: Job, now: float) -> _Worker | None:
+        """The one place a slot is taken: for *job*, at *now*. Lock held.
 
-        Called with the lock held.
+        An idle worker is handed *job* at once; else a new worker is returned,
+        whose thread the caller starts (:meth:`_start`) once the lock is released.
         """
         self._busy += 1
         self._running.add(job)
-        new = not self._idle
-        worker = _Worker() if new else self._idle.pop()
-        worker.since = now
-        self._last_handed = worker
-        self._active.add(worker)
-        return job, worker, new
+        if self._idle:
+            worker = self._idle.pop()
+            worker.inbox.put(job)  # never blocks; the worker needs no lock to run it
+            self._policy.handed(worker, now)
+            return None
+        new = _Worker()
+        self._policy.handed(new, now)
+        return new
 
-    def _start(self, start: tuple[Job, _Worker, bool]) -> None:
-        """Hand an admitted job over; on a failed start, admit the next queued one."""
-        if not self._hand_over(*start):
+    def _give_slot(self, job: Job, idle: _Worker | None) -> None:
+        """The one place a slot is given back: *job* is done with it. Lock held.
+
+        *idle*: the worker that ran *job*, idle now (None: *job* never ran, as
+        its thread did not start, #11). A worker whose call returns while a
+        job is queued passes the slot on instead (:meth:`_work`).
+        """
+        self._running.discard(job)
+        self._busy -= 1
+        if idle is not None and not self._closed:
+            self._idle.append(idle)
+
+    def _start(self, job: Job, worker: _Worker) -> None:
+        """Start *worker*'s thread for *job*; if it fails, admit the next queued one."""
+        if not self._spawn(job, worker):
             self._admit_next()
 
-    def _hand_over(self, job: Job, worker: _Worker, new: bool) -> bool:
-        """Give *job* to *worker*, or to a new thread; False if none could start."""
-        if not new:
-            worker.inbox.put(job)
-            return True
+    def _spawn(self, job: Job, worker: _Worker) -> bool:
+        """Start a thread for *worker* to run *job*; False if it could not start."""
         with self._lock:
             self._spawned += 1
             thread = new_thread(
@@ -355,9 +274,8 @@ class WorkerPool:
             # next call wait forever. The caller gets the error instead.
             with self._lock:
                 self._threads.discard(thread)
-                self._running.discard(job)
-                self._active.discard(worker)
-                self._busy -= 1
+                self._policy.dropped(worker)
+                self._give_slot(job, None)
             job.fail(exc)
             return False
 
@@ -371,47 +289,24 @@ class WorkerPool:
             with self._lock:
                 if not self._pending or self._closed or self._busy >= self._capacity:
                     return
-                start = self._admit(self._pending.popleft()[1], monotonic())
-            if self._hand_over(*start):
+                job = self._pending.popleft()[1]
+                new = self._take_slot(job, monotonic())
+            if new is None or self._spawn(job, new):
                 return
 
     def _admit_waiting(self) -> None:
         """Start every queued job a free slot allows, at once."""
-        starts: list[tuple[Job, _Worker, bool]] = []
+        starts: list[tuple[Job, _Worker]] = []
         with self._lock:
             now = monotonic()
             while self._pending and not self._closed and self._busy < self._capacity:
-                starts.append(self._admit(self._pending.popleft()[1], now))
-        started = [self._hand_over(*start) for start in starts]
+                job = self._pending.popleft()[1]
+                new = self._take_slot(job, now)
+                if new is not None:
+                    starts.append((job, new))
+        started = [self._spawn(job, new) for job, new in starts]
         if not all(started):
             self._admit_next()
-
-    def _next(self, worker: _Worker, done: Job, took: float, now: float) -> Job | None:
-        """*done* returned after *took* seconds: give *worker* the next queued job."""
-        self._lock.acquire()  # not `with`: see submit
-        try:
-            self._running.discard(done)
-            self._finished += 1
-            self._returned = now
-            self._long += ((took >= self._handoff) - self._long) * _LONG_WEIGHT
-            # A long call counts as a few HANDOFFs: enough to never look short.
-            took = min(took, _PACE_CAP * self._handoff)
-            self._pace += (took - self._pace) * _LONG_WEIGHT
-            # busy still counts *done*: keep the slot for a queued job only
-            # while that stays within capacity (it may have been lowered).
-            if self._pending and not self._closed and self._busy <= self._capacity:
-                job = self._pending.popleft()[1]
-                self._running.add(job)
-                worker.since = now
-                self._last_handed = worker
-                return job
-            self._busy -= 1
-            self._active.discard(worker)
-            if not self._closed:
-                self._idle.append(worker)
-            return None
-        finally:
-            self._lock.release()
 
     # -- the lookout ---------------------------------------------------------
 
@@ -434,21 +329,24 @@ class WorkerPool:
                 starts = self._due()
             if starts is None:
                 return
-            for start in starts:
-                self._start(start)
+            for job, new in starts:
+                self._start(job, new)
 
-    def _due(self) -> list[tuple[Job, _Worker, bool]] | None:
+    def _due(self) -> list[tuple[Job, _Worker]] | None:
         """Wait until queued calls are due a worker; admit them. None: stop.
 
-        Called by the lookout with the lock held (each wait releases it).
+        Called by the lookout with the lock held (each wait releases it). When
+        it looks and how many it wakes are the policy's to say. Returns the new
+        workers to start, with their jobs.
         """
         me = threading.current_thread()
+        policy = self._policy
         while not self._closed and self._lookout is me:
             if not self._pending or self._busy >= self._capacity:
-                # Nothing waits with a slot free. While workers run, look again
-                # each HANDOFF for a while: a call queued meanwhile needs no
-                # notify (a wake-up per call would cost more than the call).
-                if self._pending or not self._active or self._lingered >= _LINGER:
+                # Nothing waits with a slot free.
+                if policy.lingers(bool(self._pending)):
+                    self._wake.wait(policy.handoff)
+                else:
                     self._lookout_waiting = True
                     try:
                         woken = self._wake.wait(self.idle_timeout)
@@ -456,84 +354,24 @@ class WorkerPool:
                         self._lookout_waiting = False
                     if not woken and not self._pending and self._lookout is me:
                         self._lookout = None  # idle for idle_timeout: exit
-                    self._lingered = 0
-                else:
-                    self._lingered += 1
-                    self._wake.wait(self._handoff)
-                # A new episode: no worker woken for a whole HANDOFF from now.
-                self._seen, self._looked, self._ramp = self._finished, monotonic(), 1
+                policy.episode(monotonic())
                 continue
-            self._lingered = 0
             now = monotonic()
-            due = self._next_look()
+            due = policy.next_look(self._pending)
             if now < due:
                 self._wake.wait(due - now)
                 continue
-            starts = self._look_at(now)
-            if starts is not None:
+            wanted = policy.look_at(now, self._pending)
+            if wanted:
+                starts: list[tuple[Job, _Worker]] = []
+                while wanted and self._busy < self._capacity:
+                    wanted -= 1
+                    job = self._pending.popleft()[1]
+                    new = self._take_slot(job, now)
+                    if new is not None:
+                        starts.append((job, new))
                 return starts
         return None
-
-    def _next_look(self) -> float:
-        """When the lookout looks next at the queued calls (lock held, a call queued).
-
-        A HANDOFF after the oldest call was queued or after the last look,
-        whichever is later.
-        """
-        return max(self._pending[0][0], self._looked) + self._handoff
-
-    def _look_at(self, now: float) -> list[tuple[Job, _Worker, bool]] | None:
-        """The lookout's look at *now* (lock held, a call queued, a slot free).
-
-        Returns the workers to start (admitted already), or None while the
-        running workers, at the rate they returned calls since the last look,
-        empty the queue soon. Pure policy on the pool's state and *now*, so a
-        test can drive it with a clock of its own (the lookout passes the real
-        one, at :meth:`_next_look`).
-        """
-        returned = self._finished - self._seen
-        if returned:  # workers still return
-            if len(self._pending) * (now - self._looked) < returned * self._handoff:
-                # At the rate they returned since the last look, they empty
-                # the queue within HANDOFF: another thread would only fight
-                # them for the GIL. Look again in a HANDOFF.
-                self._seen, self._looked, self._ramp = self._finished, now, 1
-                return None
-            if _FREE_THREADED and self._cores_busy(now):
-                # A worker per core (but the loop's) still runs short calls:
-                # on a free-threaded build another thread only contends with
-                # them for the cores.
-                self._seen, self._looked, self._ramp = self._finished, now, 1
-                return None
-            wanted, self._ramp = 1, 1  # one more
-        else:  # none returned for HANDOFF: they may all be blocked
-            wanted, self._ramp = self._ramp, self._ramp * 2
-        self._seen, self._looked = self._finished, now
-        starts: list[tuple[Job, _Worker, bool]] = []
-        while (
-            len(starts) < wanted
-            and self._pending
-            and self._pending[0][0] <= now - self._handoff
-            and self._busy < self._capacity
-        ):
-            starts.append(self._admit(self._pending.popleft()[1], now))
-        return starts
-
-    def _cores_busy(self, now: float) -> bool:
-        """Whether a worker per core (but one) was handed its call lately (lock held).
-
-        Workers handed theirs longer ago may be blocked in it: they leave
-        their core free. It runs on every call, so it looks at a few workers
-        only: if those are blocked, the answer is no, and workers are woken
-        as on a GIL build.
-        """
-        recent, running = now - _PACE_CAP * self._handoff, 0
-        for worker in islice(self._active, _SCAN):
-            if worker.since > recent:
-                running += 1
-                if running >= _WORKER_CORES:
-                    return True
-        return False
 
     def _work(self, worker: _Worker, first: list[Job]) -> None:
         me = threading.current_thread()
@@ -568,7 +406,27 @@ class WorkerPool:
                 # The slot first, then the wake-up: an awaiter that has its
                 # result must find the slot free (without the GIL it could
                 # run, and read stats(), before this thread took the lock).
-                done, job = job, self._next(worker, job, end - start, end)
+                done, took = job, end - start
+                self._lock.acquire()  # not `with`: see submit
+                try:
+                    # busy still counts *done*: its slot passes to the oldest
+                    # queued job, which this worker runs next, while that keeps
+                    # within capacity (it may have been lowered).
+                    if (
+                        self._pending
+                        and not self._closed
+                        and self._busy <= self._capacity
+                    ):
+                        job = self._pending.popleft()[1]
+                        self._running.discard(done)
+                        self._running.add(job)
+                        self._policy.returned(worker, took, end, True)
+                    else:
+                        job = None
+                        self._policy.returned(worker, took, end, False)
+                        self._give_slot(done, worker)
+                finally:
+                    self._lock.release()
                 done.finish()
                 del done  # an idle worker keeps nothing of its last call
         finally:
@@ -638,4 +496,5 @@ class WorkerPool:
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's threads, jobs and totals (the child counts anew)."""
+        self._policy._reset_after_fork()  # pyright: ignore[reportPrivateUsage]
         self._fresh_state()
