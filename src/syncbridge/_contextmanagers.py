@@ -16,7 +16,7 @@ import anyio
 
 from ._core._bridge import call_for_cleanup, call_with_timeout, get_bridge
 from ._core._context import copy_context_for_thread, new_thread
-from ._core._delegate import Delegate, delegates
+from ._core._delegate import adopt_chain, current_chain
 from ._core._loops import loop_running_in_this_thread
 from ._core._outcome import Error, Value
 from ._core._shield import wait_through_cancellation
@@ -27,6 +27,8 @@ from ._validate import check_context_manager
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+
+    from ._core._delegate import Delegate
 
 _ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 _thread_ids = itertools.count(1)
@@ -293,7 +295,7 @@ class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
                 info, self._exit_info = self._exit_info, (None, None, None)
                 # This task outlives the call that entered the cm: the blocked
                 # callers that may lend their slots are the exit call's (#11).
-                delegates.set(self._exit_chain)
+                adopt_chain(self._exit_chain)
                 try:
                     self._outcome = Value(await self._acm.__aexit__(*info))
                 except BaseException as exc:
@@ -323,7 +325,7 @@ class _SyncFromAsync(AbstractContextManager[T, X], Generic[T, X]):
                 "thread that entered it"
             )
         self._exit_info = info
-        self._exit_chain = delegates.get()
+        self._exit_chain = current_chain()
         self._go_exit.set()
         await wait_through_cancellation(self._finished.wait)
         self._task = None

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from queue import SimpleQueue
 
+import pytest
+
+from _scripts import run_script
 from syncbridge import WorkerPool
-from syncbridge._core._delegate import Delegate, delegates, submit
+from syncbridge._core._delegate import (
+    Delegate,
+    current_chain,
+    delegates,
+    lend,
+    retire,
+    submit,
+)
 from syncbridge._core._jobs import Job
 
 
@@ -101,3 +112,89 @@ def test_a_retired_delegate_forwards_to_its_threads_current_one() -> None:
     finally:
         release.set()
         pool.close()
+
+
+def test_lend_joins_the_calls_chain_and_offers_the_slot_until_retire() -> None:
+    pool = WorkerPool("lend", 1)
+    mail: SimpleQueue[object] = SimpleQueue()
+    ctx = contextvars.copy_context()  # the context the awaited call runs in
+    delegate = lend(pool, mail, ctx)
+    try:
+        assert ctx.run(current_chain) == (delegate,)
+        assert current_chain() == ()  # the blocked caller's own is unchanged
+        job = _job(pool)
+        assert delegate.offer(job)
+        assert mail.get_nowait() is job
+    finally:
+        retire(delegate)
+    try:
+        assert not delegate.offer(_job(pool))
+        assert mail.empty()
+    finally:
+        pool.close()
+
+
+def test_a_thread_that_lends_again_serves_its_retired_delegates_offers() -> None:
+    """Its delegates share one list, kept across its calls, and not another thread's."""
+    pool = WorkerPool("again", 1)
+    _, release = _hold(pool)
+    first_mail: SimpleQueue[object] = SimpleQueue()
+    again_mail: SimpleQueue[object] = SimpleQueue()
+    other_mail: SimpleQueue[object] = SimpleQueue()
+    lent, done = threading.Event(), threading.Event()
+
+    def other_thread_blocks() -> None:
+        delegate = lend(pool, other_mail, contextvars.copy_context())
+        lent.set()
+        done.wait(10)
+        retire(delegate)
+
+    other = threading.Thread(target=other_thread_blocks)
+    other.start()
+    first = lend(pool, first_mail, contextvars.copy_context())
+    retire(first)
+    job = _job(pool)
+    try:
+        assert lent.wait(5)
+        assert not first.offer(job)  # the other thread's slot is not this one's
+        again = lend(pool, again_mail, contextvars.copy_context())
+        try:
+            assert first.offer(job)
+            assert again_mail.get_nowait() is job
+            assert other_mail.empty()
+        finally:
+            retire(again)
+    finally:
+        done.set()
+        other.join(5)
+        release.set()
+        pool.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+def test_a_forked_child_starts_with_no_delegates() -> None:
+    """The parent's blocked calls are not the child's: nothing is offered to them."""
+    result = run_script(
+        """
+        import contextvars, os
+        from queue import SimpleQueue
+        from syncbridge import WorkerPool
+        from syncbridge._core._delegate import lend, retire
+        from syncbridge._core._jobs import Job
+
+        pool = WorkerPool("fork", 1)  # no thread started: a clean fork
+        parent = lend(pool, SimpleQueue(), contextvars.copy_context())
+        pid = os.fork()
+        if pid == 0:
+            mine = lend(pool, SimpleQueue(), contextvars.copy_context())
+            retire(mine)
+            job = Job(lambda: None, (), {}, contextvars.copy_context(), None, pool)
+            print(len(mine.siblings), mine.offer(job), flush=True)
+            os._exit(0)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        retire(parent)
+        pool.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "False"]

@@ -283,6 +283,7 @@ def test_a_worker_pool_resets_its_wake_policy() -> None:
 _OWNERS = {
     "PID": "syncbridge._core._process:_Process.forked",
     "THREAD_ROLES": "syncbridge._core._context:_forget_parent_roles",
+    "DELEGATES": "syncbridge._core._delegate:_forget_parent_delegates",
     "WAKEUPS": "syncbridge._core._await_job:_forget_parent_wakeups",
     "PROCESS_EXECUTORS": "syncbridge._core._process_executor:_reset_all_after_fork",
     "BRIDGES": "syncbridge._core._bridge:_after_fork_in_child",

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 class ThreadRole(threading.local):
     """The role of the current thread; each field is written by that thread only.
 
-    :attr:`job` and :attr:`blocked` hold objects of modules above this one
-    (``_jobs``, ``_delegate``), which this kernel module does not import: their
-    readers give them their type (``job: Job | None = role.job``).
+    :attr:`job` holds an object of a module above this one (``_jobs``), which
+    this kernel module does not import: its readers give it its type
+    (``job: Job | None = role.job``).
     """
 
     job: Any = None
@@ -48,9 +48,6 @@ class ThreadRole(threading.local):
 
     stale_anyio_token: object | None = None
     """anyio's worker token as this thread had it when the process forked."""
-
-    blocked: list[Any] | None = None
-    """This worker's ``Delegate`` list while it is blocked in ``sync_call_async``."""
 
     def loop_served(self) -> object | None:
         """The loop this thread serves in *this* process, if any."""
@@ -106,7 +103,6 @@ def anyio_worker_loop() -> object | None:
 def _forget_parent_roles() -> None:
     role.job = None
     role.served_loop = None
-    role.blocked = None
     role.stale_anyio_token = _anyio_token()
 
 

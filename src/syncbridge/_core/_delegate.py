@@ -10,24 +10,75 @@ innermost ancestor blocked on that pool, which runs it on its own thread. The
 thread-sensitive lane is a pool of one, so its jobs run on its one thread, as
 they must. Capacity stays honest: no more threads run a pool's functions than
 it has slots (#11).
+
+This module owns that state: each thread's list of its delegates, the chain
+(:data:`delegates`), and their reset in a forked child. A worker calls
+:func:`lend` as it blocks and :func:`retire` once its call is done; a task that
+outlives the call it was started in carries a chain with :func:`current_chain`
+and :func:`adopt_chain`; :func:`submit` places a job.
 """
 
 from __future__ import annotations
 
-__all__ = ("Delegate", "delegates", "submit")
+__all__ = (
+    "Delegate",
+    "adopt_chain",
+    "current_chain",
+    "delegates",
+    "lend",
+    "retire",
+    "submit",
+)
 
 import contextvars
 import threading
 from queue import Empty, SimpleQueue
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, final
 
 from ._jobs import Job, JobState
-from ._process import PROCESS
+from ._process import PROCESS, ChildStep, on_fork_child
 
 if TYPE_CHECKING:
     from ._pool import Pool
 
 
+class _ThreadDelegates(threading.local):
+    """The delegates of the current thread; written by that thread only."""
+
+    siblings: list[Delegate] | None = None
+    """Its delegates still waiting, innermost last: the ``siblings`` of each."""
+
+
+_thread: Final = _ThreadDelegates()
+
+_new: Final = object.__new__  # Delegate.lend builds one in a single Python call
+
+delegates: contextvars.ContextVar[tuple[Delegate, ...]] = contextvars.ContextVar(
+    "syncbridge_delegates", default=()
+)
+"""The blocked ancestors of the current call, outermost first."""
+
+
+_missed: dict[int, tuple[list[Delegate], Job]] = {}
+"""Jobs of a worker pool offered to a thread between two of its blocked calls.
+
+By ``id()`` of the job: the thread's sibling list and the job, queued in its
+pool. Only documented-atomic dict operations: a thread that blocks again
+appends its new delegate and then reads this; :func:`submit` writes it and then
+looks for that delegate (one of the two sees the other).
+"""
+
+
+def _forget_parent_delegates() -> None:
+    # The forking thread's delegates are the parent's: its blocked calls, and
+    # their mailboxes, are not in this process.
+    _thread.siblings = None
+
+
+on_fork_child(ChildStep.DELEGATES, _forget_parent_delegates)
+
+
+@final
 class Delegate:
     """A worker thread blocked in ``sync_call_async``, offering to run nested jobs.
 
@@ -41,21 +92,56 @@ class Delegate:
 
     __slots__ = ("_active", "_lock", "mailbox", "pid", "pool", "siblings")
 
-    def __init__(
-        self,
+    pool: Pool[Job]
+    mailbox: SimpleQueue[object]
+    siblings: list[Delegate]
+    pid: int
+    _lock: threading.Lock
+    _active: bool  # guarded by _lock
+
+    def __new__(
+        cls,
         pool: Pool[Job],
         mailbox: SimpleQueue[object],
         siblings: list[Delegate],
-    ) -> None:
-        self.pool = pool
-        self.mailbox = mailbox
-        self.siblings = siblings
-        self.pid = PROCESS.pid
-        self._lock = threading.Lock()
-        self._active = True  # guarded by _lock
-        siblings.append(self)
+    ) -> Delegate:
+        """A delegate of the thread whose delegates are *siblings* (see :meth:`lend`)."""
+        return Delegate.lend(pool, mailbox, None, siblings)
+
+    @staticmethod
+    def lend(
+        pool: Pool[Job],
+        mailbox: SimpleQueue[object],
+        ctx: contextvars.Context | None,
+        siblings: list[Delegate] | None = None,
+    ) -> Delegate:
+        """This worker thread blocks on a call: lend its slot of *pool* until retired.
+
+        Jobs for *pool* that find it full arrive on *mailbox* (the replies queue
+        of the call it waits for), which the thread serves until its call is
+        done; then it calls :func:`retire`. The delegate joins the chain of
+        the current call in *ctx*, the context the awaited call runs in.
+        *siblings* is for a delegate made on behalf of another thread
+        (``Delegate(...)``, with no chain); by default, this thread's own list.
+        """
+        if siblings is None:
+            siblings = _thread.siblings
+            if siblings is None:
+                siblings = _thread.siblings = []
+        # Inlined construction (no __init__): this runs on every nested call.
+        delegate: Delegate = _new(Delegate)
+        delegate.pool = pool
+        delegate.mailbox = mailbox
+        delegate.siblings = siblings
+        delegate.pid = PROCESS.pid
+        delegate._lock = threading.Lock()
+        delegate._active = True  # guarded by _lock
+        siblings.append(delegate)
         if _missed:  # len() of a dict is atomic: read after the append
-            self._take_missed()
+            delegate._take_missed()
+        if ctx is not None:
+            ctx.run(delegates.set, (*delegates.get(), delegate))
+        return delegate
 
     def _take_missed(self) -> None:
         """Serve the jobs offered to this thread while it was not blocked.
@@ -119,20 +205,26 @@ class Delegate:
                 item.run()
 
 
-delegates: contextvars.ContextVar[tuple[Delegate, ...]] = contextvars.ContextVar(
-    "syncbridge_delegates", default=()
-)
-"""The blocked ancestors of the current call, outermost first."""
+lend: Final = Delegate.lend
+"""``lend(pool, mailbox, ctx)``: see :meth:`Delegate.lend`."""
+
+retire: Final = Delegate.retire
+"""``retire(delegate)``: its thread's call is done (see :meth:`Delegate.retire`)."""
 
 
-_missed: dict[int, tuple[list[Delegate], Job]] = {}
-"""Jobs of a worker pool offered to a thread between two of its blocked calls.
+def current_chain() -> tuple[Delegate, ...]:
+    """The blocked ancestors of the current call, outermost first."""
+    return delegates.get()
 
-By ``id()`` of the job: the thread's sibling list and the job, queued in its
-pool. Only documented-atomic dict operations: a thread that blocks again
-appends its new delegate and then reads this; :func:`submit` writes it and then
-looks for that delegate (one of the two sees the other).
-"""
+
+def adopt_chain(chain: tuple[Delegate, ...]) -> None:
+    """Lend the slots of *chain* (a :func:`current_chain`) to what this task runs next.
+
+    For a task that outlives the call it was started in (a ``to_sync_cm``
+    block's task, #11): the blocked callers that may lend their slots to its
+    later work are those of the call it now works for, not of the first.
+    """
+    delegates.set(chain)
 
 
 def submit(pool: Pool[Job], job: Job) -> None:

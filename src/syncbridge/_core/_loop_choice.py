@@ -29,7 +29,7 @@ from .._exceptions import (
 )
 from ._calls import DONE, Call, LoopHandle, TimedCall
 from ._context import anyio_worker_loop, copy_context_for_thread, role
-from ._delegate import Delegate, delegates
+from ._delegate import lend, retire
 from ._jobs import check_cancelled
 from ._loops import LoopGone, handle_for, loop_running_in_this_thread
 from ._outcome import Cancelled, Error, Value
@@ -119,10 +119,7 @@ def call_async_from_thread(
     try:
         if job is not None:
             # The slot this worker holds is lent to nested work of its pool.
-            if role.blocked is None:
-                role.blocked = []
-            delegate = Delegate(job.pool, call.replies, role.blocked)
-            ctx.run(delegates.set, (*delegates.get(), delegate))
+            delegate = lend(job.pool, call.replies, ctx)
         try:
             if handle is not None:
                 try:
@@ -152,7 +149,7 @@ def call_async_from_thread(
             # and cancelling a done call does nothing.
             job.waiting_on = None
         if delegate is not None:
-            delegate.retire()
+            retire(delegate)
     outcome, call.outcome = call.outcome, None
     if isinstance(outcome, Value):
         return outcome.value

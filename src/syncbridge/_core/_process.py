@@ -8,10 +8,10 @@ hook runs the registered :class:`ChildStep` resets in the child, in this order:
 
 1. ``PID``: :data:`PROCESS` learns the child's id. First, because every later
    step, and any job one of them makes, compares ids with it.
-2. ``THREAD_ROLES``, then ``WAKEUPS`` (independent of each other): the state
-   of the forking thread, the child's only one: the job and loop it worked
-   for, and the asyncio wake-ups it last sent. Before the objects, whose
-   resets run on that thread.
+2. ``THREAD_ROLES``, ``DELEGATES``, then ``WAKEUPS`` (independent of each
+   other): the state of the forking thread, the child's only one: the job and
+   loop it worked for, the slots it lent while blocked, and the asyncio
+   wake-ups it last sent. Before the objects, whose resets run on that thread.
 3. ``PROCESS_EXECUTORS``: each :class:`ProcessExecutor` forgets the parent's
    processes. Before the bridges, so a bridge's pool that sends calls to one
    finds it reset (the order import order gave them before this module).
@@ -88,9 +88,10 @@ class ChildStep(enum.IntEnum):
 
     PID = 0
     THREAD_ROLES = 1
-    WAKEUPS = 2
-    PROCESS_EXECUTORS = 3
-    BRIDGES = 4
+    DELEGATES = 2
+    WAKEUPS = 3
+    PROCESS_EXECUTORS = 4
+    BRIDGES = 5
 
 
 class ExitStep(enum.IntEnum):
