@@ -1,4 +1,8 @@
-"""WorkerPool: capacity, FIFO admission, withdrawal, and the idle/close lifecycle."""
+"""WorkerPool: capacity, FIFO admission, withdrawal, the idle/close lifecycle.
+
+And workers woken by need: a short call queued for a worker about to return, and
+the lookout thread that wakes one, as the pool's WakePolicy decides (#15).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncbridge import Bridge, WorkerPool
+from syncbridge._core import _wake_policy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from syncbridge._core._wake_policy import WakePolicy
 
 
 class Gauge:
@@ -372,3 +379,320 @@ async def test_a_returning_worker_passes_its_slot_to_the_oldest_queued_call() ->
     finally:
         release.set()
         await anyio.to_thread.run_sync(b.close)
+
+
+# -- woken by need: short calls queue for a worker about to return (#15) -------------
+#
+# The decisions are WakePolicy's (test_wake_policy.py, on a clock of the test's own);
+# these check that a real pool acts on them. They stretch ``HANDOFF`` for the pools
+# they make, so each step can be observed without racing the clock. None asserts a
+# duration.
+
+WAIT = 10.0  # seconds; only reached when a test is failing
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    with anyio.fail_after(WAIT):
+        while not check():
+            await anyio.sleep(0.002)
+
+
+def pool_of(b: Bridge) -> WorkerPool:
+    """The bridge's default pool: a WorkerPool (no executor was given)."""
+    pool = b.pool()
+    assert isinstance(pool, WorkerPool)
+    return pool
+
+
+def policy_of(pool: WorkerPool) -> WakePolicy:
+    return pool._policy  # pyright: ignore[reportPrivateUsage]
+
+
+async def learn_short_calls(b: Bridge, pool: WorkerPool) -> None:
+    """Make *pool* see short calls, so it queues calls for running workers."""
+    for _ in range(30):
+        await b.run_blocking(int)
+    assert policy_of(pool).long < 0.5, "the pool did not learn that its calls are short"
+
+
+def lookouts(pool: WorkerPool) -> list[threading.Thread]:
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name == f"syncbridge-{pool.name}-lookout" and t.is_alive()
+    ]
+
+
+@pytest.fixture
+def stretch(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Stretch HANDOFF to *seconds* for the pools the test makes from then on."""
+
+    def to(seconds: float) -> None:
+        monkeypatch.setattr(_wake_policy, "HANDOFF", seconds)
+
+    return to
+
+
+def a_bridge(max_workers: int = 4) -> Bridge:
+    return Bridge(max_workers=max_workers, shutdown_grace=2.0)
+
+
+@pytest.mark.anyio
+async def test_a_short_call_queues_for_the_worker_about_to_return(
+    stretch: Callable[[float], None],
+) -> None:
+    """While a worker runs a call handed to it just now, the next one waits for it."""
+    stretch(60.0)  # "just now" lasts a minute: no race with the lookout
+    async with a_bridge() as bridge:
+        await _queues_for_the_worker_about_to_return(bridge, pool_of(bridge))
+
+
+async def _queues_for_the_worker_about_to_return(
+    bridge: Bridge, pool: WorkerPool
+) -> None:
+    # Calls made one at a time never wait: nothing runs when each is made.
+    await learn_short_calls(bridge, pool)
+    release = threading.Event()
+    ran_on: list[int] = []
+
+    def first() -> None:
+        ran_on.append(threading.get_ident())
+        release.wait(WAIT)
+
+    def second() -> None:
+        ran_on.append(threading.get_ident())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge.run_blocking, first)
+            await wait_until(lambda: len(ran_on) == 1)
+            threads = pool.threads
+            tg.start_soon(bridge.run_blocking, second)
+            await wait_until(lambda: pool.stats().calls == 32)
+            stats = pool.stats()
+            assert (stats.busy, stats.waiting, stats.threads) == (1, 1, threads)
+            release.set()
+    finally:
+        release.set()
+    assert ran_on[0] == ran_on[1], "the queued call did not go to the returning worker"
+    assert pool.threads == threads
+
+
+@pytest.mark.anyio
+async def test_a_call_queued_behind_a_blocked_worker_still_starts(
+    stretch: Callable[[float], None],
+) -> None:
+    """The lookout wakes a worker for a queued call; the first one never returns."""
+    stretch(1.0)  # long enough to see the call queued first
+    async with a_bridge() as bridge:
+        await _queued_behind_a_blocked_worker(bridge, pool_of(bridge))
+
+
+async def _queued_behind_a_blocked_worker(bridge: Bridge, pool: WorkerPool) -> None:
+    await learn_short_calls(bridge, pool)
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocked() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge.run_blocking, blocked)
+            await anyio.to_thread.run_sync(started.wait, WAIT)
+            # Learning may have left an idle thread or two (a worker wakes its
+            # awaiter before it is idle again, so the next call may start another).
+            threads = pool.threads
+            done = anyio.Event()
+
+            async def short() -> None:
+                await bridge.run_blocking(int)
+                done.set()
+
+            tg.start_soon(short)
+            await wait_until(lambda: pool.stats().calls == 32)
+            assert pool.waiting == 1, "the call did not queue for the running worker"
+            with anyio.fail_after(WAIT):
+                await done.wait()
+            assert not release.is_set()
+            # A worker gives its slot back just after waking its awaiter; the
+            # blocked call still holds its own.
+            await wait_until(lambda: pool.busy == 1)
+            assert pool.threads <= threads + 1  # at most the one the lookout woke
+            release.set()
+    finally:
+        release.set()
+
+
+@pytest.mark.anyio
+async def test_all_of_capacity_runs_at_once_after_short_calls() -> None:
+    """40 calls that each wait until all 40 run: every slot is still used."""
+    async with Bridge() as b:
+        pool = pool_of(b)
+        assert pool.capacity == 40
+        await learn_short_calls(b, pool)
+        barrier = threading.Barrier(40)
+
+        def meet() -> int:
+            return barrier.wait(WAIT)
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for _ in range(40):
+                    tg.start_soon(b.run_blocking, meet)
+        assert not barrier.broken
+        assert pool.threads == 40
+
+
+@pytest.mark.anyio
+async def test_every_queued_call_starts_when_each_running_one_blocks(
+    stretch: Callable[[float], None],
+) -> None:
+    """No call returns, so the lookout wakes ever more workers until all run."""
+    stretch(0.02)  # a few rounds of the lookout, each observable
+    async with a_bridge(8) as bridge:
+        await learn_short_calls(bridge, pool_of(bridge))
+        barrier = threading.Barrier(8)
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(bridge.run_blocking, barrier.wait, WAIT)
+        assert not barrier.broken
+
+
+@pytest.mark.anyio
+async def test_nesting_deeper_than_capacity_after_short_calls() -> None:
+    """sync -> async -> sync ten levels deep on two slots, the pool in short mode."""
+    async with Bridge(max_workers=2) as b:
+        await learn_short_calls(b, pool_of(b))
+
+        async def descend(depth: int) -> int:
+            if depth == 0:
+                return 0
+            return await b.run_blocking(climb, depth)
+
+        def climb(depth: int) -> int:
+            return 1 + b.sync_call_async(descend, depth - 1)
+
+        with anyio.fail_after(WAIT):
+            results = []
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+
+                    async def one() -> None:
+                        results.append(await descend(10))
+
+                    tg.start_soon(one)
+        assert results == [10] * 4
+
+
+@pytest.mark.anyio
+async def test_long_calls_start_at_once(stretch: Callable[[float], None]) -> None:
+    """A pool whose calls block starts each new one on a thread of its own."""
+    stretch(60.0)  # a queued call would wait a minute for the lookout
+    async with Bridge(max_workers=4) as b:
+        pool = pool_of(b)
+        release = threading.Event()
+        started = threading.Semaphore(0)
+
+        def block() -> None:
+            started.release()
+            release.wait(WAIT)
+
+        # A new pool has seen no short call: all four start at once.
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(b.run_blocking, block)
+            for _ in range(4):
+                assert await anyio.to_thread.run_sync(started.acquire, True, WAIT)
+            release.set()
+        assert pool.threads == 4
+
+
+def test_the_lookout_exits_on_close_and_when_idle(
+    stretch: Callable[[float], None],
+) -> None:
+    """The lookout is started on the first queued short call and never leaks."""
+    stretch(1.0)
+    pool = WorkerPool("lookout-test", 4, idle_timeout=0.05)
+    with Bridge() as b:
+        b._registry.default = pool
+
+        async def main() -> None:
+            await learn_short_calls(b, pool)
+            release = threading.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(b.run_blocking, release.wait, WAIT)
+                await wait_until(lambda: pool.busy == 1)
+                tg.start_soon(b.run_blocking, int)  # queued: starts the lookout
+                await wait_until(lambda: pool.waiting == 1)
+                release.set()
+            assert pool.waiting == 0
+
+        anyio.run(main)
+        assert len(lookouts(pool)) == 1
+        # It ends the wait it began for the queued call (one handoff), then
+        # waits idle_timeout for another.
+        for _ in range(500):
+            if not lookouts(pool):
+                break
+            threading.Event().wait(0.01)
+        assert not lookouts(pool), "the idle lookout did not exit"
+
+
+def test_close_stops_a_waiting_lookout(stretch: Callable[[float], None]) -> None:
+    stretch(60.0)
+    pool = WorkerPool("lookout-close", 4)
+    with Bridge() as b:
+        b._registry.default = pool
+
+        async def main() -> None:
+            await learn_short_calls(b, pool)
+            release = threading.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(b.run_blocking, release.wait, WAIT)
+                await wait_until(lambda: pool.busy == 1)
+                tg.start_soon(b.run_blocking, int)
+                await wait_until(lambda: pool.waiting == 1)
+                release.set()
+
+        anyio.run(main)
+        assert len(lookouts(pool)) == 1
+    assert not lookouts(pool), "close() left the lookout running"
+
+
+@pytest.mark.anyio
+async def test_a_lookout_that_cannot_start_lets_the_call_start_at_once(
+    stretch: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a lookout nothing may wait for a running worker: it starts now."""
+    stretch(60.0)
+    async with a_bridge() as bridge:
+        await _a_lookout_that_cannot_start(bridge, pool_of(bridge), monkeypatch)
+
+
+async def _a_lookout_that_cannot_start(
+    bridge: Bridge, pool: WorkerPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def refuse_lookout(self: threading.Thread) -> None:
+        if self.name.endswith("-lookout"):
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_lookout)
+    await learn_short_calls(bridge, pool)
+    release = threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bridge.run_blocking, release.wait, WAIT)
+        await wait_until(lambda: pool.busy == 1)
+        with anyio.fail_after(WAIT):
+            assert await bridge.run_blocking(int, "7") == 7  # would wait a minute
+            assert await bridge.run_blocking(int, "8") == 8
+        release.set()
+    assert refused, "no lookout was needed"
+    assert not lookouts(pool)

@@ -2,7 +2,8 @@
 
 Every import counts, ``TYPE_CHECKING`` and function-level ones too. The full
 layer order is the contract in ``.importlinter`` (``lint-imports``); this
-checks its two rules that matter most without that tool.
+checks its two rules that matter most without that tool. And the core's unit
+tests mirror it: one file in tests/core per module of ``syncbridge._core``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import syncbridge
 
 PACKAGE = Path(syncbridge.__file__).resolve().parent
+CORE_TESTS = Path(__file__).resolve().parent / "core"
 
 LEAF_MODULES = frozenset(
     {
@@ -93,3 +95,23 @@ def test_the_core_imports_only_itself_and_the_leaf_modules() -> None:
         if not imported.startswith("syncbridge._core") and imported not in LEAF_MODULES
     )
     assert upward == []
+
+
+def test_each_core_module_has_a_file_of_unit_tests_named_after_it() -> None:
+    """``_core/_x.py`` is tested in ``tests/core/test_x.py``, and each file there
+    names a core module.
+
+    A new core module comes with its unit tests; a test of the package as a
+    whole, or of its public API, lives outside tests/core.
+    """
+    modules = {
+        path.stem.removeprefix("_")
+        for path in (PACKAGE / "_core").glob("_*.py")
+        if path.name != "__init__.py"
+    }
+    tested = {path.stem.removeprefix("test_") for path in CORE_TESTS.glob("test_*.py")}
+    assert modules, "no core module found"
+    untested = sorted(f"_core/_{name}.py" for name in modules - tested)
+    assert not untested, f"core modules with no tests/core/test_<module>.py: {untested}"
+    stray = sorted(f"tests/core/test_{name}.py" for name in tested - modules)
+    assert not stray, f"tests/core files that name no core module: {stray}"
