@@ -182,19 +182,25 @@ def test_a_forked_child_starts_with_no_delegates() -> None:
         from syncbridge._core._delegate import lend, retire
         from syncbridge._core._jobs import Job
 
+        from syncbridge._core import _delegate
+
         pool = WorkerPool("fork", 1)  # no thread started: a clean fork
         parent = lend(pool, SimpleQueue(), contextvars.copy_context())
+        # A job offered to the parent's blocked workers while they were between
+        # two calls: the child has neither.
+        _delegate._missed[-1] = (parent.siblings, None)
         pid = os.fork()
         if pid == 0:
             mine = lend(pool, SimpleQueue(), contextvars.copy_context())
             retire(mine)
             job = Job(lambda: None, (), {}, contextvars.copy_context(), None, pool)
-            print(len(mine.siblings), mine.offer(job), flush=True)
+            print(len(mine.siblings), mine.offer(job), len(_delegate._missed), flush=True)
             os._exit(0)
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        _delegate._missed.clear()
         retire(parent)
         pool.close()
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "False"]
+    assert result.stdout.split() == ["0", "False", "0"]

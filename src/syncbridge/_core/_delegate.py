@@ -71,8 +71,9 @@ looks for that delegate (one of the two sees the other).
 
 def _forget_parent_delegates() -> None:
     # The forking thread's delegates are the parent's: its blocked calls, and
-    # their mailboxes, are not in this process.
+    # their mailboxes, are not in this process; nor are the jobs offered to them.
     _thread.siblings = None
+    _missed.clear()
 
 
 on_fork_child(ChildStep.DELEGATES, _forget_parent_delegates)
