@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -224,7 +223,9 @@ def test_task_cancel_at_each_side_of_the_deadline(
 
 @pytest.mark.parametrize("abandon", [True, False], ids=["abandon", "wait"])
 @pytest.mark.parametrize("outer", ["asyncio.timeout", "wait_for"])
-@pytest.mark.parametrize("skew", [-0.002, 0.0, 0.002], ids=["outer-first", "equal", "inner-first"])
+@pytest.mark.parametrize(
+    "skew", [-0.002, 0.0, 0.002], ids=["outer-first", "equal", "inner-first"]
+)
 @pytest.mark.parametrize("loop_class", LOOPS)
 def test_native_timeout_around_a_timed_call(
     loop_class: type[asyncio.AbstractEventLoop], skew: float, outer: str, abandon: bool
@@ -243,7 +244,9 @@ def test_native_timeout_around_a_timed_call(
     async def main() -> None:
         task = asyncio.current_task()
         assert task is not None
-        timed = syncbridge.to_async(blocker, timeout=t, abandon_on_cancel=abandon, bridge=b)
+        timed = syncbridge.to_async(
+            blocker, timeout=t, abandon_on_cancel=abandon, bridge=b
+        )
         releaser = asyncio.get_running_loop().call_later(4 * t, blocker.release.set)
         try:
             if outer == "asyncio.timeout":
@@ -464,3 +467,431 @@ def test_users_own_syncbridgetimeout_through_the_portal(backend: str) -> None:
         assert portal.timeouts == 0, portal
     finally:
         b.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "skew", [-0.002, 0.0, 0.002], ids=["outer-first", "equal", "inner-first"]
+)
+@pytest.mark.parametrize("abandon", [True, False], ids=["abandon", "wait"])
+async def test_anyio_fail_after_around_a_timed_call(
+    anyio_backend: str, abandon: bool, skew: float
+) -> None:
+    """anyio.fail_after and the call's timeout, equal or near: a TimeoutError.
+
+    Whichever wins, the task is left uncancelled (its next checkpoint passes)
+    and the call is counted once.
+    """
+    t = 0.05
+    b = Bridge(max_workers=2, shutdown_grace=1.0)
+    release = threading.Event()
+
+    def f() -> None:
+        assert release.wait(BOUND)
+
+    timed = syncbridge.to_async(f, timeout=t, abandon_on_cancel=abandon, bridge=b)
+    try:
+        for _ in range(3):
+            release.clear()
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def releaser() -> None:
+                        await anyio.sleep(4 * t)
+                        release.set()
+
+                    tg.start_soon(releaser)
+                    with pytest.raises(TimeoutError):
+                        with anyio.fail_after(t + skew):
+                            await timed()
+                    await anyio.lowlevel.checkpoint()  # no cancellation left over
+        s = await anyio.to_thread.run_sync(_settled, b)
+        assert s.calls == 3
+        assert s.timeouts + s.cancellations == 3
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)
+
+
+# -- close() mid-call -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "heeds", [True, False], ids=["heeds-check_cancelled", "ignores-it"]
+)
+async def test_close_from_a_thread_while_timed_calls_are_in_flight(
+    anyio_backend: str, heeds: bool
+) -> None:
+    """Every timed call in flight gets an outcome; none is lost or counted twice."""
+    b = Bridge(max_workers=3, shutdown_grace=0.3)
+    running = threading.Semaphore(0)
+    release = threading.Event()
+
+    def f() -> str:
+        running.release()
+        while not release.wait(0.002):
+            if heeds:
+                syncbridge.check_cancelled()
+        return "done"
+
+    timed = syncbridge.to_async(f, timeout=0.5, bridge=b)
+    outcomes: list[object] = []
+
+    async def call() -> None:
+        try:
+            outcomes.append(await timed())
+        except (BridgeClosed, SyncBridgeTimeout, syncbridge.WorkerCancelled) as exc:
+            outcomes.append(type(exc))
+
+    try:
+        with anyio.fail_after(BOUND):
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):  # 3 run, 2 wait for a slot
+                    tg.start_soon(call)
+                for _ in range(3):
+                    await anyio.to_thread.run_sync(running.acquire)
+                await anyio.to_thread.run_sync(b.close)
+        assert len(outcomes) == 5, outcomes
+        s = b.stats().pools["default"]
+        assert s.calls == 5
+        assert s.completed + s.errors + s.cancellations + s.timeouts == 5, s
+        assert s.busy == (0 if heeds else 3) - s.completed, s
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)
+
+
+@pytest.mark.anyio
+async def test_close_from_the_bridges_own_worker(anyio_backend: str) -> None:
+    """close() run by one of the bridge's workers returns; its own call completes."""
+    b = Bridge(max_workers=2, shutdown_grace=0.3)
+    with anyio.fail_after(BOUND):
+        await syncbridge.to_async(b.close, timeout=BOUND, bridge=b)()
+    assert b.closed
+    s = await anyio.to_thread.run_sync(_settled, b)
+    assert (s.calls, s.completed) == (1, 1)
+    with pytest.raises(BridgeClosed):
+        await syncbridge.to_async(time.sleep, bridge=b)(0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_two_closers_both_return_after_the_portal_call_finished(backend: str) -> None:
+    """A call finishing in the grace has its answer before either closer returns."""
+    b = Bridge(max_workers=2, shutdown_grace=1.0, backend=backend)  # type: ignore[arg-type]
+    started = threading.Event()
+
+    async def finishing() -> str:
+        started.set()
+        await anyio.sleep(0.3)  # the work: it ends inside the grace
+        return "ok"
+
+    fut = b.start_soon(finishing)
+    assert started.wait(BOUND)
+    barrier = threading.Barrier(2)
+    seen: list[tuple[bool, float]] = []
+    lock = threading.Lock()
+
+    def closer() -> None:
+        barrier.wait(BOUND)
+        b.close()
+        with lock:
+            seen.append((fut.done(), time.monotonic()))
+
+    threads = [threading.Thread(target=closer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(BOUND)
+    assert len(seen) == 2
+    assert all(done for done, _ in seen), "a closer returned before the call's answer"
+    assert fut.result(0) == "ok"
+    assert b.stats().portal.completed == 1
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_while_portal_calls_finish_in_the_grace(backend: str) -> None:
+    """Sync callers blocked in portal calls all get an answer; the ledger adds up."""
+    b = Bridge(max_workers=2, shutdown_grace=0.5, backend=backend)  # type: ignore[arg-type]
+    n = 6
+    started = threading.Semaphore(0)
+    answers: list[object] = []
+    lock = threading.Lock()
+
+    async def work(i: int) -> int:
+        started.release()
+        if i % 2:
+            await anyio.sleep(0.1 * i / n)  # finishes in the grace
+        else:
+            await anyio.sleep(3600)  # cancelled at the end of the grace
+        return i
+
+    def caller(i: int) -> None:
+        try:
+            result: object = b.sync_call_async(work, i)
+        except BaseException as exc:
+            result = type(exc)
+        with lock:
+            answers.append(result)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for _ in range(n):
+        assert started.acquire(timeout=BOUND)
+    b.close()
+    for t in threads:
+        t.join(BOUND)
+    assert sorted(a for a in answers if isinstance(a, int)) == [1, 3, 5]
+    assert [a for a in answers if not isinstance(a, int)] == [BridgeClosed] * 3
+    p = b.stats().portal
+    assert p.calls == n, p
+    assert p.completed + p.errors + p.cancellations + p.timeouts == n, p
+
+
+def test_close_racing_add_pool() -> None:
+    """A pool added while close() runs is closed, or refused: none is left open."""
+    for _ in range(20):
+        _race_close_and_add_pool()
+
+
+def _race_close_and_add_pool() -> None:
+    b = Bridge(max_workers=1, shutdown_grace=0.1)
+    go = threading.Barrier(2)
+    added: list[str] = []
+    refused: list[str] = []
+
+    def adder() -> None:
+        go.wait(BOUND)
+        for i in range(200):
+            name = f"p{i}"
+            try:
+                b.add_pool(name, 1)
+            except BridgeClosed:
+                refused.append(name)
+                return
+            added.append(name)
+
+    t = threading.Thread(target=adder)
+    t.start()
+    go.wait(BOUND)
+    b.close()
+    t.join(BOUND)
+
+    async def use_all() -> None:
+        for name in added:
+            with pytest.raises(BridgeClosed):
+                await syncbridge.to_async(time.sleep, pool=name, bridge=b)(0)
+
+    asyncio.run(use_all())
+    assert refused or len(added) == 200
+    with pytest.raises(BridgeClosed):
+        b.add_pool("after", 1)
+
+
+# -- interpreter exit, fork, a loop ending under a call -------------------------
+
+
+def _quiet(stderr: str) -> None:
+    for noise in ("Traceback", "Task was destroyed", "never retrieved", "Fatal"):
+        assert noise not in stderr, stderr
+
+
+def test_exit_with_a_blocked_portal_caller_and_a_timed_call_in_flight() -> None:
+    """Exit: quick, code 0, quiet; the blocked sync caller is answered."""
+    script = """
+        import asyncio, threading, time, sys
+        import syncbridge
+
+        portal_started = threading.Event()
+        worker_started = threading.Event()
+
+        async def forever():
+            portal_started.set()
+            await asyncio.sleep(3600)
+
+        def blocked_caller():
+            try:
+                syncbridge.sync_call_async(forever)
+            except syncbridge.BridgeClosed:
+                print("caller: BridgeClosed", flush=True)
+
+        def blocking():
+            worker_started.set()
+            time.sleep(3600)
+
+        async def timed_in_flight():
+            await syncbridge.to_async(blocking, timeout=600)()
+
+        threading.Thread(target=blocked_caller, daemon=True).start()
+        threading.Thread(
+            target=asyncio.run, args=(timed_in_flight(),), daemon=True
+        ).start()
+        assert portal_started.wait(10) and worker_started.wait(10)
+        print("main: exiting", flush=True)
+    """
+    start = time.monotonic()
+    proc = run_script(script, timeout=30)
+    took = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "main: exiting" in proc.stdout
+    _quiet(proc.stderr)
+    assert took < 15, took
+
+
+def test_exit_from_a_loop_with_a_timed_call_in_flight() -> None:
+    """SystemExit in asyncio.run while a timed call runs: the call is cancelled, quiet."""
+    script = """
+        import asyncio, threading, time, sys
+        import syncbridge
+
+        started = threading.Event()
+
+        def blocking():
+            started.set()
+            time.sleep(3600)
+
+        async def main():
+            task = asyncio.create_task(syncbridge.to_async(blocking, timeout=600)())
+            while not started.is_set():
+                await asyncio.sleep(0.001)
+            sys.exit(3)
+
+        asyncio.run(main())
+    """
+    proc = run_script(script, timeout=30)
+    assert proc.returncode == 3, proc.stderr
+    _quiet(proc.stderr)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("during", ["call-in-flight", "close-under-way"])
+def test_fork_child_uses_the_default_bridge(during: str) -> None:
+    """A child forked mid-call or mid-close gets a working default bridge."""
+    script = """
+        import asyncio, os, sys, threading, time, warnings
+        import anyio
+        import syncbridge
+
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        DURING = "@DURING@"
+        portal_started = threading.Event()
+        worker_started = threading.Event()
+        release = threading.Event()
+
+        async def stubborn():
+            portal_started.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(1.0)  # outlives part of the close's grace
+            return "late"
+
+        def blocking():
+            worker_started.set()
+            release.wait(30)
+            return "released"
+
+        async def timed():
+            return await syncbridge.to_async(blocking, timeout=30)()
+
+        async def add(a, b):
+            await anyio.sleep(0)
+            return a + b
+
+        # Warm up: a fork in the middle of an import (here anyio's backend, on
+        # the portal thread) leaves the child that module's lock held forever.
+        assert syncbridge.sync_call_async(add, 1, 1) == 2
+        bridge = syncbridge.get_bridge()
+        caller = threading.Thread(
+            target=lambda: print("parent caller:", repr(bridge.start_soon(stubborn).result(30))),
+        )
+        caller.start()
+        worker = threading.Thread(target=lambda: print("parent worker:", asyncio.run(timed())))
+        worker.start()
+        assert portal_started.wait(10) and worker_started.wait(10)
+        closer = None
+        if DURING == "close-under-way":
+            closer = threading.Thread(target=bridge.close)
+            closer.start()
+            while not bridge.closed:
+                time.sleep(0.001)
+
+        pid = os.fork()
+        if pid == 0:
+            try:
+                got = syncbridge.sync_call_async(add, 1, 2)
+                got2 = asyncio.run(syncbridge.to_async(lambda: 4, timeout=10)())
+                print("child:", got, got2, syncbridge.get_bridge().closed, flush=True)
+                os._exit(0)
+            except BaseException as exc:
+                print("child failed:", repr(exc), flush=True)
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print("child status:", os.waitstatus_to_exitcode(status), flush=True)
+        release.set()
+        caller.join(30)
+        worker.join(30)
+        if closer is not None:
+            closer.join(30)
+    """.replace("@DURING@", during)
+    proc = run_script(script, timeout=45)
+    assert "child: 3 4 False" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "child status: 0" in proc.stdout, proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert "parent worker: released" in proc.stdout, proc.stdout
+
+
+def test_loop_ends_under_a_timed_call_in_an_unawaited_task() -> None:
+    """asyncio.run ends while a task's timed run_blocking is pending: no lost call.
+
+    The task is cancelled by asyncio.run's shutdown; the call is counted
+    cancelled, its slot comes back when the function returns, and nothing is
+    logged as never retrieved.
+    """
+    b = Bridge(max_workers=1, shutdown_grace=1.0)
+    blocker = _Blocker()
+
+    async def main() -> None:
+        asyncio.get_running_loop().create_task(
+            syncbridge.to_async(blocker, timeout=30, bridge=b)()
+        )
+        await _wait_thread_event(blocker.entered)
+
+    errors: list[dict[str, Any]] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        errors.append(ctx)
+
+    s = None
+    try:
+        for factory in [asyncio.SelectorEventLoop, *_uvloop_factory()]:
+            blocker.entered.clear()
+            blocker.release.clear()
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.get_loop().set_exception_handler(handler)
+                runner.run(main())
+            blocker.release.set()
+            s = _settled(b)
+            assert s.busy == 0
+        assert errors == []
+        assert s is not None
+        assert s.calls == s.cancellations
+        # The pool still works: the slot came back.
+        assert (
+            asyncio.run(syncbridge.to_async(lambda: 5, timeout=BOUND, bridge=b)()) == 5
+        )
+    finally:
+        blocker.release.set()
+        b.close()
+
+
+def _uvloop_factory() -> list[Any]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return []
+    return [uvloop.new_event_loop]
+
+
+@contextlib.contextmanager
+def _unused() -> Iterator[None]:  # pragma: no cover - keeps imports honest
+    yield
