@@ -895,3 +895,117 @@ def _uvloop_factory() -> list[Any]:
 @contextlib.contextmanager
 def _unused() -> Iterator[None]:  # pragma: no cover - keeps imports honest
     yield
+
+
+# -- more edges of the one await path -------------------------------------------
+
+
+@pytest.mark.parametrize("loop_class", LOOPS)
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 1e12])
+def test_a_huge_timeout_never_fires_early(
+    loop_class: type[asyncio.AbstractEventLoop], timeout: float
+) -> None:
+    """A deadline far away (even infinite) is a deadline that never passes."""
+    b = Bridge(max_workers=1, shutdown_grace=1.0)
+    blocker = _Blocker()
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: loop.run_in_executor(None, _release_later, blocker))
+        return await syncbridge.to_async(blocker, timeout=timeout, bridge=b)()
+
+    try:
+        with asyncio.Runner(loop_factory=loop_class) as runner:
+            assert runner.run(main()) == "done"
+        s = _settled(b)
+        assert (s.calls, s.completed) == (1, 1)
+    finally:
+        blocker.release.set()
+        b.close()
+
+
+def _release_later(blocker: _Blocker) -> None:
+    """Release *blocker* a little after it entered: the call really waits."""
+    assert blocker.entered.wait(BOUND)
+    time.sleep(0.05)  # the call runs for a while: long past a timer fired "early"
+    blocker.release.set()
+
+
+@pytest.mark.parametrize("abandon", [True, False], ids=["abandon", "wait"])
+@pytest.mark.parametrize("loop_class", LOOPS)
+def test_timed_call_in_cancellation_cleanup(
+    loop_class: type[asyncio.AbstractEventLoop], abandon: bool
+) -> None:
+    """A timed call made while handling a cancel times out as a timeout.
+
+    The task's own cancel request (not uncancelled) is not mistaken for a new
+    one, and it is still there afterwards: one request, neither swallowed nor
+    doubled.
+    """
+    b = Bridge(max_workers=2, shutdown_grace=1.0)
+    blocker = _Blocker()
+    seen: list[object] = []
+
+    async def main() -> None:
+        async def victim() -> None:
+            try:
+                await asyncio.sleep(BOUND)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                assert task is not None
+                try:
+                    await syncbridge.to_async(
+                        blocker, timeout=0.05, abandon_on_cancel=abandon, bridge=b
+                    )()
+                except SyncBridgeTimeout:
+                    seen.append(("timeout", task.cancelling()))
+                raise
+
+        task = asyncio.create_task(victim())
+        await asyncio.sleep(0)
+        task.cancel()
+        if not abandon:
+            asyncio.get_running_loop().call_later(0.2, blocker.release.set)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        seen.append(task.cancelled())
+        blocker.release.set()
+
+    try:
+        with asyncio.Runner(loop_factory=loop_class) as runner:
+            runner.run(main())
+        s = _settled(b)
+    finally:
+        blocker.release.set()
+        b.close()
+    assert seen == [("timeout", 1), True]
+    assert (s.calls, s.timeouts) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_calls_that_must_meet_after_a_burst_of_short_calls(
+    anyio_backend: str,
+) -> None:
+    """Two calls that wait for each other both run, even right after short calls.
+
+    On a free-threaded build short calls queue for a worker per core but one;
+    a call that blocks must not keep a queued one from a thread for long.
+    """
+    b = Bridge(max_workers=4, shutdown_grace=1.0)
+    short = syncbridge.to_async(lambda: None, bridge=b)
+    meet = threading.Barrier(2)
+    both = syncbridge.to_async(meet.wait, bridge=b)
+    try:
+        with anyio.fail_after(BOUND):
+            for _ in range(3):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(200):
+                        tg.start_soon(short)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(both, BOUND)
+                    tg.start_soon(both, BOUND)
+                meet.reset()
+        s = await anyio.to_thread.run_sync(_settled, b)
+        assert s.errors == 0
+    finally:
+        await anyio.to_thread.run_sync(b.close)
