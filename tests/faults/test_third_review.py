@@ -1009,3 +1009,113 @@ async def test_calls_that_must_meet_after_a_burst_of_short_calls(
         assert s.errors == 0
     finally:
         await anyio.to_thread.run_sync(b.close)
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.SelectorEventLoop, *_uvloop_factory()]
+)
+def test_loop_ends_under_a_nested_call_of_a_timed_call(loop_factory: Any) -> None:
+    """The loop a worker's sync_call_async runs on ends: the worker is answered.
+
+    A task not awaited runs a timed call whose function calls back into that
+    loop; asyncio.run ends (cancelling both): the function's call raises at
+    once instead of waiting out the timeout, and the slot comes back.
+    """
+    b = Bridge(max_workers=1, shutdown_grace=1.0)
+    inside = threading.Event()
+    answer: list[object] = []
+
+    async def forever() -> None:
+        inside.set()
+        await asyncio.sleep(3600)
+
+    def f() -> None:
+        try:
+            syncbridge.sync_call_async(forever)
+        except BaseException as exc:
+            answer.append(type(exc))
+            raise
+
+    async def main() -> None:
+        asyncio.get_running_loop().create_task(
+            syncbridge.to_async(f, timeout=BOUND * 10, bridge=b)()
+        )
+        await _wait_thread_event(inside)
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
+        s = _settled(b)
+        assert len(answer) == 1
+        assert answer == [syncbridge.WorkerCancelled]  # its awaiter was cancelled
+        assert (s.calls, s.cancellations) == (1, 1)
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_with_no_grace_answers_every_portal_caller(backend: str) -> None:
+    """shutdown_grace=0: every blocked sync caller gets an answer, counted once."""
+    b = Bridge(max_workers=2, shutdown_grace=0, backend=backend)  # type: ignore[arg-type]
+    n = 4
+    started = threading.Semaphore(0)
+    answers: list[object] = []
+    lock = threading.Lock()
+
+    async def work() -> None:
+        started.release()
+        await anyio.sleep(3600)
+
+    def caller() -> None:
+        try:
+            result: object = b.sync_call_async(work)
+        except BaseException as exc:
+            result = type(exc)
+        with lock:
+            answers.append(result)
+
+    threads = [threading.Thread(target=caller) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for _ in range(n):
+        assert started.acquire(timeout=BOUND)
+    b.close()
+    for t in threads:
+        t.join(BOUND)
+    assert answers == [BridgeClosed] * n
+    p = b.stats().portal
+    assert p.calls == n, p
+    assert p.completed + p.errors + p.cancellations + p.timeouts == n, p
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_exit_with_a_user_bridge_caller_blocked(backend: str) -> None:
+    """Exit with a thread blocked on a user bridge's portal: quick, code 0, quiet."""
+    script = """
+        import threading, time
+        import anyio
+        from syncbridge import Bridge, BridgeClosed
+
+        b = Bridge(backend="@BACKEND@", shutdown_grace=0.2)
+        started = threading.Event()
+
+        async def forever():
+            started.set()
+            await anyio.sleep(3600)
+
+        def blocked():
+            try:
+                b.sync_call_async(forever)
+            except BridgeClosed:
+                print("caller: BridgeClosed", flush=True)
+
+        threading.Thread(target=blocked, daemon=True).start()
+        assert started.wait(10)
+        print("main: exiting", flush=True)
+    """.replace("@BACKEND@", backend)
+    start = time.monotonic()
+    proc = run_script(script, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "main: exiting" in proc.stdout
+    _quiet(proc.stderr)
+    assert time.monotonic() - start < 15
