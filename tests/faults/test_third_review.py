@@ -1119,3 +1119,71 @@ def test_exit_with_a_user_bridge_caller_blocked(backend: str) -> None:
     assert "main: exiting" in proc.stdout
     _quiet(proc.stderr)
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("abandon", [True, False], ids=["abandon", "wait"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_run_by_a_worker_a_portal_call_awaits(
+    backend: str, abandon: bool
+) -> None:
+    """A portal call awaits a worker that closes the bridge: all ends, in bound.
+
+    The close waits for the portal call, which waits for the close: the grace
+    breaks the cycle. The sync caller is answered, every thread ends.
+    """
+    grace = 0.3
+    b = Bridge(max_workers=2, shutdown_grace=grace, backend=backend)  # type: ignore[arg-type]
+    closer = syncbridge.to_async(b.close, abandon_on_cancel=abandon, bridge=b)
+
+    async def coro() -> str:
+        await closer()
+        return "closed"
+
+    start = time.monotonic()
+    try:
+        got: object = b.sync_call_async(coro)
+    except BaseException as exc:
+        got = type(exc)
+    took = time.monotonic() - start
+    assert got in ("closed", BridgeClosed), got
+    assert took < 2 * grace + 0.5 + 5.0, took  # close()'s own bound, and a margin
+    assert b.closed
+    if abandon:
+        s = _settled(b)
+        assert s.calls == 1
+    # else: the close abandons the awaiting task, and on asyncio the call is
+    # then never counted (test_a_waited_for_call_whose_awaiter_close_abandons_is_counted)
+    p = b.stats().portal
+    assert p.calls == 1
+    assert p.completed + p.errors + p.cancellations + p.timeouts == 1, p
+    end = time.monotonic() + BOUND
+    while any(
+        t.name.startswith(f"syncbridge-portal-{b.name}") for t in threading.enumerate()
+    ):
+        assert time.monotonic() < end, "the portal thread never ended"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_waited_for_call_whose_awaiter_close_abandons_is_counted(
+    backend: str,
+) -> None:
+    """A portal task waiting (abandon_on_cancel=False) for a slow call is abandoned
+    by close(): the call still ends in the totals, once its function returns.
+
+    Fails on asyncio: the task is left suspended on the stopped portal loop, so
+    the pool shows calls=1 with no outcome and nothing running, for good.
+    """
+    b = Bridge(max_workers=2, shutdown_grace=0.1, backend=backend)  # type: ignore[arg-type]
+    blocker = _Blocker()
+
+    async def coro() -> str:
+        return await syncbridge.to_async(blocker, abandon_on_cancel=False, bridge=b)()
+
+    fut = b.start_soon(coro)
+    assert blocker.entered.wait(BOUND)
+    b.close()  # cancels coro after the grace; it waits for blocker; abandoned
+    assert fut.cancelled()
+    blocker.release.set()
+    s = _settled(b)
+    assert (s.calls, s.cancellations) == (1, 1), s
