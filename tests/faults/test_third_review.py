@@ -1187,3 +1187,58 @@ def test_a_waited_for_call_whose_awaiter_close_abandons_is_counted(
     blocker.release.set()
     s = _settled(b)
     assert (s.calls, s.cancellations) == (1, 1), s
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_child_forked_mid_close_does_not_wait_for_the_parents_close(
+    backend: str,
+) -> None:
+    """In a child forked while a bridge closes, close() returns at once.
+
+    The parent's close runs on in the parent only: the child has none of its
+    threads and nothing to wait for. (Its close() waited out the parent's whole
+    deadline, ``2 * grace + 0.75`` s, and so did the child's interpreter exit.)
+    """
+    script = """
+        import os, sys, threading, time, warnings
+        import anyio
+        from syncbridge import Bridge, BridgeClosed
+
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        b = Bridge(shutdown_grace=3.0, backend="@BACKEND@")
+        started = threading.Event()
+
+        async def stubborn():
+            started.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(2.0)  # keeps the parent's close under way
+
+        b.start_soon(stubborn)
+        assert started.wait(10)
+        closer = threading.Thread(target=b.close)
+        closer.start()
+        while not b.closed:
+            time.sleep(0.001)
+        pid = os.fork()
+        if pid == 0:
+            start = time.monotonic()
+            b.close()
+            print("child close: %.2f s" % (time.monotonic() - start), flush=True)
+            try:
+                b.start_soon(stubborn)
+            except BridgeClosed:
+                print("child: refused", flush=True)
+            sys.exit(0)  # the exit hook closes b again
+        start = time.monotonic()
+        _, status = os.waitpid(pid, 0)
+        print("child took: %.2f s" % (time.monotonic() - start), flush=True)
+        print("child status:", os.waitstatus_to_exitcode(status), flush=True)
+        closer.join(30)
+    """.replace("@BACKEND@", backend)
+    proc = run_script(script, timeout=45)
+    assert "child status: 0" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "child: refused" in proc.stdout, proc.stdout
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    assert float(lines["child close"].split()[0]) < 3.0, proc.stdout  # was 6.75
+    assert float(lines["child took"].split()[0]) < 5.0, proc.stdout
