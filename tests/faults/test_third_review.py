@@ -464,7 +464,7 @@ def test_users_own_syncbridgetimeout_through_the_portal(backend: str) -> None:
             syncbridge.to_sync(coro, timeout=30, bridge=b)()
         assert info.value is mine
         portal = b.stats().portal
-        assert portal.timeouts == 0, portal
+        assert (portal.errors, portal.timeouts) == (2, 0), portal
     finally:
         b.close()
 
@@ -1242,3 +1242,45 @@ def test_a_child_forked_mid_close_does_not_wait_for_the_parents_close(
     lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
     assert float(lines["child close"].split()[0]) < 3.0, proc.stdout  # was 6.75
     assert float(lines["child took"].split()[0]) < 5.0, proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_close_while_timed_portal_calls_time_out_in_the_grace(backend: str) -> None:
+    """to_sync(timeout=) calls whose deadline passes during close(): one answer each.
+
+    Those whose deadline comes first time out, the others get BridgeClosed;
+    the portal's ledger counts each once.
+    """
+    b = Bridge(max_workers=2, shutdown_grace=0.5, backend=backend)  # type: ignore[arg-type]
+    started = threading.Semaphore(0)
+    answers: list[object] = []
+    lock = threading.Lock()
+
+    async def forever() -> None:
+        started.release()
+        await anyio.sleep(3600)
+
+    def caller(timeout: float) -> None:
+        try:
+            result: object = syncbridge.to_sync(forever, timeout=timeout, bridge=b)()
+        except BaseException as exc:
+            result = type(exc)
+        with lock:
+            answers.append(result)
+
+    timeouts = [0.1, 0.2, 60.0, 60.0]
+    threads = [threading.Thread(target=caller, args=(t,)) for t in timeouts]
+    for t in threads:
+        t.start()
+    for _ in timeouts:
+        assert started.acquire(timeout=BOUND)
+    b.close()
+    for t in threads:
+        t.join(BOUND)
+    assert sorted(map(str, answers)) == sorted(
+        map(str, [SyncBridgeTimeout, SyncBridgeTimeout, BridgeClosed, BridgeClosed])
+    ), answers
+    p = b.stats().portal
+    assert p.calls == 4, p
+    assert p.completed + p.errors + p.cancellations + p.timeouts == 4, p
+    assert p.timeouts == 2, p
