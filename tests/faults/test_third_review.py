@@ -1284,3 +1284,52 @@ def test_close_while_timed_portal_calls_time_out_in_the_grace(backend: str) -> N
     assert p.calls == 4, p
     assert p.completed + p.errors + p.cancellations + p.timeouts == 4, p
     assert p.timeouts == 2, p
+
+
+def test_close_racing_calls_on_a_new_executor() -> None:
+    """Calls on an executor the bridge has no pool for yet, racing close(): each
+    is answered (run, or refused with BridgeClosed), none is left waiting."""
+    for _ in range(10):
+        _race_close_and_executor_calls()
+
+
+def _race_close_and_executor_calls() -> None:
+    import concurrent.futures
+
+    b = Bridge(max_workers=1, shutdown_grace=0.2)
+    go = threading.Barrier(3)
+    answers: list[object] = []
+    lock = threading.Lock()
+    executors = [concurrent.futures.ThreadPoolExecutor(1) for _ in range(20)]
+
+    def caller(mine: list[concurrent.futures.Executor]) -> None:
+        async def main() -> None:
+            for ex in mine:
+                try:
+                    got: object = await syncbridge.to_async(
+                        lambda: 1, executor=ex, bridge=b
+                    )()
+                except BridgeClosed:
+                    got = BridgeClosed
+                with lock:
+                    answers.append(got)
+
+        go.wait(BOUND)
+        asyncio.run(main())
+
+    threads = [
+        threading.Thread(target=caller, args=(executors[i::2],)) for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    go.wait(BOUND)
+    b.close()
+    for t in threads:
+        t.join(BOUND)
+        assert not t.is_alive()
+    for ex in executors:
+        ex.shutdown(wait=True)
+    assert len(answers) == 20
+    assert set(answers) <= {1, BridgeClosed}
+    stats = b.stats()
+    assert stats.calls == stats.completed + stats.errors, stats
