@@ -1333,3 +1333,24 @@ def _race_close_and_executor_calls() -> None:
     assert set(answers) <= {1, BridgeClosed}
     stats = b.stats()
     assert stats.calls == stats.completed + stats.errors, stats
+
+
+@pytest.mark.anyio
+async def test_a_zero_timeout_never_runs_the_function(anyio_backend: str) -> None:
+    """timeout=0: SyncBridgeTimeout, counted a timeout, the function never called;
+    in a scope cancelled already, the cancellation wins and nothing runs either."""
+    b = Bridge(max_workers=1, shutdown_grace=1.0)
+    ran: list[int] = []
+    zero = syncbridge.to_async(lambda: ran.append(1), timeout=0, bridge=b)
+    try:
+        with pytest.raises(SyncBridgeTimeout):
+            await zero()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await zero()
+        assert scope.cancelled_caught
+        s = await anyio.to_thread.run_sync(_settled, b)
+        assert ran == []
+        assert (s.calls, s.timeouts, s.cancellations) == (2, 1, 1), s
+    finally:
+        await anyio.to_thread.run_sync(b.close)
