@@ -178,7 +178,7 @@ CASES: dict[str, Case] = {
             "_portal": "reset in place by its own reset (the Portal case)",
             "_registry": "reset in place by its own reset (the PoolRegistry case)",
             "_closed": "a closed bridge stays closed in the child",
-            "_closed_event": "set with _closed",
+            "_closed_event": "set with _closed (in a child forked mid-close, by the reset)",
             "_close_deadline": "set with _closed: a second close waits for it",
         },
         close=lambda bridge: bridge.close(),

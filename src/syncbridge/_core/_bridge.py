@@ -571,6 +571,10 @@ class Bridge:
     def _reset_after_fork(self) -> None:
         """Forget the parent's calls; the portal and the pools forget theirs."""
         self._fresh_state()
+        if self._closed:
+            # A close under way in the parent goes on there only: the child has
+            # none of its threads, so a close() here has nothing to wait for.
+            self._closed_event.set()
         self._portal._reset_after_fork()
         self._registry._reset_after_fork()
 
