@@ -49,7 +49,7 @@ def test_a_full_pool_hands_the_job_to_the_innermost_ancestor_of_that_pool() -> N
     _, release = _hold(lane)
     outer_mail: SimpleQueue[object] = SimpleQueue()
     inner_mail: SimpleQueue[object] = SimpleQueue()
-    chain = (Delegate(lane, outer_mail, []), Delegate(other, inner_mail, []))
+    chain = (lend(lane, outer_mail, None, []), lend(other, inner_mail, None, []))
     job = _job(lane)
     try:
         contextvars.copy_context().run(_submit_with, chain, lane, job)
@@ -66,7 +66,7 @@ def test_a_retired_ancestor_falls_back_to_the_queue() -> None:
     pool = WorkerPool("retired", 1)
     _, release = _hold(pool)
     mail: SimpleQueue[object] = SimpleQueue()
-    delegate = Delegate(pool, mail, [])
+    delegate = lend(pool, mail, None, [])
     delegate.retire()
     job = _job(pool)
     try:
@@ -82,7 +82,7 @@ def test_jobs_offered_as_the_call_ends_run_on_the_retiring_thread() -> None:
     """Not behind the slot that thread holds: that would be a deadlock (#11)."""
     pool = WorkerPool("late", 1)
     mail: SimpleQueue[object] = SimpleQueue()
-    delegate = Delegate(pool, mail, [])
+    delegate = lend(pool, mail, None, [])
     ran_on: list[int] = []
     job = _job(pool, lambda: ran_on.append(threading.get_ident()))
     assert delegate.offer(job)
@@ -101,9 +101,9 @@ def test_a_retired_delegate_forwards_to_its_threads_current_one() -> None:
     siblings: list[Delegate] = []
     old_mail: SimpleQueue[object] = SimpleQueue()
     new_mail: SimpleQueue[object] = SimpleQueue()
-    old = Delegate(pool, old_mail, siblings)
+    old = lend(pool, old_mail, None, siblings)
     old.retire()
-    Delegate(pool, new_mail, siblings)  # the same thread, blocked again
+    lend(pool, new_mail, None, siblings)  # the same thread, blocked again
     job = _job(pool)
     try:
         contextvars.copy_context().run(_submit_with, (old,), pool, job)

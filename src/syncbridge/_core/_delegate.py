@@ -100,15 +100,6 @@ class Delegate:
     _lock: threading.Lock
     _active: bool  # guarded by _lock
 
-    def __new__(
-        cls,
-        pool: Pool[Job],
-        mailbox: SimpleQueue[object],
-        siblings: list[Delegate],
-    ) -> Delegate:
-        """A delegate of the thread whose delegates are *siblings* (see :meth:`lend`)."""
-        return Delegate.lend(pool, mailbox, None, siblings)
-
     @staticmethod
     def lend(
         pool: Pool[Job],
@@ -122,8 +113,8 @@ class Delegate:
         of the call it waits for), which the thread serves until its call is
         done; then it calls :func:`retire`. The delegate joins the chain of
         the current call in *ctx*, the context the awaited call runs in.
-        *siblings* is for a delegate made on behalf of another thread
-        (``Delegate(...)``, with no chain); by default, this thread's own list.
+        *siblings* is the list of the thread the delegate stands for; by
+        default, this thread's own (tests pass their own, with no *ctx*).
         """
         if siblings is None:
             siblings = _thread.siblings
