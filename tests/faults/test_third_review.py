@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -1148,11 +1149,9 @@ def test_close_run_by_a_worker_a_portal_call_awaits(
     assert got in ("closed", BridgeClosed), got
     assert took < 2 * grace + 0.5 + 5.0, took  # close()'s own bound, and a margin
     assert b.closed
-    if abandon:
-        s = _settled(b)
-        assert s.calls == 1
-    # else: the close abandons the awaiting task, and on asyncio the call is
-    # then never counted (test_a_waited_for_call_whose_awaiter_close_abandons_is_counted)
+    # Counted either way, even when the close abandons the awaiting task
+    # (test_a_waited_for_call_whose_awaiter_close_abandons_is_counted).
+    assert _settled(b).calls == 1
     p = b.stats().portal
     assert p.calls == 1
     assert p.completed + p.errors + p.cancellations + p.timeouts == 1, p
@@ -1164,30 +1163,26 @@ def test_close_run_by_a_worker_a_portal_call_awaits(
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            "asyncio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known bug: the asyncio portal's close leaves the abandoned "
-                "task suspended, so run_in_pool never counts its call",
-            ),
-        ),
-        "trio",
-    ],
-)
+def _closing_bridge(backend: str) -> Bridge:
+    """A bridge with a short grace on *backend*: asyncio, uvloop or trio."""
+    if backend == "uvloop":
+        pytest.importorskip("uvloop")
+        return Bridge(max_workers=2, shutdown_grace=0.1, use_uvloop=True)
+    return Bridge(max_workers=2, shutdown_grace=0.1, backend=backend)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
 def test_a_waited_for_call_whose_awaiter_close_abandons_is_counted(
-    backend: str,
+    backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A portal task waiting (abandon_on_cancel=False) for a slow call is abandoned
-    by close(): the call still ends in the totals, once its function returns.
+    by close(): the call still ends in the totals, once, cancelled; its slot
+    comes back when its function returns; nothing is logged as an error.
 
-    Fails on asyncio: the task is left suspended on the stopped portal loop, so
-    the pool shows calls=1 with no outcome and nothing running, for good.
+    On asyncio the task was left suspended on the stopped portal loop, so the
+    pool showed calls=1 with no outcome and nothing running, for good.
     """
-    b = Bridge(max_workers=2, shutdown_grace=0.1, backend=backend)  # type: ignore[arg-type]
+    b = _closing_bridge(backend)
     blocker = _Blocker()
 
     async def coro() -> str:
@@ -1195,11 +1190,65 @@ def test_a_waited_for_call_whose_awaiter_close_abandons_is_counted(
 
     fut = b.start_soon(coro)
     assert blocker.entered.wait(BOUND)
-    b.close()  # cancels coro after the grace; it waits for blocker; abandoned
+    with caplog.at_level(logging.DEBUG, logger="syncbridge"):
+        b.close()  # cancels coro after the grace; it waits for blocker; abandoned
+    assert fut.cancelled()
+    assert b.stats().pools["default"].busy == 1  # blocker still runs
+    blocker.release.set()
+    s = _settled(b)
+    assert (s.calls, s.cancellations, s.errors) == (1, 1, 0), s
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    if backend != "trio":
+        events = [getattr(r, "syncbridge_event", None) for r in caplog.records]
+        assert "task-abandoned-at-close" in events, events
+        assert "task-close-failed" not in events, events
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
+def test_a_task_awaiting_in_finally_when_close_abandons_it_is_logged(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An abandoned portal task that awaits in a ``finally`` as close() ends it:
+    close() returns, the portal thread ends, the call is counted once, and
+    (asyncio) its refusal to close is logged, not raised.
+    """
+    b = _closing_bridge(backend)
+    blocker = _Blocker()
+    cleaned = threading.Event()
+
+    async def coro() -> str:
+        try:
+            return await syncbridge.to_async(
+                blocker, abandon_on_cancel=False, bridge=b
+            )()
+        finally:
+            cleaned.set()
+            await anyio.sleep(0)  # awaits during close: an asyncio close refuses
+
+    fut = b.start_soon(coro)
+    assert blocker.entered.wait(BOUND)
+    with caplog.at_level(logging.DEBUG, logger="syncbridge"):
+        b.close()
     assert fut.cancelled()
     blocker.release.set()
     s = _settled(b)
-    assert (s.calls, s.cancellations) == (1, 1), s
+    assert (s.calls, s.cancellations, s.errors) == (1, 1, 0), s
+    end = time.monotonic() + BOUND
+    while any(
+        t.name.startswith(f"syncbridge-portal-{b.name}") for t in threading.enumerate()
+    ):
+        assert time.monotonic() < end, "the portal thread never ended"
+        time.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    if backend != "trio":  # trio waits for it, and its finally runs in full
+        assert cleaned.is_set()
+        failed = [
+            r
+            for r in caplog.records
+            if getattr(r, "syncbridge_event", None) == "task-close-failed"
+        ]
+        assert len(failed) == 1, caplog.records
+        assert failed[0].levelno == logging.WARNING
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -142,6 +142,11 @@ async def run_in_pool(
     except _cancelled_classes:
         counts.ended(Ending.CANCELLED)
         raise
+    except GeneratorExit:
+        # Its task's coroutine was closed (an abandoned task, by the portal
+        # at close, or by the garbage collector): nobody waits any more.
+        counts.ended(Ending.CANCELLED)
+        raise
     except BaseException:
         counts.ended(Ending.ERROR)
         raise

@@ -214,12 +214,26 @@ async def _run_asyncio(call: Call[Any]) -> None:
             call.finish(Cancelled(exc))
         else:  # the coroutine's own CancelledError: its outcome, unchanged (#11)
             call.finish(Error(exc))
+    except GeneratorExit:
+        # Its coroutine is being closed: an abandoned task, at the portal's
+        # teardown (its call was answered then), or by the garbage collector.
+        call.finish(Cancelled())
+        raise
     except BaseException as exc:
         # Caught whole: the outcome belongs to the blocked caller, and a
         # KeyboardInterrupt re-raised here would stop the loop itself.
-        call.finish(Error(exc))
+        if not call.finish(Error(exc)) and isinstance(exc, Exception) and _closing():
+            # It raised as its coroutine was closed ("ignored GeneratorExit":
+            # it awaited in a finally); nobody waits for it: the closer logs it.
+            raise
     else:
         call.finish(Value(value))
+
+
+def _closing() -> bool:
+    """Whether this task's coroutine runs with its loop stopped: it is being closed."""
+    loop = asyncio._get_running_loop()
+    return loop is None or not loop.is_running()
 
 
 def _cancelled_by_someone() -> bool:

@@ -33,11 +33,11 @@ from ._counts import Ending
 from ._loop_watch import LoopWatch
 from ._loops import LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
-from ._portal_close import CallLedger, close_loop, stop_bound
+from ._portal_close import CallLedger, close_loop, log_close_failed, stop_bound
 from ._selector import new_event_loop
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
     from types import FrameType
 
     from ._calls import Call, LoopHandle
@@ -447,6 +447,7 @@ class Portal:
                 pass
         finally:
             asyncio.set_event_loop(None)
+            _close_tasks(loop)
             loop.close()
             handle.close_intake()
 
@@ -468,8 +469,7 @@ class Portal:
                 loop.run_until_complete(asyncio.wait(tasks, timeout=_STOPPED_CLEANUP))
             except BaseException:  # it stopped again: no more cleanup
                 pass
-        self._answer_stopped(handle, how)
-        _drop_tasks(loop)
+        self._answer_stopped(handle, how)  # its tasks are closed at teardown
 
     def _run_trio(self, ready: threading.Event) -> None:
         try:
@@ -555,18 +555,38 @@ class Portal:
             self.watch(watch.threshold, watch.describers)
 
 
-def _drop_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    """Let the tasks of a loop that stopped on its own go without noise.
+def _close_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the coroutines of the tasks a stopped loop still has, before it closes.
 
-    Their calls are answered, and the stop logged, in ``Portal._answer_stopped``:
-    asyncio's "Task was destroyed but it is pending!" would only repeat it. A
-    task that never took its first step holds a coroutine that never ran:
-    closed here, it does not warn "never awaited" when collected.
+    Their calls were answered and the tasks logged (abandoned at close, or in
+    ``Portal._answer_stopped``). Closed here, as the garbage collector would
+    close them some time later, their ``finally`` blocks and context managers
+    run now, on the loop's thread, with the task current (anyio's cancel
+    scopes check it): so a call they wait for is counted, as cancelled. No
+    "Task was destroyed but it is pending!": that would only repeat the log.
     """
-    for task in asyncio.all_tasks(loop):
-        task._log_destroy_pending = False  # type: ignore[attr-defined]
-        coro = task.get_coro()
-        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == (
-            inspect.CORO_CREATED
-        ):
-            coro.close()
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    asyncio.events._set_running_loop(loop)  # pyright: ignore[reportPrivateUsage]
+    try:
+        for task in tasks:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            coro = task.get_coro()
+            if not inspect.iscoroutine(coro):
+                continue
+            asyncio.tasks._enter_task(loop, task)
+            try:
+                _close_coroutine(coro, task.get_name())
+            finally:
+                asyncio.tasks._leave_task(loop, task)
+    finally:
+        asyncio.events._set_running_loop(None)  # pyright: ignore[reportPrivateUsage]
+
+
+def _close_coroutine(coro: Coroutine[Any, Any, Any], name: str) -> None:
+    """Close *coro*; what it raises instead (it awaited, or failed) is logged."""
+    try:
+        coro.close()
+    except Exception as exc:  # user code: logged, never raised
+        log_close_failed(name, exc)

@@ -17,6 +17,7 @@ __all__ = (
     "close_loop",
     "log_abandoned",
     "log_cancelled",
+    "log_close_failed",
     "stop_bound",
 )
 
@@ -341,4 +342,15 @@ def log_abandoned(name: str) -> None:
         "bridge closed; its caller got BridgeClosed",
         name,
         extra={"syncbridge_event": "task-abandoned-at-close", "syncbridge_task": name},
+    )
+
+
+def log_close_failed(name: str, exc: Exception) -> None:
+    logger.warning(
+        "abandoned task %r raised when its coroutine was closed after its bridge "
+        "closed (it must not await in a finally once cancelled); its cleanup was "
+        "cut short",
+        name,
+        exc_info=exc,
+        extra={"syncbridge_event": "task-close-failed", "syncbridge_task": name},
     )
