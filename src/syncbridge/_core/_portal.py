@@ -568,7 +568,7 @@ def _close_tasks(loop: asyncio.AbstractEventLoop) -> None:
     tasks = asyncio.all_tasks(loop)
     if not tasks:
         return
-    asyncio.events._set_running_loop(loop)  # pyright: ignore[reportPrivateUsage]
+    asyncio.events._set_running_loop(loop)
     try:
         for task in tasks:
             task._log_destroy_pending = False  # type: ignore[attr-defined]
@@ -581,7 +581,7 @@ def _close_tasks(loop: asyncio.AbstractEventLoop) -> None:
             finally:
                 asyncio.tasks._leave_task(loop, task)
     finally:
-        asyncio.events._set_running_loop(None)  # pyright: ignore[reportPrivateUsage]
+        asyncio.events._set_running_loop(None)
 
 
 def _close_coroutine(coro: Coroutine[Any, Any, Any], name: str) -> None:
