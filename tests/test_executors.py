@@ -70,11 +70,18 @@ def threads() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
 
 @pytest.fixture
 def processes() -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    ex: concurrent.futures.ProcessPoolExecutor | None
     ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=_context())
     try:
         yield ex
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+        # Its queues' semaphores sit in reference cycles: collected now, their
+        # finalizers unregister them here. Left to a later collection, one can
+        # run inside the resource tracker's own call of the next test's
+        # executor, and Python 3.12.1 then warns of a reentrant call.
+        ex = None
+        gc.collect()
 
 
 def _wait_for(path: Path) -> None:
