@@ -207,9 +207,12 @@ class ExecutorPool:
             return 0
 
     @property
-    def _can_end_calls(self) -> bool:
+    def can_end_calls(self) -> bool:
         """Whether a running call can be stopped (a ProcessExecutor ends its process)."""
         return isinstance(self._ref(), ProcessExecutor)
+
+    # The Pool protocol's name for it (underscored: see ``_pool``).
+    _can_end_calls = can_end_calls
 
     @property
     def closed(self) -> bool:
