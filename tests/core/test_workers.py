@@ -610,6 +610,23 @@ async def test_long_calls_start_at_once(stretch: Callable[[float], None]) -> Non
         assert pool.threads == 4
 
 
+def _queue_a_short_call_behind_a_blocked_one(b: Bridge, pool: WorkerPool) -> None:
+    """Teach *pool* short calls, then queue one behind a blocked call: a lookout starts."""
+
+    async def main() -> None:
+        await learn_short_calls(b, pool)
+        release = threading.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.run_blocking, release.wait, WAIT)
+            await wait_until(lambda: pool.busy == 1)
+            tg.start_soon(b.run_blocking, int)  # queued: starts the lookout
+            await wait_until(lambda: pool.waiting == 1)
+            release.set()
+        assert pool.waiting == 0
+
+    anyio.run(main)
+
+
 def test_the_lookout_exits_on_close_and_when_idle(
     stretch: Callable[[float], None],
 ) -> None:
@@ -618,19 +635,7 @@ def test_the_lookout_exits_on_close_and_when_idle(
     pool = WorkerPool("lookout-test", 4, idle_timeout=0.05)
     with Bridge() as b:
         b._registry.default = pool
-
-        async def main() -> None:
-            await learn_short_calls(b, pool)
-            release = threading.Event()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(b.run_blocking, release.wait, WAIT)
-                await wait_until(lambda: pool.busy == 1)
-                tg.start_soon(b.run_blocking, int)  # queued: starts the lookout
-                await wait_until(lambda: pool.waiting == 1)
-                release.set()
-            assert pool.waiting == 0
-
-        anyio.run(main)
+        _queue_a_short_call_behind_a_blocked_one(b, pool)
         assert len(lookouts(pool)) == 1
         # It ends the wait it began for the queued call (one handoff), then
         # waits idle_timeout for another.
@@ -646,18 +651,7 @@ def test_close_stops_a_waiting_lookout(stretch: Callable[[float], None]) -> None
     pool = WorkerPool("lookout-close", 4)
     with Bridge() as b:
         b._registry.default = pool
-
-        async def main() -> None:
-            await learn_short_calls(b, pool)
-            release = threading.Event()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(b.run_blocking, release.wait, WAIT)
-                await wait_until(lambda: pool.busy == 1)
-                tg.start_soon(b.run_blocking, int)
-                await wait_until(lambda: pool.waiting == 1)
-                release.set()
-
-        anyio.run(main)
+        _queue_a_short_call_behind_a_blocked_one(b, pool)
         assert len(lookouts(pool)) == 1
     assert not lookouts(pool), "close() left the lookout running"
 
