@@ -11,6 +11,7 @@ from ._core._process_executor import ProcessExecutor as ProcessExecutor
 from ._core._workers import WorkerPool as WorkerPool
 from ._exceptions import BridgeClosed as BridgeClosed
 from ._exceptions import DeadlockError as DeadlockError
+from ._exceptions import PoolSaturated as PoolSaturated
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import SyncBridgeError as SyncBridgeError
 from ._exceptions import SyncBridgeTimeout as SyncBridgeTimeout
@@ -54,6 +55,7 @@ __all__ = (
     "GatherTimeout",
     "LoopWatch",
     "PendingType",
+    "PoolSaturated",
     "PoolStats",
     "PortalStats",
     "ProcessExecutor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = (
     "BridgeClosed",
     "DeadlockError",
+    "PoolSaturated",
     "SerializationError",
     "SyncBridgeError",
     "SyncBridgeTimeout",
@@ -49,6 +50,70 @@ class SyncBridgeTimeout(SyncBridgeError, TimeoutError):
 def timeout_message(what: str, func_name: str, timeout: float) -> str:
     """Build the message of the :class:`SyncBridgeTimeout` raised by *what*."""
     return f"{what}: {func_name}() did not finish within {timeout:g} s"
+
+
+class PoolSaturated(SyncBridgeError):
+    """A pool refused a call at once: its queue was at its bound. The call never ran.
+
+    Raised by a call to a pool given ``max_waiting`` (the call found that many
+    calls already queued) or ``max_wait`` (the call waited that long without
+    starting). Answer it fast (``syncbridge.fastapi.install()`` makes it a
+    ``503``) instead of letting a backlog eat every caller's deadline.
+
+    .. versionadded:: 0.1
+    """
+
+    pool: str
+    """The pool's name (``"default"`` for the default pool)."""
+    capacity: int
+    """How many calls the pool runs at once."""
+    busy: int
+    """Slots taken when the call was refused."""
+    waiting: int
+    """Calls queued when the call was refused (not counting it)."""
+    option: str
+    """The bound that refused it: ``"max_waiting"`` or ``"max_wait"``."""
+    limit: float
+    """That bound's value."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        pool: str,
+        capacity: int,
+        busy: int,
+        waiting: int,
+        option: str,
+        limit: float,
+    ) -> None:
+        self.pool = pool
+        self.capacity = capacity
+        self.busy = busy
+        self.waiting = waiting
+        self.option = option
+        self.limit = limit
+        if option == "max_waiting":
+            why = f"{waiting} calls were already queued ({option}={limit:g})"
+        else:
+            why = f"it waited {limit:g} s without starting ({option}={limit:g})"
+        super().__init__(
+            f"{what}: pool {pool!r} is saturated, so the call was refused and never "
+            f"ran: {why}; {busy} of {capacity} slots busy, {waiting} calls waiting. "
+            f"Raise {option} or the pool's capacity where the pool is set up "
+            "(Bridge.add_pool(), Bridge(pools=...), SYNCBRIDGE_POOLS, "
+            "syncbridge.fastapi.install(pools=...)), or answer the error (a 503)"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_saturated, (str(self), dict(self.__dict__)))
+
+
+def _rebuild_saturated(message: str, fields: dict[str, object]) -> PoolSaturated:
+    exc = PoolSaturated.__new__(PoolSaturated)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(fields)
+    return exc
 
 
 class BridgeClosed(SyncBridgeError, RuntimeError):
