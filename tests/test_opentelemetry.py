@@ -11,7 +11,7 @@ import concurrent.futures
 import subprocess
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import pytest
@@ -508,21 +508,31 @@ async def test_an_in_process_executor_runs_under_the_callers_span(
         assert not _outer_trace(await call(), request)
 
 
+@pytest.mark.parametrize("spans", [False, True], ids=["plain", "spans"])
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_the_coroutine_runs_under_the_callers_span_on_the_portal(
-    traces: Traces, backend: str
+    traces: Traces, backend: Literal["asyncio", "trio"], spans: bool
 ) -> None:
     async def inside() -> trace.SpanContext:
         await anyio.sleep(0)
         return _current()
 
-    with Bridge(name="portal-hops", backend=backend) as b:  # type: ignore[arg-type]
+    with (
+        Bridge(name="portal-hops", backend=backend) as b,
+        syncbridge.opentelemetry.instrument(
+            b, tracer_provider=traces.provider if spans else None
+        ),
+    ):
         with traces.tracer.start_as_current_span("job") as job:
             seen = b.sync_call_async(inside)
         assert _outer_trace(seen, job)
-        assert seen.span_id == job.get_span_context().span_id
-        # The portal loop's next call (a new task there) sees no span.
-        assert not b.sync_call_async(inside).is_valid
+        if spans:
+            assert traces.parent("sync_call_async inside") == "job"
+        else:
+            assert seen.span_id == job.get_span_context().span_id
+        # The portal loop's next call (on trio, the same parked host task)
+        # sees nothing of the last one's.
+        assert not _outer_trace(b.sync_call_async(inside), job)
 
 
 @pytest.mark.anyio

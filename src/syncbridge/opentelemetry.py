@@ -177,7 +177,7 @@ def instrument(
         (meter_provider, metrics.MeterProvider, "meter_provider"),
         (tracer_provider, trace.TracerProvider, "tracer_provider"),
     ):
-        if value is not None and not isinstance(value, cls):
+        if value is not None and not isinstance(value, cls):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
             raise TypeError(
                 f"syncbridge.opentelemetry.instrument({option}=...) must be an "
                 f"opentelemetry.{cls.__module__.split('.')[1]}.{cls.__name__} or "
@@ -315,7 +315,7 @@ class _Metrics:
     def _pool_calls(
         self, options: metrics.CallbackOptions
     ) -> Iterable[metrics.Observation]:
-        found = []
+        found: list[metrics.Observation] = []
         for name, stats in self._snapshots():
             for pool_name, pool in stats.pools.items():
                 ends = (pool.completed, pool.errors, pool.cancellations, pool.timeouts)
@@ -327,7 +327,7 @@ class _Metrics:
     def _portal_calls(
         self, options: metrics.CallbackOptions
     ) -> Iterable[metrics.Observation]:
-        found = []
+        found: list[metrics.Observation] = []
         for name, stats in self._snapshots():
             p = stats.portal
             ends = (p.completed, p.errors, p.cancellations, p.timeouts)

@@ -494,14 +494,16 @@ class Bridge:
             raise self._closed_error("sync_call_async", func)
         check_async_callable(func, "sync_call_async()")
         try:
-            if self._observer is not None:
-                return self._observer.portal_call(  # type: ignore[no-any-return]
+            observer = self._observer  # read once: another thread may reset it
+            if observer is not None:
+                observed: T = observer.portal_call(
                     "sync_call_async", func,
                     functools.partial(
                         call_async_from_thread, self._portal, func, args, kwargs,
                         None, self._shutdown_grace,
                     ),
                 )  # fmt: skip
+                return observed
             result: T = call_async_from_thread(
                 self._portal, func, args, kwargs, None, self._shutdown_grace
             )
@@ -652,8 +654,9 @@ def run_blocking_call(
     if bridge._closed:
         raise bridge._closed_error("run_blocking", func)
     check_blocking_callable(func, "run_blocking()")
-    if bridge._observer is not None:
-        return bridge._observer.thread_call(
+    observer = bridge._observer  # read once: another thread may reset it
+    if observer is not None:
+        return observer.thread_call(
             "run_blocking", DEFAULT_POOL, func,
             functools.partial(
                 _run_seen, bridge._registry.default, func, args, kwargs,
@@ -695,8 +698,9 @@ def run_in(
     abandon = (
         bridge._abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
     )
-    if bridge._observer is not None:
-        return bridge._observer.thread_call(
+    observer = bridge._observer  # read once: another thread may reset it
+    if observer is not None:
+        return observer.thread_call(
             "to_async" if what is not None else "iterate_in_thread",
             bridge._registry.stats_name(pool), func,
             functools.partial(
@@ -792,8 +796,9 @@ def call_with_timeout(
     if bridge._closed:
         raise bridge._closed_error(entry, subject)
     check_async_callable(func, "sync_call_async()")
-    if bridge._observer is not None:
-        return bridge._observer.portal_call(  # type: ignore[no-any-return]
+    observer = bridge._observer  # read once: another thread may reset it
+    if observer is not None:
+        observed: T = observer.portal_call(
             entry, func,
             functools.partial(
                 call_async_from_thread, bridge._portal, func, args, kwargs, timeout,
@@ -801,6 +806,7 @@ def call_with_timeout(
                 subject=subject,
             ),
         )  # fmt: skip
+        return observed
     result: T = call_async_from_thread(
         bridge._portal,
         func,
