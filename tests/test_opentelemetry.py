@@ -422,6 +422,21 @@ async def test_a_nested_call_back_to_the_callers_loop_is_a_span_in_the_chain(
     assert traces.parent("run_blocking " + _name(work)) == "request"
 
 
+@pytest.mark.anyio
+async def test_the_helpers_own_steps_are_named_by_the_helper(traces: Traces) -> None:
+    """An iterator's items are calls of syncbridge's functions: named by the helper."""
+    with syncbridge.opentelemetry.instrument(tracer_provider=traces.provider):
+        async with syncbridge.iterate_in_thread(iter([1, 2])) as items:
+            assert [item async for item in items] == [1, 2]
+    names = [span.name for span in traces.exporter.get_finished_spans()]
+    assert set(names) == {"iterate_in_thread"}
+    assert len(names) == 3  # two items, then the end
+    assert all(
+        "code.function.name" not in (span.attributes or {})
+        for span in traces.exporter.get_finished_spans()
+    )
+
+
 def test_the_default_bridge_gets_spans_without_being_named(traces: Traces) -> None:
     async def fetch() -> int:
         return 1

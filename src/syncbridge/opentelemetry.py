@@ -349,7 +349,7 @@ class _Spans:
         self,
         entry: str,
         pool: str,
-        func: Callable[..., Any],
+        func: Callable[..., Any] | None,
         start: Callable[[Callable[[Job], object]], Coroutine[Any, Any, Any]],
     ) -> Any:
         span = self._start(entry, func, {_BRIDGE: self._bridge, _POOL: pool})
@@ -382,7 +382,7 @@ class _Spans:
             span.end()
 
     def portal_call(
-        self, entry: str, func: Callable[..., Any], start: Callable[[], Any]
+        self, entry: str, func: Callable[..., Any] | None, start: Callable[[], Any]
     ) -> Any:
         span = self._start(entry, func, {_BRIDGE: self._bridge})
         # Current in this thread while the call's context is copied from it,
@@ -401,16 +401,25 @@ class _Spans:
             span.end()
 
     def _start(
-        self, entry: str, func: Callable[..., Any], attributes: dict[str, str]
+        self, entry: str, func: Callable[..., Any] | None, attributes: dict[str, str]
     ) -> trace.Span:
-        name = callable_name(func)
-        module = getattr(func, "__module__", None)
-        attributes[_FUNCTION] = f"{module}.{name}" if isinstance(module, str) else name
-        # Named as a reader looks for it: "to_async fetch_user", not the
-        # "<locals>" path of a function defined in a function.
-        short = name.rpartition("<locals>.")[2]
+        """Start the span of a call, named "to_async fetch_user".
+
+        A helper's own step (no *func*: its function is syncbridge's) is named
+        by the helper alone: "sync_iter".
+        """
+        span_name = entry
+        if func is not None:
+            name = callable_name(func)
+            module = getattr(func, "__module__", None)
+            attributes[_FUNCTION] = (
+                f"{module}.{name}" if isinstance(module, str) else name
+            )
+            # Named as a reader looks for it, not by the "<locals>" path of a
+            # function defined in a function.
+            span_name = f"{entry} {name.rpartition('<locals>.')[2]}"
         return self._tracer.start_span(
-            f"{entry} {short}", kind=trace.SpanKind.INTERNAL, attributes=attributes
+            span_name, kind=trace.SpanKind.INTERNAL, attributes=attributes
         )
 
 

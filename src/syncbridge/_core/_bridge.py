@@ -96,21 +96,26 @@ class CallObserver(Protocol):
         self,
         entry: str,
         pool: str,
-        func: Callable[..., Any],
+        func: Callable[..., Any] | None,
         start: Callable[[Callable[[Job], object]], Coroutine[Any, Any, Any]],
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine that awaits ``start(seen)``, a blocking call in *pool*.
 
-        *pool* is the pool's name in :meth:`Bridge.stats`.
+        *entry* is the user's call (``"to_async"``); *func* the user's function,
+        ``None`` for a helper's own step (an iterator's next item). *pool* is
+        the pool's name in :meth:`Bridge.stats`.
 
         ``start`` calls ``seen(job)`` with the call's job as soon as it exists.
         """
         ...
 
     def portal_call(
-        self, entry: str, func: Callable[..., Any], start: Callable[[], Any]
+        self, entry: str, func: Callable[..., Any] | None, start: Callable[[], Any]
     ) -> Any:
-        """Return ``start()``: *func*'s coroutine run on a loop for this thread."""
+        """Return ``start()``: a coroutine run on a loop for this thread.
+
+        *entry* and *func* are as :meth:`thread_call` takes them.
+        """
         ...
 
 
@@ -702,7 +707,7 @@ def run_in(
     if observer is not None:
         return observer.thread_call(
             "to_async" if what is not None else "iterate_in_thread",
-            bridge._registry.stats_name(pool), func,
+            bridge._registry.stats_name(pool), func if what is not None else None,
             functools.partial(
                 _run_seen, pool, func, args, kwargs, abandon, timeout,
                 terminate_on_cancel, what,
@@ -799,7 +804,7 @@ def call_with_timeout(
     observer = bridge._observer  # read once: another thread may reset it
     if observer is not None:
         observed: T = observer.portal_call(
-            entry, func,
+            entry, func if subject is func else None,
             functools.partial(
                 call_async_from_thread, bridge._portal, func, args, kwargs, timeout,
                 bridge._shutdown_grace, timeout_error=timeout_error, entry=entry,
