@@ -6,20 +6,20 @@ never imports it. Each metric collection reads one
 :meth:`Bridge.stats() <syncbridge.Bridge.stats>` snapshot per bridge and
 instrument:
 
-================================ ===================== =========== ==========================
-Metric                           Instrument            Unit        Attributes
-================================ ===================== =========== ==========================
-``syncbridge.pool.capacity``     observable updowncnt. ``{call}``  bridge, pool
-``syncbridge.pool.busy``         observable updowncnt. ``{call}``  bridge, pool (slots taken)
-``syncbridge.pool.waiting``      observable updowncnt. ``{call}``  bridge, pool (queued)
-``syncbridge.pool.threads``      observable updowncnt. ``{thread}`` bridge, pool (alive)
-``syncbridge.pool.abandoned``    observable updowncnt. ``{call}``  bridge, pool
-``syncbridge.pool.calls``        observable counter    ``{call}``  bridge, pool, outcome
-``syncbridge.portal.calls``      observable counter    ``{call}``  bridge, outcome
-``syncbridge.portal.tasks``      observable updowncnt. ``{task}``  bridge
-``syncbridge.portal.lag``        observable gauge      ``s``       bridge
-``syncbridge.portal.blocks``     observable counter    ``{block}`` bridge
-================================ ===================== =========== ==========================
+================================ ========================= ============ ===========================
+Metric                           Instrument                Unit         Attributes
+================================ ========================= ============ ===========================
+``syncbridge.pool.capacity``     observable up-down count. ``{call}``   bridge, pool
+``syncbridge.pool.busy``         observable up-down count. ``{call}``   bridge, pool (slots taken)
+``syncbridge.pool.waiting``      observable up-down count. ``{call}``   bridge, pool (queued)
+``syncbridge.pool.threads``      observable up-down count. ``{thread}`` bridge, pool (alive)
+``syncbridge.pool.abandoned``    observable up-down count. ``{call}``   bridge, pool
+``syncbridge.pool.calls``        observable counter        ``{call}``   bridge, pool, outcome
+``syncbridge.portal.calls``      observable counter        ``{call}``   bridge, outcome
+``syncbridge.portal.tasks``      observable up-down count. ``{task}``   bridge
+``syncbridge.portal.lag``        observable gauge          ``s``        bridge
+``syncbridge.portal.blocks``     observable counter        ``{block}``  bridge
+================================ ========================= ============ ===========================
 
 The attributes are ``syncbridge.bridge`` (the bridge's name), ``syncbridge.pool``
 and ``syncbridge.outcome`` (``completed``, ``error``, ``cancelled`` or
