@@ -73,7 +73,13 @@ _FUNCTION: Final = "code.function.name"
 _OUTCOMES: Final = ("completed", "error", "cancelled", "timeout")
 
 _lock = threading.Lock()
-"""Guards :data:`_instrumented` and each :class:`_Metrics`' sources."""
+"""Guards :data:`_instrumented` and each :class:`_Metrics`' sources.
+
+Taken by the instruments' callbacks, which the SDK calls under a lock of its
+own, also taken to add an instrument: so no instrument is made under this one.
+"""
+_metrics_lock = threading.Lock()
+"""Guards :data:`_metrics`: making a provider's instruments once."""
 _instrumented: dict[Bridge | None, Instrumentation] = {}
 """What each instrumented bridge is instrumented by; ``None``: the default bridge.
 
@@ -90,7 +96,7 @@ make a second instrument of the same name, so a later instrument() reuses them."
 class Instrumentation:
     """What :func:`instrument` did; :meth:`uninstrument` (or a ``with`` block) undoes it.
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
 
     def __init__(self, bridges: tuple[Bridge | None, ...], metrics: _Metrics) -> None:
@@ -157,7 +163,7 @@ def instrument(
             already (call ``uninstrument()`` on what the first
             ``instrument()`` returned first).
 
-    .. versionadded:: 0.2
+    .. versionadded:: 0.1
     """
     for bridge in bridges:
         if not isinstance(bridge, Bridge):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
@@ -188,13 +194,14 @@ def instrument(
     tracer = None
     if tracer_provider is not None:
         tracer = tracer_provider.get_tracer(_SCOPE, __version__)
+    with _metrics_lock:
+        found = _metrics.get(meter_provider)
+        if found is None:
+            found = _metrics[meter_provider] = _Metrics(meter_provider)
     keys: tuple[Bridge | None, ...] = bridges or (None,)
     with _lock:
         for key in keys:
             _refuse_twice(key)
-        found = _metrics.get(meter_provider)
-        if found is None:
-            found = _metrics[meter_provider] = _Metrics(meter_provider)
         instrumentation = Instrumentation(keys, found)
         for key in keys:
             _instrumented[key] = instrumentation
