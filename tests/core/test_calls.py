@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from syncbridge import SyncBridgeTimeout
-from syncbridge._core._calls import CALL_DONE, DONE, Call, TimedCall
+from syncbridge._core._calls import DONE, Call, TimedCall
+from syncbridge._core._handoff import FINISHED as CALL_DONE
 from syncbridge._core._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from syncbridge import BridgeClosed, ExecutorPool, WorkerCancelled
-from syncbridge._core._jobs import CancelReason, Job, JobState
+from syncbridge._core._handoff import CancelReason
+from syncbridge._core._handoff import State as JobState
+from syncbridge._core._jobs import Job
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

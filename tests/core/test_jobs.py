@@ -7,7 +7,9 @@ import contextvars
 import pytest
 
 from syncbridge import BridgeClosed, WorkerCancelled, WorkerPool, check_cancelled
-from syncbridge._core._jobs import CancelReason, Job, JobState, current_job
+from syncbridge._core._handoff import CancelReason
+from syncbridge._core._handoff import State as JobState
+from syncbridge._core._jobs import Job, current_job
 
 
 def _job(func: object, *args: object) -> Job:

@@ -28,12 +28,13 @@ from .._exceptions import (
     describe_call,
 )
 from .._stats import PortalStats
+from ._calls import CallLedger
 from ._context import new_thread
 from ._counts import Ending
 from ._loop_watch import LoopWatch
 from ._loops import LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
-from ._portal_close import CallLedger, close_loop, log_close_failed, stop_bound
+from ._portal_close import close_loop, log_close_failed, stop_bound
 from ._selector import new_event_loop
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ class Portal:
         loop stopping on its own (see :meth:`_detach`). A ``start_soon`` future
         (``on_done``) then ends cancelled: a cancellation.
         """
-        if call.on_done is not None or call.cancel_requested:
+        if call.on_done is not None or call.cancel is not None:
             return False
         with self._lock:
             return not self._closed
