@@ -12,7 +12,7 @@ import pytest
 
 from syncbridge import SyncBridgeTimeout
 from syncbridge._core._calls import DONE, Call, TimedCall
-from syncbridge._core._handoff import FINISHED as CALL_DONE
+from syncbridge._core._handoff import FINISHED
 from syncbridge._core._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def test_a_finished_call_is_not_begun() -> None:
     call = _call()
     call.finish(Cancelled())
     assert not call.begin(lambda: None)
-    assert call.state is CALL_DONE
+    assert call.state is FINISHED
 
 
 def _race_begin_and_cancel(call: Call[Any], head_start: int) -> bool:

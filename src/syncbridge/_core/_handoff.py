@@ -1,34 +1,34 @@
 """One call handed from a waiting thread to a running one: its life, outcome and cancel.
 
-A :class:`Handoff` is queued, then running, then finished (:class:`State`); it
+A :class:`Handoff` is queued, then running, then finished (:class:`State`). It
 gets one outcome and its waiter is woken once (:meth:`Handoff.finish`); the
-first :class:`CancelReason` asked for wins (:meth:`Handoff.request_cancel`),
-and once a reason is set it never begins (:meth:`Handoff.begin`). :class:`~._jobs.Job` (a blocking call
-a worker thread runs for a loop) and :class:`~._calls.Call` (an async call a
-loop runs for a blocked thread) subclass it: one object per call, as before (a
-part held by composition would cost an object, and a Python call, per call).
+first :class:`CancelReason` asked for wins (:meth:`Handoff.request_cancel`);
+once it has a reason it never begins (:meth:`Handoff.begin`). These are
+written here once, under the subclass's :attr:`~Handoff._lock`; a subclass
+says only how its waiter is woken (:meth:`~Handoff._settled`) and how a
+running call is interrupted (:meth:`~Handoff._interrupt`).
 
-Those three are written here once, under the subclass's lock (:attr:`_lock`);
-a subclass says only how its waiter is woken (:meth:`Handoff._settled`) and how
-a running call is interrupted (:meth:`Handoff._interrupt`). The locks differ,
-chosen by who may race:
+:class:`~._jobs.Job` (a blocking call a worker thread runs for a loop) and
+:class:`~._calls.Call` (an async call a loop runs for a blocked thread)
+subclass it rather than hold one: a held part would be a second object, and a
+Python call more, for every bridged call, and its fields one reference away on
+the paths that read them. Their locks differ, chosen by who may race:
 
 - A **Call** is raced for: the loop thread finishes it, a closing portal or
   the caller's own deadline may answer it first, and a cancel may come from
   any thread. Each call has its own lock, held for a few attribute writes.
-- A **Job** has one owner at a time: the pool hands it to one worker under
-  the pool's own lock, and a job withdrawn, refused or failed is answered by
-  whoever took it out. One lock serves all jobs, taken to cancel one, when its
-  worker starts an async call (``Job.wait_on``) and by :meth:`Handoff.finish`,
-  which answers a job that did not run here (failed, refused, run in another
-  process): never on the path of a plain call. That path is lock-free, and
-  safe without the GIL because of the single owner: the worker begins the job
-  by reading ``cancel`` (``Job.call``; a reason set a moment later is seen by
-  ``check_cancelled`` and ``wait_on``, as if it had come a moment later), and
-  ends it with ``Job.hand_back``, which writes ``outcome`` and ``state`` before
-  the wake-up whose hand-over (a lock on the awaiting loop) publishes them.
-  :meth:`Handoff.finish` never races it: a job its worker began is answered
-  by that worker alone.
+- A **Job** has one owner at a time: the pool hands it to one worker under the
+  pool's lock, and a job withdrawn, refused or failed is answered by whoever
+  took it out. One lock serves all jobs; it is taken to cancel a job, when its
+  worker starts an async call (``Job.wait_on``), and by :meth:`Handoff.finish`
+  for a job that did not run here (refused, failed, run in another process),
+  never on the path of a job that runs. That path is lock-free, and needs no
+  GIL, because the worker owns the job: it begins it by reading ``cancel``
+  (``Job.call``; a reason set just after is seen by ``check_cancelled`` and
+  ``Job.wait_on``, as if it had come a moment later), and ends it with
+  ``Job.hand_back``, which writes ``outcome`` and ``state`` before the wake-up
+  whose hand-over (a lock on the awaiting loop) publishes them. Nothing else
+  answers a job its worker began, so :meth:`Handoff.finish` never races it.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Handoff(Generic[InnerT]):
     """The state, outcome and first cancel reason of one call (see the module).
 
     *InnerT* is what a cancel must reach while the call runs (:attr:`inner`).
-    A subclass gives the lock (:attr:`_lock`) and :meth:`_interrupt`.
+    A subclass gives :attr:`_lock`, :meth:`_settled` and :meth:`_interrupt`.
     """
 
     __slots__ = ("cancel", "inner", "outcome", "state")
@@ -95,6 +95,8 @@ class Handoff(Generic[InnerT]):
     """Guards ``cancel`` and ``inner`` (a Call's: its state and outcome too)."""
 
     def __init__(self) -> None:
+        # Job and Call set these four in their own __init__ instead: calling
+        # this would cost a Python call more per bridged call.
         self.state = QUEUED
         self.outcome: Value[Any] | Error | Cancelled | None = None
         # Under _lock; first reason wins. Read without it by the owner, which
@@ -145,7 +147,8 @@ class Handoff(Generic[InnerT]):
     def request_cancel(self, reason: CancelReason = CancelReason.AWAITER) -> bool:
         """Give the call its cancel *reason*, once; from any thread; never raises.
 
-        The first reason wins; none is taken once the call has its outcome.
+        The first reason wins (by default: its waiter gave up); none is
+        taken once the call has its outcome.
         A call not begun yet never begins; a running one has its
         :attr:`inner` interrupted. True if this request set the reason.
         """

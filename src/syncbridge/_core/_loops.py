@@ -80,9 +80,7 @@ class AsyncioLoop:
             pass
 
     def _start(self, call: Call[Any]) -> None:
-        if (
-            call.cancel is not None or call.state is FINISHED
-        ):  # cancelled before it could start
+        if call.cancel is not None or call.state is FINISHED:  # before it could start
             call.finish(Cancelled())
             return
         # Running create_task inside call.ctx gives the task a copy of the caller's
