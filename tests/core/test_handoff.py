@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -27,22 +26,13 @@ from syncbridge._core._handoff import (
 from syncbridge._core._jobs import Job
 from syncbridge._core._outcome import Cancelled, Error, Value
 
+from ._fakes import PostingLoop
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 THREADS = 8
 ROUNDS = 40
-
-
-@pytest.fixture
-def switch_often() -> Iterator[None]:
-    """Threads switch every microsecond: with a GIL too, each racer wins some races."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 class _Probe(Handoff[str]):
@@ -61,29 +51,6 @@ class _Probe(Handoff[str]):
 
     def _interrupt(self, inner: str) -> None:
         self.interrupted.append(inner)
-
-
-class _Posts:
-    """A loop handle that keeps what is posted to it (how a Call interrupts)."""
-
-    def __init__(self) -> None:
-        self.posted: list[Callable[[], object]] = []
-
-    @property
-    def native(self) -> object:
-        return self
-
-    def is_alive(self) -> bool:
-        return True
-
-    def still_running(self) -> bool:
-        return True
-
-    def submit(self, call: Call[Any]) -> None:
-        raise AssertionError("not used here")
-
-    def post(self, callback: Callable[[], object]) -> None:
-        self.posted.append(callback)  # list.append: one call, safe from any thread
 
 
 class _Subject:
@@ -118,7 +85,7 @@ def _job() -> _Subject:
     def inner() -> object:
         """An async call its worker waits on, running on a loop."""
         call: Call[Any] = Call(_nothing, (), {}, contextvars.copy_context(), None)
-        call.loop = _Posts()
+        call.loop = PostingLoop()
         call.begin(lambda: None)
         calls.append(call)
         return call
@@ -132,7 +99,7 @@ def _job() -> _Subject:
 
 def _call() -> _Subject:
     call: Call[Any] = Call(_nothing, (), {}, contextvars.copy_context(), None)
-    loop = _Posts()
+    loop = PostingLoop()
     call.loop = loop
     wakes: list[object] = []
     call.on_done = wakes.append
