@@ -4,9 +4,9 @@ Sync code that has no loop of its own runs its coroutines here, so successive
 calls share one loop (and the clients, pools and locks bound to it). The thread
 starts on first use and stops in :meth:`Portal.close`; a loop that code on it
 stops is replaced by a new one at the next call (see :meth:`Portal._detach`).
-Every call sent to the portal is tracked until it has an outcome, so that
-closing can answer each one, even a call whose coroutine ignores cancellation
-(#11): see ``_portal_close``, which closes it and keeps that ledger.
+Every call sent to the portal is tracked until it has an outcome (its
+:class:`~._calls.CallLedger`), so that closing can answer each one, even a call
+whose coroutine ignores cancellation (#11): see ``_portal_close``.
 """
 
 from __future__ import annotations
