@@ -25,7 +25,8 @@ from .._validate import refuse_coroutine
 from ._context import copy_context_for_thread
 from ._counts import Ending
 from ._delegate import submit
-from ._jobs import CancelReason, Job, JobState
+from ._handoff import FINISHED, CancelReason
+from ._jobs import Job
 from ._loops import loop_running_in_this_thread
 from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation
@@ -403,7 +404,7 @@ async def _asyncio_cancelled(
     deadline = _end_at_deadline(pool, job, policy, loop.time())
     finished = asyncio.Event()
     wakeups.forward(fut, finished.set)
-    if job.state is JobState.FINISHED:  # its wake-up was drained already
+    if job.state is FINISHED:  # its wake-up was drained already
         finished.set()
     try:
         await wait_through_cancellation(finished.wait)
@@ -418,7 +419,7 @@ def _abandon_or_wait(pool: Pool[Job], job: Job, policy: _OnCancel, now: float) -
     job.request_cancel(CancelReason.AWAITER)
     if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
         return True
-    if job.state is JobState.FINISHED:
+    if job.state is FINISHED:
         return True
     if policy.ends_process(now) and pool._end(job):  # pyright: ignore[reportPrivateUsage]
         return True  # its slot is free: nothing is left to wait for
