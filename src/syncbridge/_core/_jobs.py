@@ -21,6 +21,7 @@ __all__ = (
 import enum
 import logging
 import threading
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
@@ -85,6 +86,8 @@ class Job:
         "outcome",
         "pid",
         "pool",
+        "queued_at",
+        "started_at",
         "state",
         "waiting_on",
     )
@@ -120,6 +123,11 @@ class Job:
         self.waiting_on: Call[Any] | None = None
         # Set by the awaiting task before it submits the job, then only read.
         self.notify: Callable[[], None] = _noop
+        # time.monotonic() when submitted (written here, just before it is)
+        # and when a worker began it (written by that worker before notify;
+        # 0.0 if it never began). Others may read started_at a moment late.
+        self.queued_at = monotonic()
+        self.started_at = 0.0
 
     def run(self) -> None:
         """Run the call on this thread, record its outcome, wake the awaiting task."""
@@ -135,6 +143,7 @@ class Job:
             self.outcome = Error(WorkerCancelled("cancelled before it started"))
         else:
             self.state = _RUNNING
+            self.started_at = monotonic()
             previous, role.job = role.job, self
             try:
                 self.outcome = Value(self.ctx.run(self.func, *self.args, **self.kwargs))

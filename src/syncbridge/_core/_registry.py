@@ -262,7 +262,10 @@ class PoolRegistry:
         cancellations = portal.cancellations + retired.cancellations
         timeouts = portal.timeouts + retired.timeouts
         abandoned = 0
+        wait_seconds, busy_seconds = 0.0, portal.busy_seconds
         for p in pools.values():  # one pass: stats() may be called per request
+            wait_seconds += p.wait_seconds
+            busy_seconds += p.busy_seconds
             calls += p.calls
             completed += p.completed
             errors += p.errors
@@ -280,4 +283,6 @@ class PoolRegistry:
             abandoned=abandoned,
             portal_tasks=portal.tasks,
             portal_lag=portal.lag,
+            wait_seconds=wait_seconds,
+            busy_seconds=busy_seconds,
         )
