@@ -360,6 +360,11 @@ class ExecutorPool:
         """False: :meth:`_withdraw` cancels the job; its awaiter is told (``_done``)."""
         return False
 
+    @property
+    def _sees_starts(self) -> bool:
+        """Whether its jobs run in this process, and record when they start."""
+        return self.in_process
+
     def _withdraw(self, job: Job) -> bool:
         """Cancel *job* if the executor has not started it; True if cancelled."""
         with self._lock:

@@ -226,6 +226,11 @@ class WorkerPool:
         return True
 
     @property
+    def _sees_starts(self) -> bool:
+        """True: its jobs run here, and record when they start."""
+        return True
+
+    @property
     def _can_end_calls(self) -> bool:
         """False: a running call runs to its end on its thread."""
         return False
