@@ -184,13 +184,14 @@ def _timeout_error(
     if queued:
         stats = pool.stats()  # the call was withdrawn: not among the waiting
         occupancy = (stats.capacity, stats.busy, stats.waiting)
+    # The user's name for the pool where the pool knows it (a WorkerPool's
+    # title, once pools have one: #25's bounds), else its thread-name stem.
+    title = str(getattr(pool, "title", pool.name))
     message = timeout_message(
-        what, name, timeout, pool=pool.name, queued=queued, waited=waited, ran=ran,
+        what, name, timeout, pool=title, queued=queued, waited=waited, ran=ran,
         occupancy=occupancy,
     )  # fmt: skip
-    return SyncBridgeTimeout(
-        message, queued=queued, waited=waited, ran=ran, pool=pool.name
-    )
+    return SyncBridgeTimeout(message, queued=queued, waited=waited, ran=ran, pool=title)
 
 
 _ASYNCIO_CANCELLED: Final = (asyncio.CancelledError,)
