@@ -444,11 +444,14 @@ class WorkerPool:
                     ):
                         queued, job = self._pending.popleft()
                         # The slot passes on: given back and taken at *end*
-                        # (_give_slot's and _take_slot's counting, inline).
+                        # (_give_slot's and _take_slot's counting, inline). A
+                        # job queued after *end* was read waited no time: a
+                        # total must never go down.
+                        waited = max(0.0, end - queued)
                         self._busy_total += end - self._running.pop(done)
                         self._running[job] = end
-                        self._wait_total += end - queued
-                        self._wait_counts[bisect_left(WAIT_BOUNDS, end - queued)] += 1
+                        self._wait_total += waited
+                        self._wait_counts[bisect_left(WAIT_BOUNDS, waited)] += 1
                         self._policy.returned(worker, took, end, True)
                     else:
                         job = None
