@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import gc
 import json
 import os
 import threading
@@ -438,3 +439,21 @@ async def test_an_executor_pool_times_its_calls() -> None:
         assert pool.wait_seconds >= t1 - t0
         assert pool.busy_seconds >= t1 - t0
         assert dict(pool.wait_buckets)[float("inf")] == 2
+
+
+@pytest.mark.anyio
+async def test_a_gone_executors_seconds_stay_in_the_bridges_totals() -> None:
+    def take() -> float:
+        start = time.monotonic()
+        threading.Event().wait(HOLD)  # the measured work itself, not a sync
+        return time.monotonic() - start
+
+    async with Bridge() as b:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            took = await to_async(take, executor=ex, bridge=b)()
+            assert b.stats().busy_seconds >= took
+        del ex
+        gc.collect()
+        stats = b.stats()
+        assert set(stats.pools) == {"default", "thread_sensitive"}
+        assert stats.busy_seconds >= took >= HOLD

@@ -262,6 +262,11 @@ class ExecutorPool:
             wait_buckets=buckets,
         )
 
+    def _seconds(self) -> tuple[float, float]:
+        """The wait and busy seconds of the calls that ended (see :meth:`stats`)."""
+        with self._lock:
+            return self._wait_total, self._busy_total
+
     def running_functions(self) -> list[str]:
         """Names of this bridge's functions the executor runs right now."""
         with self._lock:
