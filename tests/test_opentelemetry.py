@@ -11,6 +11,7 @@ import concurrent.futures
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -319,7 +320,11 @@ async def test_a_blocking_call_is_a_span_under_the_callers_and_over_the_function
     assert traces.parent("to_async work") == "request"
     # Two "in the worker" spans: the last one kept is to_async's child.
     assert traces.parent("in the worker") == "to_async work"
-    assert dict(spans["to_async work"].attributes or {}) == {
+    attributes = dict(spans["to_async work"].attributes or {})
+    waited = attributes.pop("syncbridge.wait")
+    assert isinstance(waited, float)
+    assert waited >= 0.0
+    assert attributes == {
         "syncbridge.bridge": "traced",
         "syncbridge.pool": "db",
         "syncbridge.outcome": "completed",
@@ -449,17 +454,33 @@ def test_the_default_bridge_gets_spans_without_being_named(traces: Traces) -> No
     assert span.attributes["syncbridge.bridge"] == "default"  # type: ignore[index]
 
 
-def test_the_span_carries_the_wait_once_jobs_record_it() -> None:
-    """The seam for Job.queued_at/started_at (#25): read if a job has them."""
-    from types import SimpleNamespace
+@pytest.mark.anyio
+async def test_the_span_of_a_queued_call_carries_how_long_it_waited(
+    traces: Traces, spanned: Bridge
+) -> None:
+    """Pool "db" has one slot: the second call waits for the first to return."""
+    release = threading.Event()
 
-    def waited(**times: float) -> float | None:
-        job: Any = SimpleNamespace(**times)
-        return syncbridge.opentelemetry._waited(job)
+    def first() -> None:
+        release.wait(30)
 
-    assert waited() is None
-    assert waited(queued_at=10.0, started_at=0.0) is None  # it never started
-    assert waited(queued_at=10.0, started_at=10.25) == 0.25
+    def second() -> None:
+        pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(to_async(first, pool="db", bridge=spanned))
+        while spanned.stats().pools["db"].busy < 1:
+            await anyio.sleep(0.005)  # until the first call holds the slot
+        tg.start_soon(to_async(second, pool="db", bridge=spanned))
+        while spanned.stats().pools["db"].waiting < 1:
+            await anyio.sleep(0.005)  # until the second call is queued
+        queued_by = time.monotonic()
+        await anyio.sleep(0.05)
+        held = time.monotonic() - queued_by
+        release.set()
+    spans = traces.spans()
+    assert spans["to_async second"].attributes["syncbridge.wait"] >= held  # type: ignore[index,operator]
+    assert spans["to_async first"].attributes["syncbridge.wait"] < held  # type: ignore[index,operator]
 
 
 def _name(func: object) -> str:

@@ -7,6 +7,7 @@ import gc
 import subprocess
 import sys
 import threading
+import time
 
 import anyio
 import prometheus_client
@@ -176,3 +177,77 @@ def test_bridges_with_the_same_name_are_refused() -> None:
         pytest.raises(ValueError, match=r"name them apart with Bridge\(name=\.\.\.\)"),
     ):
         syncbridge.prometheus.register(a, b, registry=CollectorRegistry())
+
+
+HOLD = 0.2  # seconds a call holds the one slot: measured, a lower bound only
+
+
+@pytest.mark.anyio
+async def test_busy_and_wait_totals_and_the_wait_histogram_are_exported() -> None:
+    """Pool of 1: a call holds it while another waits; the scrape tells them apart."""
+    registry = CollectorRegistry()
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    async with Bridge(pools={"one": 1}, name="app") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(to_async(hold, pool="one", bridge=b))
+            await anyio.to_thread.run_sync(started.wait, WAIT)
+            tg.start_soon(to_async(lambda: None, pool="one", bridge=b))
+            with anyio.fail_after(WAIT):
+                while b.stats().pools["one"].waiting < 1:
+                    await anyio.sleep(0.005)
+            t0 = time.monotonic()  # the holder runs, the other waits, since before
+            await anyio.sleep(HOLD)
+            t1 = time.monotonic()
+            release.set()
+
+        got = scrape(registry)
+
+    one = (("bridge", "app"), ("pool", "one"))
+    busy = got["syncbridge_pool_busy_seconds_total", one]
+    wait = got["syncbridge_pool_wait_seconds_total", one]
+    assert busy >= t1 - t0
+    assert wait >= t1 - t0
+    # The histogram: the holder started at once, the other waited >= HOLD.
+    name = "syncbridge_pool_wait_time_seconds"
+
+    def bucket(le: str) -> float:
+        return got[f"{name}_bucket", (("bridge", "app"), ("le", le), ("pool", "one"))]
+
+    assert bucket("0.001") == bucket("0.1") == 1
+    assert bucket("+Inf") == got[f"{name}_count", one] == 2
+    assert got[f"{name}_sum", one] == wait
+    les = [le for (n, labels), _ in got.items() if n == f"{name}_bucket"
+           for k, le in labels if k == "le" and ("pool", "one") in labels]  # fmt: skip
+    assert les == ["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+                   "1.0", "2.5", "5.0", "10.0", "+Inf"]  # fmt: skip
+
+
+def test_the_new_metrics_parse_as_openmetrics_too() -> None:
+    """The counters and the histogram have family names of their own."""
+    from prometheus_client.openmetrics.exposition import generate_latest
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+
+    registry = CollectorRegistry()
+    with Bridge(name="om") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+        b.sync_call_async(b.run_blocking, int)
+        text = generate_latest(registry).decode()  # type: ignore[no-untyped-call]
+        portal = b.stats().portal.busy_seconds
+    families = list(parse_openmetrics(text))  # type: ignore[no-untyped-call]
+    types = {f.name: f.type for f in families}
+    assert types["syncbridge_pool_busy_seconds"] == "counter"
+    assert types["syncbridge_pool_wait_seconds"] == "counter"
+    assert types["syncbridge_pool_wait_time_seconds"] == "histogram"
+    assert types["syncbridge_portal_busy_seconds"] == "counter"
+    (sample,) = next(
+        f for f in families if f.name == "syncbridge_portal_busy_seconds"
+    ).samples
+    assert 0 < sample.value <= portal

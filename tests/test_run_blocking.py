@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import pickle
 import sys
 import threading
 import traceback
@@ -290,3 +291,80 @@ async def test_a_task_cancelled_before_its_call_never_hands_it_to_a_worker(
         assert ran == []
         stats = pool.stats()
         assert (stats.calls, stats.cancellations) == (1, 1)
+
+
+TIMEOUT = 0.2  # a call's deadline; measured times are asserted from below only
+TICK = 0.05  # a timer may run this early (a coarse clock, trio's own clock)
+
+
+async def test_a_timeout_while_queued_says_so_with_the_pools_state() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
+    async with Bridge(pools={"one": 1}) as b, anyio.create_task_group() as tg:
+        tg.start_soon(syncbridge.to_async(hold, pool="one", bridge=b))
+        await anyio.to_thread.run_sync(started.wait, 10)
+        queued = syncbridge.to_async(
+            lambda: None, pool="one", timeout=TIMEOUT, bridge=b
+        )
+        with pytest.raises(syncbridge.SyncBridgeTimeout) as caught:
+            await queued()
+        release.set()
+    error = caught.value
+    assert (error.queued, error.ran) == (True, None)
+    assert error.pool is not None
+    assert error.pool.endswith("one")  # the pool's title where it has one
+    assert error.waited is not None
+    assert error.waited >= TIMEOUT - TICK
+    message = str(error)
+    assert "<lambda>() did not finish within 0.2 s" in message
+    assert f"still queued for a slot of pool {error.pool!r}" in message
+    assert "never ran (1 of 1 slots busy, 0 other calls waiting)" in message
+    assert "raise the pool's capacity" in message
+    assert "max_waiting=" in message
+
+
+async def test_a_timeout_while_running_says_for_how_long() -> None:
+    release = threading.Event()
+    async with Bridge(pools={"one": 1}) as b:
+        call = syncbridge.to_async(release.wait, pool="one", timeout=TIMEOUT, bridge=b)
+        with pytest.raises(syncbridge.SyncBridgeTimeout) as caught:
+            await call(10)
+        release.set()
+    error = caught.value
+    assert error.queued is False
+    assert error.pool is not None
+    assert error.pool.endswith("one")
+    assert error.ran is not None
+    assert error.waited is not None
+    assert error.ran >= TIMEOUT - TICK - error.waited
+    assert "wait() did not finish within 0.2 s: it had been running for" in str(error)
+    assert f"in pool {error.pool!r}, after waiting" in str(error)
+
+
+def test_a_portal_timeout_has_no_pool_state() -> None:
+    async def hang() -> None:
+        await anyio.sleep(10)
+
+    with Bridge() as b, pytest.raises(syncbridge.SyncBridgeTimeout) as caught:
+        syncbridge.to_sync(hang, timeout=0.05, bridge=b)()
+    error = caught.value
+    assert (error.queued, error.waited, error.ran, error.pool) == (None,) * 4
+    assert str(error).endswith("hang() did not finish within 0.05 s")
+    assert pickle.loads(pickle.dumps(error)).pool is None
+
+
+async def test_a_timeout_error_pickles_with_its_attributes() -> None:
+    release = threading.Event()
+    async with Bridge() as b:
+        call = syncbridge.to_async(release.wait, timeout=0.05, bridge=b)
+        with pytest.raises(syncbridge.SyncBridgeTimeout) as caught:
+            await call(10)
+        release.set()
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.queued, copy.ran) == (False, caught.value.ran)
+    assert copy.pool == caught.value.pool is not None
+    assert str(copy) == str(caught.value)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import gc
+import json
 import os
 import threading
 import time
@@ -12,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from syncbridge import Bridge, BridgeStats, PoolStats, to_async
+from syncbridge import Bridge, BridgeClosed, BridgeStats, PoolStats, to_async
 
 WAIT = 10.0  # seconds; only reached when a test is failing
 
@@ -244,3 +247,213 @@ def test_a_forked_child_counts_afresh() -> None:
                 os._exit(2)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
+
+
+HOLD = 0.2  # seconds a phase lasts: measured, and only ever a lower bound
+
+
+@pytest.mark.anyio
+async def test_wait_and_busy_are_told_apart() -> None:
+    """Pool of 1: a call holds the slot through two phases; another queues in the second.
+
+    wait_seconds is the queued call's time in the queue (>= phase two);
+    busy_seconds is slot time (>= both phases, the holder's). Swapped, or
+    mixed, they would break ``busy - wait >= phase one``.
+    """
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    async with Bridge(pools={"one": 1}) as b, anyio.create_task_group() as tg:
+        one = to_async(hold, pool="one", bridge=b)
+        tg.start_soon(one)
+        await anyio.to_thread.run_sync(started.wait, WAIT)
+        t0 = time.monotonic()  # the holder runs since before t0
+        await anyio.sleep(HOLD)
+        t1 = time.monotonic()
+        tg.start_soon(to_async(lambda: None, pool="one", bridge=b))
+        await wait_until(lambda: b.stats().pools["one"].waiting == 1)
+        t2 = time.monotonic()  # queued since before t2
+        await anyio.sleep(HOLD)
+        t3 = time.monotonic()
+        release.set()
+    pool = b.stats().pools["one"]
+    assert pool.completed == 2
+    assert pool.wait_seconds >= t3 - t2
+    assert pool.busy_seconds >= t3 - t0
+    assert pool.busy_seconds - pool.wait_seconds >= t1 - t0
+    # The holder started at once, the other waited at least HOLD.
+    buckets = dict(pool.wait_buckets)
+    assert buckets[0.001] == buckets[0.1] == 1
+    assert buckets[float("inf")] == 2
+    assert b.stats().wait_seconds == pool.wait_seconds
+    assert b.stats().busy_seconds >= pool.busy_seconds
+
+
+@pytest.mark.anyio
+async def test_busy_seconds_counts_a_running_call_as_it_runs() -> None:
+    """A long call shows in busy_seconds while it runs, and the total never dips."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    async with Bridge(max_workers=1) as b, anyio.create_task_group() as tg:
+        tg.start_soon(b.run_blocking, hold)
+        await anyio.to_thread.run_sync(started.wait, WAIT)
+        t0 = time.monotonic()
+        await anyio.sleep(HOLD)
+        t1 = time.monotonic()
+        running = b.stats().pools["default"].busy_seconds
+        assert running >= t1 - t0
+        release.set()
+    done = b.stats().pools["default"].busy_seconds
+    assert done >= running
+    seen = [b.stats().pools["default"].busy_seconds for _ in range(3)]
+    assert seen == sorted(seen)
+    assert seen[0] >= done
+
+
+@pytest.mark.anyio
+async def test_a_withdrawn_call_counts_its_wait() -> None:
+    release = threading.Event()
+    async with Bridge(max_workers=1) as b, anyio.create_task_group() as tg:
+        tg.start_soon(b.run_blocking, release.wait, WAIT)
+        await wait_until(lambda: b.stats().pools["default"].busy == 1)
+        start = time.monotonic()
+        scope = anyio.CancelScope()
+        tg.start_soon(_run_in, scope, b)
+        await wait_until(lambda: b.stats().pools["default"].waiting == 1)
+        t0 = time.monotonic()  # queued since before t0
+        await anyio.sleep(HOLD)
+        t1 = time.monotonic()
+        scope.cancel()
+        await wait_until(lambda: b.stats().pools["default"].cancellations == 1)
+        pool = b.stats().pools["default"]
+        assert pool.waiting == 0
+        assert time.monotonic() - start >= pool.wait_seconds >= t1 - t0
+        assert dict(pool.wait_buckets)[float("inf")] == 2
+        release.set()
+
+
+async def _run_in(scope: anyio.CancelScope, b: Bridge) -> None:
+    with scope:
+        await b.run_blocking(lambda: None)
+
+
+@pytest.mark.anyio
+async def test_calls_refused_at_close_count_their_wait() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    b = Bridge(max_workers=1)
+    refused = anyio.Event()
+
+    async def expect_closed() -> None:
+        with pytest.raises(BridgeClosed, match="still waiting for a worker"):
+            await b.run_blocking(lambda: None)
+        refused.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.run_blocking, hold)
+            await anyio.to_thread.run_sync(started.wait, WAIT)
+            tg.start_soon(expect_closed)
+            await wait_until(lambda: b.stats().pools["default"].waiting == 1)
+            t0 = time.monotonic()
+            await anyio.sleep(HOLD)
+            t1 = time.monotonic()
+            tg.start_soon(anyio.to_thread.run_sync, b.close)
+            with anyio.fail_after(WAIT):
+                await refused.wait()
+            release.set()
+    finally:
+        release.set()
+        b.close()
+    pool = b.stats().pools["default"]
+    assert pool.wait_seconds >= t1 - t0
+    assert dict(pool.wait_buckets)[float("inf")] == 2
+
+
+def test_as_dict_is_json_ready() -> None:
+    async def ok() -> int:
+        return 1
+
+    with Bridge(pools={"db": 2}) as b:
+        assert b.sync_call_async(ok) == 1
+        b.sync_call_async(b.run_blocking, lambda: 1)
+        stats = b.stats()
+    plain = stats.as_dict()
+    assert json.loads(json.dumps(plain, allow_nan=False)) == plain
+    assert set(plain) == {f.name for f in dataclasses.fields(BridgeStats)}
+    assert set(plain["pools"]) == set(stats.pools)
+    default = plain["pools"]["default"]
+    assert set(default) == {f.name for f in dataclasses.fields(PoolStats)}
+    assert (default["calls"], default["completed"]) == (1, 1)
+    assert default["wait_buckets"]["+Inf"] == 1
+    assert list(default["wait_buckets"])[:2] == ["0.001", "0.005"]
+    assert plain["portal"]["calls"] == 2
+    assert plain["portal"]["busy_seconds"] == stats.portal.busy_seconds > 0
+    assert plain["busy_seconds"] == stats.busy_seconds
+
+
+def test_portal_busy_seconds_counts_task_seconds() -> None:
+    async def take(seconds: float) -> float:
+        start = time.monotonic()
+        await anyio.sleep(seconds)
+        return time.monotonic() - start
+
+    with Bridge() as b:
+        took = b.sync_call_async(take, HOLD)
+        portal = b.stats().portal
+        assert portal.busy_seconds >= took >= HOLD
+        assert b.stats().busy_seconds >= portal.busy_seconds
+
+
+@pytest.mark.anyio
+async def test_an_executor_pool_times_its_calls() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        async with Bridge(executor=executor) as b, anyio.create_task_group() as tg:
+            tg.start_soon(b.run_blocking, hold)
+            await anyio.to_thread.run_sync(started.wait, WAIT)
+            tg.start_soon(b.run_blocking, lambda: None)
+            await wait_until(lambda: b.stats().pools["default"].waiting == 1)
+            t0 = time.monotonic()
+            await anyio.sleep(HOLD)
+            t1 = time.monotonic()
+            release.set()
+        pool = b.stats().pools["default"]
+        assert pool.completed == 2
+        assert pool.wait_seconds >= t1 - t0
+        assert pool.busy_seconds >= t1 - t0
+        assert dict(pool.wait_buckets)[float("inf")] == 2
+
+
+@pytest.mark.anyio
+async def test_a_gone_executors_seconds_stay_in_the_bridges_totals() -> None:
+    def take() -> float:
+        start = time.monotonic()
+        threading.Event().wait(HOLD)  # the measured work itself, not a sync
+        return time.monotonic() - start
+
+    async with Bridge() as b:
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            took = await to_async(take, executor=ex, bridge=b)()
+            assert b.stats().busy_seconds >= took
+        del ex
+        gc.collect()
+        stats = b.stats()
+        assert set(stats.pools) == {"default", "thread_sensitive"}
+        assert stats.busy_seconds >= took >= HOLD

@@ -43,13 +43,94 @@ class SyncBridgeTimeout(SyncBridgeError, TimeoutError):
     (a socket or driver timeout), which syncbridge passes through unchanged.
     :class:`~syncbridge.GatherTimeout` is one.
 
+    A worker call's timeout (``to_async``/``run_blocking``) says whether the
+    call was still queued for a slot or running, in its message and in the
+    attributes below; they are ``None`` where that does not apply (the portal's
+    ``to_sync(timeout=...)``, :class:`~syncbridge.GatherTimeout`) or is not
+    seen (an executor that runs calls in other processes).
+
     .. versionadded:: 0.1
     """
 
+    queued: bool | None = None
+    """True: the call was still queued for a slot when its deadline passed, and
+    never ran. False: it was running.
 
-def timeout_message(what: str, func_name: str, timeout: float) -> str:
-    """Build the message of the :class:`SyncBridgeTimeout` raised by *what*."""
-    return f"{what}: {func_name}() did not finish within {timeout:g} s"
+    .. versionadded:: 0.1
+    """
+    waited: float | None = None
+    """Seconds the call waited for a slot (until the deadline, if it never got
+    one).
+
+    .. versionadded:: 0.1
+    """
+    ran: float | None = None
+    """Seconds it had been running when the deadline passed; ``None`` if it
+    never ran.
+
+    .. versionadded:: 0.1
+    """
+    pool: str | None = None
+    """The pool's name (``"default"`` for the default pool).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        queued: bool | None = None,
+        waited: float | None = None,
+        ran: float | None = None,
+        pool: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        # Only those given: the class's None stands for the rest, and pickling
+        # (args and __dict__) brings them back.
+        if pool is not None:
+            self.pool = pool
+            self.queued = queued
+            self.waited = waited
+            self.ran = ran
+
+
+def timeout_message(
+    what: str,
+    func_name: str,
+    timeout: float,
+    *,
+    pool: str | None = None,
+    queued: bool | None = None,
+    waited: float | None = None,
+    ran: float | None = None,
+    occupancy: tuple[int, int, int] | None = None,
+) -> str:
+    """Build the message of the :class:`SyncBridgeTimeout` raised by *what*.
+
+    With *pool*, the message says where the call was (the same arguments as
+    the exception's attributes); *occupancy* is the pool's ``(capacity, busy,
+    waiting)`` as the call timed out.
+    """
+    message = f"{what}: {func_name}() did not finish within {timeout:g} s"
+    if pool is None or queued is None or waited is None:
+        return message
+    if queued:
+        state = ""
+        if occupancy is not None:
+            capacity, busy, waiting = occupancy
+            state = f" ({busy} of {capacity} slots busy, {waiting} other calls waiting)"
+        return (
+            f"{message}: it was still queued for a slot of pool {pool!r} after "
+            f"{waited:.3g} s and never ran{state}. The pool is saturated, not "
+            "the function slow: raise the pool's capacity, or bound its queue "
+            "(max_waiting=, max_wait=) so that calls are refused at once"
+        )
+    return (
+        f"{message}: it had been running for {ran or 0.0:.3g} s in pool {pool!r}, "
+        f"after waiting {waited:.3g} s for a slot. The function is slow: raise "
+        "the timeout, or make the function return sooner"
+    )
 
 
 class PoolSaturated(SyncBridgeError):

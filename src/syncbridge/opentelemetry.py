@@ -448,14 +448,7 @@ def _failed(span: trace.Span, exc: BaseException) -> None:
 
 
 def _waited(job: Job) -> float | None:
-    """Seconds *job* was queued before it started, or None if it never started.
-
-    SEAM (#25): ``Job.queued_at`` and ``Job.started_at`` come from the pool
-    branch; until then a job has neither and spans carry no wait. Once merged,
-    read the attributes directly.
-    """
-    queued: float | None = getattr(job, "queued_at", None)
-    started: float = getattr(job, "started_at", 0.0)
-    if queued is None or not started:
+    """Seconds *job* was queued before it started, or None if it never started."""
+    if not job.started_at:
         return None
-    return max(0.0, started - queued)
+    return max(0.0, job.started_at - job.queued_at)

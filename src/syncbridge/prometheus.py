@@ -12,14 +12,26 @@ Metric                                Type    Labels
 ``syncbridge_pool_waiting``           gauge   ``bridge``, ``pool`` (calls queued)
 ``syncbridge_pool_threads``           gauge   ``bridge``, ``pool`` (threads alive)
 ``syncbridge_pool_abandoned``         gauge   ``bridge``, ``pool`` (abandoned, running)
+``syncbridge_pool_busy_seconds_total`` counter ``bridge``, ``pool`` (slot-seconds used)
+``syncbridge_pool_wait_seconds_total`` counter ``bridge``, ``pool`` (seconds calls queued)
+``syncbridge_pool_wait_time_seconds``  histogram ``bridge``, ``pool`` (each call's wait)
 ``syncbridge_worker_calls_total``     counter ``bridge``, ``pool``, ``outcome``
 ``syncbridge_portal_calls_total``     counter ``bridge``, ``outcome``
 ``syncbridge_portal_tasks``           gauge   ``bridge``
 ``syncbridge_portal_lag_seconds``     gauge   ``bridge``
 ``syncbridge_portal_blocks_total``    counter ``bridge`` (stalls of a watched portal)
+``syncbridge_portal_busy_seconds_total`` counter ``bridge`` (task-seconds of its calls)
 ===================================== ======= ============================================
 
-``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``. ``pool``
+``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``.
+``rate(syncbridge_pool_busy_seconds_total[5m]) / syncbridge_pool_capacity`` is
+a pool's utilisation and ``rate(syncbridge_pool_wait_seconds_total[5m])`` the
+average number of calls queued, however short the calls (a gauge sampled at
+scrapes misses them); see :class:`~syncbridge.PoolStats`. The histogram's
+buckets are :attr:`PoolStats.wait_buckets <syncbridge.PoolStats.wait_buckets>`
+(1 ms to 10 s); it is not named ``syncbridge_pool_wait_seconds``, which would
+share its family name with the counter above and break the OpenMetrics format.
+``pool``
 is a pool of :meth:`Bridge.stats() <syncbridge.Bridge.stats>`: the pool of a
 ``to_async(executor=...)`` executor is there while the executor lives, so
 make executors once, not per request (each would be a series of its own).
@@ -29,13 +41,19 @@ from __future__ import annotations
 
 __all__ = ("BridgeCollector", "register")
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import REGISTRY
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ._core._bridge import Bridge, get_bridge
+from ._stats import WAIT_BOUNDS
 from ._validate import check_instance
 
 if TYPE_CHECKING:
@@ -44,6 +62,10 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 _OUTCOMES = ("completed", "error", "cancelled", "timeout")
+# Seam: a pool's "rejected" outcome (PoolStats.rejected, #25) joins these here.
+
+_LE: Final = tuple("+Inf" if b == math.inf else repr(b) for b in WAIT_BOUNDS)
+"""The ``le`` label of each bucket of the wait-time histogram."""
 
 
 class BridgeCollector(Collector):
@@ -98,6 +120,29 @@ class BridgeCollector(Collector):
             "Blocking calls run in worker threads, by how they ended for the awaiter.",
             labels=["bridge", "pool", "outcome"],
         )
+        busy_seconds = CounterMetricFamily(
+            "syncbridge_pool_busy_seconds",
+            "Slot-seconds used (running calls count their time so far); its rate "
+            "over capacity is the utilisation.",
+            labels=["bridge", "pool"],
+        )
+        wait_seconds = CounterMetricFamily(
+            "syncbridge_pool_wait_seconds",
+            "Seconds calls spent queued for a slot, counted as each leaves the "
+            "queue; its rate is the average number of calls queued.",
+            labels=["bridge", "pool"],
+        )
+        wait_time = HistogramMetricFamily(
+            "syncbridge_pool_wait_time_seconds",
+            "How long each call waited for a slot (those that started at once too).",
+            labels=["bridge", "pool"],
+        )
+        portal_busy = CounterMetricFamily(
+            "syncbridge_portal_busy_seconds",
+            "Task-seconds of the coroutines sent to the portal loop (unfinished ones "
+            "count their time so far).",
+            labels=["bridge"],
+        )
         portal_calls = CounterMetricFamily(
             "syncbridge_portal_calls",
             "Coroutines run on the portal loop for sync code, by how they ended.",
@@ -127,6 +172,20 @@ class BridgeCollector(Collector):
                 ends = (pool.completed, pool.errors, pool.cancellations, pool.timeouts)
                 for outcome, count in zip(_OUTCOMES, ends, strict=True):
                     worker_calls.add_metric([name, pool_name, outcome], count)
+                labels = [name, pool_name]
+                busy_seconds.add_metric(labels, pool.busy_seconds)
+                wait_seconds.add_metric(labels, pool.wait_seconds)
+                if pool.wait_buckets:  # empty from a PoolStats made without them
+                    wait_time.add_metric(
+                        labels,
+                        buckets=[
+                            (le, count)
+                            for le, (_, count) in zip(
+                                _LE, pool.wait_buckets, strict=True
+                            )
+                        ],
+                        sum_value=pool.wait_seconds,
+                    )
             portal = stats.portal
             ends = (
                 portal.completed,
@@ -139,8 +198,10 @@ class BridgeCollector(Collector):
             tasks.add_metric([name], portal.tasks)
             lag.add_metric([name], portal.lag)
             blocks.add_metric([name], portal.blocks)
+            portal_busy.add_metric([name], portal.busy_seconds)
         yield from gauges.values()
-        yield from (worker_calls, portal_calls, tasks, lag, blocks)
+        yield from (busy_seconds, wait_seconds, wait_time, worker_calls)
+        yield from (portal_calls, tasks, lag, blocks, portal_busy)
 
 
 def register(

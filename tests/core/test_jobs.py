@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import time
 
 import pytest
 
@@ -84,3 +85,22 @@ def test_the_first_cancel_reason_wins() -> None:
     job.request_cancel(CancelReason.AWAITER)
     job.request_cancel(CancelReason.CLOSED)
     assert job.cancel is CancelReason.AWAITER
+
+
+def test_a_job_records_when_it_was_queued_and_when_it_began() -> None:
+    seen: list[float] = []
+    before = time.monotonic()
+    job = _job(lambda: seen.append(time.monotonic()))
+    after = time.monotonic()
+    assert before <= job.queued_at <= after
+    assert job.started_at == 0.0
+    job.run()
+    assert job.queued_at <= job.started_at <= seen[0]
+
+
+def test_a_job_that_never_began_has_no_start() -> None:
+    job = _job(lambda: None)
+    job.request_cancel(CancelReason.AWAITER)
+    job.run()
+    assert job.started_at == 0.0
+    assert job.queued_at > 0.0

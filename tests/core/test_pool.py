@@ -52,6 +52,7 @@ def test_the_members_found_are_the_protocols() -> None:
         "closed": False,
         "_can_end_calls": False,
         "_returns_withdrawn": False,
+        "_sees_starts": False,
         "_submit": True,
         "_try_submit": True,
         "_withdraw": True,

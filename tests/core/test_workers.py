@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import gc
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from syncbridge import Bridge, WorkerPool
 from syncbridge._core import _wake_policy
+from syncbridge._core._jobs import Job
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -690,3 +692,70 @@ async def _a_lookout_that_cannot_start(
         release.set()
     assert refused, "no lookout was needed"
     assert not lookouts(pool)
+
+
+HOLD = 0.2  # seconds a phase lasts: measured, and asserted from below only
+
+
+@pytest.mark.anyio
+async def test_wait_and_busy_totals_count_every_slot_path() -> None:
+    """One call starts at once; two queue, then start when capacity is raised.
+
+    The taking of a slot at once, from the queue (raising capacity admits them)
+    and the giving back each count their time once.
+    """
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def work() -> None:
+        started.release()
+        release.wait(WAIT)
+
+    b = Bridge(max_workers=1)
+    pool = b.pool()
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(b.run_blocking, work)
+            with anyio.fail_after(WAIT):
+                while pool.waiting < 2:
+                    await anyio.sleep(0.001)
+            t0 = time.monotonic()  # two queued, one running, since before t0
+            await anyio.sleep(HOLD)
+            t1 = time.monotonic()
+            b.max_workers = 3
+            for _ in range(3):
+                assert await anyio.to_thread.run_sync(started.acquire, True, WAIT)
+            t2 = time.monotonic()  # three running since before t2
+            await anyio.sleep(HOLD)
+            t3 = time.monotonic()
+            release.set()
+        stats = pool.stats()
+        assert stats.completed == 3
+        assert stats.wait_seconds >= 2 * (t1 - t0)
+        assert stats.busy_seconds >= (t1 - t0) + 3 * (t3 - t2)
+        buckets = dict(stats.wait_buckets)
+        assert buckets[0.001] == 1
+        assert buckets[0.1] == 1  # the two queued waited HOLD at least
+        assert buckets[float("inf")] == 3
+    finally:
+        release.set()
+        await anyio.to_thread.run_sync(b.close)
+
+
+def test_a_slot_given_back_unused_still_counts_its_wait_once() -> None:
+    """A job that takes a slot but whose thread cannot start: counted once."""
+    pool = WorkerPool("unstarted", 1)
+    try:
+        job = Job(int, (), {}, contextvars.copy_context(), None, pool)
+        with pool._lock:  # pyright: ignore[reportPrivateUsage]
+            worker = pool._take_slot(job, time.monotonic(), 0.5)  # pyright: ignore[reportPrivateUsage]
+            assert worker is not None
+            pool._give_slot(job, None, time.monotonic())  # pyright: ignore[reportPrivateUsage]
+        stats = pool.stats()
+        assert (stats.busy, stats.wait_seconds) == (0, 0.5)
+        assert dict(stats.wait_buckets)[0.25] == 0
+        assert dict(stats.wait_buckets)[0.5] == 1
+        assert stats.busy_seconds >= 0.0
+    finally:
+        pool.close()

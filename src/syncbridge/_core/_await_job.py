@@ -15,6 +15,7 @@ import functools
 import sys
 import threading
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
@@ -83,11 +84,14 @@ async def run_in_pool(
     # The one place a call is counted, whatever the loop and the timeout.
     counts = pool.counts
     counts.call()
+    job: Job | None = None
+    held: list[Job] | None = None  # on trio, where its job is made (for a timeout)
     try:
         if loop is None:
+            held = []
             result = await _run_on_trio(
                 token, pool, func, args, kwargs, abandon_on_cancel, timeout,
-                terminate_on_cancel, seen,
+                terminate_on_cancel, seen, held,
             )  # fmt: skip
         else:
             # asyncio, with or without a timeout, in this one frame: each extra
@@ -141,9 +145,10 @@ async def run_in_pool(
     except _Expired:
         counts.ended(Ending.TIMED_OUT)
         assert timeout is not None
+        if held:
+            job = held[0]
         # Its own class, so handlers can tell it from a TimeoutError func raised.
-        message = timeout_message("to_async(timeout=...)", callable_name(func), timeout)
-        raise SyncBridgeTimeout(message) from None
+        raise _timeout_error(pool, func, timeout, job) from None
     except _cancelled_classes:
         counts.ended(Ending.CANCELLED)
         raise
@@ -161,6 +166,38 @@ async def run_in_pool(
 
 class _Expired(Exception):
     """The call's timeout ended its await (or passed before it started)."""
+
+
+def _timeout_error(
+    pool: Pool[Job], func: Callable[..., Any], timeout: float, job: Job | None
+) -> SyncBridgeTimeout:
+    """The error of a call whose *timeout* passed: queued or running, and how long.
+
+    *job*: None if the deadline passed before it was submitted.
+    """
+    name = callable_name(func)
+    what = "to_async(timeout=...)"
+    if job is None or not pool._sees_starts:  # pyright: ignore[reportPrivateUsage]
+        return SyncBridgeTimeout(timeout_message(what, name, timeout))
+    now = monotonic()
+    # Written by the worker before it ran the call; read here without a lock:
+    # a call that started at the very deadline may be reported as queued.
+    started = job.started_at
+    queued = not started
+    waited = (now if queued else started) - job.queued_at
+    ran = None if queued else now - started
+    occupancy = None
+    if queued:
+        stats = pool.stats()  # the call was withdrawn: not among the waiting
+        occupancy = (stats.capacity, stats.busy, stats.waiting)
+    # The user's name for the pool where the pool knows it (a WorkerPool's
+    # title, once pools have one: #25's bounds), else its thread-name stem.
+    title = str(getattr(pool, "title", pool.name))
+    message = timeout_message(
+        what, name, timeout, pool=title, queued=queued, waited=waited, ran=ran,
+        occupancy=occupancy,
+    )  # fmt: skip
+    return SyncBridgeTimeout(message, queued=queued, waited=waited, ran=ran, pool=title)
 
 
 _ASYNCIO_CANCELLED: Final = (asyncio.CancelledError,)
@@ -202,8 +239,12 @@ async def _run_on_trio(
     timeout: float | None,  # noqa: ASYNC109 - a cancel scope, as trio's users expect
     terminate_on_cancel: bool,
     seen: Callable[[Job], object] | None,
+    held: list[Job],
 ) -> Any:
-    """:func:`run_in_pool`'s await on trio; raises :class:`_Expired` at *timeout*."""
+    """:func:`run_in_pool`'s await on trio; raises :class:`_Expired` at *timeout*.
+
+    The job is put in *held* when there is a timeout (its error tells its story).
+    """
     global _cancelled_classes
     if _cancelled_classes is _ASYNCIO_CANCELLED:
         import trio
@@ -211,10 +252,10 @@ async def _run_on_trio(
         _cancelled_classes = (asyncio.CancelledError, trio.Cancelled)
     if timeout is None:
         policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
-        return await _await_trio(token, pool, func, args, kwargs, policy, seen)
+        return await _await_trio(token, pool, func, args, kwargs, policy, seen, None)
     with anyio.move_on_after(timeout) as scope:
         policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, scope.deadline)
-        return await _await_trio(token, pool, func, args, kwargs, policy, seen)
+        return await _await_trio(token, pool, func, args, kwargs, policy, seen, held)
     raise _Expired
 
 
@@ -455,6 +496,7 @@ async def _await_trio(
     kwargs: dict[str, Any],
     policy: _OnCancel,
     seen: Callable[[Job], object] | None,
+    held: list[Job] | None,
 ) -> Any:
     import trio
 
@@ -472,6 +514,8 @@ async def _await_trio(
     if seen is not None:
         seen(job)
     job.notify = notify
+    if held is not None:
+        held.append(job)
     submit(pool, job)
     try:
         await event.wait()

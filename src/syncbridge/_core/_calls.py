@@ -235,6 +235,8 @@ class CallLedger:
     """
 
     __slots__ = (
+        "_busy",
+        "_busy_shown",
         "_calls",
         "_cancelled",
         "_completed",
@@ -250,8 +252,11 @@ class CallLedger:
         # leaving. Adding needs no lock of ours: the portal adds under its
         # own lock, and never once it is closed (and a drain waits).
         self._lock = threading.Lock()
-        self._calls: set[Call[Any]] = set()
+        # Each call with when it was sent (time.monotonic()).
+        self._calls: dict[Call[Any], float] = {}
         self._completed = self._errors = self._cancelled = self._timed_out = 0
+        self._busy = 0.0  # seconds of the calls ended, from sent to ended
+        self._busy_shown = 0.0  # the most busy_seconds() returned (see there)
         self._emptied: Callable[[], object] | None = None
 
     def __len__(self) -> int:
@@ -262,14 +267,15 @@ class CallLedger:
 
     def add(self, call: Call[Any]) -> None:
         """Track *call*, which is being sent to a loop."""
-        self._calls.add(call)
+        self._calls[call] = time.monotonic()
 
     def ended(self, call: Call[Any], how: Ending) -> None:
         """*call* has its outcome: forget it, and count it by *how* it ended."""
+        now = time.monotonic()
         lock = self._lock
         lock.acquire()  # (try/finally costs half of a `with` block)
         try:
-            self._calls.discard(call)
+            self._busy += now - self._calls.pop(call, now)
             if how is _COMPLETED:
                 self._completed += 1
             elif how is _ERROR:
@@ -289,7 +295,7 @@ class CallLedger:
     def forget(self, call: Call[Any]) -> None:
         """Un-track *call*, which no loop took: counted as no call at all."""
         with self._lock:
-            self._calls.discard(call)
+            self._calls.pop(call, None)
             wake = None
             if self._emptied is not None and not self._calls:
                 wake, self._emptied = self._emptied, None
@@ -318,6 +324,20 @@ class CallLedger:
                 self._cancelled,
                 self._timed_out,
             )
+
+    def busy_seconds(self) -> float:
+        """Seconds of the calls ended, from sent to ended, and of the others so far."""
+        with self._lock:
+            now = time.monotonic()
+            # list() of a dict view is one operation, even against add(),
+            # which takes the portal's lock, not this one.
+            busy = self._busy
+            for since in list(self._calls.values()):
+                busy += now - since
+            # A call ends at a time read before the lock: a snapshot taken in
+            # between counted it a little longer. Never show less than before.
+            busy = self._busy_shown = max(busy, self._busy_shown)
+        return busy
 
     def answer_leftovers(self) -> list[str]:
         """Finish every call without an outcome, so its caller wakes up.

@@ -34,6 +34,8 @@ import importlib
 import sys
 import threading
 import weakref
+from bisect import bisect_left
+from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
 
 from .._exceptions import (
@@ -45,7 +47,7 @@ from .._exceptions import (
     callable_name,
     closed_message,
 )
-from .._stats import PoolStats
+from .._stats import WAIT_BOUNDS, PoolStats, cumulative
 from .._validate import EXECUTOR_KIND, check_instance, check_name
 from ._counts import Counts
 from ._handoff import CancelReason
@@ -114,6 +116,12 @@ class ExecutorPool:
         """The state of this process's calls: set here, and anew in a forked child."""
         self._lock = threading.Lock()
         self._futures: dict[Job, concurrent.futures.Future[Any]] = {}  # under _lock
+        # As WorkerPool's, under _lock; only for calls run in this process,
+        # timed by their job (out of process, the start is not seen).
+        self._wait_total = 0.0
+        self._wait_counts = [0] * len(WAIT_BOUNDS)
+        self._busy_total = 0.0
+        self._busy_shown = 0.0  # the most stats() showed (as WorkerPool's)
         self.counts: Counts = Counts()
         """Calls and how they ended, as their awaiters saw it (see PoolStats)."""
 
@@ -232,6 +240,14 @@ class ExecutorPool:
             items = list(self._futures.items())
         running = sum(1 for _, f in items if f.running())
         counts = self.counts.snapshot()
+        with self._lock:
+            now = monotonic()
+            wait_seconds, busy_seconds = self._wait_total, self._busy_total
+            buckets = cumulative(self._wait_counts)
+            for job in self._futures:
+                if job.started_at:  # read a moment late at worst: counted next time
+                    busy_seconds += now - job.started_at
+            busy_seconds = self._busy_shown = max(busy_seconds, self._busy_shown)
         return PoolStats(
             capacity=self.capacity,
             busy=running,
@@ -243,7 +259,15 @@ class ExecutorPool:
             cancellations=counts.cancellations,
             timeouts=counts.timeouts,
             abandoned=sum(1 for job, _ in items if job.abandoned),
+            wait_seconds=wait_seconds,
+            busy_seconds=busy_seconds,
+            wait_buckets=buckets,
         )
+
+    def _seconds(self) -> tuple[float, float]:
+        """The wait and busy seconds of the calls that ended (see :meth:`stats`)."""
+        with self._lock:
+            return self._wait_total, self._busy_total
 
     def running_functions(self) -> list[str]:
         """Names of this bridge's functions the executor runs right now."""
@@ -343,6 +367,11 @@ class ExecutorPool:
         """False: :meth:`_withdraw` cancels the job; its awaiter is told (``_done``)."""
         return False
 
+    @property
+    def _sees_starts(self) -> bool:
+        """Whether its jobs run in this process, and record when they start."""
+        return self.in_process
+
     def _withdraw(self, job: Job) -> bool:
         """Cancel *job* if the executor has not started it; True if cancelled."""
         with self._lock:
@@ -361,8 +390,17 @@ class ExecutorPool:
     def _done(self, job: Job, future: concurrent.futures.Future[Any]) -> None:
         # Runs where the executor completes futures: one of its threads, dask's
         # event loop, or the thread that cancelled the future.
+        now = monotonic()
         with self._lock:
             self._futures.pop(job, None)
+            if self.in_process:
+                # Its worker wrote started_at before the future was done.
+                started = job.started_at
+                waited = (started or now) - job.queued_at
+                self._wait_total += waited
+                self._wait_counts[bisect_left(WAIT_BOUNDS, waited)] += 1
+                if started:
+                    self._busy_total += now - started
             executor = self._held  # this frame holds it: the messages name it
             if self._weak and not self._futures:
                 self._held = None

@@ -20,6 +20,7 @@ __all__ = (
 
 import logging
 import threading
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
@@ -64,6 +65,8 @@ class Job(Handoff["Call[Any]"]):
         "origin",
         "pid",
         "pool",
+        "queued_at",
+        "started_at",
     )
 
     _lock = _cancel_lock
@@ -98,6 +101,11 @@ class Job(Handoff["Call[Any]"]):
         self.inner: Call[Any] | None = None
         # Set by the awaiting task before it submits the job, then only read.
         self.notify: Callable[[], None] = _noop
+        # time.monotonic() when submitted (written here, just before it is)
+        # and when a worker began it (written by that worker before notify;
+        # 0.0 if it never began). Others may read started_at a moment late.
+        self.queued_at = monotonic()
+        self.started_at = 0.0
 
     def run(self) -> None:
         """Run the call on this thread, record its outcome, wake the awaiting task."""
@@ -116,6 +124,7 @@ class Job(Handoff["Call[Any]"]):
             self.outcome = Error(WorkerCancelled("cancelled before it started"))
         else:
             self.state = RUNNING
+            self.started_at = monotonic()
             previous, role.job = role.job, self
             try:
                 self.outcome = Value(self.ctx.run(self.func, *self.args, **self.kwargs))

@@ -59,6 +59,14 @@ class Pool(Protocol[JobT_contra]):
         """
         ...
 
+    @property
+    def _sees_starts(self) -> bool:
+        """Whether its jobs record when they start (``Job.started_at``).
+
+        Not on an executor that runs them in another process.
+        """
+        ...
+
     def _submit(self, job: JobT_contra) -> None:
         """Start *job* or queue it. Raises BridgeClosed once closed."""
         ...

@@ -254,6 +254,7 @@ class Portal:
             errors=counts.errors,
             cancellations=counts.cancellations,
             timeouts=counts.timeouts,
+            busy_seconds=self._calls.busy_seconds(),
         )
 
     @property

@@ -77,6 +77,7 @@ class PoolRegistry:
         self._lock = threading.Lock()
         # The child counts anew, as its pools do.
         self._retired: CountsSnapshot = _NO_CALLS
+        self._retired_wait = self._retired_busy = 0.0  # their seconds, likewise
 
     def _reset_after_fork(self) -> None:
         """Forget the parent's calls; each pool forgets its own."""
@@ -220,6 +221,9 @@ class PoolRegistry:
             retired = CountsSnapshot(
                 *(a + b for a, b in zip(retired, counts, strict=True))
             )
+            wait, busy = pool._seconds()  # pyright: ignore[reportPrivateUsage]
+            self._retired_wait += wait
+            self._retired_busy += busy
         self._retired, self._gone = retired, still
 
     def all(self) -> list[WorkerPool | ExecutorPool]:
@@ -267,6 +271,8 @@ class PoolRegistry:
             self._forget_gone_executors()
             adhoc = [*self._adhoc.values(), *self._gone]
             retired = self._retired
+            wait_seconds = self._retired_wait
+            busy_seconds = self._retired_busy + portal.busy_seconds
         for pool in adhoc:
             pools[pool.name] = pool.stats()
         calls = portal.calls + retired.calls
@@ -276,6 +282,8 @@ class PoolRegistry:
         timeouts = portal.timeouts + retired.timeouts
         abandoned = 0
         for p in pools.values():  # one pass: stats() may be called per request
+            wait_seconds += p.wait_seconds
+            busy_seconds += p.busy_seconds
             calls += p.calls
             completed += p.completed
             errors += p.errors
@@ -293,4 +301,6 @@ class PoolRegistry:
             abandoned=abandoned,
             portal_tasks=portal.tasks,
             portal_lag=portal.lag,
+            wait_seconds=wait_seconds,
+            busy_seconds=busy_seconds,
         )

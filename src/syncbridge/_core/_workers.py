@@ -23,13 +23,14 @@ from __future__ import annotations
 __all__ = ("WorkerPool",)
 
 import threading
+from bisect import bisect_left
 from collections import deque
 from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Final
 
 from .._exceptions import BridgeClosed, callable_name, closed_message
-from .._stats import PoolStats
+from .._stats import WAIT_BOUNDS, PoolStats, cumulative
 from .._validate import check_capacity, check_name, check_seconds
 from ._context import new_thread
 from ._counts import Counts
@@ -92,7 +93,16 @@ class WorkerPool:
         self._pending: deque[tuple[float, Job]] = deque()  # (when queued, job)
         self._idle: list[_Worker] = []
         self._threads: set[threading.Thread] = set()
-        self._running: set[Job] = set()
+        self._running: dict[Job, float] = {}  # each call with a slot: when it took it
+        # Totals since the pool was made: seconds calls spent queued (counted
+        # as each leaves the queue: it starts, or is withdrawn or refused), the
+        # same per bucket of WAIT_BOUNDS (not cumulative), and slot-seconds of
+        # the slots given back. Under _lock, like the queue and slots they
+        # count: no lock of their own on this path, and no reliance on the GIL.
+        self._wait_total = 0.0
+        self._wait_counts = [0] * len(WAIT_BOUNDS)
+        self._busy_total = 0.0
+        self._busy_shown = 0.0  # the most stats() showed (see there)
         # The lookout thread: it wakes workers for queued calls, as the policy says.
         self._lookout: threading.Thread | None = None
         self._lookout_waiting = False  # in a wait that only a notify ends early
@@ -199,15 +209,26 @@ class WorkerPool:
     def _withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
-            for i, (_, queued) in enumerate(self._pending):
+            for i, (when, queued) in enumerate(self._pending):
                 if queued is job:
                     del self._pending[i]
+                    self._waited(monotonic() - when)
                     return True
             return False
+
+    def _waited(self, seconds: float) -> None:
+        """Count a call that left the queue without a slot of ours. Lock held."""
+        self._wait_total += seconds
+        self._wait_counts[bisect_left(WAIT_BOUNDS, seconds)] += 1
 
     @property
     def _returns_withdrawn(self) -> bool:
         """True: :meth:`_withdraw` hands the job back unrun (see ``_pool.Pool``)."""
+        return True
+
+    @property
+    def _sees_starts(self) -> bool:
+        """True: its jobs run here, and record when they start."""
         return True
 
     @property
@@ -220,14 +241,17 @@ class WorkerPool:
         del job
         return False
 
-    def _take_slot(self, job: Job, now: float) -> _Worker | None:
+    def _take_slot(self, job: Job, now: float, waited: float = 0.0) -> _Worker | None:
         """The one place a slot is taken: for *job*, at *now*. Lock held.
 
-        An idle worker is handed *job* at once; else a new worker is returned,
-        whose thread the caller starts (:meth:`_start`) once the lock is released.
+        *waited*: seconds *job* was queued (0.0: it never was). An idle worker
+        is handed *job* at once; else a new worker is returned, whose thread
+        the caller starts (:meth:`_start`) once the lock is released.
         """
         self._busy += 1
-        self._running.add(job)
+        self._running[job] = now
+        self._wait_total += waited
+        self._wait_counts[bisect_left(WAIT_BOUNDS, waited)] += 1
         if self._idle:
             worker = self._idle.pop()
             worker.inbox.put(job)  # never blocks; the worker needs no lock to run it
@@ -237,14 +261,14 @@ class WorkerPool:
         self._policy.handed(new, now)
         return new
 
-    def _give_slot(self, job: Job, idle: _Worker | None) -> None:
-        """The one place a slot is given back: *job* is done with it. Lock held.
+    def _give_slot(self, job: Job, idle: _Worker | None, now: float) -> None:
+        """The one place a slot is given back: *job* is done with it at *now*. Lock held.
 
         *idle*: the worker that ran *job*, idle now (None: *job* never ran, as
         its thread did not start, #11). A worker whose call returns while a
         job is queued passes the slot on instead (:meth:`_work`).
         """
-        self._running.discard(job)
+        self._busy_total += now - self._running.pop(job)
         self._busy -= 1
         if idle is not None and not self._closed:
             self._idle.append(idle)
@@ -276,7 +300,7 @@ class WorkerPool:
             with self._lock:
                 self._threads.discard(thread)
                 self._policy.dropped(worker)
-                self._give_slot(job, None)
+                self._give_slot(job, None, monotonic())
             job.fail(exc)
             return False
 
@@ -290,8 +314,9 @@ class WorkerPool:
             with self._lock:
                 if not self._pending or self._closed or self._busy >= self._capacity:
                     return
-                job = self._pending.popleft()[1]
-                new = self._take_slot(job, monotonic())
+                queued, job = self._pending.popleft()
+                now = monotonic()
+                new = self._take_slot(job, now, now - queued)
             if new is None or self._spawn(job, new):
                 return
 
@@ -301,8 +326,8 @@ class WorkerPool:
         with self._lock:
             now = monotonic()
             while self._pending and not self._closed and self._busy < self._capacity:
-                job = self._pending.popleft()[1]
-                new = self._take_slot(job, now)
+                queued, job = self._pending.popleft()
+                new = self._take_slot(job, now, now - queued)
                 if new is not None:
                     starts.append((job, new))
         started = [self._spawn(job, new) for job, new in starts]
@@ -367,8 +392,8 @@ class WorkerPool:
                 starts: list[tuple[Job, _Worker]] = []
                 while wanted and self._busy < self._capacity:
                     wanted -= 1
-                    job = self._pending.popleft()[1]
-                    new = self._take_slot(job, now)
+                    queued, job = self._pending.popleft()
+                    new = self._take_slot(job, now, now - queued)
                     if new is not None:
                         starts.append((job, new))
                 return starts
@@ -394,9 +419,9 @@ class WorkerPool:
                         return
                     job = item
                     del item  # an idle worker keeps nothing of its last call
-                # The function alone is timed: waking the awaiter may wait for
-                # the GIL, which says nothing about how long calls take.
-                start = monotonic()
+                # The function alone is timed (from job.started_at): waking the
+                # awaiter may wait for the GIL, which says nothing about how
+                # long calls take.
                 job.call()
                 end = monotonic()
                 if job.pid != PROCESS.pid:
@@ -407,7 +432,7 @@ class WorkerPool:
                 # The slot first, then the wake-up: an awaiter that has its
                 # result must find the slot free (without the GIL it could
                 # run, and read stats(), before this thread took the lock).
-                done, took = job, end - start
+                done, took = job, end - (job.started_at or end)  # 0.0: skipped
                 self._lock.acquire()  # not `with`: see submit
                 try:
                     # busy still counts *done*: its slot passes to the oldest
@@ -418,14 +443,21 @@ class WorkerPool:
                         and not self._closed
                         and self._busy <= self._capacity
                     ):
-                        job = self._pending.popleft()[1]
-                        self._running.discard(done)
-                        self._running.add(job)
+                        queued, job = self._pending.popleft()
+                        # The slot passes on: given back and taken at *end*
+                        # (_give_slot's and _take_slot's counting, inline). A
+                        # job queued after *end* was read waited no time: a
+                        # total must never go down.
+                        waited = max(0.0, end - queued)
+                        self._busy_total += end - self._running.pop(done)
+                        self._running[job] = end
+                        self._wait_total += waited
+                        self._wait_counts[bisect_left(WAIT_BOUNDS, waited)] += 1
                         self._policy.returned(worker, took, end, True)
                     else:
                         job = None
                         self._policy.returned(worker, took, end, False)
-                        self._give_slot(done, worker)
+                        self._give_slot(done, worker, end)
                 finally:
                     self._lock.release()
                 done.hand_back()
@@ -438,6 +470,14 @@ class WorkerPool:
         """A snapshot of this pool: capacity, occupancy and outcome totals."""
         counts = self.counts.snapshot()
         with self._lock:
+            now = monotonic()
+            busy_seconds = self._busy_total
+            for since in self._running.values():
+                busy_seconds += now - since
+            # A worker gives its slot back at a time read before it took the
+            # lock: a snapshot in between counted the call a little longer.
+            # Never show less than before, so that rate() never dips.
+            busy_seconds = self._busy_shown = max(busy_seconds, self._busy_shown)
             return PoolStats(
                 capacity=self._capacity,
                 busy=self._busy,
@@ -449,6 +489,9 @@ class WorkerPool:
                 cancellations=counts.cancellations,
                 timeouts=counts.timeouts,
                 abandoned=self._abandoned_running() if self._running else 0,
+                wait_seconds=self._wait_total,
+                busy_seconds=busy_seconds,
+                wait_buckets=cumulative(self._wait_counts),
             )
 
     def _abandoned_running(self) -> int:
@@ -473,6 +516,9 @@ class WorkerPool:
                 return list(self._threads)
             self._closed = True
             pending = [job for _, job in self._pending]
+            now = monotonic()
+            for when, _ in self._pending:
+                self._waited(now - when)  # refused: they leave the queue now
             self._pending.clear()
             idle = list(self._idle)
             self._idle.clear()
