@@ -266,3 +266,40 @@ async def test_set_pool_bounds_an_existing_pool_and_lifts_the_bound_again() -> N
             blocker.release.set()
     pool = b.stats().pools["db"]
     assert (pool.completed, pool.rejected) == (2, 1)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_cancel_arriving_just_after_a_max_wait_refusal_does_not_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio: the task is cancelled after its refusal, before it resumes. With
+    abandon_on_cancel=False it must not wait for a call that will never run."""
+    import asyncio
+
+    blocker = Blocker()
+    async with bounded(1, max_wait=0.05) as b:
+        pool = b.pool("db")
+        real_expire = pool._expire  # pyright: ignore[reportPrivateUsage]
+        waiter: list[asyncio.Task[object]] = []
+
+        def expire_then_cancel(job: object, max_wait: float) -> object:
+            refusal = real_expire(job, max_wait)  # type: ignore[arg-type]
+            waiter[0].cancel()  # on the loop, before the task resumes
+            return refusal
+
+        monkeypatch.setattr(pool, "_expire", expire_then_cancel)
+        call = to_async(blocker, pool="db", bridge=b, abandon_on_cancel=False)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, 0)
+                await wait_until(lambda: blocker.started == 1)
+                task = asyncio.ensure_future(call(1))
+                waiter.append(task)
+                with anyio.fail_after(WAIT), pytest.raises(asyncio.CancelledError):
+                    await task
+                blocker.release.set()
+        finally:
+            blocker.release.set()
+    pool_stats = b.stats().pools["db"]
+    assert (pool_stats.cancellations, pool_stats.completed) == (1, 1)
+    assert ended(pool_stats) == pool_stats.calls

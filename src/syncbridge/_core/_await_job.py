@@ -212,7 +212,8 @@ def _refuse_later(
 ) -> asyncio.TimerHandle | None:
     """Arm *job*'s ``max_wait``: then, if still queued, it is withdrawn and refused.
 
-    The refusal is set on *fut*, which the awaiter's ``await`` raises.
+    The refusal is the job's outcome, which the awaiter's ``job.result()``
+    raises once the job's wake-up resolves *fut*.
     """
     bound = _max_wait_at(pool, job, loop.time(), deadline)
     if bound is None:
@@ -229,7 +230,9 @@ def _refuse_if_queued(
         return
     refusal = pool._expire(job, max_wait)  # pyright: ignore[reportPrivateUsage]
     if refusal is not None:
-        fut.set_exception(refusal)
+        # Finished, not just failed on fut: a cancellation of the task that
+        # arrives before it resumes then finds the job done, not waited for.
+        job.fail(refusal)
 
 
 _ASYNCIO_CANCELLED: Final = (asyncio.CancelledError,)
