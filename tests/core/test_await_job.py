@@ -202,7 +202,8 @@ def test_max_wait_spares_a_call_nested_in_one_holding_a_slot_of_its_pool() -> No
 
     from syncbridge import WorkerPool
     from syncbridge._core._delegate import delegates, lend
-    from syncbridge._core._jobs import Job, JobState
+    from syncbridge._core._handoff import RUNNING
+    from syncbridge._core._jobs import Job
 
     pool, other = WorkerPool("db", 1, max_wait=0.5), WorkerPool("other", 1)
     job = Job(int, (), {}, contextvars.copy_context(), None, pool)
@@ -218,7 +219,7 @@ def test_max_wait_spares_a_call_nested_in_one_holding_a_slot_of_its_pool() -> No
 
         assert contextvars.copy_context().run(nested, pool) is None
         assert contextvars.copy_context().run(nested, other) == (100.5, 0.5)
-        job.state = JobState.RUNNING
+        job.state = RUNNING
         assert at(pool, job, 100.0, None) is None
     finally:
         pool.close()

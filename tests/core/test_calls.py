@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -11,22 +10,14 @@ import anyio
 import pytest
 
 from syncbridge import SyncBridgeTimeout
-from syncbridge._core._calls import CALL_DONE, DONE, Call, TimedCall
+from syncbridge._core._calls import DONE, Call, TimedCall
+from syncbridge._core._handoff import FINISHED
 from syncbridge._core._outcome import Cancelled, Error, Value
 
+from ._fakes import PostingLoop
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-
-@pytest.fixture
-def switch_often() -> Iterator[None]:
-    """Threads switch every microsecond: with a GIL too, each racer wins some races."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
+    from collections.abc import Callable
 
 
 async def _answer() -> int:
@@ -35,31 +26,6 @@ async def _answer() -> int:
 
 def _call(func: Callable[..., Any] = _answer) -> Call[Any]:
     return Call(func, (), {}, contextvars.copy_context(), None)
-
-
-class _Loop:
-    """A loop handle that records the callbacks posted to it."""
-
-    def __init__(self) -> None:
-        self.posted: list[Callable[[], object]] = []
-        self._lock = threading.Lock()
-
-    @property
-    def native(self) -> object:
-        return self
-
-    def is_alive(self) -> bool:
-        return True
-
-    def still_running(self) -> bool:
-        return True
-
-    def submit(self, call: Call[Any]) -> None:
-        raise AssertionError("not used here")
-
-    def post(self, callback: Callable[[], object]) -> None:
-        with self._lock:
-            self.posted.append(callback)
 
 
 def _replies(call: Call[Any]) -> list[object]:
@@ -121,7 +87,7 @@ def test_the_first_cancel_request_wins_and_none_after_the_outcome() -> None:
 def test_a_call_cancelled_before_it_began_is_not_begun() -> None:
     """begin() says False: the loop must cancel the task itself."""
     call = _call()
-    call.loop = loop = _Loop()
+    call.loop = loop = PostingLoop()
     assert call.request_cancel()
     assert not call.begin(lambda: None)
     assert loop.posted == [], "the request found a task to cancel before begin()"
@@ -129,7 +95,7 @@ def test_a_call_cancelled_before_it_began_is_not_begun() -> None:
 
 def test_a_cancel_request_after_begin_is_posted_to_the_loop_once() -> None:
     call = _call()
-    call.loop = loop = _Loop()
+    call.loop = loop = PostingLoop()
 
     def cancel_task() -> None:
         pass
@@ -145,7 +111,7 @@ def test_a_finished_call_is_not_begun() -> None:
     call = _call()
     call.finish(Cancelled())
     assert not call.begin(lambda: None)
-    assert call.state is CALL_DONE
+    assert call.state is FINISHED
 
 
 def _race_begin_and_cancel(call: Call[Any], head_start: int) -> bool:
@@ -185,7 +151,7 @@ def test_begin_racing_a_cancel_request_cancels_the_task_exactly_once() -> None:
     posts the task's cancel: never both, never neither."""
     for n in range(400):
         call = _call()
-        call.loop = loop = _Loop()
+        call.loop = loop = PostingLoop()
         begun = _race_begin_and_cancel(call, n % 40 * 500 - 10000)
         cancels = len(loop.posted) + (0 if begun else 1)
         assert cancels == 1, (begun, loop.posted)

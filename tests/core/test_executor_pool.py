@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from syncbridge import BridgeClosed, ExecutorPool, WorkerCancelled
-from syncbridge._core._jobs import CancelReason, Job, JobState
+from syncbridge._core._handoff import FINISHED, CancelReason
+from syncbridge._core._jobs import Job
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -63,7 +64,7 @@ def test_withdraw_cancels_a_queued_call_and_its_awaiter_is_told(
         queued.request_cancel(CancelReason.AWAITER)  # as the awaiter does first
         assert pool._withdraw(queued)
         assert told.is_set(), "the awaiter of the withdrawn call was not woken"
-        assert queued.state is JobState.FINISHED
+        assert queued.state is FINISHED
         with pytest.raises(WorkerCancelled, match="before it started"):
             queued.result()
         assert not pool._withdraw(running), "a running call was withdrawn"

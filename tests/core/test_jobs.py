@@ -7,7 +7,8 @@ import contextvars
 import pytest
 
 from syncbridge import BridgeClosed, WorkerCancelled, WorkerPool, check_cancelled
-from syncbridge._core._jobs import CancelReason, Job, JobState, current_job
+from syncbridge._core._handoff import FINISHED, CancelReason
+from syncbridge._core._jobs import Job, current_job
 
 
 def _job(func: object, *args: object) -> Job:
@@ -24,7 +25,7 @@ def test_a_job_runs_once_and_keeps_its_value() -> None:
 
     job = _job(work, 21)
     job.run()
-    assert job.state is JobState.FINISHED
+    assert job.state is FINISHED
     assert job.result() == 42
     assert seen == [job]
     assert current_job() is None

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 import trio
 
-from syncbridge._core._calls import Call
+from syncbridge._core._calls import Call, CallLedger
 from syncbridge._core._counts import CountsSnapshot, Ending
 from syncbridge._core._outcome import Value
 from syncbridge._core._portal import Portal
-from syncbridge._core._portal_close import CallLedger
 
 GRACE = 30.0
 """Long: a close that returns soon after the release did not wait it out."""

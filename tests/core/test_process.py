@@ -183,6 +183,8 @@ CASES: dict[str, Case] = {
             "_closed": "a closed bridge stays closed in the child",
             "_closed_event": "set with _closed (in a child forked mid-close, by the reset)",
             "_close_deadline": "set with _closed: a second close waits for it",
+            "_observer": "instrumentation stays: a forked worker's calls are traced "
+            "like its parent's (syncbridge.opentelemetry)",
         },
         close=lambda bridge: bridge.close(),
     ),

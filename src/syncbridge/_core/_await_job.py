@@ -25,7 +25,8 @@ from .._validate import refuse_coroutine
 from ._context import copy_context_for_thread
 from ._counts import Ending
 from ._delegate import delegates, submit
-from ._jobs import CancelReason, Job, JobState
+from ._handoff import FINISHED, QUEUED, CancelReason
+from ._jobs import Job
 from ._loops import loop_running_in_this_thread
 from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation
@@ -197,7 +198,7 @@ def _max_wait_at(
     # Read without the pool's lock: a call that sees the bound a moment before
     # it changes keeps the old one, as if it had been queued a moment earlier.
     max_wait = pool._max_wait  # pyright: ignore[reportPrivateUsage]
-    if max_wait is None or job.state is not JobState.QUEUED or _borrows(pool):
+    if max_wait is None or job.state is not QUEUED or _borrows(pool):
         return None
     at = now + max_wait
     return None if deadline is not None and deadline <= at else (at, max_wait)
@@ -476,7 +477,7 @@ async def _asyncio_cancelled(
     deadline = _end_at_deadline(pool, job, policy, loop.time())
     finished = asyncio.Event()
     wakeups.forward(fut, finished.set)
-    if job.state is JobState.FINISHED:  # its wake-up was drained already
+    if job.state is FINISHED:  # its wake-up was drained already
         finished.set()
     try:
         await wait_through_cancellation(finished.wait)
@@ -491,7 +492,7 @@ def _abandon_or_wait(pool: Pool[Job], job: Job, policy: _OnCancel, now: float) -
     job.request_cancel(CancelReason.AWAITER)
     if pool._withdraw(job):  # pyright: ignore[reportPrivateUsage]
         return True
-    if job.state is JobState.FINISHED:
+    if job.state is FINISHED:
         return True
     if policy.ends_process(now) and pool._end(job):  # pyright: ignore[reportPrivateUsage]
         return True  # its slot is free: nothing is left to wait for

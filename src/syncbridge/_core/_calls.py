@@ -2,23 +2,24 @@
 
 A :class:`Call` carries a coroutine function from a sync caller to an event
 loop (see ``_loops`` for the handles, ``_trio_hosts`` for trio's host tasks)
-and its outcome back, through :attr:`Call.replies`.
+and its outcome back, through :attr:`Call.replies`. Its life, outcome and
+first cancel reason are a :class:`~._handoff.Handoff`'s, under the call's own
+lock (see there). The portal keeps the calls it was sent in a
+:class:`CallLedger` until each has its outcome.
 """
 
 from __future__ import annotations
 
 __all__ = (
-    "CALL_DONE",
     "DONE",
     "Call",
-    "CallState",
+    "CallLedger",
     "LoopHandle",
     "TimedCall",
     "Tracker",
 )
 
 import contextvars
-import enum
 import functools
 import threading
 import time
@@ -29,10 +30,15 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 
 from .._exceptions import SyncBridgeTimeout, callable_name, timeout_message
 from .._typing import T
+from ._counts import CountsSnapshot, Ending
 from ._deadline import Deadline
+from ._handoff import NO_KWARGS, QUEUED, RUNNING, CancelReason, Handoff
+from ._outcome import Cancelled
 
 if TYPE_CHECKING:
-    from ._outcome import Cancelled, Error, Value
+    from collections.abc import Iterator
+
+    from ._outcome import Error, Value
 
 
 class Tracker(Protocol):
@@ -47,22 +53,7 @@ DONE: Final = object()
 """Put on :attr:`Call.replies` once the call has an outcome."""
 
 
-class CallState(enum.Enum):
-    """Where a call is in its life."""
-
-    SUBMITTED = "submitted"
-    RUNNING = "running"
-    DONE = "done"
-
-
-# The states, looked up once: ``CallState.DONE`` goes through the enum's
-# class lookup (0.1 µs on Python 3.11), and a call reads its state six times.
-_SUBMITTED: Final = CallState.SUBMITTED
-_RUNNING: Final = CallState.RUNNING
-CALL_DONE: Final = CallState.DONE
-
-
-class Call(Generic[T]):
+class Call(Handoff[Callable[[], object]], Generic[T]):
     """One async call made from a blocked thread: its inputs, outcome and mailbox.
 
     The blocked thread waits on :attr:`replies`, which receives :data:`DONE` once the
@@ -72,22 +63,19 @@ class Call(Generic[T]):
 
     The outcome is written once, by whichever finishes the call first: the loop
     thread, or a closing bridge answering a call its loop can no longer finish.
+    Its :attr:`inner` is how to cancel the task running it (see :meth:`begin`).
     """
 
     __slots__ = (
-        "_cancel_on_loop",
         "_lock",
         "args",
-        "cancel_requested",
         "ctx",
         "func",
         "kwargs",
         "loop",
         "name",
         "on_done",
-        "outcome",
         "replies",
-        "state",
         "timed_out",
         "timeout",
         "tracker",
@@ -113,26 +101,22 @@ class Call(Generic[T]):
         self.timeout = timeout
         self.replies: SimpleQueue[object] = SimpleQueue()
         self._lock = threading.Lock()
-        # Guarded by _lock: the outcome, the cancel request and the loop's way
-        # of cancelling the running task, so each happens exactly once.
-        self.state = _SUBMITTED
+        # The Handoff's, set here (a super().__init__() is a call more per
+        # call), guarded by _lock: the outcome, the cancel reason and the
+        # loop's way of cancelling the running task, so each happens once.
+        self.state = QUEUED
         self.outcome: Value[T] | Error | Cancelled | None = None
-        self.cancel_requested = False
-        self._cancel_on_loop: Callable[[], object] | None = None
+        self.cancel: CancelReason | None = None
+        self.inner: Callable[[], object] | None = None
         self.loop: LoopHandle | None = None  # set once it is handed to a loop
         self.on_done: Callable[[Call[T]], object] | None = None
         self.tracker: Tracker | None = None
         self.timed_out = False  # its own deadline passed (counted as a timeout)
 
     @property
-    def done(self) -> bool:
-        """Whether the call has its outcome."""
-        return self.state is CALL_DONE
-
-    @property
     def running(self) -> bool:
         """Whether a task on its loop runs the call (begun, no outcome yet)."""
-        return self.state is _RUNNING
+        return self.state is RUNNING
 
     async def invoke(self) -> T:
         awaitable: object = self.func(*self.args, **self.kwargs)
@@ -155,64 +139,28 @@ class Call(Generic[T]):
         assert isinstance(self, TimedCall)
         return await _by_deadline(self, awaitable)
 
-    def begin(self, cancel_on_loop: Callable[[], object]) -> bool:
-        """Register how to cancel the task now running the call (loop thread).
+    def _interrupt(self, inner: Callable[[], object]) -> None:
+        # inner is the running task's cancel (begin()), run on its loop.
+        if self.loop is not None:
+            self.loop.post(inner)
 
-        Returns False if a cancel was requested first: the caller must then
-        cancel the task itself (a cancel request finds nothing to cancel yet).
-        """
-        with self._lock:
-            if self.state is CALL_DONE:
-                return False
-            self.state = _RUNNING
-            self._cancel_on_loop = cancel_on_loop
-            return not self.cancel_requested
-
-    def request_cancel(self) -> bool:
-        """Cancel the call on its loop, once; from any thread; never raises.
-
-        A call not started yet never starts. True if this request cancels it
-        (not done, nor asked before).
-        """
-        with self._lock:
-            if self.cancel_requested or self.state is CALL_DONE:
-                return False
-            self.cancel_requested = True
-            cancel = self._cancel_on_loop
-        if cancel is not None and self.loop is not None:
-            self.loop.post(cancel)
-        return True
-
-    def finish(
-        self, outcome: Value[T] | Error | Cancelled, *, timed_out: bool = False
-    ) -> bool:
-        """Record the outcome and wake the blocked thread; False if already done.
-
-        *timed_out*: the outcome is the call's own timeout (counted so), set
-        only if this outcome wins.
-        """
-        with self._lock:
-            if self.state is CALL_DONE:
-                return False
-            self.outcome = outcome
-            self.state = CALL_DONE
-            if timed_out:
-                self.timed_out = True
+    def _settled(self, timed_out: bool) -> None:
+        if timed_out:  # before the tracker counts it
+            self.timed_out = True
         # The loop thread's frames hold this Call until the coroutine returns,
         # which may be after the caller resumed: drop the callable and context
         # now so their last reference is never released on the loop thread.
         self.func = _spent
         self.ctx = _SPENT_CONTEXT
         self.args = ()
-        self.kwargs = _NO_KWARGS
-        self._cancel_on_loop = None
+        self.kwargs = NO_KWARGS
+        self.inner = None
         tracker = self.tracker
         if tracker is not None:
             tracker.finished(self)
         self.replies.put(DONE)
         if self.on_done is not None:
             self.on_done(self)
-        return True
 
 
 class TimedCall(Call[T]):
@@ -267,7 +215,116 @@ async def _spent(*args: Any, **kwargs: Any) -> Any:
 
 
 _SPENT_CONTEXT: Final = contextvars.Context()
-_NO_KWARGS: Final[dict[str, Any]] = {}  # a finished call's; never changed
+
+
+# Read once: ``Ending.COMPLETED`` is a class lookup through the enum's
+# metaclass, and the ledger tells the endings apart by identity (hashing a
+# member would cost a Python call).
+_COMPLETED: Final = Ending.COMPLETED
+_ERROR: Final = Ending.ERROR
+_CANCELLED: Final = Ending.CANCELLED
+
+
+class CallLedger:
+    """The portal's calls without an outcome yet, and how the others ended.
+
+    A call is added as it is sent, and leaves once: by :meth:`ended`, counted
+    by how it ended, or by :meth:`forget` if no loop took it (no call at all).
+    So the calls made are those ended plus those still here. Iterating gives
+    a copy of the calls still here.
+    """
+
+    __slots__ = (
+        "_calls",
+        "_cancelled",
+        "_completed",
+        "_emptied",
+        "_errors",
+        "_lock",
+        "_timed_out",
+    )
+
+    def __init__(self) -> None:
+        # Guards leaving, the totals and _emptied together: a snapshot reads
+        # calls and totals as one, and a drain cannot miss the last call
+        # leaving. Adding needs no lock of ours: the portal adds under its
+        # own lock, and never once it is closed (and a drain waits).
+        self._lock = threading.Lock()
+        self._calls: set[Call[Any]] = set()
+        self._completed = self._errors = self._cancelled = self._timed_out = 0
+        self._emptied: Callable[[], object] | None = None
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __iter__(self) -> Iterator[Call[Any]]:
+        return iter(list(self._calls))
+
+    def add(self, call: Call[Any]) -> None:
+        """Track *call*, which is being sent to a loop."""
+        self._calls.add(call)
+
+    def ended(self, call: Call[Any], how: Ending) -> None:
+        """*call* has its outcome: forget it, and count it by *how* it ended."""
+        lock = self._lock
+        lock.acquire()  # (try/finally costs half of a `with` block)
+        try:
+            self._calls.discard(call)
+            if how is _COMPLETED:
+                self._completed += 1
+            elif how is _ERROR:
+                self._errors += 1
+            elif how is _CANCELLED:
+                self._cancelled += 1
+            else:
+                self._timed_out += 1
+            wake = None
+            if self._emptied is not None and not self._calls:
+                wake, self._emptied = self._emptied, None
+        finally:
+            lock.release()
+        if wake is not None:
+            wake()
+
+    def forget(self, call: Call[Any]) -> None:
+        """Un-track *call*, which no loop took: counted as no call at all."""
+        with self._lock:
+            self._calls.discard(call)
+            wake = None
+            if self._emptied is not None and not self._calls:
+                wake, self._emptied = self._emptied, None
+        if wake is not None:
+            wake()
+
+    def wake_when_empty(self, wake: Callable[[], object] | None) -> bool:
+        """Call *wake* (from any thread) once no call is left; ``None`` stops that.
+
+        True if none is left already; then *wake* is not kept.
+        """
+        with self._lock:
+            if wake is not None and not self._calls:
+                return True
+            self._emptied = wake
+            return False
+
+    def snapshot(self) -> CountsSnapshot:
+        """The totals now, read together: calls made, and how they ended."""
+        with self._lock:
+            ended = self._completed + self._errors + self._cancelled + self._timed_out
+            return CountsSnapshot(
+                ended + len(self._calls),
+                self._completed,
+                self._errors,
+                self._cancelled,
+                self._timed_out,
+            )
+
+    def answer_leftovers(self) -> list[str]:
+        """Finish every call without an outcome, so its caller wakes up.
+
+        Returns the names of the calls this answered (for the log).
+        """
+        return [call.name for call in self if call.finish(Cancelled())]
 
 
 class LoopHandle(Protocol):

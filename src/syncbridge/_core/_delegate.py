@@ -35,7 +35,8 @@ import threading
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Final, final
 
-from ._jobs import Job, JobState
+from ._handoff import QUEUED
+from ._jobs import Job
 from ._process import PROCESS, ChildStep, on_fork_child
 
 if TYPE_CHECKING:
@@ -245,7 +246,7 @@ def _queue_for(lender: Delegate, pool: Pool[Job], job: Job) -> None:
     may be what it waits for); if it returns first, its slot runs the job.
     """
     for key, (_, queued) in _missed.copy().items():  # forget what started
-        if queued.state is not JobState.QUEUED:
+        if queued.state is not QUEUED:
             _missed.pop(key, None)
     # Never refused by the pool's bounds: the lender's slot may be what runs it.
     pool._submit(job, bounded=False)  # pyright: ignore[reportPrivateUsage]

@@ -48,13 +48,15 @@ from .._exceptions import (
 from .._stats import PoolStats
 from .._validate import EXECUTOR_KIND, check_instance, check_name
 from ._counts import Counts
-from ._jobs import CancelReason, Job, JobState
+from ._handoff import CancelReason
 from ._outcome import Value
 from ._pickling import check_picklable
 from ._process_executor import ProcessExecutor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from ._jobs import Job
 
 
 class ExecutorPool:
@@ -377,16 +379,14 @@ class ExecutorPool:
             if self._weak and not self._futures:
                 self._held = None
         if self.in_process and not future.cancelled() and future.exception() is None:
-            job.finish()  # job.call() ran, and recorded the outcome
+            job.hand_back()  # job.call() ran, and recorded the outcome
             return
-        if job.state is JobState.FINISHED:
-            return  # close() answered it
         if future.cancelled():
             job.fail(self._cancelled_error(job, executor))
             return
         error = future.exception()
         if error is None:
-            job.settle(Value(future.result()))
+            job.finish(Value(future.result()))
         else:
             job.fail(self._explain(job, error, executor))
 

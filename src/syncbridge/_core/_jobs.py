@@ -1,30 +1,30 @@
 """One blocking call for an event loop: its state, its outcome, its cancellation.
 
 A :class:`Job` is created by the awaiting task, run by one worker thread and
-read back by the awaiting task. Each field has one writer, said beside it. The
-worker hands the outcome back through :attr:`Job.notify`, set before the job
-is submitted and never changed after: the wake-up it sends (a locked hand-over
-to the awaiting loop) carries the outcome and state written before it. The
-cancel request and the async call the worker waits on meet under one lock.
+read back by the awaiting task. Its life, outcome and first cancel reason are
+a :class:`~._handoff.Handoff`'s, with the single-owner discipline described
+there: each field has one writer, said beside it. The worker hands the outcome
+back through :attr:`Job.notify`, set before the job is submitted and never
+changed after: the wake-up it sends (a locked hand-over to the awaiting loop)
+carries the outcome and state written before it. The cancel request and the
+async call the worker waits on meet under one lock.
 """
 
 from __future__ import annotations
 
 __all__ = (
-    "CancelReason",
     "Job",
-    "JobState",
     "check_cancelled",
     "current_job",
 )
 
-import enum
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import BridgeClosed, WorkerCancelled, callable_name
 from ._context import role
+from ._handoff import FINISHED, NO_KWARGS, QUEUED, RUNNING, CancelReason, Handoff
 from ._outcome import Error, Value
 from ._process import PROCESS
 
@@ -33,61 +33,40 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._calls import Call
-    from ._outcome import Outcome
+    from ._outcome import Cancelled
     from ._pool import Pool
 
 logger = logging.getLogger("syncbridge")
 
 _cancel_lock: Final = threading.Lock()
-"""Guards :attr:`Job.cancel` and :attr:`Job.waiting_on` together, for every job.
+"""Guards :attr:`Job.cancel` and :attr:`Job.inner` together, for every job.
 
-Taken only to cancel a job and when a worker starts an async call: never on
-the path of a call that nobody cancels and that makes none.
+Taken only to cancel a job, when a worker starts an async call, and to answer
+a job that did not run here (:meth:`~._handoff.Handoff.finish`): never on the
+path of a call that runs, that nobody cancels and that makes none.
 """
 
 
-class JobState(enum.Enum):
-    """Where a job is in its life."""
+class Job(Handoff["Call[Any]"]):
+    """One blocking call: the function, its arguments, context and outcome.
 
-    QUEUED = "queued"
-    """Created, waiting for a worker (or handed to one that has not begun it)."""
-    RUNNING = "running"
-    FINISHED = "finished"
-    """It has an outcome (it ran, or it was refused before running)."""
-
-
-# Read on every call. A member is a slower lookup than a global on Python 3.11
-# (about 90 ns against 10), and a job reads three.
-_QUEUED: Final = JobState.QUEUED
-_RUNNING: Final = JobState.RUNNING
-_FINISHED: Final = JobState.FINISHED
-
-
-class CancelReason(enum.Enum):
-    """Why nobody wants a job's result any more."""
-
-    AWAITER = "the task awaiting it was cancelled or timed out"
-    CLOSED = "its bridge was closed"
-
-
-class Job:
-    """One blocking call: the function, its arguments, context and outcome."""
+    Its :attr:`inner` is the async call its worker is blocked on right now
+    (through ``sync_call_async``; never a cleanup call, which runs to its end).
+    """
 
     __slots__ = (
         "abandoned",
         "args",
-        "cancel",
         "ctx",
         "func",
         "kwargs",
         "notify",
         "origin",
-        "outcome",
         "pid",
         "pool",
-        "state",
-        "waiting_on",
     )
+
+    _lock = _cancel_lock
 
     def __init__(
         self,
@@ -108,33 +87,35 @@ class Job:
         self.origin = origin  # the asyncio loop or trio token that awaits this job
         self.pool = pool
         self.pid = PROCESS.pid
-        # Written by the thread that runs (or refuses) the job, before notify.
-        self.state = _QUEUED
-        self.outcome: Outcome | None = None
-        # Under _cancel_lock. Written by the awaiting task's loop, or by
-        # close(): first reason wins. Read without it by the worker, which
-        # may see it a moment late (as if it had looked a moment earlier).
+        # The Handoff's, set here (a super().__init__() is a call more per
+        # job). state and outcome: written by the thread that runs (or
+        # refuses) the job, before notify. cancel and inner: under
+        # _cancel_lock; cancel is written by the awaiting task's loop, or by
+        # close(), and inner by the worker (see wait_on).
+        self.state = QUEUED
+        self.outcome: Value[Any] | Error | Cancelled | None = None
         self.cancel: CancelReason | None = None
-        # Under _cancel_lock (see wait_on): the async call the worker is
-        # blocked on right now (never a cleanup call, which runs to its end).
-        self.waiting_on: Call[Any] | None = None
+        self.inner: Call[Any] | None = None
         # Set by the awaiting task before it submits the job, then only read.
         self.notify: Callable[[], None] = _noop
 
     def run(self) -> None:
         """Run the call on this thread, record its outcome, wake the awaiting task."""
         self.call()
-        self._finished()
+        self.state = FINISHED  # as hand_back() does, without a call more
+        self._settled(False)
 
     def call(self) -> None:
-        """Run the call on this thread and record its outcome; :meth:`finish` next.
+        """Run the call on this thread and record its outcome; :meth:`hand_back` next.
 
         Apart, so a worker can time the function alone (see ``_workers``).
         """
+        # Handoff.begin() without its lock: this thread owns the job (see
+        # _handoff); a reason set after this look is seen by check_cancelled().
         if self.cancel is not None:  # given up before it started: skip it
             self.outcome = Error(WorkerCancelled("cancelled before it started"))
         else:
-            self.state = _RUNNING
+            self.state = RUNNING
             previous, role.job = role.job, self
             try:
                 self.outcome = Value(self.ctx.run(self.func, *self.args, **self.kwargs))
@@ -143,39 +124,31 @@ class Job:
             finally:
                 role.job = previous
 
-    def finish(self) -> None:
-        """Wake the awaiting task of a job :meth:`call` ran."""
-        self._finished()
+    def hand_back(self) -> None:
+        """Finish a job :meth:`call` ran: its worker's lock-free :meth:`finish`.
 
-    def fail(self, exc: BaseException) -> None:
-        """Finish a job that never ran, with *exc* as its outcome."""
-        self.settle(Error(exc))
+        Only the thread that ran it may (see ``_handoff``): nothing else
+        answers a job once its worker began it.
+        """
+        self.state = FINISHED  # before notify, whose hand-over publishes it
+        self._settled(False)
 
-    def settle(self, outcome: Outcome) -> None:
-        """Finish a job that ran elsewhere (another process), with its *outcome*."""
-        self.outcome = outcome
-        self._finished()
+    def fail(self, exc: BaseException) -> bool:
+        """Finish a job that never ran, with *exc* as its outcome (see :meth:`finish`)."""
+        return self.finish(Error(exc))
 
-    def _finished(self) -> None:
+    def _settled(self, timed_out: bool) -> None:
+        # Its awaiter counts a job's timeout: timed_out is never set here.
         self.args = ()
-        self.kwargs = _NO_KWARGS  # not a new dict, freed by the awaiter's thread
-        self.state = _FINISHED  # before notify, whose hand-over publishes it
+        self.kwargs = NO_KWARGS  # not a new dict, freed by the awaiter's thread
         if self.pid == PROCESS.pid:  # in a forked child, the awaiter is the parent's
             self.notify()
 
-    def request_cancel(self, reason: CancelReason) -> None:
-        """Flag the job (see :func:`check_cancelled`) and cancel its async call.
-
-        Thread-safe. The coroutine the worker is blocked on through
-        ``sync_call_async`` is cancelled on its loop, so cancellation reaches
-        nested calls whatever the abandon option (#11).
-        """
-        with _cancel_lock:  # with wait_on: one of the two sees the other
-            if self.cancel is None:
-                self.cancel = reason
-            call = self.waiting_on
-        if call is not None:
-            self.cancel_waited_on(call)
+    def _interrupt(self, inner: Call[Any]) -> None:
+        # The job is flagged (see check_cancelled); the coroutine its worker
+        # is blocked on through sync_call_async is cancelled on its loop, so
+        # cancellation reaches nested calls whatever the abandon option (#11).
+        self.cancel_waited_on(inner)
 
     def cancel_waited_on(self, call: Call[Any]) -> None:
         """Cancel *call*, the one this job's worker is blocked on (its cancel is set).
@@ -184,7 +157,8 @@ class Job:
         names the tasks it cancels: whichever of close() and the worker (see
         ``_loop_choice``) gets to cancel it first, it is named once.
         """
-        if call.request_cancel() and self.cancel is CancelReason.CLOSED:
+        reason = self.cancel or CancelReason.AWAITER
+        if call.request_cancel(reason) and reason is CancelReason.CLOSED:
             logger.warning(
                 "cancelled task %r: a worker thread of pool %r was blocked on it "
                 "when its bridge closed",
@@ -203,8 +177,8 @@ class Job:
         Returns whether the job was cancelled: *call* must then be cancelled
         by the caller, as :meth:`request_cancel` may have missed it.
         """
-        with _cancel_lock:
-            self.waiting_on = call
+        with _cancel_lock:  # with request_cancel: one of the two sees the other
+            self.inner = call
             return self.cancel is not None
 
     def result(self) -> Any:
@@ -214,9 +188,9 @@ class Job:
         reaches an awaiter that was never cancelled as :class:`BridgeClosed`.
         """
         outcome, self.outcome = self.outcome, None
-        assert outcome is not None
         if isinstance(outcome, Value):
             return outcome.value
+        assert isinstance(outcome, Error)  # finished, and a job is never Cancelled
         error = outcome.error
         try:
             if (
@@ -236,9 +210,6 @@ class Job:
             raise error
         finally:
             del error, outcome
-
-
-_NO_KWARGS: Final[dict[str, Any]] = {}  # a finished job's; never changed
 
 
 def _noop() -> None:

@@ -147,7 +147,7 @@ def call_async_from_thread(
         if job is not None and not cleanup:
             # No lock: a cancel that still finds this call finds it done,
             # and cancelling a done call does nothing.
-            job.waiting_on = None
+            job.inner = None
         if delegate is not None:
             retire(delegate)
     outcome, call.outcome = call.outcome, None

@@ -24,6 +24,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
+from ._handoff import FINISHED
 from ._outcome import Cancelled, Error, Value
 from ._process import PROCESS
 
@@ -79,7 +80,7 @@ class AsyncioLoop:
             pass
 
     def _start(self, call: Call[Any]) -> None:
-        if call.cancel_requested or call.done:  # cancelled before it could start
+        if call.cancel is not None or call.state is FINISHED:  # before it could start
             call.finish(Cancelled())
             return
         # Running create_task inside call.ctx gives the task a copy of the caller's
@@ -210,7 +211,7 @@ async def _run_asyncio(call: Call[Any]) -> None:
     try:
         value = await call.invoke()
     except asyncio.CancelledError as exc:
-        if call.cancel_requested or _cancelled_by_someone():
+        if call.cancel is not None or _cancelled_by_someone():
             call.finish(Cancelled(exc))
         else:  # the coroutine's own CancelledError: its outcome, unchanged (#11)
             call.finish(Error(exc))

@@ -4,9 +4,9 @@ Sync code that has no loop of its own runs its coroutines here, so successive
 calls share one loop (and the clients, pools and locks bound to it). The thread
 starts on first use and stops in :meth:`Portal.close`; a loop that code on it
 stops is replaced by a new one at the next call (see :meth:`Portal._detach`).
-Every call sent to the portal is tracked until it has an outcome, so that
-closing can answer each one, even a call whose coroutine ignores cancellation
-(#11): see ``_portal_close``, which closes it and keeps that ledger.
+Every call sent to the portal is tracked until it has an outcome (its
+:class:`~._calls.CallLedger`), so that closing can answer each one, even a call
+whose coroutine ignores cancellation (#11): see ``_portal_close``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from .._exceptions import (
     describe_call,
 )
 from .._stats import PortalStats
+from ._calls import CallLedger
 from ._context import new_thread
 from ._counts import Ending
 from ._loop_watch import LoopWatch
 from ._loops import LoopGone, PortalAsyncioLoop, TrioLoop
 from ._outcome import Cancelled, Value
-from ._portal_close import CallLedger, close_loop, log_close_failed, stop_bound
+from ._portal_close import close_loop, log_close_failed, stop_bound
 from ._selector import new_event_loop
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ class Portal:
         loop stopping on its own (see :meth:`_detach`). A ``start_soon`` future
         (``on_done``) then ends cancelled: a cancellation.
         """
-        if call.on_done is not None or call.cancel_requested:
+        if call.on_done is not None or call.cancel is not None:
             return False
         with self._lock:
             return not self._closed

@@ -1,10 +1,9 @@
-"""Closing the portal by its deadline, and the ledger of calls that makes it possible.
+"""Closing the portal by its deadline.
 
-Every call sent to the portal is in its :class:`CallLedger` until it has an
-outcome, so closing can answer each one, even a call whose coroutine ignores
-cancellation (#11). The ledger counts each call once, when it leaves, by how it
-ended; and it wakes a closing portal's drain when its last call leaves (no
-polling). :func:`close_loop` closes by a deadline: the drain gives calls their
+Every call sent to the portal is in its :class:`~._calls.CallLedger` until it
+has an outcome, so closing can answer each one, even a call whose coroutine
+ignores cancellation (#11); the ledger wakes a closing portal's drain when its
+last call leaves (no polling). :func:`close_loop` closes by a deadline: the drain gives calls their
 grace, cancels what still runs, gives that its cleanup time, answers what is
 left, and stops the loop; the closing thread waits for the loop thread, by the
 deadline, and answers what is left then.
@@ -13,7 +12,6 @@ deadline, and answers what is left then.
 from __future__ import annotations
 
 __all__ = (
-    "CallLedger",
     "close_loop",
     "log_abandoned",
     "log_cancelled",
@@ -24,18 +22,17 @@ __all__ = (
 import abc
 import asyncio
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ._counts import CountsSnapshot, Ending
+from ._handoff import CancelReason
 from ._loops import AsyncioLoop
-from ._outcome import Cancelled
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import threading
+    from collections.abc import Callable
 
-    from ._calls import Call, LoopHandle
+    from ._calls import CallLedger, LoopHandle
 
 logger = logging.getLogger("syncbridge")
 
@@ -44,118 +41,17 @@ MIN_CLEANUP: Final = 0.1
 STOP_MARGIN: Final = 0.25
 """Seconds for the loop to stop and its thread to end once tasks are done."""
 
-# Read once: ``Ending.COMPLETED`` is a class lookup through the enum's
-# metaclass, and the ledger tells the endings apart by identity (hashing a
-# member would cost a Python call).
-_COMPLETED: Final = Ending.COMPLETED
-_ERROR: Final = Ending.ERROR
-_CANCELLED: Final = Ending.CANCELLED
-
 
 def stop_bound(grace: float) -> float:
     """How long :meth:`Portal.close` may take with *grace*: the real bound."""
     return grace + max(grace, MIN_CLEANUP) + STOP_MARGIN
 
 
-class CallLedger:
-    """The portal's calls without an outcome yet, and how the others ended.
-
-    A call is added as it is sent, and leaves once: by :meth:`ended`, counted
-    by how it ended, or by :meth:`forget` if no loop took it (no call at all).
-    So the calls made are those ended plus those still here. Iterating gives
-    a copy of the calls still here.
-    """
-
-    __slots__ = (
-        "_calls",
-        "_cancelled",
-        "_completed",
-        "_emptied",
-        "_errors",
-        "_lock",
-        "_timed_out",
-    )
-
-    def __init__(self) -> None:
-        # Guards leaving, the totals and _emptied together: a snapshot reads
-        # calls and totals as one, and a drain cannot miss the last call
-        # leaving. Adding needs no lock of ours: the portal adds under its
-        # own lock, and never once it is closed (and a drain waits).
-        self._lock = threading.Lock()
-        self._calls: set[Call[Any]] = set()
-        self._completed = self._errors = self._cancelled = self._timed_out = 0
-        self._emptied: Callable[[], object] | None = None
-
-    def __len__(self) -> int:
-        return len(self._calls)
-
-    def __iter__(self) -> Iterator[Call[Any]]:
-        return iter(list(self._calls))
-
-    def add(self, call: Call[Any]) -> None:
-        """Track *call*, which is being sent to a loop."""
-        self._calls.add(call)
-
-    def ended(self, call: Call[Any], how: Ending) -> None:
-        """*call* has its outcome: forget it, and count it by *how* it ended."""
-        lock = self._lock
-        lock.acquire()  # (try/finally costs half of a `with` block)
-        try:
-            self._calls.discard(call)
-            if how is _COMPLETED:
-                self._completed += 1
-            elif how is _ERROR:
-                self._errors += 1
-            elif how is _CANCELLED:
-                self._cancelled += 1
-            else:
-                self._timed_out += 1
-            wake = None
-            if self._emptied is not None and not self._calls:
-                wake, self._emptied = self._emptied, None
-        finally:
-            lock.release()
-        if wake is not None:
-            wake()
-
-    def forget(self, call: Call[Any]) -> None:
-        """Un-track *call*, which no loop took: counted as no call at all."""
-        with self._lock:
-            self._calls.discard(call)
-            wake = None
-            if self._emptied is not None and not self._calls:
-                wake, self._emptied = self._emptied, None
-        if wake is not None:
-            wake()
-
-    def wake_when_empty(self, wake: Callable[[], object] | None) -> bool:
-        """Call *wake* (from any thread) once no call is left; ``None`` stops that.
-
-        True if none is left already; then *wake* is not kept.
-        """
-        with self._lock:
-            if wake is not None and not self._calls:
-                return True
-            self._emptied = wake
-            return False
-
-    def snapshot(self) -> CountsSnapshot:
-        """The totals now, read together: calls made, and how they ended."""
-        with self._lock:
-            ended = self._completed + self._errors + self._cancelled + self._timed_out
-            return CountsSnapshot(
-                ended + len(self._calls),
-                self._completed,
-                self._errors,
-                self._cancelled,
-                self._timed_out,
-            )
-
-    def answer_leftovers(self, log: bool) -> None:
-        """Finish every call without an outcome, so its caller wakes up."""
-        for call in self:
-            if call.finish(Cancelled()) and log:
-                log_abandoned(call.name)
+def _answer_leftovers(calls: CallLedger, log: bool) -> None:
+    """Finish every call of *calls* without an outcome, so its caller wakes up."""
+    for name in calls.answer_leftovers():
+        if log:
+            log_abandoned(name)
 
 
 def close_loop(
@@ -193,7 +89,7 @@ def close_loop(
     for thread in threads:
         if thread.is_alive():
             log_left_running(thread, bound)
-    calls.answer_leftovers(log=True)
+    _answer_leftovers(calls, log=True)
 
 
 class _Drain(abc.ABC):
@@ -231,10 +127,10 @@ class _Drain(abc.ABC):
     def cancel_the_rest(self) -> None:
         for call in self.calls:
             log_cancelled(call.name)
-            call.request_cancel()
+            call.request_cancel(CancelReason.CLOSED)
 
     def answer_the_rest(self) -> None:
-        self.calls.answer_leftovers(log=True)
+        _answer_leftovers(self.calls, log=True)
 
 
 class _TrioDrain(_Drain):
@@ -306,7 +202,7 @@ class _AsyncioDrain(_Drain):
             task._log_destroy_pending = False  # type: ignore[attr-defined]
         # Stubborn tasks were logged by name just now; calls that never
         # became a task need no line, only their answer.
-        self.calls.answer_leftovers(log=False)
+        _answer_leftovers(self.calls, log=False)
 
 
 def _others(me: asyncio.Task[Any] | None) -> set[asyncio.Task[Any]]:

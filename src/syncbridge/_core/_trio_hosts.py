@@ -23,7 +23,7 @@ import outcome
 import trio
 
 from .._exceptions import SyncBridgeError
-from ._calls import CALL_DONE
+from ._handoff import FINISHED
 from ._outcome import Cancelled, Error, Value
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def start_call(call: Call[Any]) -> None:
     before it could start never starts. A run that is ending refuses new tasks:
     *call* then gets an error saying its loop stopped.
     """
-    if call.cancel_requested or call.state is CALL_DONE:
+    if call.cancel is not None or call.state is FINISHED:
         call.finish(Cancelled())
         return
     idle: list[_Host]

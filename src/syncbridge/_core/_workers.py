@@ -41,7 +41,8 @@ from .._validate import (
 )
 from ._context import new_thread
 from ._counts import Counts
-from ._jobs import CancelReason, Job
+from ._handoff import CancelReason
+from ._jobs import Job
 from ._process import PROCESS
 from ._wake_policy import Runner, WakePolicy
 
@@ -533,7 +534,7 @@ class WorkerPool:
                 if job.pid != PROCESS.pid:
                     # Forked during the job: this pool was reset in the child and
                     # never counted it. The thread leaves the pool (#11).
-                    job.finish()
+                    job.hand_back()
                     return
                 # The slot first, then the wake-up: an awaiter that has its
                 # result must find the slot free (without the GIL it could
@@ -559,7 +560,7 @@ class WorkerPool:
                         self._give_slot(done, worker)
                 finally:
                     self._lock.release()
-                done.finish()
+                done.hand_back()
                 del done  # an idle worker keeps nothing of its last call
         finally:
             with self._lock:
