@@ -176,7 +176,8 @@ class WorkerPool:
 
         ``None`` (the default): no bound. ``0``: a call never queues; it is
         refused when no slot is free. Nested calls that borrow an ancestor's
-        slot are never refused. May be changed at any time.
+        slot are never refused. May be changed at any time (lowering it
+        refuses no call already queued).
         """
         return self._max_waiting
 
