@@ -20,6 +20,7 @@ import pytest
 
 import syncbridge
 from _scripts import run_script
+from _spies import record_submits
 from syncbridge import Bridge, SyncBridgeTimeout
 from syncbridge._core import _await_job
 
@@ -132,14 +133,7 @@ async def test_a_zero_timeout_never_hands_the_call_to_a_worker(
     ran: list[str] = []
     with Bridge() as b:
         pool = b._registry.worker_threads
-        submitted: list[object] = []
-        real_submit = pool._submit
-
-        def counting_submit(job: Any) -> None:
-            submitted.append(job)
-            real_submit(job)
-
-        pool._submit = counting_submit  # type: ignore[method-assign]
+        submitted = record_submits(pool)
         call = syncbridge.to_async(ran.append, bridge=b, timeout=0)
         with pytest.raises(SyncBridgeTimeout):
             await call("ran")
@@ -190,3 +184,37 @@ async def test_a_scope_cancelled_while_a_timed_out_call_is_waited_for_wins(
         assert ended == [anyio.get_cancelled_exc_class()]
         stats = b.pool().stats()
         assert (stats.calls, stats.cancellations, stats.timeouts) == (1, 1, 0)
+
+
+def test_max_wait_spares_a_call_nested_in_one_holding_a_slot_of_its_pool() -> None:
+    """Such a call may run in its ancestor's slot: max_wait never refuses it (#25).
+
+    It applies otherwise, unless the call started or its timeout comes first.
+    """
+    import contextvars
+    from queue import SimpleQueue
+
+    from syncbridge import WorkerPool
+    from syncbridge._core._delegate import delegates, lend
+    from syncbridge._core._handoff import RUNNING
+    from syncbridge._core._jobs import Job
+
+    pool, other = WorkerPool("db", 1, max_wait=0.5), WorkerPool("other", 1)
+    job = Job(int, (), {}, contextvars.copy_context(), None, pool)
+    at = _await_job._max_wait_at  # pyright: ignore[reportPrivateUsage]
+    try:
+        assert at(pool, job, 100.0, None) == (100.5, 0.5)
+        assert at(pool, job, 100.0, 100.5) is None  # the timeout comes first: it wins
+        assert at(pool, job, 100.0, 101.0) == (100.5, 0.5)
+
+        def nested(lender: WorkerPool) -> object:
+            delegates.set((lend(lender, SimpleQueue(), None, []),))
+            return at(pool, job, 100.0, None)
+
+        assert contextvars.copy_context().run(nested, pool) is None
+        assert contextvars.copy_context().run(nested, other) == (100.5, 0.5)
+        job.state = RUNNING
+        assert at(pool, job, 100.0, None) is None
+    finally:
+        pool.close()
+        other.close()

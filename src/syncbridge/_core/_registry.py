@@ -15,7 +15,12 @@ from .._stats import (
     WORKER_THREADS_POOL,
     BridgeStats,
 )
-from .._validate import check_capacity, check_name
+from .._validate import (
+    check_capacity,
+    check_max_wait,
+    check_max_waiting,
+    check_name,
+)
 from ._counts import CountsSnapshot
 from ._executor_pool import ExecutorPool
 from ._workers import WorkerPool
@@ -47,7 +52,7 @@ class PoolRegistry:
     ) -> None:
         self.bridge_name = bridge_name
         self.worker_threads = WorkerPool(
-            bridge_name, max_workers, label="bridge.max_workers"
+            bridge_name, max_workers, label="bridge.max_workers", title=DEFAULT_POOL
         )
         self.default: WorkerPool | ExecutorPool = (
             self.worker_threads
@@ -55,7 +60,10 @@ class PoolRegistry:
             else ExecutorPool(DEFAULT_POOL, executor, label="Bridge(executor=...)")
         )
         self.thread_sensitive = WorkerPool(
-            f"{bridge_name}-sensitive", 1, idle_timeout=None
+            f"{bridge_name}-sensitive",
+            1,
+            idle_timeout=None,
+            title=THREAD_SENSITIVE_POOL,
         )
         self.named: dict[str, WorkerPool | ExecutorPool] = {}
         # The pools of to_async(executor=...) calls (see _executor_pool), all
@@ -93,14 +101,25 @@ class PoolRegistry:
         *,
         resize: bool,
         refuse: Callable[[str, object], BridgeClosed],
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Create the pool *name* (``add_pool``), or resize it if *resize*.
 
         *what* names the user's call in the errors; a closed registry raises
-        ``refuse(what, name)``.
+        ``refuse(what, name)``. Resizing applies the bounds too (``None``:
+        unbounded). An executor's pool takes no bounds: the executor queues
+        its calls, where no bound of ours can reach them.
         """
         check_name(name, f"{what}(name=...)")
+        max_waiting = check_max_waiting(
+            max_waiting, f"{what}({name!r}, max_waiting=...)"
+        )
+        max_wait = check_max_wait(max_wait, f"{what}({name!r}, max_wait=...)")
+        bounded = max_waiting is not None or max_wait is not None
         if isinstance(capacity, concurrent.futures.Executor):
+            if bounded:
+                raise self._unbounded_executor(what, name)
             pool: WorkerPool | ExecutorPool = ExecutorPool(
                 name, capacity, label=f"bridge.pool({name!r})"
             )
@@ -110,6 +129,9 @@ class PoolRegistry:
                 f"{self.bridge_name}-{name}",
                 capacity,
                 label=f"bridge.pool({name!r}).capacity",
+                max_waiting=max_waiting,
+                max_wait=max_wait,
+                title=name,
             )
         with self._lock:
             if self._closed:
@@ -130,7 +152,21 @@ class PoolRegistry:
                     "bridge.set_pool()"
                 )
         assert isinstance(capacity, int)  # set_pool takes capacities only
-        existing.capacity = capacity  # an ExecutorPool says why it cannot
+        if isinstance(existing, WorkerPool):
+            existing._configure(capacity, max_waiting, max_wait)  # pyright: ignore[reportPrivateUsage]
+        elif bounded:
+            raise self._unbounded_executor(what, name)
+        else:
+            existing.capacity = capacity  # an ExecutorPool says why it cannot
+
+    @staticmethod
+    def _unbounded_executor(what: str, name: str) -> ValueError:
+        return ValueError(
+            f"{what}({name!r}) runs on an executor, which queues the pool's calls "
+            "itself: max_waiting and max_wait cannot bound that queue. Give the "
+            "pool a capacity instead of an executor to bound it, or bound the "
+            "executor's own queue"
+        )
 
     def lookup(self, name: str, owner: object) -> WorkerPool | ExecutorPool:
         """The named pool of *owner* (a bridge, named in the error).
@@ -214,6 +250,7 @@ class PoolRegistry:
                 + counts.errors
                 + counts.cancellations
                 + counts.timeouts
+                + counts.rejected
             )
             if ended < counts.calls:
                 still.append(pool)
@@ -280,6 +317,7 @@ class PoolRegistry:
         errors = portal.errors + retired.errors
         cancellations = portal.cancellations + retired.cancellations
         timeouts = portal.timeouts + retired.timeouts
+        rejected = retired.rejected
         abandoned = 0
         for p in pools.values():  # one pass: stats() may be called per request
             wait_seconds += p.wait_seconds
@@ -289,6 +327,7 @@ class PoolRegistry:
             errors += p.errors
             cancellations += p.cancellations
             timeouts += p.timeouts
+            rejected += p.rejected
             abandoned += p.abandoned
         return BridgeStats(
             pools=MappingProxyType(pools),
@@ -303,4 +342,5 @@ class PoolRegistry:
             portal_lag=portal.lag,
             wait_seconds=wait_seconds,
             busy_seconds=busy_seconds,
+            rejected=rejected,
         )

@@ -4,7 +4,9 @@ A :class:`WorkerPool` has a *capacity*: the number of calls that may run at once
 A slot is taken when a call starts and given back only when the function really
 returns, even if the task that awaited it was cancelled long before (the thread
 cannot be killed, so its slot cannot honestly be reused). Calls beyond capacity
-wait in FIFO order; they are never refused. Every path takes a slot in
+wait in FIFO order; they are refused only by the pool's own bounds
+(:attr:`WorkerPool.max_waiting` when queued, :attr:`WorkerPool.max_wait`,
+which their awaiter enforces through ``_expire``). Every path takes a slot in
 :meth:`WorkerPool._take_slot` and gives it back in :meth:`WorkerPool._give_slot`;
 a worker whose call returns passes its slot to the oldest queued call instead.
 
@@ -20,7 +22,7 @@ This module is admission and thread lifecycle only; awaiting a job is
 
 from __future__ import annotations
 
-__all__ = ("WorkerPool",)
+__all__ = ("Saturated", "WorkerPool")
 
 import threading
 from bisect import bisect_left
@@ -29,9 +31,15 @@ from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Final
 
-from .._exceptions import BridgeClosed, callable_name, closed_message
+from .._exceptions import BridgeClosed, PoolSaturated, callable_name, closed_message
 from .._stats import WAIT_BOUNDS, PoolStats, cumulative
-from .._validate import check_capacity, check_name, check_seconds
+from .._validate import (
+    check_capacity,
+    check_max_wait,
+    check_max_waiting,
+    check_name,
+    check_seconds,
+)
 from ._context import new_thread
 from ._counts import Counts
 from ._handoff import CancelReason
@@ -40,6 +48,38 @@ from ._process import PROCESS
 from ._wake_policy import Runner, WakePolicy
 
 _STOP: Final = object()
+
+
+class Saturated(Exception):
+    """A pool refused a job (``max_waiting``/``max_wait``); it never ran.
+
+    Internal: the pool's state when it refused, which the awaiter
+    (``_await_job``) turns into the user's :class:`~syncbridge.PoolSaturated`,
+    naming the user's call, which the pool does not know.
+    """
+
+    def __init__(
+        self,
+        pool: str,
+        capacity: int,
+        busy: int,
+        waiting: int,
+        option: str,
+        limit: float,
+    ) -> None:
+        super().__init__(pool, option)
+        self.fields = {
+            "pool": pool,
+            "capacity": capacity,
+            "busy": busy,
+            "waiting": waiting,
+            "option": option,
+            "limit": limit,
+        }
+
+    def error(self, what: str) -> PoolSaturated:
+        """The user's error for their call *what* (``"run_blocking(fetch)"``)."""
+        return PoolSaturated(what, **self.fields)  # type: ignore[arg-type]
 
 
 class _Worker(Runner):
@@ -60,6 +100,10 @@ class WorkerPool:
             ``None`` keeps threads until :meth:`close` (the thread-sensitive lane).
         label: How error messages name :attr:`capacity`, the way users reach
             it (``"bridge.pool('db').capacity"``).
+        max_waiting: Calls queued at most (see :attr:`max_waiting`).
+        max_wait: Seconds a call may wait for a slot (see :attr:`max_wait`).
+        title: The pool's name in :class:`~syncbridge.PoolSaturated` (the
+            user's, ``"db"``); *name* by default.
     """
 
     def __init__(
@@ -69,6 +113,9 @@ class WorkerPool:
         idle_timeout: float | None = 10.0,
         *,
         label: str | None = None,
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
+        title: str | None = None,
     ) -> None:
         self.label: str = (
             label if label is not None else f"WorkerPool({name!r}).capacity"
@@ -76,6 +123,13 @@ class WorkerPool:
         check_name(self.label, "WorkerPool(label=...)")
         capacity = check_capacity(capacity, self.label)
         self.name: str = check_name(name, "WorkerPool(name=...)")
+        self.title: str = (
+            name if title is None else check_name(title, "WorkerPool(title=...)")
+        )
+        self._max_waiting = check_max_waiting(
+            max_waiting, self._bound_label("max_waiting")
+        )
+        self._max_wait = check_max_wait(max_wait, self._bound_label("max_wait"))
         self.idle_timeout: float | None = check_seconds(
             idle_timeout, "WorkerPool(idle_timeout=...)", none="threads never idle out"
         )
@@ -127,6 +181,53 @@ class WorkerPool:
         self._admit_waiting()
 
     @property
+    def max_waiting(self) -> int | None:
+        """Calls queued at most: one more is refused with PoolSaturated at once.
+
+        ``None`` (the default): no bound. ``0``: a call never queues; it is
+        refused when no slot is free. Nested calls that borrow an ancestor's
+        slot are never refused. May be changed at any time (lowering it
+        refuses no call already queued).
+        """
+        return self._max_waiting
+
+    @max_waiting.setter
+    def max_waiting(self, value: int | None) -> None:
+        value = check_max_waiting(value, self._bound_label("max_waiting"))
+        with self._lock:
+            self._max_waiting = value
+
+    @property
+    def max_wait(self) -> float | None:
+        """Seconds a call may wait for a slot; then it is refused with PoolSaturated.
+
+        ``None`` (the default): no bound. A call that started is no longer
+        subject to it. May be changed at any time (calls queued already keep
+        the bound they were queued with).
+        """
+        return self._max_wait
+
+    @max_wait.setter
+    def max_wait(self, value: float | None) -> None:
+        value = check_max_wait(value, self._bound_label("max_wait"))
+        with self._lock:
+            self._max_wait = value
+
+    def _bound_label(self, option: str) -> str:
+        """How errors name *option*: next to :attr:`label`'s ``capacity``."""
+        return f"{self.label.removesuffix('.capacity')}.{option}"
+
+    def _configure(
+        self, capacity: int, max_waiting: int | None, max_wait: float | None
+    ) -> None:
+        """Set the capacity and both bounds together (checked by the caller)."""
+        with self._lock:
+            self._capacity = capacity
+            self._max_waiting = max_waiting
+            self._max_wait = max_wait
+        self._admit_waiting()
+
+    @property
     def busy(self) -> int:
         """How many slots are taken (calls running, awaited or not any more)."""
         return self._busy
@@ -146,11 +247,14 @@ class WorkerPool:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def _submit(self, job: Job) -> None:
+    def _submit(self, job: Job, bounded: bool = True) -> None:
         """Start *job* now if a slot is free, else queue it. Raises BridgeClosed.
 
         A call is also queued, with a slot free, for a worker about to return
-        (see ``_wake_policy``); the lookout wakes another if it waits.
+        (see ``_wake_policy``); the lookout wakes another if it waits. A call
+        that would queue behind :attr:`max_waiting` others raises
+        :class:`Saturated` instead, unless not *bounded* (a nested call that
+        its ancestor's slot may run, see ``_delegate``).
         """
         new, lookout = None, None
         # acquire()/release(), not `with`: half the cost, on every call.
@@ -159,10 +263,18 @@ class WorkerPool:
             if self._closed:  # close() ran since the facade's check: name the call
                 raise BridgeClosed(closed_message(f"{callable_name(job.func)}()"))
             now = monotonic()
+            # Read and compared under the lock with the queue's length: no
+            # two calls can both see room for one.
+            limit = self._max_waiting
             if self._busy >= self._capacity:
+                if limit is not None and bounded and len(self._pending) >= limit:
+                    raise self._saturated("max_waiting", limit)
                 self._pending.append((now, job))  # a worker that returns takes it
                 return
-            if not self._policy.defers(now, len(self._pending)):
+            if not self._policy.defers(now, len(self._pending)) or (
+                # A slot is free: a full queue takes it rather than refuse.
+                limit is not None and bounded and len(self._pending) >= limit
+            ):
                 new = self._take_slot(job, now)
             else:
                 self._pending.append((now, job))
@@ -209,12 +321,33 @@ class WorkerPool:
     def _withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
-            for i, (when, queued) in enumerate(self._pending):
-                if queued is job:
-                    del self._pending[i]
-                    self._waited(monotonic() - when)
-                    return True
-            return False
+            return self._unqueue(job)
+
+    def _unqueue(self, job: Job) -> bool:
+        """Remove *job* from the queue if it is there, counting its wait. Lock held."""
+        for i, (when, queued) in enumerate(self._pending):
+            if queued is job:
+                del self._pending[i]
+                self._waited(monotonic() - when)
+                return True
+        return False
+
+    def _expire(self, job: Job, max_wait: float) -> Saturated | None:
+        """*job* waited *max_wait* s: withdraw it and return the refusal.
+
+        None if it is no longer queued (it started: ``max_wait`` no longer
+        applies). Called by its awaiter when the bound passes.
+        """
+        with self._lock:
+            if not self._unqueue(job):
+                return None
+            return self._saturated("max_wait", max_wait)
+
+    def _saturated(self, option: str, limit: float) -> Saturated:
+        """The refusal by *option*, with the pool's state now. Lock held."""
+        return Saturated(
+            self.title, self._capacity, self._busy, len(self._pending), option, limit
+        )
 
     def _waited(self, seconds: float) -> None:
         """Count a call that left the queue without a slot of ours. Lock held."""
@@ -489,6 +622,7 @@ class WorkerPool:
                 cancellations=counts.cancellations,
                 timeouts=counts.timeouts,
                 abandoned=self._abandoned_running() if self._running else 0,
+                rejected=counts.rejected,
                 wait_seconds=self._wait_total,
                 busy_seconds=busy_seconds,
                 wait_buckets=cumulative(self._wait_counts),
