@@ -461,6 +461,118 @@ class TestTimeouts:
             response = await client.get("/")
         assert (response.status_code, response.text) == (502, "os error")
 
+    @pytest.mark.anyio
+    async def test_a_504_is_logged_with_the_request_and_the_deadline(
+        self, bridge: Bridge, records: Records
+    ) -> None:
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/report")
+        async def report() -> None:
+            raise syncbridge.SyncBridgeTimeout("report() did not finish within 3 s")
+
+        async with serve(app) as client:
+            assert (await client.get("/report")).status_code == 504
+        [record] = records.records
+        assert record.levelno == logging.WARNING
+        assert record.syncbridge_event == "request-timed-out"  # type: ignore[attr-defined]
+        assert record.syncbridge_request == "GET /report"  # type: ignore[attr-defined]
+        assert record.getMessage() == (
+            "GET /report was answered 504 Gateway Timeout: "
+            "report() did not finish within 3 s"
+        )
+
+    @pytest.mark.anyio
+    async def test_a_504_the_app_answers_itself_is_not_logged(
+        self, bridge: Bridge, records: Records
+    ) -> None:
+        async def handler(request: Request, exc: Exception) -> Response:
+            return PlainTextResponse("mine", status_code=504)
+
+        app = FastAPI(exception_handlers={syncbridge.SyncBridgeError: handler})
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/")
+        async def index() -> None:
+            raise syncbridge.SyncBridgeTimeout("a deadline of ours")
+
+        async with serve(app) as client:
+            assert (await client.get("/")).text == "mine"
+        assert records.records == []
+
+
+# -- saturated pools -------------------------------------------------------------
+
+
+def saturated(option: str = "max_wait", limit: float = 0.5) -> syncbridge.PoolSaturated:
+    return syncbridge.PoolSaturated(
+        "run_blocking(query)",
+        pool="db",
+        capacity=10,
+        busy=10,
+        waiting=32,
+        option=option,
+        limit=limit,
+    )
+
+
+class TestSaturated:
+    @pytest.mark.parametrize(
+        ("option", "limit", "retry_after"),
+        [
+            ("max_wait", 0.5, "1"),
+            ("max_wait", 2.0, "2"),
+            ("max_wait", 2.1, "3"),
+            ("max_waiting", 32, "1"),
+        ],
+    )
+    @pytest.mark.anyio
+    async def test_pool_saturated_gives_503_with_retry_after(
+        self, bridge: Bridge, option: str, limit: float, retry_after: str
+    ) -> None:
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/")
+        def index() -> None:
+            raise saturated(option, limit)
+
+        async with serve(app) as client:
+            response = await client.get("/")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == retry_after
+        assert "too busy" in response.json()["detail"]
+        assert "db" not in response.json()["detail"]  # no internals to the client
+
+    @pytest.mark.parametrize(
+        "base", [syncbridge.PoolSaturated, syncbridge.SyncBridgeError]
+    )
+    @pytest.mark.parametrize("when", ["before", "after"])
+    @pytest.mark.anyio
+    async def test_user_handler_wins_over_the_503(
+        self, bridge: Bridge, when: str, base: type[Exception]
+    ) -> None:
+        def handler(request: Request, exc: Exception) -> Response:  # sync: threadpool
+            assert isinstance(exc, syncbridge.PoolSaturated)
+            return JSONResponse({"pool": exc.pool}, status_code=429)
+
+        app = FastAPI()
+        if when == "before":
+            app.add_exception_handler(base, handler)
+        syncbridge.fastapi.install(app, bridge=bridge)
+        if when == "after":
+            app.add_exception_handler(base, handler)
+
+        @app.get("/")
+        async def index() -> None:
+            raise saturated()
+
+        async with serve(app) as client:
+            response = await client.get("/")
+        assert (response.status_code, response.json()) == (429, {"pool": "db"})
+        assert "Retry-After" not in response.headers
+
 
 # -- sync_call_async on the app's loop -----------------------------------------
 
