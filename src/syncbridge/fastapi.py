@@ -133,7 +133,10 @@ def install(
         app: The FastAPI or Starlette application.
         threads: Worker capacity for the default pool and Starlette's threadpool
             (both default to 40). Size it for the blocking I/O the app waits on.
-        pools: Named pools to register, as ``{name: capacity}``.
+        pools: Named pools to register, as ``{name: capacity}``, or with
+            bounds on their queue, as ``{name: {"capacity": 10,
+            "max_waiting": 32, "max_wait": 0.5}}``
+            (a :class:`~syncbridge.PoolConfig`).
         blocking_threshold: Seconds the event loop may be blocked before a
             warning is logged; ``None`` (the default) turns detection off.
         bridge: Use this bridge instead of the default one; the app closes it at

@@ -113,7 +113,16 @@ class SyncBridge:
         coroutine is cancelled once on the loop (its cleanup may await) and,
         once it has stopped (or the bridge's ``shutdown_grace`` later), Flask
         gets a ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
-        ``@app.errorhandler(504)`` can replace).
+        ``@app.errorhandler(504)`` can replace), and it is logged
+        (``request-timed-out``).
+
+    A :class:`~syncbridge.PoolSaturated` that escapes a coroutine in a request
+    (a pool's ``max_waiting`` or ``max_wait`` refused a call, which never ran)
+    reaches Flask as a ``werkzeug.exceptions.ServiceUnavailable`` (a 503 with
+    ``Retry-After``: the refusing ``max_wait`` rounded up to whole seconds, or
+    1) that is also the ``PoolSaturated``, with its fields: the app's
+    ``errorhandler(503)``, ``errorhandler(PoolSaturated)`` or one for a base
+    class answers it instead.
 
     Configuration is read from ``app.config`` by :meth:`init_app`, so set it
     first; a bad value fails there, naming the key:
@@ -122,7 +131,9 @@ class SyncBridge:
     - ``SYNCBRIDGE_THREADS``: worker capacity of the bridge's default pool (an
       int >= 1), or ``None`` (the default) to keep the bridge's own.
     - ``SYNCBRIDGE_POOLS``: named pools to create or resize on the bridge, as
-      ``{name: capacity}``, for ``@syncbridge.to_async(pool="name")`` functions.
+      ``{name: capacity}``, for ``@syncbridge.to_async(pool="name")`` functions;
+      a pool's value may also bound its queue:
+      ``{"capacity": 10, "max_waiting": 32, "max_wait": 0.5}``.
 
     Like ``syncbridge.fastapi.install(threads=..., pools=...)``, the capacities
     are applied to the default bridge at once and again in each forked worker
