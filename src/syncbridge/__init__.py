@@ -34,6 +34,7 @@ from ._stats import PoolStats as PoolStats
 from ._stats import PortalStats as PortalStats
 from ._sync_call_async import sync_call_async as sync_call_async
 from ._sync_call_async import to_sync as to_sync
+from ._validate import PoolConfig as PoolConfig
 from ._validate import SupportsGetExecutor as SupportsGetExecutor
 from ._watch import BlockReport as BlockReport
 from ._watch import LoopWatch as LoopWatch
@@ -55,6 +56,7 @@ __all__ = (
     "GatherTimeout",
     "LoopWatch",
     "PendingType",
+    "PoolConfig",
     "PoolSaturated",
     "PoolStats",
     "PortalStats",

@@ -13,6 +13,8 @@ from __future__ import annotations
 __all__ = (
     "EXECUTOR_KIND",
     "LONGEST_WAIT",
+    "PoolBounds",
+    "PoolConfig",
     "SupportsGetExecutor",
     "as_executor",
     "check_async_callable",
@@ -23,6 +25,8 @@ __all__ = (
     "check_context_manager",
     "check_instance",
     "check_iterable",
+    "check_max_wait",
+    "check_max_waiting",
     "check_name",
     "check_pools",
     "check_seconds",
@@ -49,7 +53,10 @@ from typing import (
     Any,
     Final,
     Literal,
+    NamedTuple,
     Protocol,
+    Required,
+    TypedDict,
     TypeGuard,
     TypeVar,
     cast,
@@ -180,20 +187,102 @@ def check_seconds(
     return min(seconds, LONGEST_WAIT)
 
 
+def check_max_waiting(value: object, what: str) -> int | None:
+    """Return *value* if it is ``None`` (no bound) or an ``int`` >= 0 of calls.
+
+    0 means a call never queues: it is refused when no slot is free.
+    """
+    if value is None:
+        return None
+    accepted = "None (no bound) or an int >= 0 (calls queued at most; 0: never queue)"
+    number = _as_int(value)
+    if number is None:
+        hint = "; convert it first: int(value)" if isinstance(value, str) else ""
+        raise TypeError(
+            f"{what} must be {accepted}, got {value!r} of type "
+            f"{type(value).__name__}{hint}"
+        )
+    if number < 0:
+        raise ValueError(f"{what} must be {accepted}, got {value!r}")
+    return number
+
+
+def check_max_wait(value: object, what: str) -> float | None:
+    """Return *value* if it is ``None`` (no bound) or finite seconds > 0."""
+    return check_seconds(value, what, none="no bound")
+
+
+class PoolConfig(TypedDict, total=False):
+    """A named pool's settings in ``Bridge(pools=...)`` and the integrations.
+
+    ``{"capacity": 10, "max_waiting": 32, "max_wait": 0.5}``: only
+    ``capacity`` is required; the bounds default to ``None`` (unbounded). See
+    :meth:`~syncbridge.Bridge.add_pool` for what each means.
+
+    .. versionadded:: 0.1
+    """
+
+    capacity: Required[int]
+    """Calls the pool runs at once (an ``int`` >= 1)."""
+    max_waiting: int | None
+    """Calls queued at most; one more is refused with PoolSaturated (0: never queue)."""
+    max_wait: float | None
+    """Seconds a call may wait for a slot before it is refused with PoolSaturated."""
+
+
+_POOL_KEYS: Final = ("capacity", "max_waiting", "max_wait")
+
+
+class PoolBounds(NamedTuple):
+    """A named pool's checked settings, as :func:`check_pools` returns them.
+
+    Apply it with ``bridge.set_pool(name, b.capacity, **b.bounds())``.
+    """
+
+    capacity: int
+    max_waiting: int | None = None
+    max_wait: float | None = None
+
+    def bounds(self) -> dict[str, Any]:
+        """The keyword arguments of ``set_pool``/``add_pool`` beyond the capacity."""
+        return {"max_waiting": self.max_waiting, "max_wait": self.max_wait}
+
+
+def _check_pool_config(value: Mapping[object, object], entry: str) -> PoolBounds:
+    unknown = [key for key in value if key not in _POOL_KEYS]
+    if unknown:
+        raise ValueError(
+            f"{entry} has unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+            f"a pool's mapping takes {', '.join(repr(k) for k in _POOL_KEYS)} "
+            "(only 'capacity' is required)"
+        )
+    if "capacity" not in value:
+        raise ValueError(
+            f"{entry} has no 'capacity': give the number of calls the pool runs "
+            "at once, such as {'capacity': 10, 'max_wait': 0.5}"
+        )
+    return PoolBounds(
+        check_capacity(value["capacity"], f"{entry}['capacity']"),
+        check_max_waiting(value.get("max_waiting"), f"{entry}['max_waiting']"),
+        check_max_wait(value.get("max_wait"), f"{entry}['max_wait']"),
+    )
+
+
 @overload
-def check_pools(value: object, what: str) -> dict[str, int]: ...
+def check_pools(value: object, what: str) -> dict[str, PoolBounds]: ...
 @overload
 def check_pools(
     value: object, what: str, *, executors: Literal[True]
-) -> dict[str, int | concurrent.futures.Executor]: ...
+) -> dict[str, PoolBounds | concurrent.futures.Executor]: ...
 def check_pools(
     value: object, what: str, *, executors: bool = False
-) -> dict[str, int] | dict[str, int | concurrent.futures.Executor]:
-    """Return *value* as ``{name: capacity}`` if it is one.
+) -> dict[str, PoolBounds] | dict[str, PoolBounds | concurrent.futures.Executor]:
+    """Return *value* as ``{name: PoolBounds}`` if it is one.
 
     ``None`` is no pools. *what* names the option, ``"Bridge(pools=...)"``.
-    With *executors*, a value may also be a :class:`concurrent.futures.Executor`
-    that runs the pool's calls.
+    A pool's value is a capacity (an ``int``) or a :class:`PoolConfig`
+    mapping. With *executors*, it may also be a
+    :class:`concurrent.futures.Executor` that runs the pool's calls.
     """
     if value is None:
         return {}
@@ -201,7 +290,7 @@ def check_pools(
         kinds = "capacities or executors" if executors else "capacities"
         raise TypeError(
             f"{what} must be a mapping of pool names to {kinds}, such as "
-            f"{{'db': 5}}; got {value!r}"
+            f"{{'db': 5}} or {{'db': {{'capacity': 5, 'max_wait': 0.5}}}}; got {value!r}"
         )
     pools = cast("Mapping[object, object]", value)
 
@@ -210,26 +299,28 @@ def check_pools(
             return f"{what.removesuffix('=...)')}={{{name!r}: ...}})"
         return f"{what}[{name!r}]"
 
-    checked: dict[str, int | concurrent.futures.Executor] = {}
-    for key, capacity in pools.items():
+    checked: dict[str, PoolBounds | concurrent.futures.Executor] = {}
+    for key, setting in pools.items():
         name = check_name(key, f"a pool name in {what}")
-        if executors and (
-            isinstance(capacity, concurrent.futures.Executor)
-            or _gives_executor(capacity)
+        if isinstance(setting, Mapping):
+            checked[name] = _check_pool_config(
+                cast("Mapping[object, object]", setting), entry(name)
+            )
+        elif executors and (
+            isinstance(setting, concurrent.futures.Executor) or _gives_executor(setting)
         ):
             checked[name] = as_executor(
-                cast("concurrent.futures.Executor", capacity), entry(name)
+                cast("concurrent.futures.Executor", setting), entry(name)
             )
-        elif executors:
-            try:
-                checked[name] = check_capacity(capacity, entry(name))
-            except TypeError as exc:
-                raise TypeError(
-                    f"{exc}; a pool may also run on a concurrent.futures.Executor "
-                    "given in its place"
-                ) from None
         else:
-            checked[name] = check_capacity(capacity, entry(name))
+            try:
+                checked[name] = PoolBounds(check_capacity(setting, entry(name)))
+            except TypeError as exc:
+                also = "a concurrent.futures.Executor, " if executors else ""
+                raise TypeError(
+                    f"{exc}; a pool may also be given {also}a mapping such as "
+                    "{'capacity': 10, 'max_waiting': 32, 'max_wait': 0.5}"
+                ) from None
     return checked
 
 

@@ -35,7 +35,12 @@ from syncbridge import (
 )
 from syncbridge._core._bridge import name_pool_setting
 from syncbridge._exceptions import closed_message, retry_after
-from syncbridge._validate import check_capacity, check_pools, check_seconds
+from syncbridge._validate import (
+    PoolBounds,
+    check_capacity,
+    check_pools,
+    check_seconds,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Mapping
@@ -230,7 +235,7 @@ class _Settings:
         self,
         *,
         threads: int | None,
-        pools: dict[str, int],
+        pools: dict[str, PoolBounds],
         blocking_threshold: float | None,
         bridge: Bridge | None,
     ) -> None:
@@ -246,7 +251,7 @@ class _Settings:
         )
 
 
-def _pools(pools: object) -> dict[str, int]:
+def _pools(pools: object) -> dict[str, PoolBounds]:
     return check_pools(pools, "syncbridge.fastapi.install(pools=...)")
 
 
@@ -308,8 +313,8 @@ def _configure(settings: _Settings) -> Bridge:
         )
     if settings.threads is not None:
         bridge.max_workers = settings.threads
-    for name, capacity in settings.pools.items():
-        bridge.set_pool(name, capacity)
+    for name, pool in settings.pools.items():
+        bridge.set_pool(name, pool.capacity, **pool.bounds())
     # An unknown pool's error then names the app's setting, not Bridge(...).
     name_pool_setting(bridge, "syncbridge.fastapi.install(app, pools={{{name!r}: n}})")
     return bridge

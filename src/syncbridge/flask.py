@@ -48,6 +48,7 @@ from syncbridge._core._bridge import (
 from syncbridge._core._context import new_thread
 from syncbridge._exceptions import callable_name, retry_after
 from syncbridge._validate import (
+    PoolBounds,
     check_capacity,
     check_iterable,
     check_pools,
@@ -434,7 +435,7 @@ class _Settings:
         self,
         timeout: float | None,
         threads: int | None,
-        pools: dict[str, int],
+        pools: dict[str, PoolBounds],
         blocking_threshold: float | None,
     ) -> None:
         self.timeout = timeout
@@ -480,8 +481,8 @@ class _Settings:
         bridge.watch_portal(self.blocking_threshold, describe=describe)
         if self.threads is not None:
             bridge.max_workers = self.threads
-        for name, capacity in self.pools.items():
-            bridge.set_pool(name, capacity)
+        for name, pool in self.pools.items():
+            bridge.set_pool(name, pool.capacity, **pool.bounds())
         # An unknown pool's error then names the app's setting, not Bridge(...).
         name_pool_setting(
             bridge, f"app.config[{_CONFIG_POOLS!r}] = {{{{{{name!r}}: n}}}}"

@@ -36,6 +36,8 @@ from .._exceptions import (
     note_interpreter_exit,
 )
 from .._validate import (
+    PoolBounds,
+    PoolConfig,
     SupportsGetExecutor,
     as_executor,
     check_async_callable,
@@ -103,7 +105,9 @@ class Bridge:
         pools: Named pools to create, as ``{name: capacity}`` (bulkheads): names
             are non-empty ``str``, capacities ``int`` >= 1, or an executor in
             place of a capacity (``{"cpu": syncbridge.ProcessExecutor(4)}``):
-            the pool's calls then run there.
+            the pool's calls then run there. A :class:`~syncbridge.PoolConfig`
+            mapping also bounds the pool's queue, ``{"db": {"capacity": 10,
+            "max_waiting": 32, "max_wait": 0.5}}`` (see :meth:`add_pool`).
         executor: Run :meth:`run_blocking` and ``to_async`` calls without a
             pool on this :class:`concurrent.futures.Executor` instead of the
             worker threads (a :class:`~syncbridge.ProcessExecutor` for CPU-bound
@@ -141,7 +145,9 @@ class Bridge:
         backend: Literal["asyncio", "trio"] = "asyncio",
         use_uvloop: bool = False,
         abandon_on_cancel: bool = True,
-        pools: Mapping[str, int | concurrent.futures.Executor | SupportsGetExecutor]
+        pools: Mapping[
+            str, int | PoolConfig | concurrent.futures.Executor | SupportsGetExecutor
+        ]
         | None = None,
         shutdown_grace: float = 2.0,
         name: str | None = None,
@@ -181,11 +187,11 @@ class Bridge:
         self._closed_event = threading.Event()
         # Set under _lock by the first close(): when close() must have returned.
         self._close_deadline = 0.0
-        for pool_name, capacity in named_pools.items():
-            if isinstance(capacity, int):
-                self.add_pool(pool_name, capacity)
+        for pool_name, setting in named_pools.items():
+            if isinstance(setting, PoolBounds):
+                self.add_pool(pool_name, setting.capacity, **setting.bounds())
             else:
-                self.add_pool(pool_name, executor=capacity)
+                self.add_pool(pool_name, executor=setting)
         if blocking_threshold is not None:
             self._portal.watch(blocking_threshold)
         _bridges.add(self)
@@ -265,6 +271,8 @@ class Bridge:
         capacity: int | None = None,
         *,
         executor: concurrent.futures.Executor | SupportsGetExecutor | None = None,
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Create a named pool with its own *capacity* (a bulkhead), or *executor*.
 
@@ -273,16 +281,35 @@ class Bridge:
         Given an *executor* instead of a capacity, the pool's calls run there
         (see ``Bridge(executor=...)``).
 
+        By default a call waits for a slot as long as it takes. Two bounds make
+        a saturated pool fail fast with :class:`~syncbridge.PoolSaturated` (the
+        call never ran) instead of letting a backlog eat every caller's
+        deadline:
+
+        - *max_waiting*: a call that finds this many calls already queued is
+          refused at once (``0``: never queue, refuse when no slot is free);
+        - *max_wait*: a call that waited this many seconds without starting is
+          withdrawn and refused then (a call that started runs to its end; a
+          ``to_async(timeout=...)`` that comes first wins, as a timeout).
+
+        A nested call that borrows the slot of the call it runs in (a worker
+        function calling async code that calls back into this pool) is never
+        refused. A pool on an executor takes no bounds: the executor queues.
+
         Raises:
-            TypeError: If *name* is not a str, *capacity* not an int or
-                *executor* not a :class:`concurrent.futures.Executor`.
+            TypeError: If *name* is not a str, *capacity* not an int,
+                *executor* not a :class:`concurrent.futures.Executor`, or a
+                bound of the wrong type (a bool, a str).
             ValueError: If a pool of that name exists, *capacity* is below 1,
-                or not exactly one of *capacity* and *executor* is given.
+                not exactly one of *capacity* and *executor* is given, a
+                bound is negative, NaN or infinite (``max_wait`` must be > 0),
+                or a bound is given with *executor*.
         """
         if executor is None:
             self._registry.put(
                 "Bridge.add_pool", name, capacity,  # type: ignore[arg-type]  # None is refused there
                 resize=False, refuse=self._closed_error,
+                max_waiting=max_waiting, max_wait=max_wait,
             )  # fmt: skip
             return
         if capacity is not None:
@@ -292,25 +319,39 @@ class Bridge:
             )
         executor = as_executor(executor, f"Bridge.add_pool({name!r}, executor=...)")
         self._registry.put(
-            "Bridge.add_pool", name, executor, resize=False, refuse=self._closed_error
-        )
+            "Bridge.add_pool", name, executor, resize=False, refuse=self._closed_error,
+            max_waiting=max_waiting, max_wait=max_wait,
+        )  # fmt: skip
 
-    def set_pool(self, name: str, capacity: int) -> None:
+    def set_pool(
+        self,
+        name: str,
+        capacity: int,
+        *,
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
+    ) -> None:
         """Create the named pool with *capacity*, or resize it if it exists.
 
         What an integration's configuration does (``SYNCBRIDGE_POOLS``,
         ``syncbridge.fastapi.install(pools=...)``): apply the same setting
-        again, from any number of apps, without racing to create it.
+        again, from any number of apps, without racing to create it. The
+        bounds *max_waiting* and *max_wait* (see :meth:`add_pool`) are applied
+        with the capacity: ``None`` leaves the pool unbounded.
 
         Raises:
-            TypeError: If *name* is not a str or *capacity* not an int.
-            ValueError: If *capacity* is below 1 or *name* is a built-in pool's.
+            TypeError: If *name* is not a str, *capacity* not an int, or a
+                bound of the wrong type.
+            ValueError: If *capacity* is below 1, *name* is a built-in pool's,
+                a bound is out of range, or bounds are given for a pool that
+                runs on an executor.
 
         .. versionadded:: 0.1
         """
         self._registry.put(
-            "Bridge.set_pool", name, capacity, resize=True, refuse=self._closed_error
-        )
+            "Bridge.set_pool", name, capacity, resize=True, refuse=self._closed_error,
+            max_waiting=max_waiting, max_wait=max_wait,
+        )  # fmt: skip
 
     def pool(self, name: str | None = None) -> WorkerPool | ExecutorPool:
         """Return the named pool, or the default pool when *name* is ``None``.

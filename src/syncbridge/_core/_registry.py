@@ -15,7 +15,12 @@ from .._stats import (
     WORKER_THREADS_POOL,
     BridgeStats,
 )
-from .._validate import check_capacity, check_name
+from .._validate import (
+    check_capacity,
+    check_max_wait,
+    check_max_waiting,
+    check_name,
+)
 from ._counts import CountsSnapshot
 from ._executor_pool import ExecutorPool
 from ._workers import WorkerPool
@@ -92,14 +97,25 @@ class PoolRegistry:
         *,
         resize: bool,
         refuse: Callable[[str, object], BridgeClosed],
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
     ) -> None:
         """Create the pool *name* (``add_pool``), or resize it if *resize*.
 
         *what* names the user's call in the errors; a closed registry raises
-        ``refuse(what, name)``.
+        ``refuse(what, name)``. Resizing applies the bounds too (``None``:
+        unbounded). An executor's pool takes no bounds: the executor queues
+        its calls, where no bound of ours can reach them.
         """
         check_name(name, f"{what}(name=...)")
+        max_waiting = check_max_waiting(
+            max_waiting, f"{what}({name!r}, max_waiting=...)"
+        )
+        max_wait = check_max_wait(max_wait, f"{what}({name!r}, max_wait=...)")
+        bounded = max_waiting is not None or max_wait is not None
         if isinstance(capacity, concurrent.futures.Executor):
+            if bounded:
+                raise self._unbounded_executor(what, name)
             pool: WorkerPool | ExecutorPool = ExecutorPool(
                 name, capacity, label=f"bridge.pool({name!r})"
             )
@@ -109,6 +125,9 @@ class PoolRegistry:
                 f"{self.bridge_name}-{name}",
                 capacity,
                 label=f"bridge.pool({name!r}).capacity",
+                max_waiting=max_waiting,
+                max_wait=max_wait,
+                title=name,
             )
         with self._lock:
             if self._closed:
@@ -129,7 +148,21 @@ class PoolRegistry:
                     "bridge.set_pool()"
                 )
         assert isinstance(capacity, int)  # set_pool takes capacities only
-        existing.capacity = capacity  # an ExecutorPool says why it cannot
+        if isinstance(existing, WorkerPool):
+            existing._configure(capacity, max_waiting, max_wait)  # pyright: ignore[reportPrivateUsage]
+        elif bounded:
+            raise self._unbounded_executor(what, name)
+        else:
+            existing.capacity = capacity  # an ExecutorPool says why it cannot
+
+    @staticmethod
+    def _unbounded_executor(what: str, name: str) -> ValueError:
+        return ValueError(
+            f"{what}({name!r}) runs on an executor, which queues the pool's calls "
+            "itself: max_waiting and max_wait cannot bound that queue. Give the "
+            "pool a capacity instead of an executor to bound it, or bound the "
+            "executor's own queue"
+        )
 
     def lookup(self, name: str, owner: object) -> WorkerPool | ExecutorPool:
         """The named pool of *owner* (a bridge, named in the error).

@@ -30,7 +30,13 @@ from typing import Final
 
 from .._exceptions import BridgeClosed, callable_name, closed_message
 from .._stats import PoolStats
-from .._validate import check_capacity, check_name, check_seconds
+from .._validate import (
+    check_capacity,
+    check_max_wait,
+    check_max_waiting,
+    check_name,
+    check_seconds,
+)
 from ._context import new_thread
 from ._counts import Counts
 from ._jobs import CancelReason, Job
@@ -58,6 +64,10 @@ class WorkerPool:
             ``None`` keeps threads until :meth:`close` (the thread-sensitive lane).
         label: How error messages name :attr:`capacity`, the way users reach
             it (``"bridge.pool('db').capacity"``).
+        max_waiting: Calls queued at most (see :attr:`max_waiting`).
+        max_wait: Seconds a call may wait for a slot (see :attr:`max_wait`).
+        title: The pool's name in :class:`~syncbridge.PoolSaturated` (the
+            user's, ``"db"``); *name* by default.
     """
 
     def __init__(
@@ -67,6 +77,9 @@ class WorkerPool:
         idle_timeout: float | None = 10.0,
         *,
         label: str | None = None,
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
+        title: str | None = None,
     ) -> None:
         self.label: str = (
             label if label is not None else f"WorkerPool({name!r}).capacity"
@@ -74,6 +87,13 @@ class WorkerPool:
         check_name(self.label, "WorkerPool(label=...)")
         capacity = check_capacity(capacity, self.label)
         self.name: str = check_name(name, "WorkerPool(name=...)")
+        self.title: str = (
+            name if title is None else check_name(title, "WorkerPool(title=...)")
+        )
+        self._max_waiting = check_max_waiting(
+            max_waiting, self._bound_label("max_waiting")
+        )
+        self._max_wait = check_max_wait(max_wait, self._bound_label("max_wait"))
         self.idle_timeout: float | None = check_seconds(
             idle_timeout, "WorkerPool(idle_timeout=...)", none="threads never idle out"
         )
@@ -113,6 +133,52 @@ class WorkerPool:
         value = check_capacity(value, self.label)
         with self._lock:
             self._capacity = value
+        self._admit_waiting()
+
+    @property
+    def max_waiting(self) -> int | None:
+        """Calls queued at most: one more is refused with PoolSaturated at once.
+
+        ``None`` (the default): no bound. ``0``: a call never queues; it is
+        refused when no slot is free. Nested calls that borrow an ancestor's
+        slot are never refused. May be changed at any time.
+        """
+        return self._max_waiting
+
+    @max_waiting.setter
+    def max_waiting(self, value: int | None) -> None:
+        value = check_max_waiting(value, self._bound_label("max_waiting"))
+        with self._lock:
+            self._max_waiting = value
+
+    @property
+    def max_wait(self) -> float | None:
+        """Seconds a call may wait for a slot; then it is refused with PoolSaturated.
+
+        ``None`` (the default): no bound. A call that started is no longer
+        subject to it. May be changed at any time (calls queued already keep
+        the bound they were queued with).
+        """
+        return self._max_wait
+
+    @max_wait.setter
+    def max_wait(self, value: float | None) -> None:
+        value = check_max_wait(value, self._bound_label("max_wait"))
+        with self._lock:
+            self._max_wait = value
+
+    def _bound_label(self, option: str) -> str:
+        """How errors name *option*: next to :attr:`label`'s ``capacity``."""
+        return f"{self.label.removesuffix('.capacity')}.{option}"
+
+    def _configure(
+        self, capacity: int, max_waiting: int | None, max_wait: float | None
+    ) -> None:
+        """Set the capacity and both bounds together (checked by the caller)."""
+        with self._lock:
+            self._capacity = capacity
+            self._max_waiting = max_waiting
+            self._max_wait = max_wait
         self._admit_waiting()
 
     @property
