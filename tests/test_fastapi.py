@@ -215,6 +215,31 @@ class TestLifespan:
         async with serve(app):
             assert bridge.pool("db").capacity == 5
 
+    @pytest.mark.anyio
+    async def test_install_sets_a_pools_bounds_from_a_pool_config(
+        self, bridge: Bridge
+    ) -> None:
+        bridge.add_pool("db", 1)
+        app = FastAPI()
+        pools: dict[str, int | syncbridge.PoolConfig] = {
+            "db": {"capacity": 5, "max_waiting": 32, "max_wait": 0.5},
+            "reports": {"capacity": 2, "max_wait": 3},
+            "plain": 4,
+        }
+        syncbridge.fastapi.install(app, pools=pools, bridge=bridge)
+        assert bounds(bridge, "db") == (5, 32, 0.5)
+        assert bounds(bridge, "reports") == (2, None, 3)
+        assert bounds(bridge, "plain") == (4, None, None)
+        bridge.set_pool("db", 1)  # changed meanwhile: each startup applies it again
+        async with serve(app):
+            assert bounds(bridge, "db") == (5, 32, 0.5)
+
+
+def bounds(bridge: Bridge, name: str) -> tuple[int, int | None, float | None]:
+    pool = bridge.pool(name)
+    assert isinstance(pool, syncbridge.WorkerPool)
+    return (pool.capacity, pool.max_waiting, pool.max_wait)
+
 
 # -- capacity and pools ---------------------------------------------------------
 
@@ -794,6 +819,24 @@ class TestInstall:
                 ValueError,
                 r"pool name in .*must not be empty",
                 id="pool-empty",
+            ),
+            pytest.param(
+                {"pools": {"db": {"capacity": 2, "max_wait": 0}}},
+                ValueError,
+                r"install\(pools=\{'db': \.\.\.\}\)\['max_wait'\] must be a finite",
+                id="pool-max-wait-0",
+            ),
+            pytest.param(
+                {"pools": {"db": {"capacity": 2, "max_waiting": 1.5}}},
+                TypeError,
+                r"\['max_waiting'\] must be None \(no bound\) or an int >= 0",
+                id="pool-max-waiting-float",
+            ),
+            pytest.param(
+                {"pools": {"db": {"max_waiting": 3}}},
+                ValueError,
+                r"install\(pools=\{'db': \.\.\.\}\) has no 'capacity'",
+                id="pool-no-capacity",
             ),
             pytest.param(
                 {"pools": ["db"]},

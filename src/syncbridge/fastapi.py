@@ -37,6 +37,7 @@ from syncbridge._core._bridge import name_pool_setting
 from syncbridge._exceptions import closed_message, retry_after
 from syncbridge._validate import (
     PoolBounds,
+    PoolConfig,
     check_capacity,
     check_pools,
     check_seconds,
@@ -69,7 +70,7 @@ def install(
     app: Starlette,
     *,
     threads: int | None = None,
-    pools: Mapping[str, int] | None = None,
+    pools: Mapping[str, int | PoolConfig] | None = None,
     blocking_threshold: float | None = None,
     bridge: Bridge | None = None,
 ) -> None:
