@@ -135,6 +135,158 @@ def test_a_capacity_is_an_int_of_at_least_one(where: str, value: object) -> None
     assert repr(value) in message
 
 
+# -- pool bounds (#25): max_waiting an int >= 0, max_wait finite seconds > 0 ------
+
+BAD_MAX_WAITING: list[tuple[object, type[Exception]]] = [
+    (True, TypeError),
+    (1.5, TypeError),
+    ("3", TypeError),
+    (math.nan, TypeError),
+    (-1, ValueError),
+]
+BAD_MAX_WAIT: list[tuple[object, type[Exception]]] = [
+    (True, TypeError),
+    ("0.5", TypeError),
+    (decimal.Decimal("0.5"), TypeError),
+    (0, ValueError),
+    (-1.0, ValueError),
+    (math.nan, ValueError),
+    (math.inf, ValueError),
+]
+
+
+def bound_setters(option: str) -> dict[str, tuple[str, Callable[[object], object]]]:
+    """Each way to give a pool bound *option*, with how its message names it."""
+
+    def pool_setter(value: object) -> None:
+        with Bridge(pools={"db": 2}) as b:
+            setattr(b.pool("db"), option, value)
+
+    def add_pool(value: object) -> None:
+        with Bridge() as b:
+            b.add_pool("db", 2, **{option: value})  # type: ignore[arg-type]
+
+    def set_pool(value: object) -> None:
+        with Bridge(pools={"db": 2}) as b:
+            b.set_pool("db", 3, **{option: value})  # type: ignore[arg-type]
+            pytest.fail("refused values must not be applied")  # pragma: no cover
+
+    return {
+        "Bridge(pools=)": (
+            f"Bridge(pools={{'db': ...}})['{option}']",
+            lambda v: Bridge(pools={"db": {"capacity": 2, option: v}}),  # type: ignore[dict-item]
+        ),
+        "add_pool": (f"Bridge.add_pool('db', {option}=...)", add_pool),
+        "set_pool": (f"Bridge.set_pool('db', {option}=...)", set_pool),
+        "pool setter": (f"bridge.pool('db').{option}", pool_setter),
+        "WorkerPool": (
+            f"WorkerPool('w').{option}",
+            lambda v: WorkerPool("w", 1, **{option: v}),  # type: ignore[arg-type]
+        ),
+    }
+
+
+@pytest.mark.parametrize("where", list(bound_setters("max_waiting")))
+@pytest.mark.parametrize(("value", "error"), BAD_MAX_WAITING, ids=repr)
+def test_max_waiting_is_none_or_an_int_of_at_least_zero(
+    where: str, value: object, error: type[Exception]
+) -> None:
+    name, give = bound_setters("max_waiting")[where]
+    with pytest.raises(error) as info:
+        give(value)
+    message = str(info.value)
+    assert message.startswith(f"{name} must be None (no bound) or an int >= 0")
+    assert repr(value) in message
+
+
+@pytest.mark.parametrize("where", list(bound_setters("max_wait")))
+@pytest.mark.parametrize(("value", "error"), BAD_MAX_WAIT, ids=repr)
+def test_max_wait_is_none_or_finite_seconds_above_zero(
+    where: str, value: object, error: type[Exception]
+) -> None:
+    name, give = bound_setters("max_wait")[where]
+    with pytest.raises(error) as info:
+        give(value)
+    message = str(info.value)
+    assert message.startswith(f"{name} must be a finite number of seconds > 0")
+    assert "or None (no bound)" in message
+    assert repr(value) in message
+
+
+def test_accepted_bounds_are_stored_and_set_pool_applies_them() -> None:
+    with Bridge(
+        pools={
+            "db": {"capacity": 3, "max_waiting": 0, "max_wait": 1},
+            "api": {"capacity": 2},
+            "old": 4,
+        }
+    ) as b:
+        db, api, old = b.pool("db"), b.pool("api"), b.pool("old")
+        assert isinstance(db, WorkerPool)
+        assert (db.capacity, db.max_waiting, db.max_wait) == (3, 0, 1.0)
+        assert isinstance(db.max_wait, float)
+        assert isinstance(api, WorkerPool)
+        assert isinstance(old, WorkerPool)
+        assert (api.max_waiting, api.max_wait, old.max_waiting, old.max_wait) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        b.set_pool("api", 5, max_waiting=32, max_wait=0.5)
+        assert (api.capacity, api.max_waiting, api.max_wait) == (5, 32, 0.5)
+        b.set_pool("api", 5)  # the same setting applied again: unbounded
+        assert (api.max_waiting, api.max_wait) == (None, None)
+        b.add_pool("new", 1, max_waiting=2)
+        new = b.pool("new")
+        assert isinstance(new, WorkerPool)
+        assert (new.max_waiting, new.max_wait) == (2, None)
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        (
+            {"capacity": 2, "max_wiat": 1},
+            (
+                "Bridge(pools={'db': ...}) has unknown key(s) 'max_wiat'; a pool's "
+                "mapping takes 'capacity', 'max_waiting', 'max_wait'"
+            ),
+        ),
+        (
+            {"max_wait": 1},
+            "Bridge(pools={'db': ...}) has no 'capacity': give the number of calls",
+        ),
+        (
+            {"capacity": "2"},
+            "Bridge(pools={'db': ...})['capacity'] must be an int >= 1",
+        ),
+    ],
+)
+def test_a_pool_mapping_is_checked(setting: dict[str, object], words: str) -> None:
+    with pytest.raises((TypeError, ValueError)) as info:
+        Bridge(pools={"db": setting})  # type: ignore[dict-item]
+    assert words in str(info.value)
+
+
+def test_a_wrong_pool_value_names_the_mapping_form() -> None:
+    with pytest.raises(TypeError) as info:
+        Bridge(pools={"db": 2.5})  # type: ignore[dict-item]
+    assert "{'capacity': 10, 'max_waiting': 32, 'max_wait': 0.5}" in str(info.value)
+
+
+def test_a_pool_on_an_executor_refuses_bounds() -> None:
+    """The executor queues the calls itself: no bound of ours could hold."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex, Bridge() as b:
+        with pytest.raises(ValueError, match=r"runs on an executor, which queues"):
+            b.add_pool("ex", executor=ex, max_waiting=3)
+        b.add_pool("ex", executor=ex)
+        with pytest.raises(ValueError, match=r"max_waiting and max_wait cannot"):
+            b.set_pool("ex", 2, max_wait=1.0)
+
+
 def test_a_capacity_read_from_the_environment_says_to_convert_it() -> None:
     with pytest.raises(TypeError, match=r"got '4' of type str; convert it first"):
         Bridge(max_workers="4")  # type: ignore[arg-type]
@@ -896,6 +1048,12 @@ NEWER_ARGUMENTS: list[tuple[str, Callable[[Bridge], object], type[Exception], st
         "WorkerPool(label=...) must be a str",
     ),
     (
+        "WorkerPool(title)",
+        lambda b: WorkerPool("w", 1, title=5),  # type: ignore[arg-type]
+        TypeError,
+        "WorkerPool(title=...) must be a str",
+    ),
+    (
         "flask.SyncBridge(app)",
         lambda b: __import__("syncbridge.flask").flask.SyncBridge("app"),
         TypeError,
@@ -974,6 +1132,24 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "ExecutorPool.capacity=": "test_executors.py::test_named_pools_on_executors_and_their_misuse",
     "to_async(executor)": "test_executors.py::test_named_pools_on_executors_and_their_misuse",
     "Bridge.add_pool(name)": "test_validate.py::test_add_pool_checks_the_name",
+    **dict.fromkeys(
+        (
+            "Bridge.add_pool(max_waiting)",
+            "Bridge.set_pool(max_waiting)",
+            "WorkerPool(max_waiting)",
+            "WorkerPool.max_waiting=",
+        ),
+        "test_validate.py::test_max_waiting_is_none_or_an_int_of_at_least_zero",
+    ),
+    **dict.fromkeys(
+        (
+            "Bridge.add_pool(max_wait)",
+            "Bridge.set_pool(max_wait)",
+            "WorkerPool(max_wait)",
+            "WorkerPool.max_wait=",
+        ),
+        "test_validate.py::test_max_wait_is_none_or_finite_seconds_above_zero",
+    ),
     "Bridge.sync_call_async(func)": (
         "test_validate.py::test_sync_call_async_refuses_a_coroutine_object_and_closes_it"
     ),

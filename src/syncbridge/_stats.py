@@ -24,8 +24,9 @@ class PoolStats:
     """One worker pool at one moment: ``BridgeStats.pools`` holds one per pool.
 
     The totals count calls since the bridge was made; each call ends in exactly
-    one of *completed*, *errors*, *cancellations* or *timeouts*, or is still in
-    flight (running or waiting).
+    one of *completed*, *errors*, *cancellations*, *timeouts* or *rejected*, or
+    is still in flight (running or waiting): ``calls = completed + errors +
+    cancellations + timeouts + rejected + in flight``.
 
     .. versionadded:: 0.1
     """
@@ -52,6 +53,12 @@ class PoolStats:
     abandoned: int
     """Calls whose awaiter is gone while the function still runs (each holds a
     slot until it returns)."""
+    rejected: int = 0
+    """Calls refused by the pool's ``max_waiting``/``max_wait``
+    (:class:`~syncbridge.PoolSaturated`); they never ran.
+
+    .. versionadded:: 0.1
+    """
 
 
 @final
@@ -122,3 +129,5 @@ class BridgeStats:
     """``portal.tasks``: coroutines pending on the portal loop."""
     portal_lag: float
     """``portal.lag``: the portal loop's current lag, in seconds."""
+    rejected: int = 0
+    """How many a saturated pool refused (:class:`~syncbridge.PoolSaturated`)."""

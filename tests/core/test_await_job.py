@@ -135,9 +135,9 @@ async def test_a_zero_timeout_never_hands_the_call_to_a_worker(
         submitted: list[object] = []
         real_submit = pool._submit
 
-        def counting_submit(job: Any) -> None:
+        def counting_submit(job: Any, bounded: bool = True) -> None:
             submitted.append(job)
-            real_submit(job)
+            real_submit(job, bounded)
 
         pool._submit = counting_submit  # type: ignore[method-assign]
         call = syncbridge.to_async(ran.append, bridge=b, timeout=0)
@@ -190,3 +190,36 @@ async def test_a_scope_cancelled_while_a_timed_out_call_is_waited_for_wins(
         assert ended == [anyio.get_cancelled_exc_class()]
         stats = b.pool().stats()
         assert (stats.calls, stats.cancellations, stats.timeouts) == (1, 1, 0)
+
+
+def test_max_wait_spares_a_call_nested_in_one_holding_a_slot_of_its_pool() -> None:
+    """Such a call may run in its ancestor's slot: max_wait never refuses it (#25).
+
+    It applies otherwise, unless the call started or its timeout comes first.
+    """
+    import contextvars
+    from queue import SimpleQueue
+
+    from syncbridge import WorkerPool
+    from syncbridge._core._delegate import delegates, lend
+    from syncbridge._core._jobs import Job, JobState
+
+    pool, other = WorkerPool("db", 1, max_wait=0.5), WorkerPool("other", 1)
+    job = Job(int, (), {}, contextvars.copy_context(), None, pool)
+    at = _await_job._max_wait_at  # pyright: ignore[reportPrivateUsage]
+    try:
+        assert at(pool, job, 100.0, None) == (100.5, 0.5)
+        assert at(pool, job, 100.0, 100.5) is None  # the timeout comes first: it wins
+        assert at(pool, job, 100.0, 101.0) == (100.5, 0.5)
+
+        def nested(lender: WorkerPool) -> object:
+            delegates.set((lend(lender, SimpleQueue(), None, []),))
+            return at(pool, job, 100.0, None)
+
+        assert contextvars.copy_context().run(nested, pool) is None
+        assert contextvars.copy_context().run(nested, other) == (100.5, 0.5)
+        job.state = JobState.RUNNING
+        assert at(pool, job, 100.0, None) is None
+    finally:
+        pool.close()
+        other.close()

@@ -78,6 +78,21 @@ def test_a_retired_ancestor_falls_back_to_the_queue() -> None:
         pool.close()
 
 
+def test_a_job_queued_for_its_ancestors_slot_is_never_refused_by_max_waiting() -> None:
+    """The ancestor's slot may be what runs it (#25): refusing it is spurious."""
+    pool = WorkerPool("bounded", 1, max_waiting=0)
+    _, release = _hold(pool)
+    delegate = lend(pool, SimpleQueue(), None, [])
+    delegate.retire()
+    job = _job(pool)
+    try:
+        contextvars.copy_context().run(_submit_with, (delegate,), pool, job)
+        assert pool.waiting == 1
+    finally:
+        release.set()
+        pool.close()
+
+
 def test_jobs_offered_as_the_call_ends_run_on_the_retiring_thread() -> None:
     """Not behind the slot that thread holds: that would be a deadlock (#11)."""
     pool = WorkerPool("late", 1)

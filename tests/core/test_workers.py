@@ -18,8 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncbridge import Bridge, WorkerPool
+from syncbridge import Bridge, WorkerPool, to_async
 from syncbridge._core import _wake_policy
+from syncbridge._core._jobs import Job
+from syncbridge._core._workers import Saturated
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -690,3 +692,138 @@ async def _a_lookout_that_cannot_start(
         release.set()
     assert refused, "no lookout was needed"
     assert not lookouts(pool)
+
+
+# -- bounded queues (#25): max_waiting refuses at once, never past the bound ---------
+
+
+def _job(pool: WorkerPool, func: Callable[[], object]) -> Job:
+    return Job(func, (), {}, contextvars.copy_context(), None, pool)
+
+
+@settings(max_examples=25, deadline=None)
+@given(max_waiting=st.integers(0, 4), callers=st.integers(1, 12))
+def test_max_waiting_holds_when_many_threads_submit_at_once(
+    max_waiting: int, callers: int
+) -> None:
+    """Callers released together at a full pool: exactly max_waiting queue, the
+    rest are refused before queuing (the bound is read under the pool's lock)."""
+    pool = WorkerPool("bounded", 1, max_waiting=max_waiting)
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocked() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    gate = threading.Barrier(callers)
+    refused: list[Saturated] = []
+    queued: list[Job] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        job = _job(pool, int)
+        gate.wait(WAIT)
+        try:
+            pool._submit(job)  # pyright: ignore[reportPrivateUsage]
+        except Saturated as exc:
+            with lock:
+                refused.append(exc)
+        else:
+            with lock:
+                queued.append(job)
+
+    try:
+        pool._submit(_job(pool, blocked))  # pyright: ignore[reportPrivateUsage]
+        assert started.wait(WAIT)
+        threads = [threading.Thread(target=caller) for _ in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        expected_queued = min(callers, max_waiting)
+        assert (len(queued), len(refused)) == (
+            expected_queued,
+            callers - expected_queued,
+        )
+        assert pool.waiting == expected_queued
+        for exc in refused:
+            error = exc.error("run_blocking(int)")
+            assert (error.pool, error.option, error.limit) == (
+                "bounded",
+                "max_waiting",
+                max_waiting,
+            )
+            assert (error.capacity, error.busy, error.waiting) == (1, 1, max_waiting)
+    finally:
+        release.set()
+        pool.close()
+
+
+@pytest.mark.anyio
+async def test_a_full_queue_takes_a_free_slot_rather_than_refuse(
+    stretch: Callable[[float], None],
+) -> None:
+    """max_waiting=0 refuses only when no slot is free: a call the pool would queue
+    for a worker about to return (a slot free) starts at once instead."""
+    stretch(60.0)  # "about to return" lasts a minute: the call would wait that long
+    async with a_bridge() as bridge:
+        pool = pool_of(bridge)
+        await learn_short_calls(bridge, pool)
+        pool.max_waiting = 0
+        release = threading.Event()
+        ran_on: list[int] = []
+
+        def first() -> None:
+            ran_on.append(threading.get_ident())
+            release.wait(WAIT)
+
+        def second() -> None:
+            ran_on.append(threading.get_ident())
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bridge.run_blocking, first)
+                await wait_until(lambda: len(ran_on) == 1)
+                await bridge.run_blocking(second)  # neither queued nor refused
+                assert not release.is_set()
+                release.set()
+        finally:
+            release.set()
+        assert ran_on[0] != ran_on[1]
+        assert pool.stats().rejected == 0
+
+
+@pytest.mark.anyio
+async def test_nested_calls_borrowing_their_ancestors_slot_are_never_refused() -> None:
+    """capacity 1, max_waiting=0, a short max_wait: the worker function calls async
+    code that calls back into the same pool, twice deep. It completes."""
+    async with Bridge(
+        pools={"db": {"capacity": 1, "max_waiting": 0, "max_wait": 0.01}},
+        shutdown_grace=2.0,
+    ) as b:
+
+        def leaf(x: int) -> int:
+            return x + 1
+
+        async def middle(x: int) -> int:
+            results: list[int] = []
+
+            async def one(i: int) -> None:
+                results.append(await to_async(leaf, pool="db", bridge=b)(x + i))
+
+            # Three at once: one runs on the blocked ancestor's thread, the
+            # others queue in the pool for it (the ancestor's slot runs them).
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(one, i)
+            return max(results)
+
+        def outer(x: int) -> int:
+            inner = b.sync_call_async(middle, x)
+            return b.sync_call_async(middle, inner)
+
+        with anyio.fail_after(WAIT):
+            assert await to_async(outer, pool="db", bridge=b)(1) == 7
+        stats = b.stats().pools["db"]
+        assert (stats.calls, stats.completed, stats.rejected) == (7, 7, 0)

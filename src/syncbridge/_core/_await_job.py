@@ -24,11 +24,12 @@ from .._exceptions import SyncBridgeTimeout, callable_name, timeout_message
 from .._validate import refuse_coroutine
 from ._context import copy_context_for_thread
 from ._counts import Ending
-from ._delegate import submit
+from ._delegate import delegates, submit
 from ._jobs import CancelReason, Job, JobState
 from ._loops import loop_running_in_this_thread
 from ._process import ChildStep, on_fork_child
 from ._shield import wait_through_cancellation
+from ._workers import Saturated
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Container
@@ -110,6 +111,9 @@ async def run_in_pool(
                 # cancels the task meanwhile is a cancellation): no scope, which
                 # would need this path again in a frame of its own.
                 timer = loop.call_at(deadline, fut.cancel)
+            refuser: asyncio.TimerHandle | None = None
+            if pool._max_wait is not None:  # pyright: ignore[reportPrivateUsage]
+                refuser = _refuse_later(loop, pool, job, fut, deadline)
             try:
                 await fut
             except asyncio.CancelledError:
@@ -133,6 +137,8 @@ async def run_in_pool(
             finally:
                 if timer is not None:
                     timer.cancel()
+                if refuser is not None:
+                    refuser.cancel()
     except _Expired:
         counts.ended(Ending.TIMED_OUT)
         assert timeout is not None
@@ -147,6 +153,9 @@ async def run_in_pool(
         # at close, or by the garbage collector): nobody waits any more.
         counts.ended(Ending.CANCELLED)
         raise
+    except Saturated as refusal:
+        counts.ended(Ending.REJECTED)
+        raise refusal.error(_named(what, func)) from None
     except BaseException:
         counts.ended(Ending.ERROR)
         raise
@@ -156,6 +165,67 @@ async def run_in_pool(
 
 class _Expired(Exception):
     """The call's timeout ended its await (or passed before it started)."""
+
+
+def _named(what: str | None, func: Callable[..., Any]) -> str:
+    """The user's call in a PoolSaturated message: ``run_blocking(fetch)``."""
+    entry = "iterate_in_thread" if what is None else what.removesuffix("()")
+    return f"{entry}({callable_name(func)})"
+
+
+def _borrows(pool: Pool[Job]) -> bool:
+    """Whether the current call is nested in one holding a slot of *pool*.
+
+    Such a call may run in its ancestor's slot (``_delegate``): the pool's
+    bounds never refuse it.
+    """
+    return any(d.pool is pool for d in delegates.get())
+
+
+def _max_wait_at(
+    pool: Pool[Job], job: Job, now: float, deadline: float | None
+) -> tuple[float, float] | None:
+    """When *job*'s ``max_wait`` refuses it, and that bound; on the loop's clock.
+
+    None if it does not apply: *job* started already, is nested
+    (:func:`_borrows`), or has a timeout that comes first (and so wins).
+    """
+    # Read without the pool's lock: a call that sees the bound a moment before
+    # it changes keeps the old one, as if it had been queued a moment earlier.
+    max_wait = pool._max_wait  # pyright: ignore[reportPrivateUsage]
+    if max_wait is None or job.state is not JobState.QUEUED or _borrows(pool):
+        return None
+    at = now + max_wait
+    return None if deadline is not None and deadline <= at else (at, max_wait)
+
+
+def _refuse_later(
+    loop: asyncio.AbstractEventLoop,
+    pool: Pool[Job],
+    job: Job,
+    fut: asyncio.Future[None],
+    deadline: float | None,
+) -> asyncio.TimerHandle | None:
+    """Arm *job*'s ``max_wait``: then, if still queued, it is withdrawn and refused.
+
+    The refusal is set on *fut*, which the awaiter's ``await`` raises.
+    """
+    bound = _max_wait_at(pool, job, loop.time(), deadline)
+    if bound is None:
+        return None
+    return loop.call_at(bound[0], _refuse_if_queued, pool, job, fut, bound[1])
+
+
+def _refuse_if_queued(
+    pool: Pool[Job], job: Job, fut: asyncio.Future[None], max_wait: float
+) -> None:
+    # On the loop, as is every cancellation of fut: a fut done already was
+    # cancelled (its awaiter withdraws the job itself) or has its outcome.
+    if fut.done():
+        return
+    refusal = pool._expire(job, max_wait)  # pyright: ignore[reportPrivateUsage]
+    if refusal is not None:
+        fut.set_exception(refusal)
 
 
 _ASYNCIO_CANCELLED: Final = (asyncio.CancelledError,)
@@ -465,6 +535,18 @@ async def _await_trio(
     job.notify = notify
     submit(pool, job)
     try:
+        bound = None
+        if pool._max_wait is not None:  # pyright: ignore[reportPrivateUsage]
+            bound = _max_wait_at(pool, job, trio.current_time(), policy.deadline)
+        if bound is not None:
+            # A scope of its own: a cancellation from outside (the timeout's
+            # scope, the caller's) is not caught here, and wins.
+            with trio.CancelScope(deadline=bound[0]) as scope:
+                await event.wait()
+            if scope.cancelled_caught:
+                refusal = pool._expire(job, bound[1])  # pyright: ignore[reportPrivateUsage]
+                if refusal is not None:
+                    raise refusal
         await event.wait()
     except trio.Cancelled:
         if _abandon_or_wait(pool, job, policy, trio.current_time()):

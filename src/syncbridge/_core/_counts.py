@@ -16,6 +16,8 @@ class Ending(enum.Enum):
     ERROR = "error"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed out"
+    REJECTED = "rejected"
+    """Refused by the pool's max_waiting/max_wait: it never ran."""
 
 
 class CountsSnapshot(NamedTuple):
@@ -26,17 +28,26 @@ class CountsSnapshot(NamedTuple):
     errors: int
     cancellations: int
     timeouts: int
+    rejected: int = 0
 
 
 class Counts:
     """Thread-safe totals: calls made, and how each ended for its awaiter."""
 
-    __slots__ = ("_calls", "_cancelled", "_completed", "_errors", "_lock", "_timed_out")
+    __slots__ = (
+        "_calls",
+        "_cancelled",
+        "_completed",
+        "_errors",
+        "_lock",
+        "_rejected",
+        "_timed_out",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls = self._completed = self._errors = 0
-        self._cancelled = self._timed_out = 0
+        self._cancelled = self._timed_out = self._rejected = 0
 
     # These run on every call: acquire()/release() in try/finally cost half
     # of a `with` block (which looks up and calls __enter__/__exit__).
@@ -70,8 +81,10 @@ class Counts:
                 self._errors += 1
             elif how is Ending.CANCELLED:
                 self._cancelled += 1
-            else:
+            elif how is Ending.TIMED_OUT:
                 self._timed_out += 1
+            else:
+                self._rejected += 1
 
     def snapshot(self) -> CountsSnapshot:
         """The totals now, read together."""
@@ -82,4 +95,5 @@ class Counts:
                 self._errors,
                 self._cancelled,
                 self._timed_out,
+                self._rejected,
             )

@@ -247,12 +247,13 @@ def _queue_for(lender: Delegate, pool: Pool[Job], job: Job) -> None:
     for key, (_, queued) in _missed.copy().items():  # forget what started
         if queued.state is not JobState.QUEUED:
             _missed.pop(key, None)
-    pool._submit(job)  # pyright: ignore[reportPrivateUsage]
+    # Never refused by the pool's bounds: the lender's slot may be what runs it.
+    pool._submit(job, bounded=False)  # pyright: ignore[reportPrivateUsage]
     key = id(job)
     _missed[key] = (lender.siblings, job)
     # Blocked again meanwhile (before it could see the job): offer it there.
     for other in reversed(lender.siblings.copy()):
         if other.pool is pool and _missed.pop(key, None) is not None:
             if pool._withdraw(job) and not other.offer(job):  # pyright: ignore[reportPrivateUsage]
-                pool._submit(job)  # pyright: ignore[reportPrivateUsage] - and stopped again
+                pool._submit(job, bounded=False)  # pyright: ignore[reportPrivateUsage] - and stopped again
             return

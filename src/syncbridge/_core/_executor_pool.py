@@ -283,8 +283,15 @@ class ExecutorPool:
 
     # -- the Pool protocol (_pool) ---------------------------------------------
 
-    def _submit(self, job: Job) -> None:
-        """Hand *job* to the executor. Raises BridgeClosed, SerializationError."""
+    _max_wait: float | None = None
+    """No bound: the executor queues the calls, where none of ours reaches."""
+
+    def _submit(self, job: Job, bounded: bool = True) -> None:
+        """Hand *job* to the executor. Raises BridgeClosed, SerializationError.
+
+        *bounded* does not apply: the executor takes every call.
+        """
+        del bounded
         if self._closed:  # close() ran since the facade's check: name the call
             raise BridgeClosed(closed_message(f"{callable_name(job.func)}()"))
         executor = self.executor  # the caller holds it: never gone here
@@ -340,6 +347,11 @@ class ExecutorPool:
     def _returns_withdrawn(self) -> bool:
         """False: :meth:`_withdraw` cancels the job; its awaiter is told (``_done``)."""
         return False
+
+    def _expire(self, job: Job, max_wait: float) -> Exception | None:
+        """Never called: :attr:`_max_wait` is None."""
+        del job, max_wait
+        return None
 
     def _withdraw(self, job: Job) -> bool:
         """Cancel *job* if the executor has not started it; True if cancelled."""

@@ -59,8 +59,22 @@ class Pool(Protocol[JobT_contra]):
         """
         ...
 
-    def _submit(self, job: JobT_contra) -> None:
-        """Start *job* or queue it. Raises BridgeClosed once closed."""
+    @property
+    def _max_wait(self) -> float | None:
+        """Seconds a job may stay queued before its awaiter has it refused.
+
+        The awaiter arms the bound (``_await_job``) and calls ``_expire``;
+        ``None``: no bound (always, for an executor's pool).
+        """
+        ...
+
+    def _submit(self, job: JobT_contra, bounded: bool = True) -> None:
+        """Start *job* or queue it. Raises BridgeClosed once closed.
+
+        A pool with ``max_waiting`` raises ``Saturated`` (``_workers``) for a
+        job that would exceed it, unless not *bounded*: a nested job that an
+        ancestor's slot may run is never refused.
+        """
         ...
 
     def _try_submit(self, job: JobT_contra) -> bool:
@@ -69,6 +83,13 @@ class Pool(Protocol[JobT_contra]):
 
     def _withdraw(self, job: JobT_contra) -> bool:
         """Take *job* back if it has not started; True if it will not run here."""
+        ...
+
+    def _expire(self, job: JobT_contra, max_wait: float) -> Exception | None:
+        """Withdraw *job*, queued :attr:`_max_wait` s: the refusal to raise.
+
+        ``None`` if it started meanwhile (the bound no longer applies).
+        """
         ...
 
     def _end(self, job: JobT_contra) -> bool:

@@ -246,6 +246,7 @@ class PoolRegistry:
                 + counts.errors
                 + counts.cancellations
                 + counts.timeouts
+                + counts.rejected
             )
             if ended < counts.calls:
                 still.append(pool)
@@ -294,6 +295,7 @@ class PoolRegistry:
         errors = portal.errors + retired.errors
         cancellations = portal.cancellations + retired.cancellations
         timeouts = portal.timeouts + retired.timeouts
+        rejected = retired.rejected
         abandoned = 0
         for p in pools.values():  # one pass: stats() may be called per request
             calls += p.calls
@@ -301,6 +303,7 @@ class PoolRegistry:
             errors += p.errors
             cancellations += p.cancellations
             timeouts += p.timeouts
+            rejected += p.rejected
             abandoned += p.abandoned
         return BridgeStats(
             pools=MappingProxyType(pools),
@@ -313,4 +316,5 @@ class PoolRegistry:
             abandoned=abandoned,
             portal_tasks=portal.tasks,
             portal_lag=portal.lag,
+            rejected=rejected,
         )

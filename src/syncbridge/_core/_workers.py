@@ -20,7 +20,7 @@ This module is admission and thread lifecycle only; awaiting a job is
 
 from __future__ import annotations
 
-__all__ = ("WorkerPool",)
+__all__ = ("Saturated", "WorkerPool")
 
 import threading
 from collections import deque
@@ -28,7 +28,7 @@ from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Final
 
-from .._exceptions import BridgeClosed, callable_name, closed_message
+from .._exceptions import BridgeClosed, PoolSaturated, callable_name, closed_message
 from .._stats import PoolStats
 from .._validate import (
     check_capacity,
@@ -44,6 +44,38 @@ from ._process import PROCESS
 from ._wake_policy import Runner, WakePolicy
 
 _STOP: Final = object()
+
+
+class Saturated(Exception):
+    """A pool refused a job (``max_waiting``/``max_wait``); it never ran.
+
+    Internal: the pool's state when it refused, which the awaiter
+    (``_await_job``) turns into the user's :class:`~syncbridge.PoolSaturated`,
+    naming the user's call, which the pool does not know.
+    """
+
+    def __init__(
+        self,
+        pool: str,
+        capacity: int,
+        busy: int,
+        waiting: int,
+        option: str,
+        limit: float,
+    ) -> None:
+        super().__init__(pool, option)
+        self.fields = {
+            "pool": pool,
+            "capacity": capacity,
+            "busy": busy,
+            "waiting": waiting,
+            "option": option,
+            "limit": limit,
+        }
+
+    def error(self, what: str) -> PoolSaturated:
+        """The user's error for their call *what* (``"run_blocking(fetch)"``)."""
+        return PoolSaturated(what, **self.fields)  # type: ignore[arg-type]
 
 
 class _Worker(Runner):
@@ -201,11 +233,14 @@ class WorkerPool:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def _submit(self, job: Job) -> None:
+    def _submit(self, job: Job, bounded: bool = True) -> None:
         """Start *job* now if a slot is free, else queue it. Raises BridgeClosed.
 
         A call is also queued, with a slot free, for a worker about to return
-        (see ``_wake_policy``); the lookout wakes another if it waits.
+        (see ``_wake_policy``); the lookout wakes another if it waits. A call
+        that would queue behind :attr:`max_waiting` others raises
+        :class:`Saturated` instead, unless not *bounded* (a nested call that
+        its ancestor's slot may run, see ``_delegate``).
         """
         new, lookout = None, None
         # acquire()/release(), not `with`: half the cost, on every call.
@@ -214,10 +249,18 @@ class WorkerPool:
             if self._closed:  # close() ran since the facade's check: name the call
                 raise BridgeClosed(closed_message(f"{callable_name(job.func)}()"))
             now = monotonic()
+            # Read and compared under the lock with the queue's length: no
+            # two calls can both see room for one.
+            limit = self._max_waiting
             if self._busy >= self._capacity:
+                if limit is not None and bounded and len(self._pending) >= limit:
+                    raise self._saturated("max_waiting", limit)
                 self._pending.append((now, job))  # a worker that returns takes it
                 return
-            if not self._policy.defers(now, len(self._pending)):
+            if not self._policy.defers(now, len(self._pending)) or (
+                # A slot is free: a full queue takes it rather than refuse.
+                limit is not None and bounded and len(self._pending) >= limit
+            ):
                 new = self._take_slot(job, now)
             else:
                 self._pending.append((now, job))
@@ -264,11 +307,32 @@ class WorkerPool:
     def _withdraw(self, job: Job) -> bool:
         """Remove *job* from the queue if it has not started; True if removed."""
         with self._lock:
-            for i, (_, queued) in enumerate(self._pending):
-                if queued is job:
-                    del self._pending[i]
-                    return True
-            return False
+            return self._unqueue(job)
+
+    def _unqueue(self, job: Job) -> bool:
+        """Remove *job* from the queue if it is there; True if removed. Lock held."""
+        for i, (_, queued) in enumerate(self._pending):
+            if queued is job:
+                del self._pending[i]
+                return True
+        return False
+
+    def _expire(self, job: Job, max_wait: float) -> Saturated | None:
+        """*job* waited *max_wait* s: withdraw it and return the refusal.
+
+        None if it is no longer queued (it started: ``max_wait`` no longer
+        applies). Called by its awaiter when the bound passes.
+        """
+        with self._lock:
+            if not self._unqueue(job):
+                return None
+            return self._saturated("max_wait", max_wait)
+
+    def _saturated(self, option: str, limit: float) -> Saturated:
+        """The refusal by *option*, with the pool's state now. Lock held."""
+        return Saturated(
+            self.title, self._capacity, self._busy, len(self._pending), option, limit
+        )
 
     @property
     def _returns_withdrawn(self) -> bool:
@@ -514,6 +578,7 @@ class WorkerPool:
                 cancellations=counts.cancellations,
                 timeouts=counts.timeouts,
                 abandoned=self._abandoned_running() if self._running else 0,
+                rejected=counts.rejected,
             )
 
     def _abandoned_running(self) -> int:
