@@ -1,14 +1,15 @@
 """The outage of issue #25 as two small apps, run under real servers by the tests.
 
-A named pool ``db`` of 10 slots whose queue waits at most ``MAX_WAIT`` s; its
-function hangs (as a stopped database's driver does) until ``POST /release``.
-``GET /query`` awaits it; ``GET /health`` answers at once. Not a test module:
+A named pool ``db`` of ``$OUTAGE_CAPACITY`` slots whose queue waits at most
+``$OUTAGE_MAX_WAIT`` s; its function hangs (as a stopped database's driver does)
+until ``POST /release``. ``GET /query`` awaits it. Not a test module:
 ``test_web_outage.py`` serves ``_outage_apps:fastapi_app`` with uvicorn and
 ``_outage_apps:flask_app`` with gunicorn, one worker each, so the gate is shared.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import flask
@@ -18,8 +19,10 @@ import syncbridge
 import syncbridge.fastapi
 from syncbridge.flask import SyncBridge
 
-CAPACITY = 10
-MAX_WAIT = 0.5
+# Given by the test (the test process never imports this module: creating the
+# apps starts the Flask extension's loop watch in the importing process).
+CAPACITY = int(os.environ["OUTAGE_CAPACITY"])
+MAX_WAIT = float(os.environ["OUTAGE_MAX_WAIT"])
 POOLS: dict[str, syncbridge.PoolConfig] = {
     "db": {"capacity": CAPACITY, "max_wait": MAX_WAIT}
 }

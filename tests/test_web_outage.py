@@ -18,11 +18,14 @@ import anyio
 import httpx
 import pytest
 
-from _outage_apps import CAPACITY, MAX_WAIT
 from _servers import free_port, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
+CAPACITY = 10
+MAX_WAIT = 0.5
+ENV = {"OUTAGE_CAPACITY": str(CAPACITY), "OUTAGE_MAX_WAIT": str(MAX_WAIT)}
+"""The db pool's settings, given to the apps (tests/_outage_apps.py)."""
 CLIENTS = 32
 BOUND = 5.0
 """Seconds past max_wait a refusal may take on a loaded machine (it takes ms)."""
@@ -96,7 +99,7 @@ def test_fastapi_under_uvicorn_answers_every_client_of_a_saturated_pool() -> Non
     argv = [sys.executable, "-m", "uvicorn", "_outage_apps:fastapi_app"]
     argv += ["--app-dir", str(TESTS), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", "1", "--log-level", "warning"]
-    with running_server(argv, port, cwd=ROOT) as server:
+    with running_server(argv, port, env=ENV, cwd=ROOT) as server:
         answers = outage(f"http://127.0.0.1:{port}")
         assert server.poll() is None, "the server died"
     check(answers)
@@ -111,7 +114,7 @@ def test_flask_under_gunicorn_answers_every_client_of_a_saturated_pool() -> None
     argv += ["--pythonpath", str(TESTS), "--worker-class", "gthread"]
     argv += ["--workers", "1", "--threads", str(CLIENTS + 8)]
     argv += ["--graceful-timeout", "5", "_outage_apps:flask_app"]
-    with running_server(argv, port, cwd=ROOT) as server:
+    with running_server(argv, port, env=ENV, cwd=ROOT) as server:
         answers = outage(f"http://127.0.0.1:{port}")
         assert server.poll() is None, "the server died"
     check(answers)
