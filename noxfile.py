@@ -209,7 +209,7 @@ def docs(session: nox.Session) -> None:
     """
     if shutil.which("dot") is None and not os.environ.get("CI"):
         session.skip("Graphviz's `dot` is not installed (apt-get install graphviz)")
-    install(session, "docs", extras="trio,prometheus")
+    install(session, "docs", extras="trio,prometheus,opentelemetry")
     session.run(
         "sphinx-build",
         "-W",

@@ -3,7 +3,12 @@
 1. ``Bridge.stats()``, called in a tight loop on a bridge with two named pools and
    a running portal, beside one trivial ``await bridge.run_blocking(f)`` call (the
    thing a health endpoint would measure against). Medians of 7 repetitions.
-2. An async Flask view with ``SyncBridge(app)`` (which watches the portal loop by
+2. ``syncbridge.opentelemetry.instrument()``: µs per ``await run_blocking(int)``
+   and per ``sync_call_async`` with nothing instrumented, with metrics on (no
+   per-call hook: the instruments read ``stats()`` at collection) and with spans
+   on (an SDK ``TracerProvider`` with no exporter: the spans are made, not
+   sent). Rounds interleaved, medians of 7. Skipped without the SDK.
+3. An async Flask view with ``SyncBridge(app)`` (which watches the portal loop by
    default, threshold 0.25 s) against the same app with the watch switched off,
    under gunicorn gthread (1 worker x 8 threads) and wrk -c32, at 0 ms and 10 ms
    of ``asyncio.sleep``; rounds rotated, medians. Target (issue #14): the watch
@@ -52,6 +57,64 @@ def stats_cost(repeat: int = 7, number: int = 20_000) -> tuple[float, float]:
     return statistics.median(per_stats), statistics.median(per_call)
 
 
+def otel_cost(
+    repeat: int = 7, number: int = 5_000
+) -> dict[str, tuple[float, float]] | None:
+    """Median µs per (run_blocking, sync_call_async) call: plain, metrics, spans."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        return None
+    import syncbridge.opentelemetry
+
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracers = TracerProvider()
+    modes = {
+        "nothing instrumented": None,
+        "metrics on": {"meter_provider": meters},
+        "metrics and spans on": {"meter_provider": meters, "tracer_provider": tracers},
+    }
+    times: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in modes}
+
+    async def coro() -> int:
+        return 1
+
+    with syncbridge.Bridge() as bridge:
+
+        async def calls(n: int) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                await bridge.run_blocking(int)
+            return (time.perf_counter() - start) / n * 1e6
+
+        def portal_calls(n: int) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                bridge.sync_call_async(coro)
+            return (time.perf_counter() - start) / n * 1e6
+
+        portal_calls(100)  # the portal runs
+        for i in range(repeat + 1):  # the first round warms up
+            for mode, options in modes.items():
+                with contextlib.ExitStack() as stack:
+                    if options is not None:
+                        stack.enter_context(
+                            syncbridge.opentelemetry.instrument(bridge, **options)
+                        )
+                    blocking = asyncio.run(calls(number))
+                    portal = portal_calls(number)
+                if i:
+                    times[mode][0].append(blocking)
+                    times[mode][1].append(portal)
+    meters.shutdown()
+    return {
+        mode: (statistics.median(b), statistics.median(p))
+        for mode, (b, p) in times.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -66,6 +129,42 @@ def main(argv: list[str] | None = None) -> None:
     print(f"   run_blocking(int) call:  {call_us:7.2f} µs per call")
     print(f"   stats() / call:          {stats_us / call_us:7.2f}x")
     print()
+
+    otel = otel_cost()
+    if otel is None:
+        print("## OpenTelemetry: skipped (opentelemetry-sdk is not installed)\n")
+    else:
+        print("## syncbridge.opentelemetry: µs per call (median of 7 x 5,000)")
+        print(f"   {'':<24}{'run_blocking':>13}{'sync_call_async':>17}")
+        for mode, (blocking, portal) in otel.items():
+            print(f"   {mode:<24}{blocking:>13.2f}{portal:>17.2f}")
+        print()
+        plain = otel["nothing instrumented"]
+        metrics_on = otel["metrics on"]
+        spans_on = otel["metrics and spans on"]
+        print_targets(
+            [
+                # No per-call hook: within the noise of the machine.
+                Target(
+                    "otel metrics on: run_blocking vs off",
+                    metrics_on[0] / plain[0],
+                    1.05,
+                ),
+                Target(
+                    "otel metrics on: sync_call_async vs off",
+                    metrics_on[1] / plain[1],
+                    1.05,
+                ),
+                # A span per call (made, not exported): reported, bounded loosely.
+                Target(
+                    "otel spans on: run_blocking vs off", spans_on[0] / plain[0], 2.0
+                ),
+                Target(
+                    "otel spans on: sync_call_async vs off", spans_on[1] / plain[1], 2.0
+                ),
+            ],
+            rounds=7,
+        )
 
     wrk = find_wrk()
     if wrk is None:

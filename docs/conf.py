@@ -83,6 +83,8 @@ nitpick_ignore = [
     ("py:class", "CollectorRegistry"),
     ("py:class", "Metric"),
     ("py:class", "prometheus_client.registry.Collector"),
+    ("py:class", "opentelemetry.metrics.MeterProvider"),
+    ("py:class", "opentelemetry.trace.TracerProvider"),
     ("py:class", "P.args"),
     ("py:class", "P.kwargs"),
     ("py:class", "Backend"),

@@ -53,7 +53,7 @@ def test_all_is_sorted_tuple_and_complete() -> None:
         and name.isidentifier()
         and not name.startswith("_")
     }
-    assert modules <= {"flask", "fastapi", "prometheus", "testing"}
+    assert modules <= {"flask", "fastapi", "opentelemetry", "prometheus", "testing"}
 
 
 def test_exports_report_the_public_module() -> None:
@@ -123,6 +123,7 @@ def test_the_public_modules_are_the_core_and_the_integrations() -> None:
         "syncbridge",
         "syncbridge.fastapi",
         "syncbridge.flask",
+        "syncbridge.opentelemetry",
         "syncbridge.prometheus",
         "syncbridge.testing",
     ]

@@ -316,9 +316,13 @@ def check_pools(
             try:
                 checked[name] = PoolBounds(check_capacity(setting, entry(name)))
             except TypeError as exc:
-                also = "a concurrent.futures.Executor, " if executors else ""
+                also = (
+                    "run on a concurrent.futures.Executor given in its place, or "
+                    if executors
+                    else ""
+                )
                 raise TypeError(
-                    f"{exc}; a pool may also be given {also}a mapping such as "
+                    f"{exc}; a pool may also {also}take a mapping such as "
                     "{'capacity': 10, 'max_waiting': 32, 'max_wait': 0.5}"
                 ) from None
     return checked

@@ -7,11 +7,24 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from syncbridge import BridgeClosed, ExecutorPool, WorkerPool
+from syncbridge import BridgeClosed, ExecutorPool, PortalStats, WorkerPool
 from syncbridge._core._registry import PoolRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+_NO_PORTAL = PortalStats(
+    running=False,
+    tasks=0,
+    blocks=0,
+    lag=0.0,
+    calls=0,
+    completed=0,
+    errors=0,
+    cancellations=0,
+    timeouts=0,
+)
 
 
 def _refuse(what: str, name: object) -> BridgeClosed:
@@ -99,3 +112,22 @@ def test_a_closed_registry_makes_no_pool(registry: PoolRegistry) -> None:
     ):
         registry.for_executor(executor, print, _refuse)
     assert registry.all() == pools
+
+
+def test_each_pool_is_named_as_stats_names_it(registry: PoolRegistry) -> None:
+    """What a span of a call in a pool names the pool: its key in stats()."""
+    registry.put("add_pool", "io", 2, resize=False, refuse=_refuse)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        adhoc = registry.for_executor(ex, None, _refuse)
+        keys = set(registry.stats(_NO_PORTAL).pools)
+        assert keys == {"default", "thread_sensitive", "io", adhoc.name}
+        named = {
+            registry.stats_name(pool)
+            for pool in (
+                registry.default,
+                registry.thread_sensitive,
+                registry.lookup("io", "<the bridge>"),
+                adhoc,
+            )
+        }
+    assert named == keys

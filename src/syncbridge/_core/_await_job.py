@@ -47,6 +47,7 @@ async def run_in_pool(
     *,
     terminate_on_cancel: bool = False,
     what: str | None = None,
+    seen: Callable[[Job], object] | None = None,
 ) -> Any:
     """Run ``func(*args, **kwargs)`` in *pool* and await its outcome.
 
@@ -67,7 +68,8 @@ async def run_in_pool(
 
     Each call is counted in *pool*'s stats once, by how it ended here. With
     *what* (the user's call, ``"run_blocking()"``), a result that is a
-    coroutine is refused (:func:`~.._validate.refuse_coroutine`).
+    coroutine is refused (:func:`~.._validate.refuse_coroutine`). *seen*,
+    if given, is called with the call's job once it exists (an observer's).
     """
     loop = asyncio._get_running_loop()
     token = None
@@ -85,7 +87,7 @@ async def run_in_pool(
         if loop is None:
             result = await _run_on_trio(
                 token, pool, func, args, kwargs, abandon_on_cancel, timeout,
-                terminate_on_cancel,
+                terminate_on_cancel, seen,
             )  # fmt: skip
         else:
             # asyncio, with or without a timeout, in this one frame: each extra
@@ -103,6 +105,8 @@ async def run_in_pool(
                 deadline = loop.time() + timeout
                 asked = _cancel_requests(loop)
             job = Job(func, args, kwargs, copy_context_for_thread(), loop, pool)
+            if seen is not None:
+                seen(job)
             wakeups = _wakeups(loop)
             job.notify = wakeups.notifier(fut)
             submit(pool, job)
@@ -266,6 +270,7 @@ async def _run_on_trio(
     abandon_on_cancel: bool,
     timeout: float | None,  # noqa: ASYNC109 - a cancel scope, as trio's users expect
     terminate_on_cancel: bool,
+    seen: Callable[[Job], object] | None,
 ) -> Any:
     """:func:`run_in_pool`'s await on trio; raises :class:`_Expired` at *timeout*."""
     global _cancelled_classes
@@ -275,10 +280,10 @@ async def _run_on_trio(
         _cancelled_classes = (asyncio.CancelledError, trio.Cancelled)
     if timeout is None:
         policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, None)
-        return await _await_trio(token, pool, func, args, kwargs, policy)
+        return await _await_trio(token, pool, func, args, kwargs, policy, seen)
     with anyio.move_on_after(timeout) as scope:
         policy = _OnCancel(abandon_on_cancel, terminate_on_cancel, scope.deadline)
-        return await _await_trio(token, pool, func, args, kwargs, policy)
+        return await _await_trio(token, pool, func, args, kwargs, policy, seen)
     raise _Expired
 
 
@@ -518,6 +523,7 @@ async def _await_trio(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     policy: _OnCancel,
+    seen: Callable[[Job], object] | None,
 ) -> Any:
     import trio
 
@@ -532,6 +538,8 @@ async def _await_trio(
             pass
 
     job = Job(func, args, kwargs, copy_context_for_thread(), token, pool)
+    if seen is not None:
+        seen(job)
     job.notify = notify
     submit(pool, job)
     try:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 __all__ = (
     "Bridge",
+    "CallObserver",
     "call_for_cleanup",
     "call_with_timeout",
     "executor_pool",
     "get_bridge",
     "name_pool_setting",
+    "observe_calls",
     "run_blocking_call",
     "run_in",
     "start_soon_call",
@@ -24,10 +26,11 @@ __all__ = (
 )
 
 import concurrent.futures
+import functools
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from .._exceptions import (
     BridgeClosed,
@@ -35,6 +38,7 @@ from .._exceptions import (
     describe_call,
     note_interpreter_exit,
 )
+from .._stats import DEFAULT_POOL
 from .._validate import (
     PoolBounds,
     PoolConfig,
@@ -69,6 +73,7 @@ if TYPE_CHECKING:
     from .._stats import BridgeStats
     from .._typing import P, T
     from ._executor_pool import ExecutorPool
+    from ._jobs import Job
     from ._loop_watch import LoopWatch
     from ._workers import WorkerPool
 
@@ -77,6 +82,45 @@ DEFAULT_MAX_WORKERS: Final = 40
 """Sized for blocking I/O, like anyio's default thread limiter (not for CPU work)."""
 
 _bridges: weakref.WeakSet[Bridge] = weakref.WeakSet()
+
+
+class CallObserver(Protocol):
+    """What watches each bridged call of an instrumented bridge (its spans).
+
+    ``syncbridge.opentelemetry`` implements it; the core imports nothing of it.
+    Each method makes the call itself (``start``) and must return or raise
+    what the call does. Whatever the observer makes current in the caller's
+    :mod:`contextvars` context while ``start`` runs is in the copy the call
+    runs in: the worker's function and the coroutine see it.
+    """
+
+    def thread_call(
+        self,
+        entry: str,
+        pool: str,
+        func: Callable[..., Any] | None,
+        start: Callable[[Callable[[Job], object]], Coroutine[Any, Any, Any]],
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine that awaits ``start(seen)``, a blocking call in *pool*.
+
+        *entry* is the user's call (``"to_async"``); *func* the user's function,
+        ``None`` for a helper's own step (an iterator's next item). *pool* is
+        the pool's name in :meth:`Bridge.stats`.
+
+        ``start`` calls ``seen(job)`` with the call's job as soon as it exists.
+        """
+        ...
+
+    def portal_call(
+        self, entry: str, func: Callable[..., Any] | None, start: Callable[[], Any]
+    ) -> Any:
+        """Return ``start()``: a coroutine run on a loop for this thread.
+
+        *entry* and *func* are as :meth:`thread_call` takes them.
+        """
+        ...
+
+
 _counter = 0
 _counter_lock = threading.Lock()
 
@@ -177,6 +221,10 @@ class Bridge:
         self._abandon_on_cancel = abandon_on_cancel
         self._shutdown_grace = shutdown_grace
         self._portal = Portal(name, backend, use_uvloop)
+        # Read without a lock on every call (one reference, read whole, even
+        # without the GIL): a call that races observe_calls() is observed by
+        # the old observer or the new one, and either is right.
+        self._observer: CallObserver | None = None
         self._registry = PoolRegistry(
             name,
             max_workers,
@@ -492,6 +540,16 @@ class Bridge:
             raise self._closed_error("sync_call_async", func)
         check_async_callable(func, "sync_call_async()")
         try:
+            observer = self._observer  # read once: another thread may reset it
+            if observer is not None:
+                observed: T = observer.portal_call(
+                    "sync_call_async", func,
+                    functools.partial(
+                        call_async_from_thread, self._portal, func, args, kwargs,
+                        None, self._shutdown_grace,
+                    ),
+                )  # fmt: skip
+                return observed
             result: T = call_async_from_thread(
                 self._portal, func, args, kwargs, None, self._shutdown_grace
             )
@@ -642,6 +700,15 @@ def run_blocking_call(
     if bridge._closed:
         raise bridge._closed_error("run_blocking", func)
     check_blocking_callable(func, "run_blocking()")
+    observer = bridge._observer  # read once: another thread may reset it
+    if observer is not None:
+        return observer.thread_call(
+            "run_blocking", DEFAULT_POOL, func,
+            functools.partial(
+                _run_seen, bridge._registry.default, func, args, kwargs,
+                bridge._abandon_on_cancel, None, False, "run_blocking()",
+            ),
+        )  # fmt: skip
     return run_in_pool(
         bridge._registry.default, func, args, kwargs, bridge._abandon_on_cancel,
         what="run_blocking()",
@@ -677,10 +744,53 @@ def run_in(
     abandon = (
         bridge._abandon_on_cancel if abandon_on_cancel is None else abandon_on_cancel
     )
+    observer = bridge._observer  # read once: another thread may reset it
+    if observer is not None:
+        return observer.thread_call(
+            "to_async" if what is not None else "iterate_in_thread",
+            bridge._registry.stats_name(pool), func if what is not None else None,
+            functools.partial(
+                _run_seen, pool, func, args, kwargs, abandon, timeout,
+                terminate_on_cancel, what,
+            ),
+        )  # fmt: skip
     return run_in_pool(
         pool, func, args, kwargs, abandon, timeout,
         terminate_on_cancel=terminate_on_cancel, what=what,
     )  # fmt: skip
+
+
+def _run_seen(
+    pool: WorkerPool | ExecutorPool,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    abandon: bool,
+    timeout: float | None,
+    terminate_on_cancel: bool,
+    what: str | None,
+    seen: Callable[[Job], object],
+) -> Coroutine[Any, Any, Any]:
+    """:func:`run_in_pool` for an observer, which *seen* tells of the job."""
+    return run_in_pool(
+        pool, func, args, kwargs, abandon, timeout,
+        terminate_on_cancel=terminate_on_cancel, what=what, seen=seen,
+    )  # fmt: skip
+
+
+def observe_calls(bridge: Bridge | None, observer: CallObserver | None) -> None:
+    """Have *observer* watch each call of *bridge* (``None``: stop watching).
+
+    *bridge* ``None`` is the default bridge: the current one, and each made
+    after it (in a forked child).
+    """
+    global _default_observer
+    if bridge is None:
+        with _default_lock:
+            _default_observer = observer
+            bridge = _default
+    if bridge is not None:
+        bridge._observer = observer
 
 
 def executor_pool(
@@ -732,6 +842,17 @@ def call_with_timeout(
     if bridge._closed:
         raise bridge._closed_error(entry, subject)
     check_async_callable(func, "sync_call_async()")
+    observer = bridge._observer  # read once: another thread may reset it
+    if observer is not None:
+        observed: T = observer.portal_call(
+            entry, func if subject is func else None,
+            functools.partial(
+                call_async_from_thread, bridge._portal, func, args, kwargs, timeout,
+                bridge._shutdown_grace, timeout_error=timeout_error, entry=entry,
+                subject=subject,
+            ),
+        )  # fmt: skip
+        return observed
     result: T = call_async_from_thread(
         bridge._portal,
         func,
@@ -817,6 +938,9 @@ def _settle(future: concurrent.futures.Future[T]) -> Callable[[Call[T]], None]:
 
 _default: Bridge | None = None
 _default_lock = threading.Lock()
+_default_observer: CallObserver | None = None
+"""What watches the default bridge's calls, made anew in a forked child too
+(see :func:`observe_calls`); guarded by ``_default_lock``."""
 
 
 def get_bridge() -> Bridge:
@@ -840,6 +964,7 @@ def _create_default() -> Bridge:
     with _default_lock:
         if _default is None:
             bridge = Bridge(name="default", shutdown_grace=1.0)
+            bridge._observer = _default_observer
             if _exited:
                 # Made by a thread Python is about to wait for: closed, as the
                 # exit hook closes it, so it starts nothing that would hold up

@@ -274,6 +274,19 @@ class PoolRegistry:
             self._closed = True
         return self.all()
 
+    def stats_name(self, pool: WorkerPool | ExecutorPool) -> str:
+        """*pool*'s name in :meth:`stats` (its key in ``BridgeStats.pools``)."""
+        if pool is self.default:
+            return DEFAULT_POOL
+        if pool is self.thread_sensitive:
+            return THREAD_SENSITIVE_POOL
+        if pool is self.worker_threads:
+            return WORKER_THREADS_POOL
+        for name, named in list(self.named.items()):
+            if named is pool:
+                return name
+        return pool.name  # a to_async(executor=...) pool: stats() names it so
+
     def stats(self, portal: PortalStats) -> BridgeStats:
         """The bridge's stats: each pool's, *portal*'s, and the totals of all."""
         pools = {

@@ -4,7 +4,9 @@ A :class:`WorkerPool` has a *capacity*: the number of calls that may run at once
 A slot is taken when a call starts and given back only when the function really
 returns, even if the task that awaited it was cancelled long before (the thread
 cannot be killed, so its slot cannot honestly be reused). Calls beyond capacity
-wait in FIFO order; they are never refused. Every path takes a slot in
+wait in FIFO order; they are refused only by the pool's own bounds
+(:attr:`WorkerPool.max_waiting` when queued, :attr:`WorkerPool.max_wait`,
+which their awaiter enforces through ``_expire``). Every path takes a slot in
 :meth:`WorkerPool._take_slot` and gives it back in :meth:`WorkerPool._give_slot`;
 a worker whose call returns passes its slot to the oldest queued call instead.
 
