@@ -503,10 +503,52 @@ class TestTimeouts:
         assert record.levelno == logging.WARNING
         assert record.syncbridge_event == "request-timed-out"  # type: ignore[attr-defined]
         assert record.syncbridge_request == "GET /report"  # type: ignore[attr-defined]
+        assert record.syncbridge_queued is None  # type: ignore[attr-defined]
         assert record.getMessage() == (
             "GET /report was answered 504 Gateway Timeout: "
             "report() did not finish within 3 s"
         )
+
+    @pytest.mark.skipif(
+        not hasattr(syncbridge.SyncBridgeTimeout, "queued"),
+        reason="SyncBridgeTimeout.queued comes with the h/totals branch",
+    )
+    @pytest.mark.anyio
+    async def test_the_504_log_says_whether_the_call_was_queued(
+        self, bridge: Bridge, records: Records
+    ) -> None:
+        running = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            running.set()
+            release.wait(WAIT)
+
+        bridge.add_pool("db", 1)
+        hold_slot = syncbridge.to_async(hold, pool="db", bridge=bridge)
+        query = syncbridge.to_async(
+            lambda: None, pool="db", timeout=0.05, bridge=bridge
+        )
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/query")
+        async def route() -> None:
+            await query()
+
+        async with serve(app) as client, anyio.create_task_group() as tg:
+            tg.start_soon(hold_slot)
+            await anyio.to_thread.run_sync(running.wait, WAIT)
+            try:
+                assert (await client.get("/query")).status_code == 504
+            finally:
+                release.set()
+        [record] = records.records
+        assert record.syncbridge_queued is True  # type: ignore[attr-defined]
+        assert record.syncbridge_waited >= 0.05  # type: ignore[attr-defined]
+        assert record.syncbridge_ran is None  # type: ignore[attr-defined]
+        assert str(record.syncbridge_pool).endswith("db")  # type: ignore[attr-defined]
+        assert "still queued for a slot of pool" in record.getMessage()
 
     @pytest.mark.anyio
     async def test_a_504_the_app_answers_itself_is_not_logged(

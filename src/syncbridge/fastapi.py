@@ -370,11 +370,20 @@ def _gateway_timeout(conn: Request, exc: SyncBridgeTimeout) -> Response:
     from starlette.responses import JSONResponse
 
     where = f"{conn.method} {conn.url.path}"
+    # A worker call's timeout says whether it was queued or running (#25): its
+    # message does, and these fields (None where that does not apply).
     _logger.warning(
         "%s was answered 504 Gateway Timeout: %s",
         where,
         exc,
-        extra={"syncbridge_event": "request-timed-out", "syncbridge_request": where},
+        extra={
+            "syncbridge_event": "request-timed-out",
+            "syncbridge_request": where,
+            "syncbridge_pool": getattr(exc, "pool", None),
+            "syncbridge_queued": getattr(exc, "queued", None),
+            "syncbridge_waited": getattr(exc, "waited", None),
+            "syncbridge_ran": getattr(exc, "ran", None),
+        },
     )
     return JSONResponse({"detail": _TIMEOUT_DETAIL}, status_code=504)
 
