@@ -53,6 +53,9 @@ def outage(base: str) -> list[Answer]:
         async with httpx.AsyncClient(
             trust_env=False, limits=limits, timeout=WAIT
         ) as client:
+            # The server listens before its worker has loaded the app (gunicorn
+            # boots it then): wait for an answer, so the clock below is the pool's.
+            assert (await client.get(f"{base}/ready")).status_code == 404
             all_refused = anyio.Event()
 
             async def one() -> None:
