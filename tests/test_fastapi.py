@@ -215,6 +215,31 @@ class TestLifespan:
         async with serve(app):
             assert bridge.pool("db").capacity == 5
 
+    @pytest.mark.anyio
+    async def test_install_sets_a_pools_bounds_from_a_pool_config(
+        self, bridge: Bridge
+    ) -> None:
+        bridge.add_pool("db", 1)
+        app = FastAPI()
+        pools: dict[str, int | syncbridge.PoolConfig] = {
+            "db": {"capacity": 5, "max_waiting": 32, "max_wait": 0.5},
+            "reports": {"capacity": 2, "max_wait": 3},
+            "plain": 4,
+        }
+        syncbridge.fastapi.install(app, pools=pools, bridge=bridge)
+        assert bounds(bridge, "db") == (5, 32, 0.5)
+        assert bounds(bridge, "reports") == (2, None, 3)
+        assert bounds(bridge, "plain") == (4, None, None)
+        bridge.set_pool("db", 1)  # changed meanwhile: each startup applies it again
+        async with serve(app):
+            assert bounds(bridge, "db") == (5, 32, 0.5)
+
+
+def bounds(bridge: Bridge, name: str) -> tuple[int, int | None, float | None]:
+    pool = bridge.pool(name)
+    assert isinstance(pool, syncbridge.WorkerPool)
+    return (pool.capacity, pool.max_waiting, pool.max_wait)
+
 
 # -- capacity and pools ---------------------------------------------------------
 
@@ -461,6 +486,160 @@ class TestTimeouts:
             response = await client.get("/")
         assert (response.status_code, response.text) == (502, "os error")
 
+    @pytest.mark.anyio
+    async def test_a_504_is_logged_with_the_request_and_the_deadline(
+        self, bridge: Bridge, records: Records
+    ) -> None:
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/report")
+        async def report() -> None:
+            raise syncbridge.SyncBridgeTimeout("report() did not finish within 3 s")
+
+        async with serve(app) as client:
+            assert (await client.get("/report")).status_code == 504
+        [record] = records.records
+        assert record.levelno == logging.WARNING
+        assert record.syncbridge_event == "request-timed-out"  # type: ignore[attr-defined]
+        assert record.syncbridge_request == "GET /report"  # type: ignore[attr-defined]
+        assert record.syncbridge_queued is None  # type: ignore[attr-defined]
+        assert record.getMessage() == (
+            "GET /report was answered 504 Gateway Timeout: "
+            "report() did not finish within 3 s"
+        )
+
+    @pytest.mark.skipif(
+        not hasattr(syncbridge.SyncBridgeTimeout, "queued"),
+        reason="SyncBridgeTimeout.queued comes with the h/totals branch",
+    )
+    @pytest.mark.anyio
+    async def test_the_504_log_says_whether_the_call_was_queued(
+        self, bridge: Bridge, records: Records
+    ) -> None:
+        running = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            running.set()
+            release.wait(WAIT)
+
+        bridge.add_pool("db", 1)
+        hold_slot = syncbridge.to_async(hold, pool="db", bridge=bridge)
+        query = syncbridge.to_async(
+            lambda: None, pool="db", timeout=0.05, bridge=bridge
+        )
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/query")
+        async def route() -> None:
+            await query()
+
+        async with serve(app) as client, anyio.create_task_group() as tg:
+            tg.start_soon(hold_slot)
+            await anyio.to_thread.run_sync(running.wait, WAIT)
+            try:
+                assert (await client.get("/query")).status_code == 504
+            finally:
+                release.set()
+        [record] = records.records
+        assert record.syncbridge_queued is True  # type: ignore[attr-defined]
+        assert record.syncbridge_waited >= 0.05  # type: ignore[attr-defined]
+        assert record.syncbridge_ran is None  # type: ignore[attr-defined]
+        assert str(record.syncbridge_pool).endswith("db")  # type: ignore[attr-defined]
+        assert "still queued for a slot of pool" in record.getMessage()
+
+    @pytest.mark.anyio
+    async def test_a_504_the_app_answers_itself_is_not_logged(
+        self, bridge: Bridge, records: Records
+    ) -> None:
+        async def handler(request: Request, exc: Exception) -> Response:
+            return PlainTextResponse("mine", status_code=504)
+
+        app = FastAPI(exception_handlers={syncbridge.SyncBridgeError: handler})
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/")
+        async def index() -> None:
+            raise syncbridge.SyncBridgeTimeout("a deadline of ours")
+
+        async with serve(app) as client:
+            assert (await client.get("/")).text == "mine"
+        assert records.records == []
+
+
+# -- saturated pools -------------------------------------------------------------
+
+
+def saturated(option: str = "max_wait", limit: float = 0.5) -> syncbridge.PoolSaturated:
+    return syncbridge.PoolSaturated(
+        "run_blocking(query)",
+        pool="db",
+        capacity=10,
+        busy=10,
+        waiting=32,
+        option=option,
+        limit=limit,
+    )
+
+
+class TestSaturated:
+    @pytest.mark.parametrize(
+        ("option", "limit", "retry_after"),
+        [
+            ("max_wait", 0.5, "1"),
+            ("max_wait", 2.0, "2"),
+            ("max_wait", 2.1, "3"),
+            ("max_waiting", 32, "1"),
+        ],
+    )
+    @pytest.mark.anyio
+    async def test_pool_saturated_gives_503_with_retry_after(
+        self, bridge: Bridge, option: str, limit: float, retry_after: str
+    ) -> None:
+        app = FastAPI()
+        syncbridge.fastapi.install(app, bridge=bridge)
+
+        @app.get("/")
+        def index() -> None:
+            raise saturated(option, limit)
+
+        async with serve(app) as client:
+            response = await client.get("/")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == retry_after
+        assert "too busy" in response.json()["detail"]
+        assert "db" not in response.json()["detail"]  # no internals to the client
+
+    @pytest.mark.parametrize(
+        "base", [syncbridge.PoolSaturated, syncbridge.SyncBridgeError]
+    )
+    @pytest.mark.parametrize("when", ["before", "after"])
+    @pytest.mark.anyio
+    async def test_user_handler_wins_over_the_503(
+        self, bridge: Bridge, when: str, base: type[Exception]
+    ) -> None:
+        def handler(request: Request, exc: Exception) -> Response:  # sync: threadpool
+            assert isinstance(exc, syncbridge.PoolSaturated)
+            return JSONResponse({"pool": exc.pool}, status_code=429)
+
+        app = FastAPI()
+        if when == "before":
+            app.add_exception_handler(base, handler)
+        syncbridge.fastapi.install(app, bridge=bridge)
+        if when == "after":
+            app.add_exception_handler(base, handler)
+
+        @app.get("/")
+        async def index() -> None:
+            raise saturated()
+
+        async with serve(app) as client:
+            response = await client.get("/")
+        assert (response.status_code, response.json()) == (429, {"pool": "db"})
+        assert "Retry-After" not in response.headers
+
 
 # -- sync_call_async on the app's loop -----------------------------------------
 
@@ -682,6 +861,24 @@ class TestInstall:
                 ValueError,
                 r"pool name in .*must not be empty",
                 id="pool-empty",
+            ),
+            pytest.param(
+                {"pools": {"db": {"capacity": 2, "max_wait": 0}}},
+                ValueError,
+                r"install\(pools=\{'db': \.\.\.\}\)\['max_wait'\] must be a finite",
+                id="pool-max-wait-0",
+            ),
+            pytest.param(
+                {"pools": {"db": {"capacity": 2, "max_waiting": 1.5}}},
+                TypeError,
+                r"\['max_waiting'\] must be None \(no bound\) or an int >= 0",
+                id="pool-max-waiting-float",
+            ),
+            pytest.param(
+                {"pools": {"db": {"max_waiting": 3}}},
+                ValueError,
+                r"install\(pools=\{'db': \.\.\.\}\) has no 'capacity'",
+                id="pool-no-capacity",
             ),
             pytest.param(
                 {"pools": ["db"]},

@@ -487,6 +487,47 @@ class TestTimeout:
         with pytest.raises(TimeoutError, match="the view's own"):
             client.get("/own")
 
+    def test_a_504_is_logged_with_the_request_and_the_view(
+        self,
+        app: Flask,
+        ext: SyncBridge,
+        client: FlaskClient,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        @app.get("/slow")
+        @ext.timeout(0.05)
+        async def slow() -> str:
+            await asyncio.sleep(30)
+            return "late"
+
+        with caplog.at_level(logging.WARNING, logger="syncbridge"):
+            assert client.get("/slow?x=1").status_code == 504
+        [record] = [r for r in caplog.records if r.name == "syncbridge"]
+        assert record.levelno == logging.WARNING
+        assert record.syncbridge_event == "request-timed-out"  # type: ignore[attr-defined]
+        assert record.syncbridge_request == "GET /slow"  # type: ignore[attr-defined]
+        assert record.getMessage() == (
+            "GET /slow was answered 504 Gateway Timeout: "
+            "TestTimeout.test_a_504_is_logged_with_the_request_and_the_view.<locals>"
+            ".slow() did not finish within 0.05 s."
+        )
+
+    def test_a_504_the_view_raises_itself_is_not_logged(
+        self,
+        app: Flask,
+        ext: SyncBridge,
+        client: FlaskClient,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        @app.get("/own")
+        @ext.timeout(30)
+        async def own() -> str:
+            raise GatewayTimeout("the view's own")
+
+        with caplog.at_level(logging.WARNING, logger="syncbridge"):
+            assert client.get("/own").status_code == 504
+        assert [r for r in caplog.records if r.name == "syncbridge"] == []
+
     @pytest.mark.parametrize(
         ("bad", "error"),
         [
@@ -512,6 +553,107 @@ class TestTimeout:
 
         with pytest.raises(TypeError, match="not 'async def'"):
             ext.timeout(1.0)(view)  # type: ignore[type-var]
+
+
+def saturated(option: str = "max_wait", limit: float = 0.5) -> syncbridge.PoolSaturated:
+    return syncbridge.PoolSaturated(
+        "run_blocking(query)",
+        pool="db",
+        capacity=10,
+        busy=10,
+        waiting=32,
+        option=option,
+        limit=limit,
+    )
+
+
+class TestSaturated:
+    @pytest.mark.parametrize(
+        ("option", "limit", "retry_after"),
+        [("max_wait", 0.5, "1"), ("max_wait", 2.5, "3"), ("max_waiting", 32, "1")],
+    )
+    def test_pool_saturated_in_an_async_view_is_a_503_with_retry_after(
+        self,
+        app: Flask,
+        client: FlaskClient,
+        option: str,
+        limit: float,
+        retry_after: str,
+    ) -> None:
+        @app.get("/")
+        async def index() -> str:
+            raise saturated(option, limit)
+
+        r = client.get("/")
+        assert r.status_code == 503
+        assert r.headers["Retry-After"] == retry_after
+        assert "too busy" in r.text
+        assert "'db'" not in r.text  # no internals to the client
+
+    def test_pool_saturated_in_an_async_hook_is_a_503(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        @app.before_request
+        async def check() -> None:
+            raise saturated()
+
+        @app.get("/")
+        def index() -> str:
+            return "not reached"
+
+        assert client.get("/").status_code == 503
+
+    @pytest.mark.parametrize(
+        "key", [503, syncbridge.PoolSaturated, syncbridge.SyncBridgeError]
+    )
+    def test_the_apps_handler_wins_with_the_refusals_fields(
+        self, app: Flask, client: FlaskClient, key: Any
+    ) -> None:
+        seen: list[BaseException] = []
+
+        @app.errorhandler(key)
+        def busy(exc: Exception) -> tuple[dict[str, object], int]:
+            assert isinstance(exc, syncbridge.PoolSaturated)
+            seen.append(exc)
+            return {"pool": exc.pool, "busy": exc.busy}, 429
+
+        @app.get("/")
+        async def index() -> str:
+            raise saturated()
+
+        r = client.get("/")
+        assert (r.status_code, r.json) == (429, {"pool": "db", "busy": 10})
+        [exc] = seen
+        assert isinstance(exc.__cause__, syncbridge.PoolSaturated)
+        assert (exc.option, exc.limit) == ("max_wait", 0.5)  # type: ignore[attr-defined]
+
+    def test_a_blueprints_handler_wins_for_its_routes(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        shop = flask.Blueprint("shop", __name__)
+
+        @shop.errorhandler(503)
+        def busy(exc: Exception) -> tuple[str, int]:
+            return "shop busy", 503
+
+        @shop.get("/shop")
+        async def index() -> str:
+            raise saturated()
+
+        app.register_blueprint(shop)
+        assert client.get("/shop").text == "shop busy"
+
+    def test_the_view_itself_sees_the_pool_saturated(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        @app.get("/")
+        async def index() -> str:
+            try:
+                raise saturated()
+            except syncbridge.PoolSaturated as exc:
+                return f"degraded: {type(exc).__name__}"
+
+        assert client.get("/").text == "degraded: PoolSaturated"
 
 
 class TestBackground:

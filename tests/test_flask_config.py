@@ -87,6 +87,42 @@ class TestConfigIsCheckedAtInitApp:
                 "SYNCBRIDGE_POOLS", {"": 5}, ValueError, "pool name", id="pools-empty"
             ),
             pytest.param(
+                "SYNCBRIDGE_POOLS",
+                {"db": {"capacity": 2, "max_wait": 0}},
+                ValueError,
+                "app.config['SYNCBRIDGE_POOLS']['db']['max_wait'] must be a finite "
+                "number of seconds > 0",
+                id="pools-max-wait-zero",
+            ),
+            pytest.param(
+                "SYNCBRIDGE_POOLS",
+                {"db": {"capacity": 2, "max_waiting": -1}},
+                ValueError,
+                "app.config['SYNCBRIDGE_POOLS']['db']['max_waiting'] must be None",
+                id="pools-max-waiting-negative",
+            ),
+            pytest.param(
+                "SYNCBRIDGE_POOLS",
+                {"db": {"capacity": 2, "max_waiting": "32"}},
+                TypeError,
+                "['max_waiting'] must be None (no bound) or an int >= 0",
+                id="pools-max-waiting-str",
+            ),
+            pytest.param(
+                "SYNCBRIDGE_POOLS",
+                {"db": {"max_wait": 0.5}},
+                ValueError,
+                "app.config['SYNCBRIDGE_POOLS']['db'] has no 'capacity'",
+                id="pools-no-capacity",
+            ),
+            pytest.param(
+                "SYNCBRIDGE_POOLS",
+                {"db": {"capacity": 2, "max_wiat": 0.5}},
+                ValueError,
+                "unknown key(s) 'max_wiat'",
+                id="pools-unknown-key",
+            ),
+            pytest.param(
                 "SYNCBRIDGE_BLOCKING_THRESHOLD",
                 "0.1",
                 TypeError,
@@ -152,6 +188,19 @@ class TestThreadsAndPools:
         assert bridge.max_workers == default_capacity + 3
         assert bridge.pool("flask-config-db").capacity == 3
 
+    def test_a_pools_bounds_are_applied_and_resized(self) -> None:
+        def bounds() -> tuple[int, int | None, float | None]:
+            pool = syncbridge.get_bridge().pool("flask-config-bounded")
+            assert isinstance(pool, syncbridge.WorkerPool)
+            return (pool.capacity, pool.max_waiting, pool.max_wait)
+
+        config = {"capacity": 3, "max_waiting": 8, "max_wait": 0.5}
+        SyncBridge(_app(SYNCBRIDGE_POOLS={"flask-config-bounded": config}))
+        assert bounds() == (3, 8, 0.5)
+        # Another app's plain capacity lifts the bounds: the config is the pool's.
+        SyncBridge(_app(SYNCBRIDGE_POOLS={"flask-config-bounded": 4}))
+        assert bounds() == (4, None, None)
+
     def test_an_existing_pool_is_resized(self, default_capacity: int) -> None:
         bridge = syncbridge.get_bridge()
         bridge.add_pool("flask-config-resized", 1)
@@ -184,19 +233,23 @@ class TestThreadsAndPools:
             from syncbridge.flask import SyncBridge
 
             app = Flask("forked")
-            app.config.update(SYNCBRIDGE_THREADS=7, SYNCBRIDGE_POOLS={"db": 3})
+            app.config.update(
+                SYNCBRIDGE_THREADS=7,
+                SYNCBRIDGE_POOLS={"db": {"capacity": 3, "max_wait": 0.5}},
+            )
             SyncBridge(app)
             parent = syncbridge.get_bridge()
 
             @app.get("/")
             async def view():
                 b = syncbridge.get_bridge()
-                return f"{b is parent} {b.max_workers} {b.pool('db').capacity}"
+                db = b.pool("db")
+                return f"{b is parent} {b.max_workers} {db.capacity} {db.max_wait}"
 
             pid = os.fork()
             if pid == 0:
                 text = app.test_client().get("/").text
-                os._exit(0 if text == "False 7 3" else 1)
+                os._exit(0 if text == "False 7 3 0.5" else 1)
             _, status = os.waitpid(pid, 0)
             sys.exit(os.waitstatus_to_exitcode(status))
             """

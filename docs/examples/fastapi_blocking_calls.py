@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import time
 
 import httpx
@@ -10,6 +12,9 @@ from fastapi import FastAPI
 
 import syncbridge
 import syncbridge.fastapi
+
+# The 504s are logged (request-timed-out): show them with the output.
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s")
 
 app = FastAPI()
 syncbridge.fastapi.install(app, threads=64, pools={"legacy_db": 8})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import threading
 
 import httpx
@@ -11,6 +13,9 @@ from fastapi.responses import JSONResponse
 
 import syncbridge
 import syncbridge.fastapi
+
+# The 504s are logged (request-timed-out): show them with the output.
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s")
 
 database_up = threading.Event()  # the database is down until this is set
 

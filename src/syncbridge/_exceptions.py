@@ -16,10 +16,12 @@ __all__ = (
     "deadlock_message",
     "describe_call",
     "note_interpreter_exit",
+    "retry_after",
     "timeout_message",
 )
 
 import functools
+import math
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
@@ -195,6 +197,17 @@ def _rebuild_saturated(message: str, fields: dict[str, object]) -> PoolSaturated
     Exception.__init__(exc, message)
     exc.__dict__.update(fields)
     return exc
+
+
+def retry_after(exc: PoolSaturated) -> int:
+    """Whole seconds a client refused with *exc* should wait: the ``Retry-After``.
+
+    A ``max_wait`` refusal says how long a call may queue there: that, rounded
+    up. A ``max_waiting`` one, a full queue, clears as fast as calls end: 1 s.
+    """
+    if exc.option == "max_wait" and math.isfinite(exc.limit):
+        return max(1, math.ceil(exc.limit))
+    return 1
 
 
 class BridgeClosed(SyncBridgeError, RuntimeError):

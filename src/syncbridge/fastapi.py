@@ -2,7 +2,9 @@
 
 One call sizes the app's worker capacity, registers named pools (bulkheads), turns
 syncbridge's own timeouts (:class:`~syncbridge.SyncBridgeTimeout`) into
-``504 Gateway Timeout`` responses and, if asked, watches
+``504 Gateway Timeout`` responses and a saturated pool's refusals
+(:class:`~syncbridge.PoolSaturated`) into ``503 Service Unavailable`` ones and, if
+asked, watches
 the app's event loop for blocking calls. Everything it starts runs inside the app's
 lifespan, composed with the app's own.
 
@@ -23,18 +25,26 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import anyio
 import anyio.to_thread
 
-from syncbridge import Bridge, BridgeClosed, SyncBridgeTimeout, get_bridge, watch_loop
+from syncbridge import (
+    Bridge,
+    BridgeClosed,
+    PoolSaturated,
+    SyncBridgeTimeout,
+    get_bridge,
+    watch_loop,
+)
 from syncbridge._core._bridge import name_pool_setting
-from syncbridge._exceptions import closed_message
+from syncbridge._exceptions import closed_message, retry_after
 from syncbridge._validate import (
     PoolBounds,
+    PoolConfig,
     check_capacity,
     check_pools,
     check_seconds,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping
+    from collections.abc import AsyncGenerator, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
     from types import FrameType
 
@@ -50,13 +60,17 @@ _TIMEOUT_DETAIL: Final = (
     "The server did not finish the request in time: an operation it waited for "
     "exceeded its timeout."
 )
+_SATURATED_DETAIL: Final = (
+    "The server is too busy to take the request now: it was refused before it "
+    "started. Retry after the time the Retry-After header gives."
+)
 
 
 def install(
     app: Starlette,
     *,
     threads: int | None = None,
-    pools: Mapping[str, int] | None = None,
+    pools: Mapping[str, int | PoolConfig] | None = None,
     blocking_threshold: float | None = None,
     bridge: Bridge | None = None,
 ) -> None:
@@ -80,9 +94,17 @@ def install(
       :class:`~syncbridge.SyncBridgeTimeout` or a subclass, or for a base class:
       :class:`~syncbridge.SyncBridgeError`, :class:`TimeoutError`,
       :class:`OSError`, registered before or after this call), which then
-      answers instead. Any other exception, a :class:`TimeoutError` your code or
-      a library raises included, is left to the app exactly as without
-      syncbridge;
+      answers instead. Each such 504 is logged (``request-timed-out``, naming
+      the request and the deadline). Any other exception, a
+      :class:`TimeoutError` your code or a library raises included, is left to
+      the app exactly as without syncbridge;
+    - a :class:`~syncbridge.PoolSaturated` that escapes a route (a pool's
+      ``max_waiting`` or ``max_wait`` refused a call, which never ran) becomes a
+      ``503`` response with a JSON ``{"detail": ...}`` body and a
+      ``Retry-After`` header: the refusing ``max_wait`` rounded up to whole
+      seconds, or 1 for a ``max_waiting`` refusal. The app's own handler for
+      it, or for :class:`~syncbridge.SyncBridgeError`, answers instead, as for
+      the 504;
     - with *blocking_threshold*, each time the app's event loop is blocked for
       longer than that, one warning is logged on the ``syncbridge`` logger, naming
       the request (method and path) and showing the stack of the code that blocks.
@@ -117,7 +139,10 @@ def install(
         app: The FastAPI or Starlette application.
         threads: Worker capacity for the default pool and Starlette's threadpool
             (both default to 40). Size it for the blocking I/O the app waits on.
-        pools: Named pools to register, as ``{name: capacity}``.
+        pools: Named pools to register, as ``{name: capacity}``, or with
+            bounds on their queue, as ``{name: {"capacity": 10,
+            "max_waiting": 32, "max_wait": 0.5}}``
+            (a :class:`~syncbridge.PoolConfig`).
         blocking_threshold: Seconds the event loop may be blocked before a
             warning is logged; ``None`` (the default) turns detection off.
         bridge: Use this bridge instead of the default one; the app closes it at
@@ -185,8 +210,13 @@ def install(
     # Only syncbridge's own timeouts: a handler for TimeoutError would also
     # catch a socket's or a driver's, and change how a response that already
     # started reports any of them (#16).
-    if SyncBridgeTimeout not in app.exception_handlers:
-        app.add_exception_handler(SyncBridgeTimeout, _TimeoutHandler(app))
+    handlers = app.exception_handlers
+    if SyncBridgeTimeout not in handlers:
+        handler = _FallbackHandler(app, SyncBridgeTimeout, _gateway_timeout)
+        app.add_exception_handler(SyncBridgeTimeout, handler)
+    if PoolSaturated not in handlers:
+        handler = _FallbackHandler(app, PoolSaturated, _service_unavailable)
+        app.add_exception_handler(PoolSaturated, handler)
     if settings.blocking_threshold is not None:
         # Innermost of the user middleware: a middleware that runs the rest of the
         # request in a new task (BaseHTTPMiddleware) breaks the chain of frames the
@@ -291,27 +321,34 @@ def _configure(settings: _Settings) -> Bridge:
     return bridge
 
 
-class _TimeoutHandler:
-    """The app's handler for :class:`~syncbridge.SyncBridgeTimeout`: a 504.
+class _FallbackHandler:
+    """The app's handler for one of syncbridge's errors, unless the app has its own.
 
-    Registered for that class, it comes first in Starlette's lookup (by the
-    exception's MRO), so a handler the app has for a base class (``TimeoutError``,
-    ``OSError``, ``SyncBridgeError``) is looked up here and answers instead.
+    Registered for *cls*, it comes first in Starlette's lookup (by the
+    exception's MRO), so a handler the app has for a base class of *cls*
+    (``TimeoutError``, ``OSError``, ``SyncBridgeError``) is looked up here and
+    answers instead; else *answer* makes the response.
     """
 
-    __slots__ = ("_app",)
+    __slots__ = ("_answer", "_app", "_cls")
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        cls: type[Exception],
+        answer: Callable[[Request, Any], Response],
+    ) -> None:
         self._app = weakref.ref(app)  # the app holds this handler
+        self._cls = cls
+        self._answer = answer
 
     async def __call__(self, conn: Request, exc: Exception) -> Response:
         from starlette.concurrency import run_in_threadpool
-        from starlette.responses import JSONResponse
 
         app = self._app()
         handlers = app.exception_handlers if app is not None else {}
         mro = type(exc).__mro__
-        for cls in mro[mro.index(SyncBridgeTimeout) + 1 :]:
+        for cls in mro[mro.index(self._cls) + 1 :]:
             if cls is Exception:
                 break
             handler: Any = handlers.get(cls)
@@ -325,7 +362,42 @@ class _TimeoutHandler:
                 return response
         if conn.scope["type"] != "http":
             raise exc  # a WebSocket gets no response: as without a handler
-        return JSONResponse({"detail": _TIMEOUT_DETAIL}, status_code=504)
+        return self._answer(conn, exc)
+
+
+def _gateway_timeout(conn: Request, exc: SyncBridgeTimeout) -> Response:
+    """A 504 for a deadline of syncbridge's; logged, as the client learns little."""
+    from starlette.responses import JSONResponse
+
+    where = f"{conn.method} {conn.url.path}"
+    # A worker call's timeout says whether it was queued or running (#25): its
+    # message does, and these fields (None where that does not apply).
+    _logger.warning(
+        "%s was answered 504 Gateway Timeout: %s",
+        where,
+        exc,
+        extra={
+            "syncbridge_event": "request-timed-out",
+            "syncbridge_request": where,
+            "syncbridge_pool": getattr(exc, "pool", None),
+            "syncbridge_queued": getattr(exc, "queued", None),
+            "syncbridge_waited": getattr(exc, "waited", None),
+            "syncbridge_ran": getattr(exc, "ran", None),
+        },
+    )
+    return JSONResponse({"detail": _TIMEOUT_DETAIL}, status_code=504)
+
+
+def _service_unavailable(conn: Request, exc: PoolSaturated) -> Response:
+    """A 503 for a call a saturated pool refused, with ``Retry-After``."""
+    from starlette.responses import JSONResponse
+
+    seconds = retry_after(exc)
+    return JSONResponse(
+        {"detail": _SATURATED_DETAIL},
+        status_code=503,
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 # -- loop-block detection ----------------------------------------------------------

@@ -20,6 +20,7 @@ import difflib
 import functools
 import importlib.metadata
 import inspect
+import logging
 import os
 import re
 import threading
@@ -34,6 +35,7 @@ import anyio.to_thread
 from syncbridge import (
     BridgeClosed,
     DeadlockError,
+    PoolSaturated,
     get_bridge,
     sync_iter,
     to_async,
@@ -44,7 +46,7 @@ from syncbridge._core._bridge import (
     start_soon_call,
 )
 from syncbridge._core._context import new_thread
-from syncbridge._exceptions import callable_name
+from syncbridge._exceptions import callable_name, retry_after
 from syncbridge._validate import (
     PoolBounds,
     check_capacity,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from flask import Flask
+    from werkzeug.exceptions import ServiceUnavailable
 
     from ._typing import P, T
 
@@ -77,6 +80,11 @@ _CONFIG_KEYS: Final = (
 DEFAULT_BLOCKING_THRESHOLD: Final = 0.25
 """Seconds the portal loop may be blocked before ``SyncBridge`` warns (the default)."""
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
+_SATURATED_DETAIL: Final = (
+    "The server is too busy to take the request now: it was refused before it "
+    "started. Please try again after the time the Retry-After header gives."
+)
+_logger: Final = logging.getLogger("syncbridge")
 _MISSING: Final = object()
 
 
@@ -106,7 +114,16 @@ class SyncBridge:
         coroutine is cancelled once on the loop (its cleanup may await) and,
         once it has stopped (or the bridge's ``shutdown_grace`` later), Flask
         gets a ``werkzeug.exceptions.GatewayTimeout`` (a 504, which
-        ``@app.errorhandler(504)`` can replace).
+        ``@app.errorhandler(504)`` can replace), and it is logged
+        (``request-timed-out``).
+
+    A :class:`~syncbridge.PoolSaturated` that escapes a coroutine in a request
+    (a pool's ``max_waiting`` or ``max_wait`` refused a call, which never ran)
+    reaches Flask as a ``werkzeug.exceptions.ServiceUnavailable`` (a 503 with
+    ``Retry-After``: the refusing ``max_wait`` rounded up to whole seconds, or
+    1) that is also the ``PoolSaturated``, with its fields: the app's
+    ``errorhandler(503)``, ``errorhandler(PoolSaturated)`` or one for a base
+    class answers it instead.
 
     Configuration is read from ``app.config`` by :meth:`init_app`, so set it
     first; a bad value fails there, naming the key:
@@ -115,7 +132,9 @@ class SyncBridge:
     - ``SYNCBRIDGE_THREADS``: worker capacity of the bridge's default pool (an
       int >= 1), or ``None`` (the default) to keep the bridge's own.
     - ``SYNCBRIDGE_POOLS``: named pools to create or resize on the bridge, as
-      ``{name: capacity}``, for ``@syncbridge.to_async(pool="name")`` functions.
+      ``{name: capacity}``, for ``@syncbridge.to_async(pool="name")`` functions;
+      a pool's value may also bound its queue:
+      ``{"capacity": 10, "max_waiting": 32, "max_wait": 0.5}``.
 
     Like ``syncbridge.fastapi.install(threads=..., pools=...)``, the capacities
     are applied to the default bridge at once and again in each forked worker
@@ -519,6 +538,9 @@ def _run_coroutine(
     timeout = getattr(func, _TIMEOUT_ATTR, settings.timeout)
     changed: list[list[tuple[contextvars.ContextVar[Any], Any]]] = []
     request = _current_request()
+    # The 504 made on timeout, to tell it from one the view raised itself.
+    # Appended (maybe on the loop) before the call ends; read here after.
+    made: list[Exception] = []
     try:
         # With a timeout, a deadline like to_sync's: the view is cancelled
         # once, and the 504 comes once its cleanup has ended (or the bridge's
@@ -531,7 +553,7 @@ def _run_coroutine(
             {},
             None
             if timeout is None
-            else functools.partial(_gateway_timeout, func, timeout),
+            else functools.partial(_gateway_timeout, func, timeout, made),
             entry="flask",
             subject=func,
         )
@@ -543,6 +565,14 @@ def _run_coroutine(
             "forever (the test client inside an async test?). Make the request from "
             "a worker thread: await syncbridge.run_blocking(client.get, '/')."
         ) from None
+    except PoolSaturated as exc:
+        if request is None:  # no request to answer: a hook outside one
+            raise
+        raise _service_unavailable(exc) from exc
+    except Exception as exc:
+        if made and exc is made[0] and request is not None:
+            _log_gateway_timeout(request, exc)
+        raise
     finally:
         if changed:  # the coroutine ran to its end
             for var, value in changed.pop():
@@ -567,12 +597,58 @@ async def _run_view(
         changed.append(_changed_since(started))
 
 
-def _gateway_timeout(func: Callable[..., Awaitable[Any]], seconds: float) -> Exception:
-    """The 504 a view (or hook) gets when its timeout ended it."""
+def _gateway_timeout(
+    func: Callable[..., Awaitable[Any]], seconds: float, made: list[Exception]
+) -> Exception:
+    """The 504 a view (or hook) gets when its timeout ended it; kept in *made*."""
     from werkzeug.exceptions import GatewayTimeout
 
     name = getattr(func, "__qualname__", repr(func))
-    return GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
+    error = GatewayTimeout(f"{name}() did not finish within {seconds:g} s.")
+    made.append(error)
+    return error
+
+
+def _log_gateway_timeout(request: object, error: Exception) -> None:
+    where = f"{getattr(request, 'method', '?')} {getattr(request, 'path', '?')}"
+    _logger.warning(
+        "%s was answered 504 Gateway Timeout: %s",
+        where,
+        getattr(error, "description", error),
+        extra={"syncbridge_event": "request-timed-out", "syncbridge_request": where},
+    )
+
+
+def _service_unavailable(exc: PoolSaturated) -> Exception:
+    """The 503 a request gets when a saturated pool refused its call.
+
+    A ``werkzeug`` ``ServiceUnavailable`` with ``Retry-After`` that is also a
+    :class:`~syncbridge.PoolSaturated` with *exc*'s fields, so the app's
+    ``errorhandler(503)``, ``errorhandler(PoolSaturated)`` (or a base class's)
+    answers it, in Flask's order: by code first, then by class.
+    """
+    error = _saturated_class()(
+        description=_SATURATED_DETAIL, retry_after=retry_after(exc)
+    )
+    for field in ("pool", "capacity", "busy", "waiting", "option", "limit"):
+        setattr(error, field, getattr(exc, field))
+    return error
+
+
+@functools.cache
+def _saturated_class() -> type[ServiceUnavailable]:
+    from werkzeug.exceptions import ServiceUnavailable
+
+    # PoolSaturated first: errorhandler(PoolSaturated) and (SyncBridgeError)
+    # come before errorhandler(HTTPException) in Flask's lookup by class.
+    # Pickled, it becomes a plain PoolSaturated (PoolSaturated.__reduce__).
+    class SaturatedServiceUnavailable(PoolSaturated, ServiceUnavailable):
+        def __init__(self, description: str, retry_after: int) -> None:
+            ServiceUnavailable.__init__(self, description, retry_after=retry_after)
+
+    SaturatedServiceUnavailable.__module__ = __name__
+    SaturatedServiceUnavailable.__qualname__ = "SaturatedServiceUnavailable"
+    return SaturatedServiceUnavailable
 
 
 _RUN_VIEW_CODE: Final = _run_view.__code__

@@ -26,6 +26,13 @@ def check() -> None:
     )
     syncbridge.fastapi.install(Starlette(), bridge=syncbridge.Bridge())
     syncbridge.fastapi.install(app, threads=None, pools=None, blocking_threshold=None)
+    syncbridge.fastapi.install(
+        app,
+        pools={"db": {"capacity": 10, "max_waiting": 32, "max_wait": 0.5}, "cpu": 4},
+    )
+    syncbridge.fastapi.install(app, pools={"db": {"capacity": 10, "max_wait": None}})
+    syncbridge.fastapi.install(app, pools={"db": {"max_wait": 0.5}})  # type: ignore[dict-item]
+    syncbridge.fastapi.install(app, pools={"db": {"capacity": 10, "max_wiat": 1}})  # type: ignore[dict-item]
 
     syncbridge.fastapi.install(object())  # type: ignore[arg-type]
     syncbridge.fastapi.install(app, threads="64")  # type: ignore[arg-type]
