@@ -124,13 +124,13 @@ def timeout_message(
             state = f" ({busy} of {capacity} slots busy, {waiting} other calls waiting)"
         return (
             f"{message}: it was still queued for a slot of pool {pool!r} after "
-            f"{waited:.3g} s and never ran{state}. The pool is saturated, not "
+            f"{waited:.2f} s and never ran{state}. The pool is saturated, not "
             "the function slow: raise the pool's capacity, or bound its queue "
             "(max_waiting=, max_wait=) so that calls are refused at once"
         )
     return (
-        f"{message}: it had been running for {ran or 0.0:.3g} s in pool {pool!r}, "
-        f"after waiting {waited:.3g} s for a slot. The function is slow: raise "
+        f"{message}: it had been running for {ran or 0.0:.2f} s in pool {pool!r}, "
+        f"after waiting {waited:.2f} s for a slot. The function is slow: raise "
         "the timeout, or make the function return sooner"
     )
 
