@@ -151,12 +151,8 @@ async def test_metrics_report_the_bridges_state_with_otel_names_and_units(
         )
         return got["syncbridge.pool.calls", attributes]
 
-    assert [calls(o) for o in ("completed", "error", "cancelled", "timeout")] == [
-        1,
-        1,
-        0,
-        1,
-    ]
+    outcomes = ("completed", "error", "cancelled", "timeout", "rejected")
+    assert [calls(o) for o in outcomes] == [1, 1, 0, 1, 0]
     app = (("syncbridge.bridge", "app"),)
     assert got["syncbridge.portal.tasks", app] == 0
     assert got["syncbridge.portal.lag", app] == 0
@@ -170,7 +166,10 @@ async def test_metrics_report_the_bridges_state_with_otel_names_and_units(
         "syncbridge.pool.threads": "{thread}",
         "syncbridge.pool.abandoned": "{call}",
         "syncbridge.pool.calls": "{call}",
+        "syncbridge.pool.wait_time": "s",
+        "syncbridge.pool.busy_time": "s",
         "syncbridge.portal.calls": "{call}",
+        "syncbridge.portal.busy_time": "s",
         "syncbridge.portal.tasks": "{task}",
         "syncbridge.portal.lag": "s",
         "syncbridge.portal.blocks": "{block}",

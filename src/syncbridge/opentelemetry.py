@@ -15,15 +15,19 @@ Metric                           Instrument                Unit         Attribut
 ``syncbridge.pool.threads``      observable up-down count. ``{thread}`` bridge, pool (alive)
 ``syncbridge.pool.abandoned``    observable up-down count. ``{call}``   bridge, pool
 ``syncbridge.pool.calls``        observable counter        ``{call}``   bridge, pool, outcome
+``syncbridge.pool.wait_time``    observable counter        ``s``        bridge, pool (queued)
+``syncbridge.pool.busy_time``    observable counter        ``s``        bridge, pool (slot-s)
 ``syncbridge.portal.calls``      observable counter        ``{call}``   bridge, outcome
+``syncbridge.portal.busy_time``  observable counter        ``s``        bridge
 ``syncbridge.portal.tasks``      observable up-down count. ``{task}``   bridge
 ``syncbridge.portal.lag``        observable gauge          ``s``        bridge
 ``syncbridge.portal.blocks``     observable counter        ``{block}``  bridge
 ================================ ========================= ============ ===========================
 
 The attributes are ``syncbridge.bridge`` (the bridge's name), ``syncbridge.pool``
-and ``syncbridge.outcome`` (``completed``, ``error``, ``cancelled`` or
-``timeout``), as :mod:`syncbridge.prometheus` labels them.
+and ``syncbridge.outcome`` (``completed``, ``error``, ``cancelled``,
+``timeout`` or, for a pool's calls, ``rejected``), as
+:mod:`syncbridge.prometheus` labels them.
 
 Given a ``tracer_provider``, each bridged call is a span, a child of the span
 current where it was made: ``run_blocking``, ``to_async`` and
@@ -71,6 +75,8 @@ _WAIT: Final = "syncbridge.wait"
 _FUNCTION: Final = "code.function.name"
 
 _OUTCOMES: Final = ("completed", "error", "cancelled", "timeout")
+_POOL_OUTCOMES: Final = (*_OUTCOMES, "rejected")
+"""A pool's call may also be refused (PoolSaturated); a portal call may not."""
 
 _lock = threading.Lock()
 """Guards :data:`_instrumented` and each :class:`_Metrics`' sources.
@@ -252,10 +258,20 @@ class _Metrics:
             meter.create_observable_up_down_counter(
                 f"syncbridge.pool.{field}", [self._pool_field(field)], unit, doc
             )
-        # SEAM (#25): PoolStats.rejected, .wait_seconds and .busy_seconds (the
-        # pool branch) become observable counters here: "syncbridge.pool.wait_time"
-        # and "syncbridge.pool.busy_time" (unit "s", bridge and pool), and
-        # "rejected" an outcome of syncbridge.pool.calls (_pool_calls).
+        # The cumulative totals (#25): their rate() is the queueing and the
+        # utilisation that sampling the gauges above misses.
+        meter.create_observable_counter(
+            "syncbridge.pool.wait_time",
+            [self._pool_field("wait_seconds")],
+            "s",
+            "Seconds calls spent queued for a slot (counted as each leaves the queue).",
+        )
+        meter.create_observable_counter(
+            "syncbridge.pool.busy_time",
+            [self._pool_field("busy_seconds")],
+            "s",
+            "Slot-seconds used: the seconds each slot was taken, summed.",
+        )
         meter.create_observable_counter(
             "syncbridge.pool.calls",
             [self._pool_calls],
@@ -273,6 +289,12 @@ class _Metrics:
             [self._portal_field("tasks")],
             "{task}",
             "Coroutines pending on the portal loop.",
+        )
+        meter.create_observable_counter(
+            "syncbridge.portal.busy_time",
+            [self._portal_field("busy_seconds")],
+            "s",
+            "Seconds the portal's calls took, from sent to ended, summed.",
         )
         meter.create_observable_gauge(
             "syncbridge.portal.lag",
@@ -325,8 +347,14 @@ class _Metrics:
         found: list[metrics.Observation] = []
         for name, stats in self._snapshots():
             for pool_name, pool in stats.pools.items():
-                ends = (pool.completed, pool.errors, pool.cancellations, pool.timeouts)
-                for outcome, count in zip(_OUTCOMES, ends, strict=True):
+                ends = (
+                    pool.completed,
+                    pool.errors,
+                    pool.cancellations,
+                    pool.timeouts,
+                    pool.rejected,
+                )
+                for outcome, count in zip(_POOL_OUTCOMES, ends, strict=True):
                     attributes = {_BRIDGE: name, _POOL: pool_name, _OUTCOME: outcome}
                     found.append(metrics.Observation(count, attributes))
         return found

@@ -23,7 +23,8 @@ Metric                                Type    Labels
 ``syncbridge_portal_busy_seconds_total`` counter ``bridge`` (task-seconds of its calls)
 ===================================== ======= ============================================
 
-``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``.
+``outcome`` is ``completed``, ``error``, ``cancelled``, ``timeout`` or, for a
+pool's calls, ``rejected`` (refused by its ``max_waiting``/``max_wait``).
 ``rate(syncbridge_pool_busy_seconds_total[5m]) / syncbridge_pool_capacity`` is
 a pool's utilisation and ``rate(syncbridge_pool_wait_seconds_total[5m])`` the
 average number of calls queued, however short the calls (a gauge sampled at
@@ -62,7 +63,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 _OUTCOMES = ("completed", "error", "cancelled", "timeout")
-# Seam: a pool's "rejected" outcome (PoolStats.rejected, #25) joins these here.
+_POOL_OUTCOMES = (*_OUTCOMES, "rejected")
+"""A pool's call may also be refused (PoolSaturated); a portal call may not."""
 
 _LE: Final = tuple("+Inf" if b == math.inf else repr(b) for b in WAIT_BOUNDS)
 """The ``le`` label of each bucket of the wait-time histogram."""
@@ -169,8 +171,14 @@ class BridgeCollector(Collector):
             for pool_name, pool in stats.pools.items():
                 for field, gauge in gauges.items():
                     gauge.add_metric([name, pool_name], getattr(pool, field))
-                ends = (pool.completed, pool.errors, pool.cancellations, pool.timeouts)
-                for outcome, count in zip(_OUTCOMES, ends, strict=True):
+                ends = (
+                    pool.completed,
+                    pool.errors,
+                    pool.cancellations,
+                    pool.timeouts,
+                    pool.rejected,
+                )
+                for outcome, count in zip(_POOL_OUTCOMES, ends, strict=True):
                     worker_calls.add_metric([name, pool_name, outcome], count)
                 labels = [name, pool_name]
                 busy_seconds.add_metric(labels, pool.busy_seconds)

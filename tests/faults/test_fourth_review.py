@@ -919,3 +919,95 @@ def test_a_forked_child_after_instrument_has_spans_and_calls(
             assert len(exporter.get_finished_spans()) == before + 2
     finally:
         b.close()
+
+
+@pytest.mark.anyio
+async def test_otel_metrics_carry_the_refusals_and_the_wait_and_busy_time() -> None:
+    """FOUND: syncbridge.opentelemetry exported none of #25's totals (a SEAM
+    comment where they were to go): no ``rejected`` outcome, no wait or busy
+    time, so an OTel user could not build the utilisation and saturation
+    alerts the how-to shows with Prometheus. Fixed: ``syncbridge.pool.calls``
+    has the ``rejected`` outcome; ``syncbridge.pool.wait_time``,
+    ``syncbridge.pool.busy_time`` and ``syncbridge.portal.busy_time`` are
+    observable counters in seconds."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    import syncbridge.opentelemetry as sbo
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    blocker = Blocker()
+    try:
+        async with bounded(1, max_waiting=0) as b:
+            with sbo.instrument(b, meter_provider=meters):
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(to_async(blocker, pool="db", bridge=b))
+                        await wait_until(lambda: blocker.started == 1)
+                        with pytest.raises(PoolSaturated):
+                            await to_async(int, pool="db", bridge=b)("1")
+                        blocker.release.set()
+                finally:
+                    blocker.release.set()
+                s = settled(b)
+                portal_busy = b.stats().portal.busy_seconds
+                data = reader.get_metrics_data()
+    finally:
+        meters.shutdown()
+    got: dict[tuple[str, frozenset[tuple[str, Any]]], float] = {}
+    units: dict[str, str] = {}
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                units[metric.name] = metric.unit or ""
+                for point in metric.data.data_points:
+                    key = frozenset((point.attributes or {}).items())
+                    got[metric.name, key] = point.value  # type: ignore[union-attr]
+    db = {("syncbridge.bridge", b.name), ("syncbridge.pool", "db")}
+    rejected = frozenset({*db, ("syncbridge.outcome", "rejected")})
+    assert got["syncbridge.pool.calls", rejected] == s.rejected == 1
+    assert (
+        units["syncbridge.pool.wait_time"] == units["syncbridge.pool.busy_time"] == "s"
+    )
+    assert units["syncbridge.portal.busy_time"] == "s"
+    assert got["syncbridge.pool.wait_time", frozenset(db)] == s.wait_seconds
+    assert got["syncbridge.pool.busy_time", frozenset(db)] == pytest.approx(
+        s.busy_seconds
+    )
+    assert s.busy_seconds > 0
+    portal = frozenset({("syncbridge.bridge", b.name)})
+    assert got["syncbridge.portal.busy_time", portal] >= portal_busy
+
+
+@pytest.mark.anyio
+async def test_prometheus_counts_a_refusal_as_the_rejected_outcome() -> None:
+    """FOUND: syncbridge_worker_calls_total had no ``rejected`` outcome (a
+    seam left for it): a pool's 503s were invisible to an alert. Fixed."""
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    import syncbridge.prometheus
+
+    blocker = Blocker()
+    async with bounded(1, max_waiting=0) as b:
+        registry = CollectorRegistry()
+        syncbridge.prometheus.register(b, registry=registry)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(to_async(blocker, pool="db", bridge=b))
+                await wait_until(lambda: blocker.started == 1)
+                with pytest.raises(PoolSaturated):
+                    await to_async(int, pool="db", bridge=b)("1")
+                blocker.release.set()
+        finally:
+            blocker.release.set()
+        settled(b)
+        text = generate_latest(registry).decode()
+    line = (
+        f'syncbridge_worker_calls_total{{bridge="{b.name}",outcome="rejected",'
+        'pool="db"} 1.0'
+    )
+    assert line in text.splitlines(), text
