@@ -171,14 +171,14 @@ class BridgeCollector(Collector):
             for pool_name, pool in stats.pools.items():
                 for field, gauge in gauges.items():
                     gauge.add_metric([name, pool_name], getattr(pool, field))
-                ends = (
+                pool_ends = (
                     pool.completed,
                     pool.errors,
                     pool.cancellations,
                     pool.timeouts,
                     pool.rejected,
                 )
-                for outcome, count in zip(_POOL_OUTCOMES, ends, strict=True):
+                for outcome, count in zip(_POOL_OUTCOMES, pool_ends, strict=True):
                     worker_calls.add_metric([name, pool_name, outcome], count)
                 labels = [name, pool_name]
                 busy_seconds.add_metric(labels, pool.busy_seconds)
