@@ -1011,3 +1011,49 @@ async def test_prometheus_counts_a_refusal_as_the_rejected_outcome() -> None:
         'pool="db"} 1.0'
     )
     assert line in text.splitlines(), text
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_busy_seconds_never_dip_when_a_dropped_executors_pool_retires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FOUND: a snapshot that reads the clock after a call's end was read (the
+    race the pools' ``_busy_shown`` guards) counts it a little longer; the
+    pool's stats keep that, but when a ``to_async(executor=...)`` pool retires
+    (its executor dropped) the bridge took its raw total, and
+    ``BridgeStats.busy_seconds`` went down. The race is made wide here by a
+    clock that reads 5 s late in that snapshot. Fixed: a retiring pool gives
+    the most its stats showed."""
+    import concurrent.futures
+    import gc
+
+    from syncbridge._core import _executor_pool
+
+    late = [0.0]
+    real = time.monotonic
+    monkeypatch.setattr(_executor_pool, "monotonic", lambda: real() + late[0])
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold() -> int:
+        started.set()
+        assert release.wait(WAIT)
+        return 1
+
+    async with Bridge(shutdown_grace=2.0) as b:
+        executor = concurrent.futures.ThreadPoolExecutor(1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(to_async(hold, executor=executor, bridge=b))
+            await anyio.to_thread.run_sync(started.wait, WAIT)
+            late[0] = 5.0
+            shown = b.stats().busy_seconds  # the running call, read 5 s late
+            late[0] = 0.0
+            release.set()
+        assert b.stats().busy_seconds >= shown
+        executor.shutdown(wait=True)
+        del executor, tg
+        gc.collect()
+        after = b.stats()
+        assert not any(name.startswith("ThreadPoolExecutor") for name in after.pools)
+        assert after.busy_seconds >= shown

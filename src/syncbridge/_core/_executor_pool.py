@@ -265,9 +265,14 @@ class ExecutorPool:
         )
 
     def _seconds(self) -> tuple[float, float]:
-        """The wait and busy seconds of the calls that ended (see :meth:`stats`)."""
+        """The wait and busy seconds of the calls that ended (see :meth:`stats`).
+
+        Busy: never less than :meth:`stats` showed (a snapshot read between a
+        call's end and its count saw it a little longer), so that a retired
+        pool's total (the registry's) never dips below what was shown.
+        """
         with self._lock:
-            return self._wait_total, self._busy_total
+            return self._wait_total, max(self._busy_total, self._busy_shown)
 
     def running_functions(self) -> list[str]:
         """Names of this bridge's functions the executor runs right now."""
