@@ -55,7 +55,7 @@ from opentelemetry import metrics, trace
 
 from . import __version__
 from ._core._bridge import Bridge, get_bridge, observe_calls
-from ._exceptions import SyncBridgeTimeout, callable_name
+from ._exceptions import PoolSaturated, SyncBridgeTimeout, callable_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -403,6 +403,10 @@ class _Spans:
             raise
         except BaseException as exc:
             _failed(span, exc)
+            if isinstance(exc, PoolSaturated) and not (jobs and jobs[0].started_at):
+                # Refused by the pool, as the stats count it; one the function
+                # raised itself (it started) stays an error.
+                _ended(span, "rejected")
             raise
         else:
             _ended(span, "completed")

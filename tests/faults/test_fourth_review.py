@@ -874,9 +874,12 @@ async def test_a_span_per_call_exactly_once_under_cancellation_and_refusal(
     assert len(spans) == s.calls
     assert len({sp.context.span_id for sp in spans}) == len(spans)
     by_outcome = sorted(str(sp.attributes["syncbridge.outcome"]) for sp in spans)
-    # FOUND: a refused call's span says "error" where the stats (and the
-    # Prometheus outcome label) say "rejected"; see the report.
-    assert by_outcome == ["cancelled", "completed", "error", "error"]
+    # FOUND: a refused call's span said "error" where the stats say
+    # "rejected" (fixed; the error is still recorded on the span).
+    assert by_outcome == ["cancelled", "completed", "rejected", "rejected"]
+    refused = [sp for sp in spans if sp.attributes["syncbridge.outcome"] == "rejected"]
+    assert all(sp.status.status_code.name == "ERROR" for sp in refused)
+    assert all(sp.events and sp.events[0].name == "exception" for sp in refused)
 
 
 async def wait_then_cancel(b: Bridge, scope: anyio.CancelScope) -> None:
@@ -1057,3 +1060,30 @@ async def test_busy_seconds_never_dip_when_a_dropped_executors_pool_retires(
         after = b.stats()
         assert not any(name.startswith("ThreadPoolExecutor") for name in after.pools)
         assert after.busy_seconds >= shown
+
+
+@pytest.mark.anyio
+async def test_a_function_raising_pool_saturated_has_an_error_span(
+    otel: tuple[Any, Any],
+) -> None:
+    """The function ran and raised PoolSaturated itself: its span says
+    ``error``, as the stats count it, not ``rejected``."""
+    import syncbridge.opentelemetry as sbo
+
+    provider, exporter = otel
+    own = PoolSaturated(
+        "inner()", pool="inner", capacity=1, busy=1, waiting=0, option="max_waiting",
+        limit=0,
+    )  # fmt: skip
+
+    def refuses() -> None:
+        raise own
+
+    async with bounded(1) as b:
+        with (
+            sbo.instrument(b, tracer_provider=provider),
+            pytest.raises(PoolSaturated),
+        ):
+            await to_async(refuses, pool="db", bridge=b)()
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["syncbridge.outcome"] == "error"
