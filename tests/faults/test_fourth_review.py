@@ -1087,3 +1087,38 @@ async def test_a_function_raising_pool_saturated_has_an_error_span(
             await to_async(refuses, pool="db", bridge=b)()
     (span,) = exporter.get_finished_spans()
     assert span.attributes["syncbridge.outcome"] == "error"
+
+
+@pytest.mark.anyio
+async def test_max_wait_never_refuses_a_call_queued_with_a_slot_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FOUND: the wake policy queues a call with a slot free for a worker about
+    to return (``_wake_policy``; the lookout wakes another after a hand-off
+    time). A max_wait shorter than that wait (a loaded machine's lookout is
+    late by milliseconds; HANDOFF stretched here to make it certain) refused
+    such calls with PoolSaturated saying busy 1 of capacity 4: 190 of 300
+    calls in a burst with max_wait=0.3 ms. Fixed: at max_wait, the pool first
+    starts what its free slots allow; only a call still queued then is
+    refused."""
+    from syncbridge._core import _wake_policy
+
+    monkeypatch.setattr(_wake_policy, "HANDOFF", 2.0)
+    blocker = Blocker()
+    async with bounded(4, max_wait=MAX_WAIT) as b:
+        quick = to_async(int, pool="db", bridge=b)
+        for i in range(20):  # the policy learns the pool's calls are short
+            assert await quick(str(i)) == i
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(to_async(blocker, pool="db", bridge=b))
+                await wait_until(lambda: blocker.started == 1)
+                with anyio.fail_after(WAIT):
+                    # Queued for the running worker (handed its call < HANDOFF
+                    # ago), with three slots free.
+                    assert await to_async(int, pool="db", bridge=b)("7") == 7
+                blocker.release.set()
+        finally:
+            blocker.release.set()
+        s = settled(b)
+    assert (s.calls, s.completed, s.rejected) == (22, 22, 0)

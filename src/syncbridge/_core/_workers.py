@@ -337,7 +337,13 @@ class WorkerPool:
 
         None if it is no longer queued (it started: ``max_wait`` no longer
         applies). Called by its awaiter when the bound passes.
+
+        A call may wait with a slot free, for a worker about to return (see
+        ``_wake_policy``), whose lookout may be late on a loaded machine: the
+        pool is not saturated then. The queued calls the free slots allow
+        start first, oldest first; only a call still queued is refused.
         """
+        self._admit_waiting()
         with self._lock:
             if not self._unqueue(job):
                 return None
