@@ -1122,3 +1122,58 @@ async def test_max_wait_never_refuses_a_call_queued_with_a_slot_free(
             blocker.release.set()
         s = settled(b)
     assert (s.calls, s.completed, s.rejected) == (22, 22, 0)
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+@pytest.mark.anyio
+async def test_close_as_max_wait_fires(
+    monkeypatch: pytest.MonkeyPatch, moment: str, anyio_backend: str
+) -> None:
+    """The pool closes just before, at or just after max_wait refuses a queued
+    call: it gets BridgeClosed or PoolSaturated, once, and nothing hangs."""
+    blocker = Blocker()
+    b = bounded(1, max_wait=MAX_WAIT)
+    closer: list[threading.Thread] = []
+
+    def fire() -> None:
+        thread = threading.Thread(target=b.pool("db").close)
+        closer.append(thread)
+        thread.start()
+        if moment != "after":
+            thread.join(WAIT)  # closed before the refusal goes on
+
+    if anyio_backend == "trio":
+        import trio
+
+        later = trio.lowlevel.current_trio_token().run_sync_soon
+    else:
+        later = asyncio.get_running_loop().call_soon
+    runs = _expire_hook(monkeypatch, b, moment, fire, later)
+    outcome: list[object] = []
+
+    async def attacked() -> None:
+        try:
+            outcome.append(await to_async(blocker, pool="db", bridge=b)(1))
+        except (BridgeClosed, PoolSaturated) as exc:
+            outcome.append(exc)
+
+    try:
+        with Totals(b):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(to_async(blocker, pool="db", bridge=b))
+                await wait_until(lambda: blocker.started == 1)
+                with anyio.fail_after(WAIT):
+                    await attacked()
+                blocker.release.set()
+            s = settled(b)
+    finally:
+        blocker.release.set()
+        for thread in closer:
+            thread.join(WAIT)
+        b.close()
+    assert runs == [1]
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], BridgeClosed | PoolSaturated), outcome
+    assert blocker.started == 1
+    assert s.calls == 2
+    assert s.rejected + s.errors == 1  # the refusal, or BridgeClosed (an error)
