@@ -1142,6 +1142,7 @@ async def test_close_as_max_wait_fires(
         if moment != "after":
             thread.join(WAIT)  # closed before the refusal goes on
 
+    later: Callable[[Callable[[], object]], object]
     if anyio_backend == "trio":
         import trio
 
