@@ -1178,3 +1178,72 @@ async def test_close_as_max_wait_fires(
     assert blocker.started == 1
     assert s.calls == 2
     assert s.rejected + s.errors == 1  # the refusal, or BridgeClosed (an error)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_fastapi_a_refusal_after_the_response_started_cannot_be_a_503() -> None:
+    """A refusal mid-stream or in an uncaught background task comes after the
+    200's headers: no 503 can be sent. The client keeps what it got, and the
+    error escapes the app for the server to log; Starlette wraps it (the
+    handler install() registered cannot answer): "RuntimeError: Caught
+    handled exception, but response already started" from the PoolSaturated.
+    Noted in the report; left to Starlette."""
+    pytest.importorskip("fastapi")
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+
+    import syncbridge.fastapi
+
+    b, blocker = _saturated_bridge()
+    app = FastAPI()
+    syncbridge.fastapi.install(app)
+
+    @app.get("/midstream")
+    async def midstream() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a"
+            yield str(await to_async(int, pool="db", bridge=b)("1")).encode()
+
+        return StreamingResponse(body())
+
+    @app.get("/later")
+    async def later() -> JSONResponse:
+        async def job() -> None:
+            await to_async(int, pool="db", bridge=b)("1")
+
+        return JSONResponse({"ok": "yes"}, background=BackgroundTask(job))
+
+    def chain(exc: BaseException | None) -> list[type[BaseException]]:
+        found: list[type[BaseException]] = []
+        while exc is not None:
+            found.append(type(exc))
+            exc = exc.__cause__ or exc.__context__
+        return found
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(to_async(blocker, pool="db", bridge=b))
+            await wait_until(lambda: blocker.started == 1)
+            try:
+                for path in ("/midstream", "/later"):
+                    transport = httpx.ASGITransport(app=app)
+                    async with httpx.AsyncClient(
+                        transport=transport, base_url="http://t"
+                    ) as client:
+                        with pytest.raises(Exception) as info:  # noqa: PT011
+                            await client.get(path)
+                    assert PoolSaturated in chain(info.value), path
+                    kept = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+                    async with httpx.AsyncClient(
+                        transport=kept, base_url="http://t"
+                    ) as client:
+                        response = await client.get(path)
+                    assert response.status_code == 200, path
+            finally:
+                blocker.release.set()
+    finally:
+        blocker.release.set()
+        b.close()
