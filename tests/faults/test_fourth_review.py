@@ -1251,3 +1251,54 @@ async def test_fastapi_a_refusal_after_the_response_started_cannot_be_a_503() ->
     finally:
         blocker.release.set()
         b.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_fastapi_answers_503_for_a_pool_saturated_the_function_raised() -> None:
+    """Decided: a PoolSaturated the function raised itself (an inner pool of
+    its own refused it) is a 503 too: the service is saturated downstream and
+    Retry-After is the right answer. The stats count the outer call an error
+    (it ran); the inner pool counts its own refusal."""
+    pytest.importorskip("fastapi")
+    import httpx
+    from fastapi import FastAPI
+
+    import syncbridge.fastapi
+
+    async with Bridge(
+        pools={"outer": {"capacity": 2}, "inner": {"capacity": 1, "max_waiting": 0}},
+        shutdown_grace=2.0,
+    ) as b:
+        blocker = Blocker()
+
+        async def inner_call() -> int:
+            return await to_async(int, pool="inner", bridge=b)("1")
+
+        def outer() -> int:
+            return b.sync_call_async(inner_call)  # refused: inner is full
+
+        app = FastAPI()
+        syncbridge.fastapi.install(app)
+
+        @app.get("/")
+        async def route() -> int:
+            return await to_async(outer, pool="outer", bridge=b)()
+
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with (
+                anyio.create_task_group() as tg,
+                httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+            ):
+                tg.start_soon(to_async(blocker, pool="inner", bridge=b))
+                await wait_until(lambda: blocker.started == 1)
+                response = await client.get("/")
+                blocker.release.set()
+        finally:
+            blocker.release.set()
+        outer_stats, inner_stats = settled(b, "outer"), settled(b, "inner")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (outer_stats.calls, outer_stats.errors, outer_stats.rejected) == (1, 1, 0)
+    assert (inner_stats.calls, inner_stats.rejected) == (2, 1)
