@@ -4,26 +4,38 @@ Needs ``opentelemetry-api`` only (``pip install 'syncbridge[opentelemetry]'``);
 the SDK, exporters and their configuration are the app's. ``import syncbridge``
 never imports it. Each metric collection reads one
 :meth:`Bridge.stats() <syncbridge.Bridge.stats>` snapshot per bridge and
-instrument:
+instrument, but for the wait histogram, which each pool call records (the API
+has no observable histogram):
 
-================================ ========================= ============ ===========================
-Metric                           Instrument                Unit         Attributes
-================================ ========================= ============ ===========================
-``syncbridge.pool.capacity``     observable up-down count. ``{call}``   bridge, pool
-``syncbridge.pool.busy``         observable up-down count. ``{call}``   bridge, pool (slots taken)
-``syncbridge.pool.waiting``      observable up-down count. ``{call}``   bridge, pool (queued)
-``syncbridge.pool.threads``      observable up-down count. ``{thread}`` bridge, pool (alive)
-``syncbridge.pool.abandoned``    observable up-down count. ``{call}``   bridge, pool
-``syncbridge.pool.calls``        observable counter        ``{call}``   bridge, pool, outcome
-``syncbridge.portal.calls``      observable counter        ``{call}``   bridge, outcome
-``syncbridge.portal.tasks``      observable up-down count. ``{task}``   bridge
-``syncbridge.portal.lag``        observable gauge          ``s``        bridge
-``syncbridge.portal.blocks``     observable counter        ``{block}``  bridge
-================================ ========================= ============ ===========================
+=============================== ========================= ============ ===========================
+Metric                          Instrument                Unit         Attributes
+=============================== ========================= ============ ===========================
+``syncbridge.pool.capacity``    observable up-down count. ``{call}``   bridge, pool
+``syncbridge.pool.busy``        observable up-down count. ``{call}``   bridge, pool (slots taken)
+``syncbridge.pool.waiting``     observable up-down count. ``{call}``   bridge, pool (queued)
+``syncbridge.pool.threads``     observable up-down count. ``{thread}`` bridge, pool (alive)
+``syncbridge.pool.abandoned``   observable up-down count. ``{call}``   bridge, pool
+``syncbridge.pool.calls``       observable counter        ``{call}``   bridge, pool, outcome
+``syncbridge.pool.wait_time``   observable counter        ``s``        bridge, pool (queued)
+``syncbridge.pool.busy_time``   observable counter        ``s``        bridge, pool (slot-seconds)
+``syncbridge.pool.wait``        histogram                 ``s``        bridge, pool (each call's)
+``syncbridge.portal.calls``     observable counter        ``{call}``   bridge, outcome
+``syncbridge.portal.tasks``     observable up-down count. ``{task}``   bridge
+``syncbridge.portal.lag``       observable gauge          ``s``        bridge
+``syncbridge.portal.blocks``    observable counter        ``{block}``  bridge
+``syncbridge.portal.busy_time`` observable counter        ``s``        bridge (task-seconds)
+=============================== ========================= ============ ===========================
 
 The attributes are ``syncbridge.bridge`` (the bridge's name), ``syncbridge.pool``
-and ``syncbridge.outcome`` (``completed``, ``error``, ``cancelled`` or
-``timeout``), as :mod:`syncbridge.prometheus` labels them.
+and ``syncbridge.outcome`` (``completed``, ``error``, ``cancelled``,
+``timeout``, and for a pool ``rejected``), as :mod:`syncbridge.prometheus`
+labels them. The counters in seconds are :class:`~syncbridge.PoolStats`'
+``wait_seconds`` and ``busy_seconds`` and :class:`~syncbridge.PortalStats`'
+``busy_seconds``. The histogram's boundaries (advice to the SDK) are those of
+``PoolStats.wait_buckets``, which counts the same calls: a call records its
+wait when its caller is done with it (until it started, or until it left the
+queue unstarted); one refused at once by ``max_waiting``, which never queued,
+and one run in another process, whose start is not seen, record none.
 
 Given a ``tracer_provider``, each bridged call is a span, a child of the span
 current where it was made: ``run_blocking``, ``to_async`` and
@@ -113,8 +125,9 @@ class Instrumentation:
         """Stop the metrics and spans of these bridges; idempotent.
 
         Their metrics are no longer reported (the instruments stay on the
-        meter provider, which cannot remove them, and report nothing), and
-        calls made from now on have no span. A call under way keeps its span.
+        meter provider, which cannot remove them, and report nothing new; the
+        wait histogram keeps what it recorded), and calls made from now on
+        have no span and record no wait. A call under way keeps its span.
         """
         with _lock:
             if self._done:
