@@ -416,16 +416,17 @@ class _Calls:
     ) -> Any:
         jobs: list[Job] = []
         tracer = self._tracer
-        error: BaseException | None = None
+        # Not the exception itself, which would hold this frame in a cycle.
+        refused: str | None = None  # the PoolSaturated option that refused it
         if tracer is None:
             try:
                 return await start(jobs.append)
-            except BaseException as exc:
-                error = exc
+            except PoolSaturated as exc:
+                refused = exc.option
                 raise
             finally:
                 if jobs:
-                    self._record_wait(jobs[0], pool, error)
+                    self._record_wait(jobs[0], pool, refused)
         span = _start(tracer, entry, func, {_BRIDGE: self._bridge, _POOL: pool})
         # Attached in the awaiting task's context, before the call copies it:
         # the worker's function runs under this span.
@@ -440,7 +441,8 @@ class _Calls:
             _ended(span, "cancelled")
             raise
         except BaseException as exc:
-            error = exc
+            if isinstance(exc, PoolSaturated):
+                refused = exc.option
             _failed(span, exc)
             raise
         else:
@@ -448,7 +450,7 @@ class _Calls:
             return result
         finally:
             if jobs:
-                self._record_wait(jobs[0], pool, error)
+                self._record_wait(jobs[0], pool, refused)
                 waited = _waited(jobs[0])
                 if waited is not None:
                     span.set_attribute(_WAIT, waited)
@@ -478,10 +480,12 @@ class _Calls:
             otel_context.detach(token)
             span.end()
 
-    def _record_wait(self, job: Job, pool: str, error: BaseException | None) -> None:
+    def _record_wait(self, job: Job, pool: str, refused: str | None) -> None:
         """Record how long *job* waited for a slot, its awaiter being done with it.
 
-        *error*: what the call raised. A call that started waited until it
+        *refused*: the option that refused it (``max_waiting`` or
+        ``max_wait``) if it raised :class:`~syncbridge.PoolSaturated`. A call
+        that started waited until it
         started. One that never did, but was queued (withdrawn by a
         cancellation or timeout, refused by ``max_wait``, failed by a closing
         bridge), waited until its awaiter gave up: about when it left the
@@ -490,20 +494,26 @@ class _Calls:
         bridge closed as it was made), and one run by another process, whose
         start is not seen.
         """
-        started = job.started_at  # written by its worker before the wake-up
+        # Written by its worker before the wake-up; an abandoned call's may be
+        # read before it is written (one float, read whole): then it counts
+        # as one that left the queue unstarted, at about the same time.
+        started = job.started_at
         if started:
             waited = started - job.queued_at
-        elif not job.pool._sees_starts or _never_queued(job, error):  # pyright: ignore[reportPrivateUsage]
+        elif not job.pool._sees_starts or _never_queued(job, refused):  # pyright: ignore[reportPrivateUsage]
             return
         else:
             waited = monotonic() - job.queued_at
         self._wait.record(max(0.0, waited), {_BRIDGE: self._bridge, _POOL: pool})
 
 
-def _never_queued(job: Job, error: BaseException | None) -> bool:
-    """Whether *job*, which never started, was refused before it was queued."""
-    if isinstance(error, PoolSaturated):
-        return error.option == "max_waiting"  # max_wait: it waited that long
+def _never_queued(job: Job, refused: str | None) -> bool:
+    """Whether *job*, which never started, was refused before it was queued.
+
+    *refused*: the option of the :class:`~syncbridge.PoolSaturated` it raised.
+    """
+    if refused is not None:
+        return refused == "max_waiting"  # max_wait: it waited that long
     # Nothing but its awaiter ever had it, which neither withdrew it (that
     # sets cancel first) nor got an outcome for it (that finishes it): the
     # pool refused it as it was submitted (a bridge closing then).
