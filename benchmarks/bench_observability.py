@@ -147,11 +147,12 @@ def main(argv: list[str] | None = None) -> None:
         print_targets(
             [
                 # One histogram record per call (the SDK's: about 35 Python
-                # calls, on the calling thread): reported, bounded loosely.
+                # calls on the calling thread, some 20 µs on a loaded 2-core
+                # machine): reported, bounded loosely.
                 Target(
                     "otel metrics on: run_blocking vs off",
                     metrics_on[0] / plain[0],
-                    1.6,
+                    2.0,
                 ),
                 # Passed through, no record: within the noise of the machine.
                 Target(
@@ -159,9 +160,10 @@ def main(argv: list[str] | None = None) -> None:
                     metrics_on[1] / plain[1],
                     1.05,
                 ),
-                # A span per call (made, not exported): reported, bounded loosely.
+                # A span per call (made, not exported), and for a blocking call
+                # the histogram record too: reported, bounded loosely.
                 Target(
-                    "otel spans on: run_blocking vs off", spans_on[0] / plain[0], 2.0
+                    "otel spans on: run_blocking vs off", spans_on[0] / plain[0], 3.5
                 ),
                 Target(
                     "otel spans on: sync_call_async vs off", spans_on[1] / plain[1], 2.0
