@@ -23,7 +23,9 @@ Metric                                Type    Labels
 ``syncbridge_portal_busy_seconds_total`` counter ``bridge`` (task-seconds of its calls)
 ===================================== ======= ============================================
 
-``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``.
+``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``, and for
+``syncbridge_worker_calls_total`` also ``rejected``: refused by the pool's
+``max_waiting`` or ``max_wait`` (:class:`~syncbridge.PoolSaturated`), never run.
 ``rate(syncbridge_pool_busy_seconds_total[5m]) / syncbridge_pool_capacity`` is
 a pool's utilisation and ``rate(syncbridge_pool_wait_seconds_total[5m])`` the
 average number of calls queued, however short the calls (a gauge sampled at
@@ -62,7 +64,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 _OUTCOMES = ("completed", "error", "cancelled", "timeout")
-# Seam: a pool's "rejected" outcome (PoolStats.rejected, #25) joins these here.
+"""How a portal call ended; a worker call's outcomes are these and ``rejected``."""
+_POOL_OUTCOMES: Final = (*_OUTCOMES, "rejected")
 
 _LE: Final = tuple("+Inf" if b == math.inf else repr(b) for b in WAIT_BOUNDS)
 """The ``le`` label of each bucket of the wait-time histogram."""
@@ -117,7 +120,8 @@ class BridgeCollector(Collector):
         }
         worker_calls = CounterMetricFamily(
             "syncbridge_worker_calls",
-            "Blocking calls run in worker threads, by how they ended for the awaiter.",
+            "Blocking calls sent to worker threads, by how they ended for the awaiter "
+            "(rejected: refused by the pool's max_waiting/max_wait, never run).",
             labels=["bridge", "pool", "outcome"],
         )
         busy_seconds = CounterMetricFamily(
@@ -169,8 +173,14 @@ class BridgeCollector(Collector):
             for pool_name, pool in stats.pools.items():
                 for field, gauge in gauges.items():
                     gauge.add_metric([name, pool_name], getattr(pool, field))
-                ends = (pool.completed, pool.errors, pool.cancellations, pool.timeouts)
-                for outcome, count in zip(_OUTCOMES, ends, strict=True):
+                pool_ends = (
+                    pool.completed,
+                    pool.errors,
+                    pool.cancellations,
+                    pool.timeouts,
+                    pool.rejected,
+                )
+                for outcome, count in zip(_POOL_OUTCOMES, pool_ends, strict=True):
                     worker_calls.add_metric([name, pool_name, outcome], count)
                 labels = [name, pool_name]
                 busy_seconds.add_metric(labels, pool.busy_seconds)

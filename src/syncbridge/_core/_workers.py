@@ -182,7 +182,7 @@ class WorkerPool:
 
     @property
     def max_waiting(self) -> int | None:
-        """Calls queued at most: one more is refused with PoolSaturated at once.
+        """How many calls may queue; one more is refused with PoolSaturated at once.
 
         ``None`` (the default): no bound. ``0``: a call never queues; it is
         refused when no slot is free. Nested calls that borrow an ancestor's
