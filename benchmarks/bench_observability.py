@@ -4,8 +4,10 @@
    a running portal, beside one trivial ``await bridge.run_blocking(f)`` call (the
    thing a health endpoint would measure against). Medians of 7 repetitions.
 2. ``syncbridge.opentelemetry.instrument()``: µs per ``await run_blocking(int)``
-   and per ``sync_call_async`` with nothing instrumented, with metrics on (no
-   per-call hook: the instruments read ``stats()`` at collection) and with spans
+   and per ``sync_call_async`` with nothing instrumented, with metrics on (the
+   observable instruments read ``stats()`` at collection; a blocking call
+   records its wait in the SDK's ``syncbridge.pool.wait`` histogram, the API
+   having no observable one; a portal call is passed through) and with spans
    on (an SDK ``TracerProvider`` with no exporter: the spans are made, not
    sent). Rounds interleaved, medians of 7. Skipped without the SDK.
 3. An async Flask view with ``SyncBridge(app)`` (which watches the portal loop by
@@ -144,20 +146,24 @@ def main(argv: list[str] | None = None) -> None:
         spans_on = otel["metrics and spans on"]
         print_targets(
             [
-                # No per-call hook: within the noise of the machine.
+                # One histogram record per call (the SDK's: about 35 Python
+                # calls on the calling thread, some 20 µs on a loaded 2-core
+                # machine): reported, bounded loosely.
                 Target(
                     "otel metrics on: run_blocking vs off",
                     metrics_on[0] / plain[0],
-                    1.05,
+                    2.0,
                 ),
+                # Passed through, no record: within the noise of the machine.
                 Target(
                     "otel metrics on: sync_call_async vs off",
                     metrics_on[1] / plain[1],
                     1.05,
                 ),
-                # A span per call (made, not exported): reported, bounded loosely.
+                # A span per call (made, not exported), and for a blocking call
+                # the histogram record too: reported, bounded loosely.
                 Target(
-                    "otel spans on: run_blocking vs off", spans_on[0] / plain[0], 2.0
+                    "otel spans on: run_blocking vs off", spans_on[0] / plain[0], 3.5
                 ),
                 Target(
                     "otel spans on: sync_call_async vs off", spans_on[1] / plain[1], 2.0

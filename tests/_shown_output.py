@@ -21,8 +21,13 @@ NORMALISE = [
     (re.compile(r"\b\d+\.\d\d s\b"), "N.NN s"),
     # An object's address in a repr.
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "0xADDR"),
-    # A Prometheus gauge measured in seconds (the portal loop's lag).
-    (re.compile(r"(_seconds\{[^}]*\}) \S+$"), r"\1 N"),
+    # A Prometheus sample measured in seconds: a gauge (the portal loop's lag), a
+    # counter of seconds (busy_seconds_total) or a histogram's sum. Not a count:
+    # a histogram's buckets and _count, and the calls counters, stay as shown.
+    (
+        re.compile(r"^(\w+_seconds(?:_total|_sum)?(?:\{[^}]*\})?) \S+$"),
+        r"\1 N",
+    ),
     # Where this checkout is: a traceback names files by their absolute path.
     (re.compile(re.escape(ROOT.as_posix() + "/")), ""),
 ]

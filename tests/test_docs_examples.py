@@ -176,6 +176,14 @@ def test_matching_normalises_only_what_varies() -> None:
     assert matches(["<Lock at 0x7f00>"], ["<Lock at 0x55aa12>"])
     assert not matches(["closed on worker-1"], ["closed on worker-close"])
     assert not matches(["threshold 0.1 s"], ["threshold 0.2 s"])
+    for seconds in ('lag_seconds{b="a"}', 'busy_seconds_total{b="a"}', "t_seconds_sum"):
+        assert matches([f"x_{seconds} 0.2012"], [f"x_{seconds} 0.20018480200087652"])
+    for count in (
+        'calls_total{b="a"}',
+        'wait_seconds_count{b="a"}',
+        "t_seconds_bucket",
+    ):
+        assert not matches([f"x_{count} 9.0"], [f"x_{count} 10.0"])
     assert not matches(["a", "b"], ["a"])
     assert not matches(["a"], ["a", "b"])
 

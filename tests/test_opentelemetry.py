@@ -18,7 +18,7 @@ import anyio
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -28,13 +28,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 import syncbridge
 import syncbridge.opentelemetry
 from syncbridge import Bridge, SyncBridgeTimeout, to_async, to_sync
+from syncbridge._stats import WAIT_BOUNDS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 WAIT = 10.0
 
-Points = dict[tuple[str, tuple[tuple[str, Any], ...]], float]
+Points = dict[tuple[str, tuple[tuple[str, Any], ...]], Any]
+"""Each data point's value (a histogram's: its ``HistogramDataPoint``)."""
 
 
 class Traces:
@@ -98,7 +100,10 @@ def collect(reader: InMemoryMetricReader) -> tuple[Points, dict[str, str]]:
                 units[metric.name] = metric.unit or ""
                 for point in metric.data.data_points:
                     key = tuple(sorted((point.attributes or {}).items()))
-                    points[metric.name, key] = point.value  # type: ignore[union-attr]
+                    if isinstance(point, HistogramDataPoint):
+                        points[metric.name, key] = point
+                    else:
+                        points[metric.name, key] = point.value  # type: ignore[union-attr]
     return points, units
 
 
@@ -134,7 +139,7 @@ async def test_metrics_report_the_bridges_state_with_otel_names_and_units(
 
     def pool(metric: str, name: str = "default") -> float:
         attributes = (("syncbridge.bridge", "app"), ("syncbridge.pool", name))
-        return got[f"syncbridge.pool.{metric}", attributes]
+        return float(got[f"syncbridge.pool.{metric}", attributes])
 
     assert pool("capacity") == 2
     assert pool("capacity", "db") == 3
@@ -149,7 +154,7 @@ async def test_metrics_report_the_bridges_state_with_otel_names_and_units(
             ("syncbridge.outcome", outcome),
             ("syncbridge.pool", "default"),
         )
-        return got["syncbridge.pool.calls", attributes]
+        return float(got["syncbridge.pool.calls", attributes])
 
     outcomes = ("completed", "error", "cancelled", "timeout", "rejected")
     assert [calls(o) for o in outcomes] == [1, 1, 0, 1, 0]
@@ -168,12 +173,129 @@ async def test_metrics_report_the_bridges_state_with_otel_names_and_units(
         "syncbridge.pool.calls": "{call}",
         "syncbridge.pool.wait_time": "s",
         "syncbridge.pool.busy_time": "s",
+        "syncbridge.pool.wait": "s",
         "syncbridge.portal.calls": "{call}",
         "syncbridge.portal.busy_time": "s",
         "syncbridge.portal.tasks": "{task}",
         "syncbridge.portal.lag": "s",
         "syncbridge.portal.blocks": "{block}",
     }
+
+
+async def _until(condition: Callable[[], bool]) -> float:
+    """Poll *condition* (a pool's state, which has no event) until true; then when."""
+    with anyio.fail_after(WAIT):
+        while not condition():
+            await anyio.sleep(0.002)
+    return time.monotonic()
+
+
+def _pool(name: str) -> tuple[tuple[str, Any], ...]:
+    return (("syncbridge.bridge", "waits"), ("syncbridge.pool", name))
+
+
+@pytest.mark.parametrize("spans", [False, True], ids=["metrics", "metrics+spans"])
+@pytest.mark.anyio
+async def test_a_queued_calls_wait_and_the_slots_busy_time_are_counted_and_histogrammed(
+    reader: Reader, traces: Traces, spans: bool
+) -> None:
+    """Pool "db" has one slot: the second call waits for the first to return."""
+    release = threading.Event()
+    async with Bridge(name="waits", pools={"db": 1}) as b:
+        with syncbridge.opentelemetry.instrument(
+            b,
+            meter_provider=meter_provider(reader),
+            tracer_provider=traces.provider if spans else None,
+        ):
+            call = to_async(release.wait, pool="db", bridge=b)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, WAIT)
+                taken = await _until(lambda: b.stats().pools["db"].busy == 1)
+                tg.start_soon(call, WAIT)
+                queued = await _until(lambda: b.stats().pools["db"].waiting == 1)
+                await anyio.sleep(0.05)  # the wait measured, not a synchronisation
+                released = time.monotonic()
+                release.set()
+            got, _ = collect(reader)
+    # The second call was queued before `queued` and started after `released`.
+    waited = released - queued
+    assert waited >= 0.05
+    assert got["syncbridge.pool.wait_time", _pool("db")] >= waited
+    assert got["syncbridge.pool.busy_time", _pool("db")] >= released - taken
+    histogram = got["syncbridge.pool.wait", _pool("db")]
+    assert histogram.count == 2  # the first call, which started at once, too
+    assert histogram.sum >= waited
+    assert histogram.max >= waited
+    assert histogram.explicit_bounds == WAIT_BOUNDS[:-1]
+    assert sum(histogram.bucket_counts) == 2
+    # Only the pool called has a histogram point.
+    assert ("syncbridge.pool.wait", _pool("default")) not in got
+
+
+@pytest.mark.anyio
+async def test_refused_calls_are_an_outcome_and_only_queued_ones_have_a_wait(
+    reader: Reader,
+) -> None:
+    """A call refused by max_waiting never queued; one refused by max_wait did."""
+    release = threading.Event()
+    async with Bridge(name="waits") as b:
+        b.add_pool("full", 1, max_waiting=0)
+        b.add_pool("patient", 1, max_wait=0.05)
+        b.add_pool("left", 1)
+        with syncbridge.opentelemetry.instrument(
+            b, meter_provider=meter_provider(reader)
+        ):
+            async with anyio.create_task_group() as tg:
+                for pool in ("full", "patient", "left"):
+                    tg.start_soon(to_async(release.wait, pool=pool, bridge=b), WAIT)
+                    await _until(lambda pool=pool: b.stats().pools[pool].busy == 1)  # type: ignore[misc]
+                with pytest.raises(syncbridge.PoolSaturated, match="max_waiting=0"):
+                    await to_async(release.wait, pool="full", bridge=b)(WAIT)
+                with pytest.raises(syncbridge.PoolSaturated, match=r"max_wait=0\.05"):
+                    await to_async(release.wait, pool="patient", bridge=b)(WAIT)
+                with anyio.CancelScope() as scope:
+                    tg.start_soon(
+                        _cancel_when_queued, b, scope, name="cancels the queued call"
+                    )
+                    await to_async(release.wait, pool="left", bridge=b)(WAIT)
+                assert scope.cancelled_caught
+                release.set()
+            got, _ = collect(reader)
+
+    def rejected(pool: str) -> float:
+        key = (*_pool(pool), ("syncbridge.outcome", "rejected"))
+        return float(got["syncbridge.pool.calls", tuple(sorted(key))])
+
+    assert [rejected(pool) for pool in ("full", "patient", "left")] == [1, 1, 0]
+    # "full": the first call only; the refused one never queued.
+    assert got["syncbridge.pool.wait", _pool("full")].count == 1
+    # "patient": the refused call waited its max_wait, as the pool counts it.
+    patient = got["syncbridge.pool.wait", _pool("patient")]
+    assert patient.count == 2
+    assert patient.max >= 0.05
+    assert got["syncbridge.pool.wait_time", _pool("patient")] >= 0.05
+    # "left": the call cancelled while queued waited until it was withdrawn.
+    left = got["syncbridge.pool.wait", _pool("left")]
+    assert left.count == 2
+    assert left.max > 0
+
+
+async def _cancel_when_queued(b: Bridge, scope: anyio.CancelScope) -> None:
+    await _until(lambda: b.stats().pools["left"].waiting == 1)
+    scope.cancel()
+
+
+def test_the_portals_busy_time_counts_its_calls(reader: Reader) -> None:
+    with (
+        Bridge(name="portal") as b,
+        syncbridge.opentelemetry.instrument(b, meter_provider=meter_provider(reader)),
+    ):
+        before = time.monotonic()
+        b.sync_call_async(anyio.sleep, 0.02)
+        took = time.monotonic() - before
+        got, _ = collect(reader)
+    busy = got["syncbridge.portal.busy_time", (("syncbridge.bridge", "portal"),)]
+    assert 0.02 <= busy <= took
 
 
 def test_portal_calls_are_counted_by_outcome(reader: Reader) -> None:

@@ -251,3 +251,42 @@ def test_the_new_metrics_parse_as_openmetrics_too() -> None:
         f for f in families if f.name == "syncbridge_portal_busy_seconds"
     ).samples
     assert 0 < sample.value <= portal
+
+
+@pytest.mark.anyio
+async def test_a_call_the_pool_refuses_is_counted_as_rejected() -> None:
+    """Pool of 1 with max_waiting=0: a second call is refused, never run (#25)."""
+    registry = CollectorRegistry()
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    ran: list[int] = []
+    async with Bridge(pools={"db": {"capacity": 1, "max_waiting": 0}}, name="app") as b:
+        syncbridge.prometheus.register(b, registry=registry)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(to_async(hold, pool="db", bridge=b))
+                await anyio.to_thread.run_sync(started.wait, WAIT)
+                with pytest.raises(syncbridge.PoolSaturated):
+                    await to_async(ran.append, pool="db", bridge=b)(1)
+                got = scrape(registry)
+                release.set()
+        finally:
+            release.set()
+    assert ran == []
+
+    def calls(outcome: str, pool: str = "db") -> float:
+        labels = (("bridge", "app"), ("outcome", outcome), ("pool", pool))
+        return got["syncbridge_worker_calls_total", labels]
+
+    assert calls("rejected") == 1
+    assert [calls(o) for o in ("completed", "error", "cancelled", "timeout")] == [0] * 4
+    assert calls("rejected", "default") == 0
+    # The portal's calls are never refused: no rejected outcome there.
+    assert not any(
+        name == "syncbridge_portal_calls_total" and ("outcome", "rejected") in labels
+        for name, labels in got
+    )

@@ -35,7 +35,9 @@ async def scrape(app: FastAPI, label: str) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as c:
         r = await c.get("/metrics")
-        lines = [x for x in r.text.splitlines() if x.startswith("syncbridge_pool_busy")]
+        lines = [
+            x for x in r.text.splitlines() if x.startswith("syncbridge_pool_busy{")
+        ]
         where = r.headers.get("location", f"{len(lines)} pool_busy lines")
         print(f"{label}: GET /metrics -> {r.status_code} {where}")
 

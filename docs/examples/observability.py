@@ -38,6 +38,15 @@ async def main(bridge: syncbridge.Bridge) -> None:
     stats = bridge.stats()
     print(f"calls={stats.calls} completed={stats.completed} errors={stats.errors}")
 
+    # Two calls past their deadline in the pool "db" of one slot: the first ran
+    # too long, the second never got the slot. Their timeouts tell them apart.
+    released.clear()
+    db_query = syncbridge.to_async(query, pool="db", timeout=0.1, bridge=bridge)
+    late = [db_query("select 1"), db_query("select 2")]
+    for timeout in await asyncio.gather(*late, return_exceptions=True):
+        print(timeout)
+    released.set()
+
     # A coroutine on the watched portal loop that blocks it: one warning, while
     # it still blocks, naming the coroutine and showing its stack.
     async def slow_report() -> None:
@@ -46,16 +55,20 @@ async def main(bridge: syncbridge.Bridge) -> None:
     await asyncio.to_thread(bridge.sync_call_async, slow_report)
 
 
-with syncbridge.Bridge(max_workers=4, blocking_threshold=0.1, name="app") as bridge:
+with syncbridge.Bridge(
+    max_workers=4, pools={"db": 1}, blocking_threshold=0.1, name="app"
+) as bridge:
     asyncio.run(main(bridge))
     registry = prometheus_client.CollectorRegistry()
     syncbridge.prometheus.register(bridge, registry=registry)
     scrape = prometheus_client.generate_latest(registry).decode()
     wanted = (
-        "syncbridge_pool_busy{",
+        "syncbridge_pool_busy",
+        "syncbridge_pool_wait_",
         "syncbridge_worker_calls_total{",
         "syncbridge_portal_",
     )
     for line in scrape.splitlines():
-        if line.startswith(wanted) and 'pool="thread_sensitive"' not in line:
+        shown = "pool=" not in line or 'pool="default"' in line  # not "db"'s
+        if line.startswith(wanted) and shown:
             print(line)

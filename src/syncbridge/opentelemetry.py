@@ -4,30 +4,38 @@ Needs ``opentelemetry-api`` only (``pip install 'syncbridge[opentelemetry]'``);
 the SDK, exporters and their configuration are the app's. ``import syncbridge``
 never imports it. Each metric collection reads one
 :meth:`Bridge.stats() <syncbridge.Bridge.stats>` snapshot per bridge and
-instrument:
+instrument, but for the wait histogram, which each pool call records (the API
+has no observable histogram):
 
-================================ ========================= ============ ===========================
-Metric                           Instrument                Unit         Attributes
-================================ ========================= ============ ===========================
-``syncbridge.pool.capacity``     observable up-down count. ``{call}``   bridge, pool
-``syncbridge.pool.busy``         observable up-down count. ``{call}``   bridge, pool (slots taken)
-``syncbridge.pool.waiting``      observable up-down count. ``{call}``   bridge, pool (queued)
-``syncbridge.pool.threads``      observable up-down count. ``{thread}`` bridge, pool (alive)
-``syncbridge.pool.abandoned``    observable up-down count. ``{call}``   bridge, pool
-``syncbridge.pool.calls``        observable counter        ``{call}``   bridge, pool, outcome
-``syncbridge.pool.wait_time``    observable counter        ``s``        bridge, pool (queued)
-``syncbridge.pool.busy_time``    observable counter        ``s``        bridge, pool (slot-s)
-``syncbridge.portal.calls``      observable counter        ``{call}``   bridge, outcome
-``syncbridge.portal.busy_time``  observable counter        ``s``        bridge
-``syncbridge.portal.tasks``      observable up-down count. ``{task}``   bridge
-``syncbridge.portal.lag``        observable gauge          ``s``        bridge
-``syncbridge.portal.blocks``     observable counter        ``{block}``  bridge
-================================ ========================= ============ ===========================
+=============================== ========================= ============ ===========================
+Metric                          Instrument                Unit         Attributes
+=============================== ========================= ============ ===========================
+``syncbridge.pool.capacity``    observable up-down count. ``{call}``   bridge, pool
+``syncbridge.pool.busy``        observable up-down count. ``{call}``   bridge, pool (slots taken)
+``syncbridge.pool.waiting``     observable up-down count. ``{call}``   bridge, pool (queued)
+``syncbridge.pool.threads``     observable up-down count. ``{thread}`` bridge, pool (alive)
+``syncbridge.pool.abandoned``   observable up-down count. ``{call}``   bridge, pool
+``syncbridge.pool.calls``       observable counter        ``{call}``   bridge, pool, outcome
+``syncbridge.pool.wait_time``   observable counter        ``s``        bridge, pool (queued)
+``syncbridge.pool.busy_time``   observable counter        ``s``        bridge, pool (slot-seconds)
+``syncbridge.pool.wait``        histogram                 ``s``        bridge, pool (each call's)
+``syncbridge.portal.calls``     observable counter        ``{call}``   bridge, outcome
+``syncbridge.portal.tasks``     observable up-down count. ``{task}``   bridge
+``syncbridge.portal.lag``       observable gauge          ``s``        bridge
+``syncbridge.portal.blocks``    observable counter        ``{block}``  bridge
+``syncbridge.portal.busy_time`` observable counter        ``s``        bridge (task-seconds)
+=============================== ========================= ============ ===========================
 
 The attributes are ``syncbridge.bridge`` (the bridge's name), ``syncbridge.pool``
 and ``syncbridge.outcome`` (``completed``, ``error``, ``cancelled``,
-``timeout`` or, for a pool's calls, ``rejected``), as
-:mod:`syncbridge.prometheus` labels them.
+``timeout``, and for a pool ``rejected``), as :mod:`syncbridge.prometheus`
+labels them. The counters in seconds are :class:`~syncbridge.PoolStats`'
+``wait_seconds`` and ``busy_seconds`` and :class:`~syncbridge.PortalStats`'
+``busy_seconds``. The histogram's boundaries (advice to the SDK) are those of
+``PoolStats.wait_buckets``, which counts the same calls: a call records its
+wait when its caller is done with it (until it started, or until it left the
+queue unstarted); one refused at once by ``max_waiting``, which never queued,
+and one run in another process, whose start is not seen, record none.
 
 Given a ``tracer_provider``, each bridged call is a span, a child of the span
 current where it was made: ``run_blocking``, ``to_async`` and
@@ -48,6 +56,7 @@ __all__ = ("Instrumentation", "instrument")
 
 import threading
 import weakref
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
@@ -55,7 +64,9 @@ from opentelemetry import metrics, trace
 
 from . import __version__
 from ._core._bridge import Bridge, get_bridge, observe_calls
+from ._core._handoff import QUEUED
 from ._exceptions import PoolSaturated, SyncBridgeTimeout, callable_name
+from ._stats import WAIT_BOUNDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -76,7 +87,7 @@ _FUNCTION: Final = "code.function.name"
 
 _OUTCOMES: Final = ("completed", "error", "cancelled", "timeout")
 _POOL_OUTCOMES: Final = (*_OUTCOMES, "rejected")
-"""A pool's call may also be refused (PoolSaturated); a portal call may not."""
+"""A pool's call may also be refused (``max_waiting``/``max_wait``)."""
 
 _lock = threading.Lock()
 """Guards :data:`_instrumented` and each :class:`_Metrics`' sources.
@@ -114,8 +125,9 @@ class Instrumentation:
         """Stop the metrics and spans of these bridges; idempotent.
 
         Their metrics are no longer reported (the instruments stay on the
-        meter provider, which cannot remove them, and report nothing), and
-        calls made from now on have no span. A call under way keeps its span.
+        meter provider, which cannot remove them, and report nothing new; the
+        wait histogram keeps what it recorded), and calls made from now on
+        have no span and record no wait. A call under way keeps its span.
         """
         with _lock:
             if self._done:
@@ -212,9 +224,8 @@ def instrument(
         for key in keys:
             _instrumented[key] = instrumentation
             found.sources[key] = None
-            if tracer is not None:
-                name = key.name if key is not None else "default"
-                observe_calls(key, _Spans(tracer, name))
+            name = key.name if key is not None else "default"
+            observe_calls(key, _Calls(name, found.wait, tracer))
     return instrumentation
 
 
@@ -258,25 +269,33 @@ class _Metrics:
             meter.create_observable_up_down_counter(
                 f"syncbridge.pool.{field}", [self._pool_field(field)], unit, doc
             )
-        # The cumulative totals (#25): their rate() is the queueing and the
-        # utilisation that sampling the gauges above misses.
         meter.create_observable_counter(
             "syncbridge.pool.wait_time",
             [self._pool_field("wait_seconds")],
             "s",
-            "Seconds calls spent queued for a slot (counted as each leaves the queue).",
+            "Seconds calls spent queued for a slot, counted as each leaves the "
+            "queue; its rate is the average number of calls queued.",
         )
         meter.create_observable_counter(
             "syncbridge.pool.busy_time",
             [self._pool_field("busy_seconds")],
             "s",
-            "Slot-seconds used: the seconds each slot was taken, summed.",
+            "Slot-seconds used (running calls count their time so far); its "
+            "rate over capacity is the utilisation.",
         )
         meter.create_observable_counter(
             "syncbridge.pool.calls",
             [self._pool_calls],
             "{call}",
             "Blocking calls run in a pool, by how they ended for the awaiter.",
+        )
+        # No observable histogram in the API: each call's wait is recorded
+        # by the bridge's observer (_Calls) once its awaiter is done with it.
+        self.wait: metrics.Histogram = meter.create_histogram(
+            "syncbridge.pool.wait",
+            "s",
+            "How long each call waited for a slot (those that started at once too).",
+            explicit_bucket_boundaries_advisory=WAIT_BOUNDS[:-1],  # +inf is implied
         )
         meter.create_observable_counter(
             "syncbridge.portal.calls",
@@ -290,12 +309,6 @@ class _Metrics:
             "{task}",
             "Coroutines pending on the portal loop.",
         )
-        meter.create_observable_counter(
-            "syncbridge.portal.busy_time",
-            [self._portal_field("busy_seconds")],
-            "s",
-            "Seconds the portal's calls took, from sent to ended, summed.",
-        )
         meter.create_observable_gauge(
             "syncbridge.portal.lag",
             [self._portal_field("lag")],
@@ -307,6 +320,13 @@ class _Metrics:
             [self._portal_field("blocks")],
             "{block}",
             "Times the watched portal loop was blocked longer than its threshold.",
+        )
+        meter.create_observable_counter(
+            "syncbridge.portal.busy_time",
+            [self._portal_field("busy_seconds")],
+            "s",
+            "Task-seconds of the coroutines sent to the portal loop (unfinished "
+            "ones count their time so far).",
         )
 
     def _snapshots(self) -> Iterator[tuple[str, BridgeStats]]:
@@ -373,12 +393,19 @@ class _Metrics:
         return found
 
 
-class _Spans:
-    """A span per call of one bridge (its ``CallObserver``), current while it runs."""
+class _Calls:
+    """What watches each call of one bridge (its ``CallObserver``).
 
-    def __init__(self, tracer: trace.Tracer, bridge: str) -> None:
-        self._tracer = tracer
+    Records each pool call's wait in the ``syncbridge.pool.wait`` histogram
+    and, given a tracer, makes each call a span, current while it runs.
+    """
+
+    def __init__(
+        self, bridge: str, wait: metrics.Histogram, tracer: trace.Tracer | None
+    ) -> None:
         self._bridge = bridge
+        self._wait = wait
+        self._tracer = tracer
 
     async def thread_call(
         self,
@@ -387,11 +414,23 @@ class _Spans:
         func: Callable[..., Any] | None,
         start: Callable[[Callable[[Job], object]], Coroutine[Any, Any, Any]],
     ) -> Any:
-        span = self._start(entry, func, {_BRIDGE: self._bridge, _POOL: pool})
+        jobs: list[Job] = []
+        tracer = self._tracer
+        # Not the exception itself, which would hold this frame in a cycle.
+        refused: str | None = None  # the PoolSaturated option that refused it
+        if tracer is None:
+            try:
+                return await start(jobs.append)
+            except PoolSaturated as exc:
+                refused = exc.option
+                raise
+            finally:
+                if jobs:
+                    self._record_wait(jobs[0], pool, refused)
+        span = _start(tracer, entry, func, {_BRIDGE: self._bridge, _POOL: pool})
         # Attached in the awaiting task's context, before the call copies it:
         # the worker's function runs under this span.
         token = otel_context.attach(trace.set_span_in_context(span))
-        jobs: list[Job] = []
         closed = False
         try:
             result = await start(jobs.append)
@@ -403,16 +442,19 @@ class _Spans:
             raise
         except BaseException as exc:
             _failed(span, exc)
-            if isinstance(exc, PoolSaturated) and not (jobs and jobs[0].started_at):
-                # Refused by the pool, as the stats count it; one the function
-                # raised itself (it started) stays an error.
-                _ended(span, "rejected")
+            if isinstance(exc, PoolSaturated):
+                refused = exc.option
+                if not (jobs and jobs[0].started_at):
+                    # Refused by the pool, as the stats count it; one the
+                    # function raised itself (it started) stays an error.
+                    _ended(span, "rejected")
             raise
         else:
             _ended(span, "completed")
             return result
         finally:
             if jobs:
+                self._record_wait(jobs[0], pool, refused)
                 waited = _waited(jobs[0])
                 if waited is not None:
                     span.set_attribute(_WAIT, waited)
@@ -423,7 +465,10 @@ class _Spans:
     def portal_call(
         self, entry: str, func: Callable[..., Any] | None, start: Callable[[], Any]
     ) -> Any:
-        span = self._start(entry, func, {_BRIDGE: self._bridge})
+        tracer = self._tracer
+        if tracer is None:
+            return start()  # a portal call has no queue: no wait to record
+        span = _start(tracer, entry, func, {_BRIDGE: self._bridge})
         # Current in this thread while the call's context is copied from it,
         # and while it waits (the nested calls it serves run under it too).
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -439,27 +484,68 @@ class _Spans:
             otel_context.detach(token)
             span.end()
 
-    def _start(
-        self, entry: str, func: Callable[..., Any] | None, attributes: dict[str, str]
-    ) -> trace.Span:
-        """Start the span of a call, named "to_async fetch_user".
+    def _record_wait(self, job: Job, pool: str, refused: str | None) -> None:
+        """Record how long *job* waited for a slot, its awaiter being done with it.
 
-        A helper's own step (no *func*: its function is syncbridge's) is named
-        by the helper alone: "sync_iter".
+        *refused*: the option that refused it (``max_waiting`` or
+        ``max_wait``) if it raised :class:`~syncbridge.PoolSaturated`. A call
+        that started waited until it
+        started. One that never did, but was queued (withdrawn by a
+        cancellation or timeout, refused by ``max_wait``, failed by a closing
+        bridge), waited until its awaiter gave up: about when it left the
+        queue, where the pool counts it. Not recorded, as the pool counts none
+        of them: a call that never queued (refused by ``max_waiting``, or by a
+        bridge closed as it was made), and one run by another process, whose
+        start is not seen.
         """
-        span_name = entry
-        if func is not None:
-            name = callable_name(func)
-            module = getattr(func, "__module__", None)
-            attributes[_FUNCTION] = (
-                f"{module}.{name}" if isinstance(module, str) else name
-            )
-            # Named as a reader looks for it, not by the "<locals>" path of a
-            # function defined in a function.
-            span_name = f"{entry} {name.rpartition('<locals>.')[2]}"
-        return self._tracer.start_span(
-            span_name, kind=trace.SpanKind.INTERNAL, attributes=attributes
-        )
+        # Written by its worker before the wake-up; an abandoned call's may be
+        # read before it is written (one float, read whole): then it counts
+        # as one that left the queue unstarted, at about the same time.
+        started = job.started_at
+        if started:
+            waited = started - job.queued_at
+        elif not job.pool._sees_starts or _never_queued(job, refused):  # pyright: ignore[reportPrivateUsage]
+            return
+        else:
+            waited = monotonic() - job.queued_at
+        self._wait.record(max(0.0, waited), {_BRIDGE: self._bridge, _POOL: pool})
+
+
+def _never_queued(job: Job, refused: str | None) -> bool:
+    """Whether *job*, which never started, was refused before it was queued.
+
+    *refused*: the option of the :class:`~syncbridge.PoolSaturated` it raised.
+    """
+    if refused is not None:
+        return refused == "max_waiting"  # max_wait: it waited that long
+    # Nothing but its awaiter ever had it, which neither withdrew it (that
+    # sets cancel first) nor got an outcome for it (that finishes it): the
+    # pool refused it as it was submitted (a bridge closing then).
+    return job.state is QUEUED and job.cancel is None
+
+
+def _start(
+    tracer: trace.Tracer,
+    entry: str,
+    func: Callable[..., Any] | None,
+    attributes: dict[str, str],
+) -> trace.Span:
+    """Start the span of a call, named "to_async fetch_user".
+
+    A helper's own step (no *func*: its function is syncbridge's) is named
+    by the helper alone: "sync_iter".
+    """
+    span_name = entry
+    if func is not None:
+        name = callable_name(func)
+        module = getattr(func, "__module__", None)
+        attributes[_FUNCTION] = f"{module}.{name}" if isinstance(module, str) else name
+        # Named as a reader looks for it, not by the "<locals>" path of a
+        # function defined in a function.
+        span_name = f"{entry} {name.rpartition('<locals>.')[2]}"
+    return tracer.start_span(
+        span_name, kind=trace.SpanKind.INTERNAL, attributes=attributes
+    )
 
 
 def _ended(span: trace.Span, outcome: str) -> None:

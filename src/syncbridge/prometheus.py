@@ -4,32 +4,33 @@ Needs ``prometheus_client`` (``pip install 'syncbridge[prometheus]'``); ``import
 syncbridge`` never imports it. Each scrape takes one
 :meth:`Bridge.stats() <syncbridge.Bridge.stats>` snapshot and exposes it:
 
-===================================== ======= ============================================
-Metric                                Type    Labels
-===================================== ======= ============================================
-``syncbridge_pool_capacity``          gauge   ``bridge``, ``pool``
-``syncbridge_pool_busy``              gauge   ``bridge``, ``pool`` (slots taken)
-``syncbridge_pool_waiting``           gauge   ``bridge``, ``pool`` (calls queued)
-``syncbridge_pool_threads``           gauge   ``bridge``, ``pool`` (threads alive)
-``syncbridge_pool_abandoned``         gauge   ``bridge``, ``pool`` (abandoned, running)
-``syncbridge_pool_busy_seconds_total`` counter ``bridge``, ``pool`` (slot-seconds used)
-``syncbridge_pool_wait_seconds_total`` counter ``bridge``, ``pool`` (seconds calls queued)
-``syncbridge_pool_wait_time_seconds``  histogram ``bridge``, ``pool`` (each call's wait)
-``syncbridge_worker_calls_total``     counter ``bridge``, ``pool``, ``outcome``
-``syncbridge_portal_calls_total``     counter ``bridge``, ``outcome``
-``syncbridge_portal_tasks``           gauge   ``bridge``
-``syncbridge_portal_lag_seconds``     gauge   ``bridge``
-``syncbridge_portal_blocks_total``    counter ``bridge`` (stalls of a watched portal)
-``syncbridge_portal_busy_seconds_total`` counter ``bridge`` (task-seconds of its calls)
-===================================== ======= ============================================
+======================================== ========= ===========================================
+Metric                                   Type      Labels
+======================================== ========= ===========================================
+``syncbridge_pool_capacity``             gauge     ``bridge``, ``pool``
+``syncbridge_pool_busy``                 gauge     ``bridge``, ``pool`` (slots taken)
+``syncbridge_pool_waiting``              gauge     ``bridge``, ``pool`` (calls queued)
+``syncbridge_pool_threads``              gauge     ``bridge``, ``pool`` (threads alive)
+``syncbridge_pool_abandoned``            gauge     ``bridge``, ``pool`` (abandoned, running)
+``syncbridge_pool_busy_seconds_total``   counter   ``bridge``, ``pool`` (slot-seconds used)
+``syncbridge_pool_wait_seconds_total``   counter   ``bridge``, ``pool`` (seconds calls queued)
+``syncbridge_pool_wait_time_seconds``    histogram ``bridge``, ``pool`` (each call's wait)
+``syncbridge_worker_calls_total``        counter   ``bridge``, ``pool``, ``outcome``
+``syncbridge_portal_calls_total``        counter   ``bridge``, ``outcome``
+``syncbridge_portal_tasks``              gauge     ``bridge``
+``syncbridge_portal_lag_seconds``        gauge     ``bridge``
+``syncbridge_portal_blocks_total``       counter   ``bridge`` (stalls of a watched portal)
+``syncbridge_portal_busy_seconds_total`` counter   ``bridge`` (task-seconds of its calls)
+======================================== ========= ===========================================
 
-``outcome`` is ``completed``, ``error``, ``cancelled``, ``timeout`` or, for a
-pool's calls, ``rejected`` (refused by its ``max_waiting``/``max_wait``).
+``outcome`` is ``completed``, ``error``, ``cancelled`` or ``timeout``, and for
+``syncbridge_worker_calls_total`` also ``rejected``: refused by the pool's
+``max_waiting`` or ``max_wait`` (:class:`~syncbridge.PoolSaturated`), never run.
 ``rate(syncbridge_pool_busy_seconds_total[5m]) / syncbridge_pool_capacity`` is
 a pool's utilisation and ``rate(syncbridge_pool_wait_seconds_total[5m])`` the
 average number of calls queued, however short the calls (a gauge sampled at
 scrapes misses them); see :class:`~syncbridge.PoolStats`. The histogram's
-buckets are :attr:`PoolStats.wait_buckets <syncbridge.PoolStats.wait_buckets>`
+buckets are ``PoolStats.wait_buckets``
 (1 ms to 10 s); it is not named ``syncbridge_pool_wait_seconds``, which would
 share its family name with the counter above and break the OpenMetrics format.
 ``pool``
@@ -63,8 +64,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 _OUTCOMES = ("completed", "error", "cancelled", "timeout")
-_POOL_OUTCOMES = (*_OUTCOMES, "rejected")
-"""A pool's call may also be refused (PoolSaturated); a portal call may not."""
+"""How a portal call ended; a worker call's outcomes are these and ``rejected``."""
+_POOL_OUTCOMES: Final = (*_OUTCOMES, "rejected")
 
 _LE: Final = tuple("+Inf" if b == math.inf else repr(b) for b in WAIT_BOUNDS)
 """The ``le`` label of each bucket of the wait-time histogram."""
@@ -119,7 +120,8 @@ class BridgeCollector(Collector):
         }
         worker_calls = CounterMetricFamily(
             "syncbridge_worker_calls",
-            "Blocking calls run in worker threads, by how they ended for the awaiter.",
+            "Blocking calls sent to worker threads, by how they ended for the awaiter "
+            "(rejected: refused by the pool's max_waiting/max_wait, never run).",
             labels=["bridge", "pool", "outcome"],
         )
         busy_seconds = CounterMetricFamily(

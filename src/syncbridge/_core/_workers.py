@@ -182,7 +182,7 @@ class WorkerPool:
 
     @property
     def max_waiting(self) -> int | None:
-        """Calls queued at most: one more is refused with PoolSaturated at once.
+        """How many calls may queue; one more is refused with PoolSaturated at once.
 
         ``None`` (the default): no bound. ``0``: a call never queues; it is
         refused when no slot is free. Nested calls that borrow an ancestor's
@@ -263,17 +263,19 @@ class WorkerPool:
             if self._closed:  # close() ran since the facade's check: name the call
                 raise BridgeClosed(closed_message(f"{callable_name(job.func)}()"))
             now = monotonic()
-            # Read and compared under the lock with the queue's length: no
-            # two calls can both see room for one.
-            limit = self._max_waiting
+            # max_waiting is read and compared under the lock with the queue's
+            # length: no two calls can both see room for one.
             if self._busy >= self._capacity:
+                limit = self._max_waiting
                 if limit is not None and bounded and len(self._pending) >= limit:
                     raise self._saturated("max_waiting", limit)
                 self._pending.append((now, job))  # a worker that returns takes it
                 return
             if not self._policy.defers(now, len(self._pending)) or (
                 # A slot is free: a full queue takes it rather than refuse.
-                limit is not None and bounded and len(self._pending) >= limit
+                (limit := self._max_waiting) is not None
+                and bounded
+                and len(self._pending) >= limit
             ):
                 new = self._take_slot(job, now)
             else:
@@ -389,8 +391,11 @@ class WorkerPool:
         """
         self._busy += 1
         self._running[job] = now
-        self._wait_total += waited
-        self._wait_counts[bisect_left(WAIT_BOUNDS, waited)] += 1
+        if waited:
+            self._wait_total += waited
+            self._wait_counts[bisect_left(WAIT_BOUNDS, waited)] += 1
+        else:  # most calls start at once: no search, no float to add
+            self._wait_counts[0] += 1
         if self._idle:
             worker = self._idle.pop()
             worker.inbox.put(job)  # never blocks; the worker needs no lock to run it
