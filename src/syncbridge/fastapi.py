@@ -61,8 +61,8 @@ _TIMEOUT_DETAIL: Final = (
     "exceeded its timeout."
 )
 _SATURATED_DETAIL: Final = (
-    "The server is too busy to take the request now: it was refused before it "
-    "started. Retry after the time the Retry-After header gives."
+    "The server is too busy for this request now: an operation it needed was "
+    "refused before it started. Retry after the time the Retry-After header gives."
 )
 
 

@@ -81,8 +81,9 @@ DEFAULT_BLOCKING_THRESHOLD: Final = 0.25
 """Seconds the portal loop may be blocked before ``SyncBridge`` warns (the default)."""
 _TIMEOUT_ATTR: Final = "__syncbridge_timeout__"
 _SATURATED_DETAIL: Final = (
-    "The server is too busy to take the request now: it was refused before it "
-    "started. Please try again after the time the Retry-After header gives."
+    "The server is too busy for this request now: an operation it needed was "
+    "refused before it started. Please try again after the time the Retry-After "
+    "header gives."
 )
 _logger: Final = logging.getLogger("syncbridge")
 _MISSING: Final = object()

@@ -400,8 +400,8 @@ async def test_a_cm_background_task_reaches_the_lane_between_its_callers_calls(
     lane = b.thread_sensitive_pool
     submit = lane._submit
 
-    def submit_and_tell(job: Any) -> None:
-        submit(job)
+    def submit_and_tell(job: Any, bounded: bool = True) -> None:
+        submit(job, bounded)
         if lane.waiting:  # behind the slot the blocked caller holds
             queued.set()
 
