@@ -117,6 +117,11 @@ def check_capacity(
     accepted = f"an int >= 1 (a number of {unit})"
     if none is not None:
         accepted = f"None ({none}) or {accepted}"
+    return _check_int(value, what, accepted, 1)
+
+
+def _check_int(value: object, what: str, accepted: str, least: int) -> int:
+    """Return *value* if it is an ``int`` >= *least*; *accepted* says what is, for errors."""
     number = _as_int(value)
     if number is None:
         hint = "; convert it first: int(value)" if isinstance(value, str) else ""
@@ -124,7 +129,7 @@ def check_capacity(
             f"{what} must be {accepted}, got {value!r} of type "
             f"{type(value).__name__}{hint}"
         )
-    if number < 1:
+    if number < least:
         raise ValueError(f"{what} must be {accepted}, got {value!r}")
     return number
 
@@ -195,16 +200,7 @@ def check_max_waiting(value: object, what: str) -> int | None:
     if value is None:
         return None
     accepted = "None (no bound) or an int >= 0 (calls queued at most; 0: never queue)"
-    number = _as_int(value)
-    if number is None:
-        hint = "; convert it first: int(value)" if isinstance(value, str) else ""
-        raise TypeError(
-            f"{what} must be {accepted}, got {value!r} of type "
-            f"{type(value).__name__}{hint}"
-        )
-    if number < 0:
-        raise ValueError(f"{what} must be {accepted}, got {value!r}")
-    return number
+    return _check_int(value, what, accepted, 0)
 
 
 def check_max_wait(value: object, what: str) -> float | None:

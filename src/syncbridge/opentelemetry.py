@@ -63,7 +63,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
 from . import __version__
-from ._core._bridge import Bridge, get_bridge, observe_calls
+from ._core._bridge import Bridge, check_reported_bridges, get_bridge, observe_calls
 from ._core._handoff import QUEUED
 from ._exceptions import PoolSaturated, SyncBridgeTimeout, callable_name
 from ._stats import WAIT_BOUNDS
@@ -183,20 +183,12 @@ def instrument(
 
     .. versionadded:: 0.1
     """
-    for bridge in bridges:
-        if not isinstance(bridge, Bridge):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
-            raise TypeError(
-                "syncbridge.opentelemetry.instrument(*bridges) must be a "
-                f"syncbridge.Bridge each, got {bridge!r}; call instrument() with "
-                "no bridge to instrument the default one"
-            )
-    names = [bridge.name for bridge in bridges]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            "syncbridge.opentelemetry.instrument(*bridges): the syncbridge.bridge "
-            f"attribute is the bridge's name, and these repeat one: {names}; name "
-            "them apart with Bridge(name=...)"
-        )
+    check_reported_bridges(
+        bridges,
+        "syncbridge.opentelemetry.instrument(*bridges)",
+        "syncbridge.bridge attribute",
+        "instrument() with no bridge to instrument the default one",
+    )
     for value, cls, option in (
         (meter_provider, metrics.MeterProvider, "meter_provider"),
         (tracer_provider, trace.TracerProvider, "tracer_provider"),

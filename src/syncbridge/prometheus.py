@@ -54,7 +54,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ._core._bridge import Bridge, get_bridge
+from ._core._bridge import Bridge, check_reported_bridges, get_bridge
 from ._stats import WAIT_BOUNDS
 from ._validate import check_instance
 
@@ -82,20 +82,12 @@ class BridgeCollector(Collector):
     """
 
     def __init__(self, *bridges: Bridge) -> None:
-        for bridge in bridges:
-            if not isinstance(bridge, Bridge):  # pyright: ignore[reportUnnecessaryIsInstance] - untyped callers
-                raise TypeError(
-                    "syncbridge.prometheus.register(*bridges) must be a "
-                    f"syncbridge.Bridge each, got {bridge!r}; call register() with "
-                    "no bridge to expose the default one"
-                )
-        names = [bridge.name for bridge in bridges]
-        if len(set(names)) != len(names):
-            raise ValueError(
-                "syncbridge.prometheus.register(*bridges): the bridge label is the "
-                f"bridge's name, and these repeat one: {names}; name them apart "
-                "with Bridge(name=...)"
-            )
+        check_reported_bridges(
+            bridges,
+            "syncbridge.prometheus.register(*bridges)",
+            "bridge label",
+            "register() with no bridge to expose the default one",
+        )
         self._bridges = bridges
 
     def describe(self) -> Iterator[Metric]:

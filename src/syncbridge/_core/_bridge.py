@@ -15,6 +15,7 @@ __all__ = (
     "CallObserver",
     "call_for_cleanup",
     "call_with_timeout",
+    "check_reported_bridges",
     "executor_pool",
     "get_bridge",
     "name_pool_setting",
@@ -30,7 +31,7 @@ import functools
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
 from .._exceptions import (
     BridgeClosed,
@@ -776,6 +777,29 @@ def _run_seen(
         pool, func, args, kwargs, abandon, timeout,
         terminate_on_cancel=terminate_on_cancel, what=what, seen=seen,
     )  # fmt: skip
+
+
+def check_reported_bridges(
+    bridges: tuple[object, ...], what: str, label: str, instead: str
+) -> None:
+    """Refuse what an exporter cannot report: a non-Bridge, or two bridges of one name.
+
+    *what* names the call (``"syncbridge.prometheus.register(*bridges)"``),
+    *label* what carries a bridge's name in its output, and *instead* what the
+    call does with no bridge.
+    """
+    for bridge in bridges:
+        if not isinstance(bridge, Bridge):
+            raise TypeError(
+                f"{what} must be a syncbridge.Bridge each, got {bridge!r}; call "
+                f"{instead}"
+            )
+    names = [cast("Bridge", bridge).name for bridge in bridges]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"{what}: the {label} is the bridge's name, and these repeat one: "
+            f"{names}; name them apart with Bridge(name=...)"
+        )
 
 
 def observe_calls(bridge: Bridge | None, observer: CallObserver | None) -> None:
